@@ -1,1 +1,4 @@
+//! Mark-1: an orchestrator for AI agents, built as an actor-model runtime.
 
+pub mod config;
+pub mod runtimes;

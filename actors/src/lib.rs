@@ -1,1 +1,8 @@
-pub fn x() {}
+//! Mark-1's domain: the actors of a node, their typed messages, the domain types and
+//! the ports they call out through. No I/O lives here beyond the in-memory ports.
+
+pub mod domain;
+pub mod ports;
+
+/// The namespace of work that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";

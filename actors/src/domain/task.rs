@@ -1,0 +1,197 @@
+//! Tasks: what a caller submits and what the node records about it.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A task id: a UUID v7, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    pub fn new() -> Self {
+        TaskId(Uuid::now_v7())
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for TaskId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(TaskId)
+    }
+}
+
+/// Who should run a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// A named agent of the task's namespace.
+    Agent(String),
+    /// Any agent that has every one of these capabilities.
+    Capabilities(Vec<String>),
+}
+
+/// A submission (DESIGN §13.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub target: Target,
+    pub input: Value,
+    pub namespace: String,
+    /// Higher runs first among queued work of the same pool. 0..=9, default 5.
+    pub priority: u8,
+    /// Time one attempt may take; the agent's own timeout when unset.
+    pub timeout: Option<Duration>,
+    /// Wall-clock time after which the task is `timed_out`, whatever its attempts.
+    pub deadline: Option<SystemTime>,
+    /// Extra attempts for retryable failures; the agent's policy when unset.
+    pub retries: Option<u32>,
+    pub idempotency_key: Option<String>,
+    /// Committed before it is accepted (true, the default) or written in the background.
+    pub durable: bool,
+    pub submitter: Option<String>,
+    /// W3C trace context carried to the agent.
+    pub traceparent: Option<String>,
+}
+
+impl TaskRequest {
+    pub fn to_agent(agent: impl Into<String>, input: Value) -> Self {
+        Self::new(Target::Agent(agent.into()), input)
+    }
+
+    pub fn to_capabilities<S: Into<String>>(capabilities: impl IntoIterator<Item = S>, input: Value) -> Self {
+        Self::new(Target::Capabilities(capabilities.into_iter().map(Into::into).collect()), input)
+    }
+
+    fn new(target: Target, input: Value) -> Self {
+        TaskRequest {
+            target,
+            input,
+            namespace: crate::DEFAULT_NAMESPACE.to_string(),
+            priority: 5,
+            timeout: None,
+            deadline: None,
+            retries: None,
+            idempotency_key: None,
+            durable: true,
+            submitter: None,
+            traceparent: None,
+        }
+    }
+
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub fn deadline(mut self, deadline: SystemTime) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// Whether two requests ask for the same work (idempotency conflicts).
+    pub fn same_work(&self, other: &TaskRequest) -> bool {
+        self.target == other.target
+            && self.input == other.input
+            && self.priority == other.priority
+            && self.timeout == other.timeout
+            && self.deadline == other.deadline
+            && self.retries == other.retries
+            && self.durable == other.durable
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl TaskState {
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::Queued | TaskState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// What the node knows about a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub namespace: String,
+    pub target: Target,
+    /// The agent that ran (or runs) the latest attempt.
+    pub agent: Option<String>,
+    pub state: TaskState,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub priority: u8,
+    /// Attempts started so far (1 for the first).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+    pub durable: bool,
+    pub submitter: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub created_at: SystemTime,
+    #[serde(with = "humantime_serde")]
+    pub updated_at: SystemTime,
+    #[serde(with = "humantime_serde")]
+    pub deadline: Option<SystemTime>,
+}

@@ -1,0 +1,110 @@
+//! The `Store` port: reads, plus `write_batch` that applies many writes in one
+//! transaction. The `store_writer` actor groups callers' writes into those batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use crate::domain::{AgentSpec, Event, TaskId, TaskRecord};
+
+/// One change to durable state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Inserts or replaces a task record.
+    PutTask(Box<TaskRecord>),
+    AppendEvent(Box<Event>),
+    PutAgent(Box<AgentSpec>),
+    RemoveAgent {
+        namespace: String,
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the work; callers may retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The write breaks a constraint (a duplicate key, a schema mismatch).
+    #[error("store rejected the write: {0}")]
+    Rejected(String),
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies every write in one transaction: all or nothing.
+    async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError>;
+    /// Cheap reachability check for health and readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A store in memory: the backend of unit tests and of benches that measure the
+/// runtime without a database.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryTables>,
+    rows_written: AtomicU64,
+    batches: AtomicU64,
+}
+
+#[derive(Default)]
+struct MemoryTables {
+    tasks: HashMap<TaskId, TaskRecord>,
+    events: Vec<Event>,
+    agents: HashMap<(String, String), AgentSpec>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows written and batches committed so far (benches report them as work done).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.rows_written.load(Relaxed), self.batches.load(Relaxed))
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.inner.lock().events.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let rows = writes.len() as u64;
+        let mut t = self.inner.lock();
+        for write in writes {
+            match write {
+                Write::PutTask(task) => {
+                    t.tasks.insert(task.id, *task);
+                }
+                Write::AppendEvent(event) => t.events.push(*event),
+                Write::PutAgent(spec) => {
+                    t.agents.insert((spec.namespace.clone(), spec.name.clone()), *spec);
+                }
+                Write::RemoveAgent { namespace, name } => {
+                    t.agents.remove(&(namespace, name));
+                }
+            }
+        }
+        self.rows_written.fetch_add(rows, Relaxed);
+        self.batches.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.inner.lock().tasks.get(&id).cloned())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
+        Ok(self.inner.lock().agents.values().cloned().collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
