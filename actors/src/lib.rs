@@ -6,3 +6,13 @@ pub mod ports;
 
 /// The namespace of work that names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+pub mod agent_instance;
+pub mod agents;
+pub mod events;
+pub mod health;
+pub mod metrics;
+pub mod node;
+pub mod orchestrator;
+pub mod router;
+pub mod store_writer;

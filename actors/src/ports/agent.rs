@@ -139,6 +139,12 @@ pub trait AgentWorker: Send + 'static {
     /// if it came first) once `ctx.cancel` fires.
     async fn run(&mut self, ctx: TaskContext, input: Value) -> Result<Value, AgentError>;
 
+    /// Why the worker can no longer run tasks (its process was killed after ignoring a
+    /// cancel, say), or `None` while it is fine. A broken worker is replaced.
+    fn broken(&self) -> Option<String> {
+        None
+    }
+
     /// Stops the worker (ends the process). Called when the instance stops normally.
     async fn shutdown(self: Box<Self>) {}
 }

@@ -1,0 +1,230 @@
+//! The agent instance actor: one worker (a process, a native value) running one task
+//! at a time.
+//!
+//! The task runs as a spawned future that owns the worker and hands it back with the
+//! result, so the mailbox stays live while the agent works. Cancellation and the attempt
+//! timeout reach the task through its cancellation token; the result goes straight to
+//! the orchestrator. A worker that crashed or broke the protocol is not trusted again:
+//! the instance fails and its pool restarts it with a fresh worker.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt;
+use mark1_supervisors::{Assignment, Job, Lease, PoolError};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{AgentSpec, TaskId};
+use crate::orchestrator::OrchestratorMsg;
+use crate::ports::{AgentError, AgentRuntime, AgentWorker, EventSink, Progress, TaskContext};
+
+/// One attempt of a task, routed by a pool to an instance.
+pub struct AgentJob {
+    pub task_id: TaskId,
+    pub attempt: u32,
+    pub input: Arc<Value>,
+    pub namespace: String,
+    pub idempotency_key: String,
+    pub deadline: Option<SystemTime>,
+    /// Time this attempt may run (already capped by the deadline).
+    pub timeout: Duration,
+    pub traceparent: Option<String>,
+    pub cancel: CancellationToken,
+    pub reply_to: ActorRef<OrchestratorMsg>,
+}
+
+/// How one attempt ended, as the orchestrator hears it.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    Succeeded(Value),
+    Failed(AgentError),
+    /// The attempt's time ran out.
+    TimedOut,
+    /// The pool refused the job.
+    Rejected(PoolError),
+}
+
+impl Job for AgentJob {
+    fn reject(self, error: PoolError) {
+        let _ = self.reply_to.send_message(OrchestratorMsg::AttemptDone {
+            task_id: self.task_id,
+            attempt: self.attempt,
+            outcome: AttemptOutcome::Rejected(error),
+            elapsed: Duration::ZERO,
+        });
+    }
+}
+
+pub enum AgentInstanceMsg {
+    Run(Assignment<AgentJob>),
+    /// Internal: the running task ended and hands the worker back.
+    Finished {
+        worker: Box<dyn AgentWorker>,
+        broken: Option<String>,
+    },
+}
+
+impl From<Assignment<AgentJob>> for AgentInstanceMsg {
+    fn from(assignment: Assignment<AgentJob>) -> Self {
+        AgentInstanceMsg::Run(assignment)
+    }
+}
+
+pub struct AgentInstanceArgs {
+    pub spec: Arc<AgentSpec>,
+    pub runtime: Arc<dyn AgentRuntime>,
+    pub events: Arc<dyn EventSink>,
+}
+
+pub struct AgentInstance;
+
+pub struct AgentInstanceState {
+    args: AgentInstanceArgs,
+    /// `None` while a task holds the worker.
+    worker: Option<Box<dyn AgentWorker>>,
+    /// Lease of the running task: dropped when the worker comes back.
+    lease: Option<Lease>,
+}
+
+impl Actor for AgentInstance {
+    type Msg = AgentInstanceMsg;
+    type State = AgentInstanceState;
+    type Arguments = AgentInstanceArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: AgentInstanceArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let worker = args.runtime.start(&args.spec).await?;
+        Ok(AgentInstanceState { args, worker: Some(worker), lease: None })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: AgentInstanceMsg,
+        state: &mut AgentInstanceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentInstanceMsg::Run(Assignment { job, lease }) => {
+                let Some(worker) = state.worker.take() else {
+                    // The pool gives one job at a time; a second one is a broken invariant.
+                    job.reject(PoolError::NoWorkers);
+                    return Err("agent instance received a task while busy".into());
+                };
+                state.lease = Some(lease);
+                spawn_attempt(myself, worker, job, state.args.events.clone());
+            }
+            AgentInstanceMsg::Finished { worker, broken } => {
+                state.lease = None;
+                if let Some(reason) = broken {
+                    // Dropping the worker ends its process; the pool restarts this instance.
+                    drop(worker);
+                    return Err(format!("agent '{}' worker broken: {reason}", state.args.spec.name).into());
+                }
+                state.worker = Some(worker);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut AgentInstanceState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(worker) = state.worker.take() {
+            worker.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one attempt outside the mailbox, then reports the outcome to the orchestrator
+/// and hands the worker back to the instance.
+fn spawn_attempt(
+    myself: ActorRef<AgentInstanceMsg>,
+    mut worker: Box<dyn AgentWorker>,
+    job: AgentJob,
+    events: Arc<dyn EventSink>,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = if job.cancel.is_cancelled() {
+            AttemptOutcome::Failed(AgentError::Cancelled)
+        } else if job.timeout.is_zero() {
+            AttemptOutcome::TimedOut
+        } else {
+            let _ = job
+                .reply_to
+                .send_message(OrchestratorMsg::AttemptStarted { task_id: job.task_id, attempt: job.attempt });
+            run_attempt(worker.as_mut(), &job, events).await
+        };
+        let broken = match &outcome {
+            AttemptOutcome::Failed(e) if e.breaks_worker() => Some(e.to_string()),
+            _ => worker.broken(),
+        };
+        let _ = job.reply_to.send_message(OrchestratorMsg::AttemptDone {
+            task_id: job.task_id,
+            attempt: job.attempt,
+            outcome,
+            elapsed: started.elapsed(),
+        });
+        let _ = myself.send_message(AgentInstanceMsg::Finished { worker, broken });
+    });
+}
+
+async fn run_attempt(
+    worker: &mut dyn AgentWorker,
+    job: &AgentJob,
+    events: Arc<dyn EventSink>,
+) -> AttemptOutcome {
+    // The attempt's own token: fired by the task's cancellation or by the timeout.
+    let cancel = job.cancel.child_token();
+    let ctx = TaskContext {
+        task_id: job.task_id,
+        attempt: job.attempt,
+        idempotency_key: job.idempotency_key.clone(),
+        deadline: job.deadline,
+        namespace: job.namespace.clone(),
+        traceparent: job.traceparent.clone(),
+        cancel: cancel.clone(),
+        progress: Some(Progress::new(events, job.task_id, job.namespace.clone())),
+    };
+    let run = AssertUnwindSafe(worker.run(ctx, Value::clone(&job.input))).catch_unwind();
+    tokio::pin!(run);
+    let timer = tokio::time::sleep(job.timeout);
+    tokio::pin!(timer);
+    let (result, timed_out) = tokio::select! {
+        biased;
+        result = &mut run => (result, false),
+        _ = &mut timer => {
+            // Ask the worker to stop and wait for it: it returns once it stopped (a
+            // process worker kills its child after the grace period).
+            cancel.cancel();
+            (run.await, true)
+        }
+    };
+    match result {
+        Err(panic) => {
+            AttemptOutcome::Failed(AgentError::Crashed(format!("panicked: {}", panic_message(&panic))))
+        }
+        Ok(_) if timed_out => AttemptOutcome::TimedOut,
+        Ok(Ok(output)) => AttemptOutcome::Succeeded(output),
+        Ok(Err(error)) => AttemptOutcome::Failed(error),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

@@ -1,0 +1,362 @@
+//! The node's actor tree (DESIGN §2), started as one rest-for-one supervisor:
+//!
+//! ```text
+//! <node>               root supervisor, rest-for-one
+//! ├── store_writer     group commit over the Store port
+//! ├── events           subscriptions and history over the EventBus
+//! ├── models           supervisor: router (providers join it with the models issue)
+//! ├── agents           supervisor of one pool per agent definition
+//! ├── orchestrator     intake, selection, dispatch, retries, deadlines
+//! ├── workflows        supervisor of workflow runs (empty until the workflow issue)
+//! └── health           probes; keeps the latest report readable without messaging
+//! ```
+//!
+//! Rest-for-one in this order means a restarted actor takes down and restarts only what
+//! was started after it, i.e. what depends on it, and those pick up fresh references
+//! when they start. The orchestrator restores every agent from the catalog.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mark1_supervisors::{
+    spawn_instrumented, ActorSnapshot, ActorStats, Backoff, ChildSpec, Intensity, Restart, StartCtx,
+    Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg, SupervisorObserver,
+};
+use parking_lot::Mutex;
+use ractor::concurrency::JoinHandle;
+use ractor::{ActorCell, ActorRef, SpawnErr};
+use serde_json::json;
+
+use crate::agents::{AgentCatalog, AgentDefinition, PoolDefaults, PoolStarter};
+use crate::domain::EventKind;
+use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
+use crate::health::{Health, HealthArgs, SharedHealth};
+use crate::metrics::TaskMetrics;
+use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
+use crate::ports::{Clock, EventSink, ModelProvider, Store};
+use crate::router::{Router, RouterArgs};
+use crate::store_writer::{StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
+
+/// Settings of the actor tree, filled from the node's configuration.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub batch_max: usize,
+    pub flush_delay: Duration,
+    pub store_queue_limit: usize,
+    pub max_in_flight: usize,
+    pub retain_finished: usize,
+    pub event_capacity: usize,
+    pub pools: PoolDefaults,
+    /// Restart intensity of the core supervisors; exceeding it at the root stops the node.
+    pub intensity: Intensity,
+    pub backoff: Backoff,
+    pub health_interval: Duration,
+    /// Upper bound on internal control calls (starting a pool, a drain).
+    pub control_timeout: Duration,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            batch_max: 512,
+            flush_delay: Duration::ZERO,
+            store_queue_limit: 65_536,
+            max_in_flight: 100_000,
+            retain_finished: 100_000,
+            event_capacity: 65_536,
+            pools: PoolDefaults::default(),
+            intensity: Intensity { max_restarts: 10, window: Duration::from_secs(10) },
+            backoff: Backoff { initial: Duration::from_millis(5), ..Backoff::default() },
+            health_interval: Duration::from_secs(5),
+            control_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything the tree needs from outside.
+pub struct NodeParts {
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    pub providers: Vec<Arc<dyn ModelProvider>>,
+    pub clock: Arc<dyn Clock>,
+    pub agents: Vec<AgentDefinition>,
+    pub settings: NodeSettings,
+    pub metrics: Arc<TaskMetrics>,
+    pub health: SharedHealth,
+}
+
+/// A running tree, and what the embedding API reads from it.
+pub struct NodeTree {
+    pub name: String,
+    pub root: ActorRef<SupervisorMsg>,
+    root_handle: Mutex<Option<JoinHandle<()>>>,
+    pub stats: Arc<ActorStats>,
+    pub events: Arc<EventBus>,
+    pub metrics: Arc<TaskMetrics>,
+    pub store_writer_stats: Arc<StoreWriterStats>,
+    pub health: SharedHealth,
+    orchestrator: Mutex<Option<ActorRef<OrchestratorMsg>>>,
+}
+
+/// Registry name of a core actor of node `node`.
+pub fn actor_name(node: &str, id: &str) -> String {
+    format!("{node}/{id}")
+}
+
+fn lookup<M: Send + 'static>(name: &str) -> Option<ActorRef<M>> {
+    ractor::registry::where_is(name.to_string()).map(ActorRef::from)
+}
+
+fn spawned<M>(
+    result: Result<(mark1_supervisors::Addr<M>, JoinHandle<()>), SpawnErr>,
+) -> Result<ActorCell, SpawnErr>
+where
+    M: ractor::Message,
+{
+    result.map(|(addr, _)| addr.actor().get_cell())
+}
+
+/// A child that is itself a [`Supervisor`], with its own slot as its stats.
+fn supervisor_child(
+    id: &str,
+    make: impl Fn(Arc<ActorStats>) -> SupervisorArgs + Send + Sync + 'static,
+) -> ChildSpec {
+    let make = Arc::new(make);
+    ChildSpec::new(id, move |ctx: StartCtx| {
+        let args = make(ctx.stats.clone());
+        async move {
+            spawned(spawn_instrumented(ctx.name, Supervisor, args, ctx.stats, Some(ctx.supervisor)).await)
+        }
+    })
+    .registered(true)
+}
+
+/// Emits `actor.restarted` for every restart a core supervisor makes.
+fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
+    Arc::new(move |event| {
+        if let SupervisorEvent::ChildRestarted { supervisor, child, cause, reason } = event {
+            let data = json!({"supervisor": supervisor, "cause": cause, "reason": reason});
+            events.emit(EventKind::ActorRestarted, crate::DEFAULT_NAMESPACE, child, data);
+        }
+    })
+}
+
+impl NodeTree {
+    pub async fn start(parts: NodeParts) -> Result<NodeTree, SpawnErr> {
+        let NodeParts { name, store, providers, clock, agents, settings, metrics, health } = parts;
+        let events = EventBus::new(settings.event_capacity, clock.clone());
+        let catalog = Arc::new(AgentCatalog::default());
+        for definition in agents {
+            if !catalog.insert(definition.clone()) {
+                tracing::warn!(agent = %definition.spec.key(), "agent defined twice; the first definition is kept");
+            }
+        }
+        let writer_stats = Arc::new(StoreWriterStats::default());
+        let s = settings.clone();
+        let node = name.clone();
+
+        let mut children = Vec::new();
+        {
+            let (store, stats) = (store.clone(), writer_stats.clone());
+            children.push(
+                ChildSpec::actor("store_writer", move || {
+                    let args = StoreWriterArgs {
+                        store: store.clone(),
+                        batch_max: s.batch_max,
+                        flush_delay: s.flush_delay,
+                        queue_limit: s.store_queue_limit,
+                        stats: stats.clone(),
+                    };
+                    (StoreWriter, args)
+                })
+                .registered(true),
+            );
+        }
+        {
+            let bus = events.clone();
+            children.push(
+                ChildSpec::actor("events", move || (Events, EventsArgs { bus: bus.clone() }))
+                    .registered(true),
+            );
+        }
+        {
+            let (providers, settings, bus) = (providers.clone(), settings.clone(), events.clone());
+            children.push(supervisor_child("models", move |stats| {
+                let providers = providers.clone();
+                let router =
+                    ChildSpec::actor("router", move || (Router, RouterArgs { providers: providers.clone() }))
+                        .registered(true);
+                SupervisorArgs {
+                    strategy: Strategy::OneForOne,
+                    intensity: settings.intensity,
+                    backoff: settings.backoff,
+                    children: vec![router],
+                    max_children: None,
+                    stats,
+                    observer: Some(restart_events(bus.clone())),
+                }
+            }));
+        }
+        {
+            let (settings, node) = (settings.clone(), node.clone());
+            children.push(supervisor_child("agents", move |stats| {
+                let node = node.clone();
+                // A pool that stops for good tells the orchestrator its agent failed.
+                let observer: SupervisorObserver = Arc::new(move |event| {
+                    if let SupervisorEvent::ChildExited { child, reason, .. } = event {
+                        let key = child.rsplit_once("pool:").map(|(_, k)| k.to_string()).unwrap_or(child);
+                        if let Some(o) = lookup::<OrchestratorMsg>(&actor_name(&node, "orchestrator")) {
+                            let _ = o.send_message(OrchestratorMsg::AgentExited { key, reason });
+                        }
+                    }
+                });
+                SupervisorArgs {
+                    strategy: Strategy::OneForOne,
+                    intensity: settings.intensity,
+                    backoff: settings.backoff,
+                    children: Vec::new(),
+                    max_children: None,
+                    stats,
+                    observer: Some(observer),
+                }
+            }));
+        }
+        {
+            let (node, store_clock, bus, metrics, catalog, settings) = (
+                node.clone(),
+                clock.clone(),
+                events.clone(),
+                metrics.clone(),
+                catalog.clone(),
+                settings.clone(),
+            );
+            children.push(
+                ChildSpec::new("orchestrator", move |ctx: StartCtx| {
+                    // Dependencies started before this one (rest-for-one order).
+                    let agents = lookup::<SupervisorMsg>(&actor_name(&node, "agents"));
+                    let writer = lookup::<StoreWriterMsg>(&actor_name(&node, "store_writer"));
+                    let sink: Arc<dyn EventSink> = bus.clone();
+                    let args = agents.zip(writer).map(|(agents, store_writer)| OrchestratorArgs {
+                        agents,
+                        catalog: catalog.clone(),
+                        pools: PoolStarter {
+                            defaults: settings.pools.clone(),
+                            events: sink.clone(),
+                            timeout: settings.control_timeout,
+                        },
+                        store_writer,
+                        events: sink,
+                        clock: store_clock.clone(),
+                        metrics: metrics.clone(),
+                        max_in_flight: settings.max_in_flight,
+                        retain_finished: settings.retain_finished,
+                    });
+                    async move {
+                        let args = args.ok_or_else(|| {
+                            SpawnErr::StartupFailed(
+                                "the agents supervisor or the store writer is not running".into(),
+                            )
+                        })?;
+                        spawned(
+                            spawn_instrumented(ctx.name, Orchestrator, args, ctx.stats, Some(ctx.supervisor))
+                                .await,
+                        )
+                    }
+                })
+                .registered(true),
+            );
+        }
+        {
+            let (settings, bus) = (settings.clone(), events.clone());
+            children.push(supervisor_child("workflows", move |stats| SupervisorArgs {
+                strategy: Strategy::OneForOne,
+                intensity: settings.intensity,
+                backoff: settings.backoff,
+                children: Vec::new(),
+                max_children: None,
+                stats,
+                observer: Some(restart_events(bus.clone())),
+            }));
+        }
+        {
+            let (node, store, clock, interval, report) =
+                (node.clone(), store.clone(), clock.clone(), settings.health_interval, health.clone());
+            children.push(
+                ChildSpec::actor("health", move || {
+                    let node = node.clone();
+                    let args = HealthArgs {
+                        store: store.clone(),
+                        orchestrator: Arc::new(move || lookup(&actor_name(&node, "orchestrator"))),
+                        clock: clock.clone(),
+                        interval,
+                        report: report.clone(),
+                    };
+                    (Health, args)
+                })
+                .registered(true),
+            );
+        }
+        for child in &mut children {
+            child.restart = Restart::Permanent;
+        }
+
+        let stats = ActorStats::new(name.clone());
+        let root_args = SupervisorArgs {
+            strategy: Strategy::RestForOne,
+            intensity: settings.intensity,
+            backoff: settings.backoff,
+            children,
+            max_children: None,
+            stats: stats.clone(),
+            observer: Some(restart_events(events.clone())),
+        };
+        let (root, handle) =
+            spawn_instrumented(Some(name.clone()), Supervisor, root_args, stats.clone(), None).await?;
+        Ok(NodeTree {
+            name,
+            root: root.actor().clone(),
+            root_handle: Mutex::new(Some(handle)),
+            stats,
+            events,
+            metrics,
+            store_writer_stats: writer_stats,
+            health,
+            orchestrator: Mutex::new(None),
+        })
+    }
+
+    /// The orchestrator's current incarnation (re-resolved after a restart).
+    pub fn orchestrator(&self) -> Option<ActorRef<OrchestratorMsg>> {
+        let mut cached = self.orchestrator.lock();
+        if let Some(o) = cached.as_ref() {
+            if o.get_status() == ractor::ActorStatus::Running {
+                return Some(o.clone());
+            }
+        }
+        *cached = lookup(&actor_name(&self.name, "orchestrator"));
+        cached.clone()
+    }
+
+    pub fn events_actor(&self) -> Option<ActorRef<EventsMsg>> {
+        lookup(&actor_name(&self.name, "events"))
+    }
+
+    pub fn store_writer(&self) -> Option<ActorRef<StoreWriterMsg>> {
+        lookup(&actor_name(&self.name, "store_writer"))
+    }
+
+    /// The live tree, from counters only.
+    pub fn snapshot(&self) -> ActorSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Whether the root is still running (it stops when a core actor escalates).
+    pub fn is_running(&self) -> bool {
+        self.root.get_status() == ractor::ActorStatus::Running
+    }
+
+    /// Takes the root's join handle to await the tree's end.
+    pub fn take_join_handle(&self) -> Option<JoinHandle<()>> {
+        self.root_handle.lock().take()
+    }
+}

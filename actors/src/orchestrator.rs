@@ -1,0 +1,712 @@
+//! The orchestrator: intake, agent selection, dispatch, retries, deadlines, cancel.
+//!
+//! It owns the task table and the agent registry. Submissions are checked (target,
+//! in-flight limit, idempotency), recorded, committed when durable, then routed to the
+//! chosen agent's pool; attempts report back as messages. Nothing slow runs in its
+//! mailbox: commits are acknowledged through the store writer, pool starts run as
+//! spawned futures that report back.
+
+mod registry;
+mod tasks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mark1_supervisors::{PoolError, PoolMsg, SupervisorMsg};
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub use registry::AgentEntry as AgentEntryHandle;
+use registry::{agent_key, AgentEntry, AgentRegistry};
+pub use registry::{AgentHealth, AgentStatus};
+use tasks::{RecordReply, TaskEntry, TaskTable};
+
+use crate::agent_instance::{AgentJob, AttemptOutcome};
+use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
+use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
+use crate::metrics::TaskMetrics;
+use crate::ports::{AgentError, Clock, EventSink, StoreError, Write};
+use crate::store_writer::StoreWriterMsg;
+
+/// Why a submission or a task request was refused. Typed, so the edge can map it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TaskError {
+    #[error("no agent '{name}' in namespace '{namespace}'")]
+    UnknownAgent { namespace: String, name: String },
+    #[error("no agent in namespace '{namespace}' has the capabilities {capabilities:?}")]
+    NoCapableAgent { namespace: String, capabilities: Vec<String> },
+    #[error("agent {agent} is failed: {reason}")]
+    AgentFailed { agent: String, reason: String },
+    #[error("too many tasks in flight (limit {limit}); retry later")]
+    Overloaded { limit: usize, retry_after: Duration },
+    #[error("agent {agent} has {limit} tasks queued already; retry later")]
+    QueueFull { agent: String, limit: usize, retry_after: Duration },
+    #[error("idempotency key '{key}' was used for a different task")]
+    IdempotencyConflict { key: String },
+    #[error("no task {0}")]
+    NotFound(TaskId),
+    #[error("invalid task: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the node is shutting down and accepts no new tasks")]
+    ShuttingDown,
+}
+
+/// How a submission was taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submitted {
+    pub id: TaskId,
+    /// The idempotency key matched an earlier task; `id` is that task.
+    pub existing: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AgentRegistryError {
+    #[error("invalid agent: {0}")]
+    Invalid(String),
+    #[error("agent {0} is already registered")]
+    Duplicate(String),
+    #[error("no agent {0}")]
+    NotFound(String),
+    #[error("agent {agent} failed to start: {reason}")]
+    StartFailed { agent: String, reason: String },
+}
+
+pub enum OrchestratorMsg {
+    Submit {
+        request: TaskRequest,
+        reply: RpcReplyPort<Result<Submitted, TaskError>>,
+    },
+    /// Submits and replies when the task is final.
+    SubmitAndWait {
+        request: TaskRequest,
+        reply: RecordReply,
+    },
+    /// Replies when the task is final.
+    Wait {
+        id: TaskId,
+        reply: RecordReply,
+    },
+    Get {
+        id: TaskId,
+        reply: RecordReply,
+    },
+    Cancel {
+        id: TaskId,
+        reply: RecordReply,
+    },
+    RegisterAgent {
+        definition: AgentDefinition,
+        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
+    },
+    RemoveAgent {
+        namespace: String,
+        name: String,
+        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
+    },
+    ListAgents {
+        reply: RpcReplyPort<Vec<AgentStatus>>,
+    },
+    /// Stops intake; replies once no task is in flight.
+    Drain {
+        reply: RpcReplyPort<()>,
+    },
+    // Internal messages.
+    Accepted {
+        id: TaskId,
+        result: Result<(), StoreError>,
+    },
+    AttemptStarted {
+        task_id: TaskId,
+        attempt: u32,
+    },
+    AttemptDone {
+        task_id: TaskId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+    },
+    Retry {
+        id: TaskId,
+        attempt: u32,
+    },
+    PoolStarted {
+        definition: AgentDefinition,
+        result: Result<AgentEntry, String>,
+        reply: Option<RpcReplyPort<Result<(), AgentRegistryError>>>,
+    },
+    AgentExited {
+        key: String,
+        reason: String,
+    },
+}
+
+pub struct OrchestratorArgs {
+    pub agents: ActorRef<SupervisorMsg>,
+    pub catalog: Arc<AgentCatalog>,
+    pub pools: PoolStarter,
+    pub store_writer: ActorRef<StoreWriterMsg>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<TaskMetrics>,
+    /// Intake limit: tasks accepted and not yet final.
+    pub max_in_flight: usize,
+    /// Finished tasks kept in memory for `get` and `wait`.
+    pub retain_finished: usize,
+}
+
+pub struct Orchestrator;
+
+pub struct OrchestratorState {
+    args: OrchestratorArgs,
+    tasks: TaskTable,
+    registry: AgentRegistry,
+    draining: bool,
+    drain_waiters: Vec<RpcReplyPort<()>>,
+}
+
+impl Actor for Orchestrator {
+    type Msg = OrchestratorMsg;
+    type State = OrchestratorState;
+    type Arguments = OrchestratorArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: OrchestratorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        // After a restart, bring back every agent the node knows: pools that survived are
+        // found again, missing ones are started.
+        let mut registry = AgentRegistry::default();
+        for definition in args.catalog.all() {
+            match args.pools.start(&args.agents, &definition).await {
+                Ok(entry) => registry.insert(entry),
+                Err(reason) => {
+                    tracing::error!(agent = %definition.spec.key(), %reason, "agent failed to start");
+                    let mut entry = args.pools.detached_entry(&definition);
+                    entry.health = AgentHealth::Failed(reason);
+                    registry.insert(entry);
+                }
+            }
+        }
+        let tasks = TaskTable::new(args.retain_finished);
+        Ok(OrchestratorState { args, tasks, registry, draining: false, drain_waiters: Vec::new() })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: OrchestratorMsg,
+        state: &mut OrchestratorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            OrchestratorMsg::Submit { request, reply } => {
+                state.submit(&myself, request, Intake::Accept(reply))
+            }
+            OrchestratorMsg::SubmitAndWait { request, reply } => {
+                state.submit(&myself, request, Intake::Wait(reply))
+            }
+            OrchestratorMsg::Wait { id, reply } => match state.tasks.get_mut(&id) {
+                Some(entry) if !entry.record.state.is_final() => entry.waiters.push(reply),
+                Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
+                None => drop(reply.send(Err(TaskError::NotFound(id)))),
+            },
+            OrchestratorMsg::Get { id, reply } => {
+                let _ =
+                    reply.send(state.tasks.get(&id).map(|e| e.record.clone()).ok_or(TaskError::NotFound(id)));
+            }
+            OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
+            OrchestratorMsg::RegisterAgent { definition, reply } => {
+                state.register(&myself, definition, reply)
+            }
+            OrchestratorMsg::RemoveAgent { namespace, name, reply } => state.remove(&namespace, &name, reply),
+            OrchestratorMsg::ListAgents { reply } => drop(reply.send(state.registry.statuses())),
+            OrchestratorMsg::Drain { reply } => {
+                state.draining = true;
+                state.drain_waiters.push(reply);
+                state.check_drained();
+            }
+            OrchestratorMsg::Accepted { id, result } => state.accepted(&myself, id, result),
+            OrchestratorMsg::AttemptStarted { task_id, attempt } => state.attempt_started(task_id, attempt),
+            OrchestratorMsg::AttemptDone { task_id, attempt, outcome, elapsed } => {
+                state.attempt_done(&myself, task_id, attempt, outcome, elapsed)
+            }
+            OrchestratorMsg::Retry { id, attempt } => state.retry(&myself, id, attempt),
+            OrchestratorMsg::PoolStarted { definition, result, reply } => {
+                state.pool_started(definition, result, reply)
+            }
+            OrchestratorMsg::AgentExited { key, reason } => {
+                if let Some(entry) = state.registry.get_mut(&key) {
+                    tracing::error!(agent = %key, %reason, "agent failed");
+                    entry.health = AgentHealth::Failed(reason.clone());
+                    state.args.events.emit(
+                        EventKind::AgentFailed,
+                        &entry.spec.namespace,
+                        key,
+                        json!({"reason": reason}),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who hears about a submission, and when.
+enum Intake {
+    /// Replies "accepted" (after the commit, when durable).
+    Accept(RpcReplyPort<Result<Submitted, TaskError>>),
+    /// Replies with the finished task.
+    Wait(RecordReply),
+}
+
+impl Intake {
+    fn refuse(self, error: TaskError) {
+        match self {
+            Intake::Accept(reply) => drop(reply.send(Err(error))),
+            Intake::Wait(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+impl OrchestratorState {
+    fn submit(&mut self, myself: &ActorRef<OrchestratorMsg>, request: TaskRequest, intake: Intake) {
+        match self.admit(myself, request, intake) {
+            Ok(()) => {}
+            Err((intake, error)) => {
+                self.args.metrics.rejected.inc();
+                intake.refuse(error);
+            }
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn admit(
+        &mut self,
+        myself: &ActorRef<OrchestratorMsg>,
+        request: TaskRequest,
+        intake: Intake,
+    ) -> Result<(), (Intake, TaskError)> {
+        if self.draining {
+            return Err((intake, TaskError::ShuttingDown));
+        }
+        if request.priority > 9 {
+            return Err((
+                intake,
+                TaskError::Invalid(format!("priority {} is outside 0..=9", request.priority)),
+            ));
+        }
+        if let Some(key) = &request.idempotency_key {
+            if let Some(existing) = self.tasks.by_idempotency_key(&request.namespace, key) {
+                if !existing.request.same_work(&request) {
+                    return Err((intake, TaskError::IdempotencyConflict { key: key.clone() }));
+                }
+                let id = existing.record.id;
+                match intake {
+                    Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id, existing: true }))),
+                    Intake::Wait(reply) => {
+                        let entry = self.tasks.get_mut(&id).expect("found above");
+                        if entry.record.state.is_final() {
+                            let _ = reply.send(Ok(entry.record.clone()));
+                        } else {
+                            entry.waiters.push(reply);
+                        }
+                    }
+                }
+                return Ok(());
+            }
+        }
+        if self.tasks.live() >= self.args.max_in_flight {
+            let limit = self.args.max_in_flight;
+            return Err((intake, TaskError::Overloaded { limit, retry_after: Duration::from_secs(1) }));
+        }
+        let spec = match self.registry.select(&request.namespace, &request.target) {
+            Ok(entry) => entry.spec.clone(),
+            Err(error) => return Err((intake, error)),
+        };
+
+        let now = self.args.clock.now();
+        let id = TaskId::new();
+        let request = Arc::new(request);
+        let record = TaskRecord {
+            id,
+            namespace: request.namespace.clone(),
+            target: request.target.clone(),
+            agent: None,
+            state: TaskState::Queued,
+            input: request.input.clone(),
+            output: None,
+            error: None,
+            priority: request.priority,
+            attempt: 0,
+            max_attempts: 1 + request.retries.unwrap_or(spec.retries.attempts),
+            idempotency_key: request.idempotency_key.clone(),
+            durable: request.durable,
+            submitter: request.submitter.clone(),
+            created_at: now,
+            updated_at: now,
+            deadline: request.deadline,
+        };
+        let durable = request.durable;
+        let mut entry = TaskEntry {
+            input: Arc::new(request.input.clone()),
+            attempt_timeout: request.timeout.unwrap_or(spec.timeout),
+            retry_backoff: spec.retries.backoff,
+            request,
+            record,
+            agent_key: None,
+            cancel: CancellationToken::new(),
+            waiters: Vec::new(),
+            accept_reply: None,
+        };
+        let writes = vec![Write::PutTask(Box::new(entry.record.clone()))];
+        match intake {
+            Intake::Wait(reply) => entry.waiters.push(reply),
+            Intake::Accept(reply) if durable => entry.accept_reply = Some(reply),
+            Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id, existing: false }))),
+        }
+        self.tasks.insert(entry);
+        self.args.metrics.submitted.inc();
+        self.args.metrics.in_flight.inc();
+        if durable {
+            let me = myself.clone();
+            let ack: crate::store_writer::Ack =
+                Box::new(move |result| drop(me.send_message(OrchestratorMsg::Accepted { id, result })));
+            self.write(writes, Some(ack));
+        } else {
+            self.write(writes, None);
+            self.queued(myself, id);
+        }
+        Ok(())
+    }
+
+    fn write(&self, writes: Vec<Write>, ack: Option<crate::store_writer::Ack>) {
+        if let Err(MessagingErr::SendErr(StoreWriterMsg::Write { ack: Some(ack), .. })) =
+            self.args.store_writer.send_message(StoreWriterMsg::Write { writes, ack })
+        {
+            ack(Err(StoreError::Unavailable("the store writer is not running".into())));
+        }
+    }
+
+    /// A durable task's commit finished: accept it and dispatch, or refuse it.
+    fn accepted(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId, result: Result<(), StoreError>) {
+        match result {
+            Ok(()) => {
+                if let Some(reply) = self.tasks.get_mut(&id).and_then(|e| e.accept_reply.take()) {
+                    let _ = reply.send(Ok(Submitted { id, existing: false }));
+                }
+                self.queued(myself, id);
+            }
+            Err(error) => {
+                if let Some(entry) = self.tasks.forget(&id) {
+                    self.args.metrics.in_flight.dec();
+                    self.args.metrics.rejected.inc();
+                    let error = TaskError::Unavailable(error.to_string());
+                    if let Some(reply) = entry.accept_reply {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                    for waiter in entry.waiters {
+                        let _ = waiter.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn queued(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId) {
+        if let Some(entry) = self.tasks.get(&id) {
+            self.args.events.emit(
+                EventKind::TaskQueued,
+                &entry.record.namespace,
+                id.to_string(),
+                Value::Null,
+            );
+        }
+        self.dispatch(myself, id);
+    }
+
+    /// Starts the next attempt of a task on the best agent.
+    fn dispatch(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId) {
+        let now = self.args.clock.now();
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        if entry.record.state.is_final() {
+            return;
+        }
+        let remaining = match entry.record.deadline {
+            Some(deadline) => deadline.duration_since(now).unwrap_or(Duration::ZERO),
+            None => Duration::MAX,
+        };
+        if remaining.is_zero() {
+            return self.finish(
+                id,
+                TaskState::TimedOut,
+                None,
+                Some("deadline passed before the task could run".into()),
+            );
+        }
+        let selected = self.registry.select(&entry.record.namespace, &entry.record.target);
+        let agent = match selected {
+            Ok(agent) => agent,
+            Err(error) => return self.finish(id, TaskState::Failed, None, Some(error.to_string())),
+        };
+        entry.record.attempt += 1;
+        entry.agent_key = Some(agent.spec.key());
+        entry.record.agent = Some(agent.spec.name.clone());
+        let job = AgentJob {
+            task_id: id,
+            attempt: entry.record.attempt,
+            input: entry.input.clone(),
+            namespace: entry.record.namespace.clone(),
+            idempotency_key: format!("{}:{}", id, entry.record.attempt),
+            deadline: entry.record.deadline,
+            timeout: entry.attempt_timeout.min(remaining),
+            traceparent: entry.request.traceparent.clone(),
+            cancel: entry.cancel.clone(),
+            reply_to: myself.clone(),
+        };
+        let sent = match &agent.pool {
+            Some(pool) => pool.send_message(PoolMsg::Submit(job)),
+            None => Err(MessagingErr::SendErr(PoolMsg::Submit(job))),
+        };
+        if let Err(MessagingErr::SendErr(PoolMsg::Submit(job))) = sent {
+            // The pool is gone: its agent failed. Report it like any rejection.
+            let _ = myself.send_message(OrchestratorMsg::AgentExited {
+                key: agent.spec.key(),
+                reason: "its pool has stopped".into(),
+            });
+            job.reject_with(PoolError::NoWorkers);
+        }
+    }
+
+    fn attempt_started(&mut self, id: TaskId, attempt: u32) {
+        let now = self.args.clock.now();
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        if entry.record.attempt != attempt || entry.record.state.is_final() {
+            return;
+        }
+        entry.record.state = TaskState::Running;
+        entry.record.updated_at = now;
+        let data = json!({"attempt": attempt, "agent": entry.record.agent});
+        self.args.events.emit(EventKind::TaskRunning, &entry.record.namespace, id.to_string(), data);
+    }
+
+    fn attempt_done(
+        &mut self,
+        myself: &ActorRef<OrchestratorMsg>,
+        id: TaskId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+    ) {
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        // A late report of an attempt that was superseded (cancelled, timed out) is ignored.
+        if entry.record.attempt != attempt || entry.record.state.is_final() {
+            return;
+        }
+        let agent_key = entry.agent_key.clone();
+        let can_retry = entry.record.attempt < entry.record.max_attempts && !entry.cancel.is_cancelled();
+        let backoff = entry.retry_backoff.saturating_mul(1 << (attempt.saturating_sub(1)).min(16));
+        if let (Some(key), false) = (&agent_key, matches!(outcome, AttemptOutcome::Rejected(_))) {
+            if let Some(agent) = self.registry.get_mut(key) {
+                agent.record(matches!(outcome, AttemptOutcome::Succeeded(_)), elapsed);
+            }
+        }
+        match outcome {
+            AttemptOutcome::Succeeded(output) => self.finish(id, TaskState::Succeeded, Some(output), None),
+            AttemptOutcome::Failed(AgentError::Cancelled) => {
+                self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()))
+            }
+            AttemptOutcome::Failed(error) if error.is_retryable() && can_retry => {
+                self.schedule_retry(myself, id, attempt, backoff, &error.to_string())
+            }
+            AttemptOutcome::Failed(error) => {
+                self.finish(id, TaskState::Failed, None, Some(error.to_string()))
+            }
+            AttemptOutcome::TimedOut if can_retry && !self.past_deadline(id) => {
+                self.schedule_retry(myself, id, attempt, backoff, "attempt timed out")
+            }
+            AttemptOutcome::TimedOut => {
+                self.finish(id, TaskState::TimedOut, None, Some("the task ran out of time".into()))
+            }
+            AttemptOutcome::Rejected(PoolError::QueueFull { limit }) => {
+                let agent = agent_key.unwrap_or_default();
+                let error = TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) };
+                self.finish(id, TaskState::Failed, None, Some(error.to_string()))
+            }
+            AttemptOutcome::Rejected(error) => {
+                let agent = agent_key.unwrap_or_default();
+                self.finish(
+                    id,
+                    TaskState::Failed,
+                    None,
+                    Some(format!("agent {agent} refused the task: {error}")),
+                )
+            }
+        }
+    }
+
+    fn past_deadline(&self, id: TaskId) -> bool {
+        let now = self.args.clock.now();
+        self.tasks.get(&id).and_then(|e| e.record.deadline).is_some_and(|d| d <= now)
+    }
+
+    fn schedule_retry(
+        &mut self,
+        myself: &ActorRef<OrchestratorMsg>,
+        id: TaskId,
+        attempt: u32,
+        delay: Duration,
+        why: &str,
+    ) {
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        entry.record.state = TaskState::Queued;
+        entry.record.error = Some(why.to_string());
+        self.args.metrics.retried.inc();
+        let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
+        self.args.events.emit(EventKind::TaskRetrying, &entry.record.namespace, id.to_string(), data);
+        if delay.is_zero() {
+            self.dispatch(myself, id);
+        } else {
+            myself.send_after(delay, move || OrchestratorMsg::Retry { id, attempt });
+        }
+    }
+
+    fn retry(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId, attempt: u32) {
+        if self.tasks.get(&id).is_some_and(|e| e.record.attempt == attempt && !e.record.state.is_final()) {
+            self.dispatch(myself, id);
+        }
+    }
+
+    fn cancel(&mut self, id: TaskId, reply: RecordReply) {
+        let Some(entry) = self.tasks.get(&id) else {
+            let _ = reply.send(Err(TaskError::NotFound(id)));
+            return;
+        };
+        if !entry.record.state.is_final() {
+            // The token reaches the attempt wherever it is: queued in a pool (it will not
+            // start) or running (the agent is told; a process gets `cancel`, then a kill).
+            entry.cancel.cancel();
+            self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()));
+        }
+        let _ = reply.send(self.tasks.get(&id).map(|e| e.record.clone()).ok_or(TaskError::NotFound(id)));
+    }
+
+    /// Records the final state, tells the waiters, emits the event and writes the record.
+    fn finish(&mut self, id: TaskId, state: TaskState, output: Option<Value>, error: Option<String>) {
+        let now = self.args.clock.now();
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        entry.record.state = state;
+        entry.record.output = output;
+        entry.record.error = if state == TaskState::Succeeded { None } else { error };
+        entry.record.updated_at = now;
+        if let Some(reply) = entry.accept_reply.take() {
+            // Finished before its commit was acknowledged (cancelled at once, say).
+            let _ = reply.send(Ok(Submitted { id, existing: false }));
+        }
+        for waiter in entry.waiters.drain(..) {
+            let _ = waiter.send(Ok(entry.record.clone()));
+        }
+        let metrics = &self.args.metrics;
+        metrics.finished(state);
+        metrics.in_flight.dec();
+        metrics
+            .duration
+            .observe(now.duration_since(entry.record.created_at).unwrap_or_default().as_secs_f64());
+        let data = match state {
+            TaskState::Succeeded => json!({"attempt": entry.record.attempt}),
+            _ => json!({"attempt": entry.record.attempt, "error": entry.record.error}),
+        };
+        self.args.events.emit(
+            EventKind::for_task_state(state),
+            &entry.record.namespace,
+            id.to_string(),
+            data,
+        );
+        let write = Write::PutTask(Box::new(entry.record.clone()));
+        self.write(vec![write], None);
+        self.tasks.finished(id);
+        self.check_drained();
+    }
+
+    fn check_drained(&mut self) {
+        if self.draining && self.tasks.live() == 0 {
+            for reply in self.drain_waiters.drain(..) {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        myself: &ActorRef<OrchestratorMsg>,
+        definition: AgentDefinition,
+        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
+    ) {
+        if let Err(reason) = definition.spec.validate() {
+            let _ = reply.send(Err(AgentRegistryError::Invalid(reason)));
+            return;
+        }
+        let key = definition.spec.key();
+        if self.registry.contains(&key) || !self.args.catalog.insert(definition.clone()) {
+            let _ = reply.send(Err(AgentRegistryError::Duplicate(key)));
+            return;
+        }
+        let pools = self.args.pools.clone();
+        let agents = self.args.agents.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = pools.start(&agents, &definition).await;
+            let _ = me.send_message(OrchestratorMsg::PoolStarted { definition, result, reply: Some(reply) });
+        });
+    }
+
+    fn pool_started(
+        &mut self,
+        definition: AgentDefinition,
+        result: Result<AgentEntry, String>,
+        reply: Option<RpcReplyPort<Result<(), AgentRegistryError>>>,
+    ) {
+        let spec = definition.spec.clone();
+        let outcome = match result {
+            Ok(entry) => {
+                self.registry.insert(entry);
+                let data = json!({"capabilities": spec.capabilities});
+                self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
+                Ok(())
+            }
+            Err(reason) => {
+                self.args.catalog.remove(&spec.key());
+                Err(AgentRegistryError::StartFailed { agent: spec.key(), reason })
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str, reply: RpcReplyPort<Result<(), AgentRegistryError>>) {
+        let key = agent_key(namespace, name);
+        let Some(entry) = self.registry.remove(&key) else {
+            let _ = reply.send(Err(AgentRegistryError::NotFound(key)));
+            return;
+        };
+        self.args.catalog.remove(&key);
+        self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null);
+        // Draining runs outside the mailbox: the pool finishes what it holds, then stops.
+        let agents = self.args.agents.clone();
+        let pools = self.args.pools.clone();
+        tokio::spawn(async move {
+            pools.drain_and_stop(&agents, &entry).await;
+            let _ = reply.send(Ok(()));
+        });
+    }
+}
+
+impl AgentJob {
+    /// Rejects a job whose pool could not be reached.
+    fn reject_with(self, error: PoolError) {
+        mark1_supervisors::Job::reject(self, error);
+    }
+}

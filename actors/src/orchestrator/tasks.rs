@@ -1,0 +1,105 @@
+//! The orchestrator's table of tasks: live ones, and a bounded tail of finished ones.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::RpcReplyPort;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{Submitted, TaskError};
+use crate::domain::{TaskId, TaskRecord, TaskRequest};
+
+pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
+
+pub struct TaskEntry {
+    pub record: TaskRecord,
+    pub request: Arc<TaskRequest>,
+    pub input: Arc<Value>,
+    /// The agent (`<namespace>/<name>`) of the current attempt.
+    pub agent_key: Option<String>,
+    /// Time one attempt may take.
+    pub attempt_timeout: Duration,
+    pub retry_backoff: Duration,
+    pub cancel: CancellationToken,
+    /// Waiting for the task to finish.
+    pub waiters: Vec<RecordReply>,
+    /// A durable submission waiting for its commit before it hears "accepted".
+    pub accept_reply: Option<RpcReplyPort<Result<Submitted, TaskError>>>,
+}
+
+/// Live tasks plus the most recent finished ones (older finished tasks are only in the
+/// store), so memory stays bounded however many tasks pass through.
+pub struct TaskTable {
+    tasks: HashMap<TaskId, TaskEntry>,
+    finished: VecDeque<TaskId>,
+    retain_finished: usize,
+    live: usize,
+    /// `(namespace, idempotency key)` → task.
+    idempotency: HashMap<(String, String), TaskId>,
+}
+
+impl TaskTable {
+    pub fn new(retain_finished: usize) -> Self {
+        TaskTable {
+            tasks: HashMap::new(),
+            finished: VecDeque::new(),
+            retain_finished,
+            live: 0,
+            idempotency: HashMap::new(),
+        }
+    }
+
+    /// Tasks not yet in a final state.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    pub fn insert(&mut self, entry: TaskEntry) {
+        if let Some(key) = &entry.record.idempotency_key {
+            self.idempotency.insert((entry.record.namespace.clone(), key.clone()), entry.record.id);
+        }
+        self.live += 1;
+        self.tasks.insert(entry.record.id, entry);
+    }
+
+    pub fn by_idempotency_key(&self, namespace: &str, key: &str) -> Option<&TaskEntry> {
+        // Tuple keys need owned parts for lookup; keys are short.
+        let id = self.idempotency.get(&(namespace.to_string(), key.to_string()))?;
+        self.tasks.get(id)
+    }
+
+    pub fn get(&self, id: &TaskId) -> Option<&TaskEntry> {
+        self.tasks.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut TaskEntry> {
+        self.tasks.get_mut(id)
+    }
+
+    /// Marks a task finished and evicts the oldest finished ones beyond the retention.
+    pub fn finished(&mut self, id: TaskId) {
+        self.live -= 1;
+        self.finished.push_back(id);
+        while self.finished.len() > self.retain_finished {
+            if let Some(old) = self.finished.pop_front() {
+                if let Some(entry) = self.tasks.remove(&old) {
+                    if let Some(key) = entry.record.idempotency_key {
+                        self.idempotency.remove(&(entry.record.namespace, key));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A task that was never accepted (its commit failed) leaves no trace.
+    pub fn forget(&mut self, id: &TaskId) -> Option<TaskEntry> {
+        let entry = self.tasks.remove(id)?;
+        self.live -= 1;
+        if let Some(key) = &entry.record.idempotency_key {
+            self.idempotency.remove(&(entry.record.namespace.clone(), key.clone()));
+        }
+        Some(entry)
+    }
+}
