@@ -31,8 +31,8 @@ enum FileChoice {
 /// matched case-sensitively on the `MARK1_` prefix, keys lowercased) are configuration, e.g.
 /// `MARK1_SERVER__LISTEN=127.0.0.1:9000` or `MARK1_AGENTS__ECHO__POOL__MAX=3`. Names without
 /// `__` (`MARK1_URL`, `MARK1_API_KEY`, `MARK1_TEST_POSTGRES_URL`) belong to others and are
-/// ignored; a `__` name whose section is unknown is an error. Values are parsed as figment
-/// does (`3` a number, `true` a bool, `[a, b]` an array, otherwise a string). Agents whose
+/// ignored; a `__` name whose section is unknown is an error. Values are text, converted to
+/// the key's type (`3`, `true`, `2s`); `[a, b]` is an array. Agents whose
 /// names contain `-` cannot be reached from the environment: shells do not allow `-` in
 /// variable names.
 #[derive(Debug)]
@@ -123,7 +123,7 @@ impl ConfigLoader {
         figment = figment.merge(EnvProvider::new(env)?);
         figment = figment.merge(OverridesProvider::new(self.overrides)?);
 
-        let mut config: Config = figment.extract().map_err(|e| from_figment(e, file.as_deref()))?;
+        let mut config: Config = figment.extract_lossy().map_err(|e| from_figment(e, file.as_deref()))?;
         config.base_dir = file.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or(cwd);
         config.file = file;
         config.resolve_paths();
@@ -194,8 +194,15 @@ fn resolve_sqlite_url(base: &Path, url: &str) -> String {
     resolved
 }
 
+/// Text from the environment or `--set`. Arrays and tables (`[a, b]`, `{k = v}`) are parsed;
+/// anything else stays a string and is converted only when the key wants a number or a bool
+/// (`extract_lossy`), so `MARK1_NODE__DATA_DIR=2024` is a folder, not a type error.
 fn parse_value(text: &str) -> Value {
-    text.parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
+    if text.trim_start().starts_with(['[', '{']) {
+        text.parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
+    } else {
+        Value::from(text.to_string())
+    }
 }
 
 /// The process environment's config variables. Only `MARK1_` names are looked at, so a

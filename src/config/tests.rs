@@ -309,3 +309,19 @@ fn debug_does_not_leak_secrets() {
     assert!(debug.contains("MARK1_TEST_DB_PW"), "{debug}");
     assert!(format!("{:?}", config.store.password()).contains("MARK1_TEST_DB_PW"), "errors name the variable");
 }
+
+
+#[test]
+fn env_values_keep_their_text_unless_bracketed() {
+    let env = [
+        ("MARK1_NODE__DATA_DIR", "2024"),
+        ("MARK1_PROCESS__ENV_ALLOW", "[PATH, HOME]"),
+        ("MARK1_STORE__BATCH_MAX", "64"),
+    ];
+    let config = ConfigLoader::new().no_file().env(env).load().unwrap();
+    assert!(config.node.data_dir.ends_with("2024"), "a number-like value stays text for a path key");
+    assert_eq!(config.process.env_allow, ["PATH", "HOME"]);
+    assert_eq!(config.store.batch_max, 64);
+    let e = ConfigLoader::new().no_file().env([("MARK1_STORE__BATCH_MAX", "many")]).load().unwrap_err();
+    assert!(e.to_string().starts_with("store.batch_max: "), "{e}");
+}
