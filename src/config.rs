@@ -1,1 +1,304 @@
 //! Layered configuration (DESIGN §13.1).
+//!
+//! Layers, later ones winning: compiled defaults → the TOML file (`--config FILE`, else
+//! `./config.toml` when it exists) → `MARK1_<SECTION>__<KEY>` environment variables →
+//! overrides from command-line flags. The merged result is deserialized once with
+//! `deny_unknown_fields` everywhere, relative paths are made absolute against the config
+//! file's folder, and [`Config::validate`] runs once. Every key has a default, so an empty
+//! file (or none) is a valid configuration that needs no other service.
+//!
+//! ```no_run
+//! use mark1::config::ConfigLoader;
+//! let config = ConfigLoader::new().set("server.listen", "127.0.0.1:9000").load()?;
+//! let agents = config.agent_specs()?;
+//! # Ok::<(), mark1::config::ConfigError>(())
+//! ```
+
+mod agents;
+mod error;
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use agents::{AgentConfig, AgentLimitsConfig, PoolConfig, RetriesConfig};
+pub use error::{read_secret, ConfigError};
+pub use load::ConfigLoader;
+
+/// The top-level sections, in the order of the documented config.toml. Environment
+/// variables naming any other section are errors (see [`ConfigLoader`]).
+pub const SECTIONS: &[&str] = &["node", "server", "store", "limits", "process", "agents"];
+
+/// The whole node configuration. After [`ConfigLoader::load`] every path in it is absolute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub process: ProcessConfig,
+    /// `[agents.<name>]` tables; the key is the agent's name.
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// Folder relative paths were resolved against: the config file's, else the cwd.
+    #[serde(skip)]
+    base_dir: PathBuf,
+    /// The file that was read, if any.
+    #[serde(skip)]
+    file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeConfig::default(),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            process: ProcessConfig::default(),
+            agents: BTreeMap::new(),
+            base_dir: PathBuf::new(),
+            file: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node's identity; prefixes actor names in the registry. `[a-z][a-z0-9_-]*`.
+    pub name: String,
+    /// Where the node keeps its files (the SQLite database, work directories).
+    pub data_dir: PathBuf,
+    /// How long a graceful shutdown may take before the node exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "mark1".into(),
+            data_dir: "data".into(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// HTTP listen address. `None` (only settable from code) means no HTTP edge.
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))) }
+    }
+}
+
+/// SocketAddr's own error ("invalid socket address syntax") does not show the value.
+fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("invalid socket address {text:?}, expected IP:PORT such as 127.0.0.1:8080"))
+    })
+}
+
+/// SQLite's `synchronous` setting (DESIGN §13.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// An accepted task survives power loss.
+    Full,
+    /// An accepted task survives a crash of the process, not of the machine.
+    Normal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; `None` means the SQLite file under
+    /// `node.data_dir` (see [`Config::store_url`]). Never holds a password.
+    pub url: Option<String>,
+    /// Name of the environment variable holding the database password.
+    pub password_env: Option<String>,
+    /// File holding the database password.
+    pub password_file: Option<PathBuf>,
+    pub sync: SyncMode,
+    /// How long the store writer waits to gather a batch.
+    #[serde(with = "humantime_serde")]
+    pub flush_delay: Duration,
+    /// Most writes in one transaction.
+    pub batch_max: usize,
+    /// Writes waiting for the store writer before callers are refused (503).
+    pub queue_limit: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            password_env: None,
+            password_file: None,
+            sync: SyncMode::Full,
+            flush_delay: Duration::from_millis(2),
+            batch_max: 512,
+            queue_limit: 65536,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Reads the database password from `password_env` or `password_file`, if either is set.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        read_secret(self.password_env.as_deref(), self.password_file.as_deref())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Tasks accepted but not finished, node-wide, before intake answers 429.
+    pub max_in_flight: usize,
+    /// Queue limit of an agent pool whose definition does not set one.
+    pub default_queue_limit: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_in_flight: 100_000, default_queue_limit: 1024 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// Process agents' commands must lie under one of these folders.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Variables of the node's environment every process agent receives (its
+    /// `env_allow` adds to these).
+    pub env_allow: Vec<String>,
+    /// Parent of the per-instance working directories; `None` means `{data_dir}/work`
+    /// (see [`Config::work_dir`]).
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            allowed_dirs: vec!["examples/agents".into()],
+            env_allow: ["PATH", "LANG", "LC_ALL", "TZ"].map(String::from).to_vec(),
+            work_dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads with the usual layers: `path` (or `./config.toml` when it exists), the
+    /// process environment, no flag overrides. The CLI uses [`ConfigLoader`] for flags.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut loader = ConfigLoader::new();
+        if let Some(path) = path {
+            loader = loader.file(path);
+        }
+        loader.load()
+    }
+
+    /// The store URL: `store.url`, or `sqlite://{node.data_dir}/mark1.db`.
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.node.data_dir.join("mark1.db").display()),
+        }
+    }
+
+    /// Parent of process agents' working directories: `process.work_dir`, or `{data_dir}/work`.
+    pub fn work_dir(&self) -> PathBuf {
+        self.process.work_dir.clone().unwrap_or_else(|| self.node.data_dir.join("work"))
+    }
+
+    /// Folder that relative paths were resolved against.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// The config file that was read, if any (for the startup log line).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Checks the whole configuration; [`ConfigLoader::load`] calls it once after layering.
+    /// Errors name the dotted key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::InvalidValue { key: key.into(), message, origin: String::new() })
+        };
+        if !mark1_actors::domain::valid_name(&self.node.name) {
+            return invalid("node.name", format!("'{}' must match [a-z][a-z0-9_-]*", self.node.name));
+        }
+        if self.node.shutdown_timeout.is_zero() {
+            return invalid("node.shutdown_timeout", "must be greater than zero".into());
+        }
+        if let Some(url) = &self.store.url {
+            check_store_url(url).or_else(|m| invalid("store.url", m))?;
+        }
+        if let Some(var) = &self.store.password_env {
+            check_var_name(var).or_else(|m| invalid("store.password_env", m))?;
+        }
+        if self.store.password_env.is_some() && self.store.password_file.is_some() {
+            return invalid("store.password_env", "set password_env or password_file, not both".into());
+        }
+        for (key, value) in [
+            ("store.batch_max", self.store.batch_max),
+            ("store.queue_limit", self.store.queue_limit),
+            ("limits.max_in_flight", self.limits.max_in_flight),
+            ("limits.default_queue_limit", self.limits.default_queue_limit),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        for var in &self.process.env_allow {
+            check_var_name(var).or_else(|m| invalid("process.env_allow", m))?;
+        }
+        self.agent_specs().map(drop)
+    }
+}
+
+/// Only the schemes the store has adapters for, and no password in the text (§13.1: secrets
+/// only through `*_env` / `*_file`). Messages never repeat the URL, which may hold one.
+fn check_store_url(url: &str) -> Result<(), String> {
+    let rest = if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
+        rest
+    } else if url.starts_with("sqlite:") {
+        return Ok(());
+    } else {
+        return Err("unsupported URL; use sqlite://PATH or postgres://USER@HOST/DB".into());
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if userinfo.contains(':') {
+            return Err("the URL contains a password; remove it and set store.password_env or \
+                        store.password_file instead"
+                .into());
+        }
+    }
+    Ok(())
+}
+
+fn check_var_name(var: &str) -> Result<(), String> {
+    if var.is_empty() || var.contains(['=', '\0']) {
+        Err(format!("{var:?} is not a valid environment variable name"))
+    } else {
+        Ok(())
+    }
+}
