@@ -1,4 +1,27 @@
 //! Mark-1: an orchestrator for AI agents, built as an actor-model runtime.
+//!
+//! The actor system embeds in any Rust program through [`Node`]:
+//! `Node::builder() … .build().await?.start().await?` gives a [`NodeHandle`] to submit
+//! tasks, wait for them, inspect the live actor tree and shut down in order.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | layered configuration: defaults → `config.toml` → `MARK1_…` env → flags |
+//! | [`node`] | the embedding API: builder, handle, ordered shutdown |
+//! | [`runtimes`] | `AgentRuntime` implementations: process agents and their sandbox |
+//! | [`cli`] | the `mark1` command line |
+//! | [`bench`] | `mark1 bench …`: in-process benchmarks with same-run baselines |
 
+pub mod bench;
+pub mod cli;
 pub mod config;
+pub mod node;
 pub mod runtimes;
+pub mod telemetry;
+
+pub use config::Config;
+pub use mark1_actors::domain::{AgentSpec, ProcessSpec, TaskId, TaskRecord, TaskRequest, TaskState};
+pub use mark1_actors::orchestrator::TaskError;
+pub use mark1_actors::ports::{Agent, AgentError, TaskContext};
+pub use mark1_supervisors::ActorSnapshot;
+pub use node::{Node, NodeBuilder, NodeError, NodeHandle, ShutdownReport};

@@ -1,0 +1,44 @@
+//! `mark1 serve`: a node until SIGINT/SIGTERM; a second signal exits at once.
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{exit, CliError};
+use crate::config::Config;
+use crate::node::Node;
+
+pub async fn run(config: Config) -> Result<(), CliError> {
+    let shutdown_timeout = config.node.shutdown_timeout;
+    let node = Node::builder().config(config).build().await?;
+    let handle = node.start().await?;
+    tracing::info!(node = %handle.name(), agents = handle.agents().await.map(|a| a.len()).unwrap_or(0), "node running");
+
+    let mut term = signal(SignalKind::terminate()).map_err(io_error)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io_error)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = handle.stopped() => {
+            return Err(CliError { code: exit::FAILURE, message: "the node stopped: a core actor failed beyond its restart intensity".into() });
+        }
+    }
+    // A second signal while draining exits at once.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("second signal: exiting now");
+        std::process::exit(exit::FAILURE as i32);
+    });
+    let report = handle.shutdown(shutdown_timeout).await;
+    tracing::info!(?report, "node stopped");
+    if report.stopped_cleanly {
+        Ok(())
+    } else {
+        Err(CliError { code: exit::FAILURE, message: format!("shutdown was not clean: {report:?}") })
+    }
+}
+
+fn io_error(e: std::io::Error) -> CliError {
+    CliError { code: exit::FAILURE, message: format!("cannot install signal handlers: {e}") }
+}

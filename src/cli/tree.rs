@@ -1,0 +1,55 @@
+//! `mark1 tree --local`: starts the configured node in-process and prints its tree.
+
+use std::time::{Duration, Instant};
+
+use mark1_supervisors::ActorSnapshot;
+
+use super::CliError;
+use crate::config::Config;
+use crate::node::Node;
+
+pub async fn run_local(config: Config, json: bool) -> Result<(), CliError> {
+    let expected = config.agents.len();
+    let node = Node::builder().config(config).build().await?;
+    let handle = node.start().await?;
+    // Agents start in the background; give them a moment so the tree shows their pools.
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if handle.agents().await.map(|a| a.len() >= expected).unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tree = handle.tree();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tree).expect("a snapshot serializes"));
+    } else {
+        print!("{}", render(&tree));
+    }
+    handle.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// An indented text rendering, one actor a line.
+pub fn render(tree: &ActorSnapshot) -> String {
+    let mut out = String::new();
+    walk(tree, 0, &mut out);
+    out
+}
+
+fn walk(node: &ActorSnapshot, depth: usize, out: &mut String) {
+    let name = node.name.rsplit('/').next().unwrap_or(&node.name);
+    let short = if depth == 0 { node.name.as_str() } else { name };
+    out.push_str(&format!(
+        "{:indent$}{short}  [{status:?}] restarts={restarts} handled={handled} mailbox={depth_}\n",
+        "",
+        indent = depth * 2,
+        status = node.status,
+        restarts = node.restarts.total(),
+        handled = node.messages_handled,
+        depth_ = node.mailbox_depth,
+    ));
+    for child in &node.children {
+        walk(child, depth + 1, out);
+    }
+}

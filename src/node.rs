@@ -1,0 +1,186 @@
+//! The embedding API (DESIGN §13.2): build a node from its configuration, start its
+//! actor tree, drive it, and shut it down in order.
+//!
+//! ```no_run
+//! # use mark1::{Node, AgentSpec, TaskRequest, Agent, AgentError, TaskContext};
+//! # struct Echo;
+//! # impl Agent for Echo {
+//! #     async fn handle(&self, _: TaskContext, input: serde_json::Value) -> Result<serde_json::Value, AgentError> { Ok(input) }
+//! # }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Node::builder().agent(AgentSpec::native("echo").capability("text.echo"), Echo).build().await?;
+//! let handle = node.start().await?;
+//! let id = handle.submit(TaskRequest::to_agent("echo", serde_json::json!({"text": "hi"}))).await?;
+//! let done = handle.wait(id, std::time::Duration::from_secs(5)).await?;
+//! let report = handle.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+
+mod handle;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mark1_actors::agents::AgentDefinition;
+use mark1_actors::domain::{AgentSpec, RuntimeSpec};
+use mark1_actors::health::shared_health;
+use mark1_actors::metrics::TaskMetrics;
+use mark1_actors::node::{NodeParts, NodeSettings, NodeTree};
+use mark1_actors::ports::{Agent, AgentRuntime, Clock, MemoryStore, ModelProvider, NativeRuntime, Store, SystemClock};
+use prometheus_client::registry::Registry;
+
+pub use handle::{NodeError, NodeHandle, ShutdownReport};
+
+use crate::config::Config;
+use crate::config::ConfigLoader;
+use crate::runtimes::process::{ProcessRuntime, SandboxPolicy};
+
+/// Collects what a node is made of; [`NodeBuilder::build`] validates it.
+pub struct NodeBuilder {
+    config: Option<Config>,
+    config_file: Option<PathBuf>,
+    natives: Vec<(AgentSpec, Arc<dyn AgentRuntime>)>,
+    store: Option<Arc<dyn Store>>,
+    providers: Vec<Arc<dyn ModelProvider>>,
+    clock: Arc<dyn Clock>,
+    settings: Option<NodeSettings>,
+}
+
+/// A validated node, ready to start.
+pub struct Node {
+    config: Config,
+    definitions: Vec<AgentDefinition>,
+    store: Arc<dyn Store>,
+    providers: Vec<Arc<dyn ModelProvider>>,
+    clock: Arc<dyn Clock>,
+    settings: NodeSettings,
+}
+
+impl Node {
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            config: None,
+            config_file: None,
+            natives: Vec::new(),
+            store: None,
+            providers: Vec::new(),
+            clock: Arc::new(SystemClock),
+            settings: None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Spawns the actor tree. HTTP joins it with the edge issue.
+    pub async fn start(self) -> Result<NodeHandle, NodeError> {
+        let mut registry = Registry::with_prefix("");
+        let metrics = Arc::new(TaskMetrics::register(&mut registry));
+        let parts = NodeParts {
+            name: self.config.node.name.clone(),
+            store: self.store.clone(),
+            providers: self.providers,
+            clock: self.clock,
+            agents: self.definitions,
+            settings: self.settings,
+            metrics,
+            health: shared_health(),
+        };
+        let tree = NodeTree::start(parts)
+            .await
+            .map_err(|e| NodeError::Start(format!("node '{}': {e}", self.config.node.name)))?;
+        Ok(NodeHandle::new(tree, self.config, registry))
+    }
+}
+
+impl NodeBuilder {
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Loads the configuration from a file at build time (environment layered on top).
+    pub fn config_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.config_file = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Registers a native agent.
+    pub fn agent(mut self, spec: AgentSpec, agent: impl Agent) -> Self {
+        self.natives.push((spec, Arc::new(NativeRuntime::new(agent))));
+        self
+    }
+
+    /// Replaces the store (the in-memory one is the default until the durable store lands).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn provider(mut self, provider: Arc<dyn ModelProvider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Overrides tree settings derived from the configuration (benches, tests).
+    pub fn settings(mut self, settings: NodeSettings) -> Self {
+        self.settings = Some(settings);
+        self
+    }
+
+    /// Validates the configuration and every agent definition.
+    pub async fn build(self) -> Result<Node, NodeError> {
+        let config = match (self.config, &self.config_file) {
+            (Some(config), _) => config,
+            (None, Some(path)) => ConfigLoader::new().file(path).load()?,
+            // Embedded without a configuration: compiled defaults, nothing read from disk.
+            (None, None) => ConfigLoader::new().no_file().env(Vec::<(String, String)>::new()).load()?,
+        };
+        let processes = Arc::new(ProcessRuntime::new(sandbox_policy(&config)));
+        let mut definitions = Vec::new();
+        for spec in config.agent_specs()? {
+            if let RuntimeSpec::Process(process) = &spec.runtime {
+                processes.validate(process).map_err(|e| NodeError::InvalidAgent(format!("agents.{}: {e}", spec.name)))?;
+            }
+            definitions.push(AgentDefinition::new(spec, processes.clone()));
+        }
+        for (spec, runtime) in self.natives {
+            spec.validate().map_err(NodeError::InvalidAgent)?;
+            if definitions.iter().any(|d| d.spec.key() == spec.key()) {
+                return Err(NodeError::InvalidAgent(format!("agent {} is defined twice", spec.key())));
+            }
+            definitions.push(AgentDefinition::new(spec, runtime));
+        }
+        let settings = self.settings.unwrap_or_else(|| settings_from(&config));
+        Ok(Node {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            config,
+            definitions,
+            providers: self.providers,
+            clock: self.clock,
+            settings,
+        })
+    }
+}
+
+fn sandbox_policy(config: &Config) -> SandboxPolicy {
+    let mut policy = SandboxPolicy::new(config.process.allowed_dirs.clone(), config.work_dir());
+    policy.env_allow = config.process.env_allow.clone();
+    policy
+}
+
+fn settings_from(config: &Config) -> NodeSettings {
+    NodeSettings {
+        batch_max: config.store.batch_max,
+        flush_delay: config.store.flush_delay,
+        store_queue_limit: config.store.queue_limit,
+        max_in_flight: config.limits.max_in_flight,
+        ..NodeSettings::default()
+    }
+}

@@ -1,0 +1,206 @@
+//! [`NodeHandle`]: what a running node offers its embedder.
+
+use std::time::{Duration, Instant};
+
+use mark1_actors::domain::{TaskId, TaskRecord, TaskRequest};
+use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
+use mark1_actors::health::HealthReport;
+use mark1_actors::node::NodeTree;
+use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
+use mark1_actors::ports::{Agent, NativeRuntime};
+use mark1_actors::{agents::AgentDefinition, domain::AgentSpec};
+use mark1_supervisors::ActorSnapshot;
+use prometheus_client::registry::Registry;
+use ractor::rpc::CallResult;
+use ractor::RpcReplyPort;
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError};
+
+/// Upper bound for control calls into the tree; a core actor that does not answer
+/// within it is reported as unavailable rather than hanging the caller.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid agent: {0}")]
+    InvalidAgent(String),
+    #[error("the node could not start: {0}")]
+    Start(String),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Agent(#[from] AgentRegistryError),
+    #[error(transparent)]
+    Events(#[from] EventsError),
+    /// A core actor is not running or did not answer in time.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a graceful shutdown did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShutdownReport {
+    /// Every task in flight finished before the drain timeout.
+    pub drained: bool,
+    /// Tasks still in flight when actors were stopped.
+    pub abandoned_tasks: i64,
+    /// The tree stopped within the timeout (otherwise it was killed).
+    pub stopped_cleanly: bool,
+    pub elapsed_ms: u64,
+}
+
+/// A running node.
+pub struct NodeHandle {
+    tree: NodeTree,
+    config: Config,
+    registry: Registry,
+}
+
+impl NodeHandle {
+    pub(super) fn new(tree: NodeTree, config: Config, registry: Registry) -> Self {
+        NodeHandle { tree, config, registry }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.tree.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The bound HTTP address; the edge arrives in its own issue, so none yet.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
+    async fn ask<R: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<R>) -> OrchestratorMsg,
+        timeout: Duration,
+    ) -> Result<R, NodeError> {
+        let orchestrator =
+            self.tree.orchestrator().ok_or_else(|| NodeError::Unavailable("the orchestrator is not running".into()))?;
+        match orchestrator.call(build, Some(timeout)).await {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(CallResult::Timeout) => Err(NodeError::Unavailable(format!("the orchestrator did not answer within {timeout:?}"))),
+            Ok(CallResult::SenderError) | Err(_) => Err(NodeError::Unavailable("the orchestrator stopped".into())),
+        }
+    }
+
+    /// Submits a task; returns once it is accepted (committed, when durable).
+    pub async fn submit(&self, request: TaskRequest) -> Result<TaskId, NodeError> {
+        Ok(self.submit_detailed(request).await?.id)
+    }
+
+    /// Like [`submit`](Self::submit), telling whether an idempotency key matched an earlier task.
+    pub async fn submit_detailed(&self, request: TaskRequest) -> Result<Submitted, NodeError> {
+        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, CALL_TIMEOUT).await??)
+    }
+
+    /// Submits and waits for the final state in one message.
+    pub async fn run(&self, request: TaskRequest, timeout: Duration) -> Result<TaskRecord, NodeError> {
+        Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, reply }, timeout).await??)
+    }
+
+    /// Waits up to `timeout` for the task to finish; returns the task as it is then.
+    pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskRecord, NodeError> {
+        match self.ask(|reply| OrchestratorMsg::Wait { id, reply }, timeout).await {
+            Err(NodeError::Unavailable(_)) if self.tree.orchestrator().is_some() => self.get(id).await,
+            other => Ok(other??),
+        }
+    }
+
+    pub async fn get(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
+        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, CALL_TIMEOUT).await??)
+    }
+
+    pub async fn cancel(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
+        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, CALL_TIMEOUT).await??)
+    }
+
+    /// Registers a native agent on the running node.
+    pub async fn register_agent(&self, spec: AgentSpec, agent: impl Agent) -> Result<(), NodeError> {
+        let definition = AgentDefinition::new(spec, std::sync::Arc::new(NativeRuntime::new(agent)));
+        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+    }
+
+    /// Removes an agent; its pool finishes the work it holds first.
+    pub async fn remove_agent(&self, namespace: &str, name: &str) -> Result<(), NodeError> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        Ok(self.ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, CALL_TIMEOUT).await??)
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {
+        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, CALL_TIMEOUT).await
+    }
+
+    /// Subscribes to events after `after` (None: new events only).
+    pub async fn subscribe(&self, filter: EventFilter, after: Option<u64>) -> Result<Subscription, NodeError> {
+        let events = self.tree.events_actor().ok_or_else(|| NodeError::Unavailable("events actor not running".into()))?;
+        match events.call(|reply| EventsMsg::Subscribe { filter, after, reply }, Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(result)) => Ok(result?),
+            _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
+        }
+    }
+
+    /// The live actor tree, read from counters without messaging any actor.
+    pub fn tree(&self) -> ActorSnapshot {
+        self.tree.snapshot()
+    }
+
+    pub fn health(&self) -> HealthReport {
+        self.tree.health.read().clone()
+    }
+
+    /// Tasks, rows and commits done so far: benches report these as `work`.
+    pub fn tree_internals(&self) -> &NodeTree {
+        &self.tree
+    }
+
+    /// Prometheus text exposition of this node's metrics.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+
+    /// Whether the root supervisor still runs (a core actor escalating stops it).
+    pub fn is_running(&self) -> bool {
+        self.tree.is_running()
+    }
+
+    /// Waits until the node stops by itself (root escalation). Returns at once if stopped.
+    pub async fn stopped(&self) {
+        if let Some(handle) = self.tree.take_join_handle() {
+            let _ = handle.await;
+        }
+    }
+
+    /// Graceful, ordered shutdown: stop intake and drain in-flight tasks (up to
+    /// `timeout`), then stop actors in reverse start order; the store writer commits
+    /// what it holds last.
+    pub async fn shutdown(self, timeout: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        let drained = matches!(self.ask(|reply| OrchestratorMsg::Drain { reply }, timeout).await, Ok(()));
+        let abandoned_tasks = self.tree.metrics.in_flight.get();
+        let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+        let stopped_cleanly = match self.tree.take_join_handle() {
+            Some(handle) => {
+                self.tree.root.stop(Some("shutdown".into()));
+                match tokio::time::timeout(left, handle).await {
+                    Ok(_) => true,
+                    Err(_) => {
+                        self.tree.root.kill();
+                        false
+                    }
+                }
+            }
+            None => !self.tree.is_running(),
+        };
+        ShutdownReport { drained, abandoned_tasks, stopped_cleanly, elapsed_ms: started.elapsed().as_millis() as u64 }
+    }
+}
