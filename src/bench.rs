@@ -1,2 +1,106 @@
 //! `mark1 bench <name>`: benchmarks that build their own nodes in-process and print
-//! one JSON object (DESIGN §13.9), with a baseline measured in the same run.
+//! one JSON object (DESIGN §13.9): `bench`, `git_sha`, `profile`, `params`, the
+//! figures, a `baseline` measured in the same run (interleaved, medians), `ratio`, and
+//! `work` counting what was really done. Never a timed test: figures are reported, not
+//! asserted.
+
+mod dispatch;
+mod restart;
+mod spawn;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+use crate::cli::{exit, CliError};
+
+#[derive(Args, Debug)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Task throughput and latency through the whole runtime, against bare ractor calls.
+    Dispatch(dispatch::Params),
+    /// Memory and spawn rate of idle agent instances, against bare ractor actors.
+    Spawn(spawn::Params),
+    /// Time from a child's failure to its replacement handling a message.
+    Restart(restart::Params),
+}
+
+impl BenchCommand {
+    pub async fn run(self) -> Result<(), CliError> {
+        let report = match self.bench {
+            Bench::Dispatch(p) => dispatch::run(p).await,
+            Bench::Spawn(p) => spawn::run(p).await,
+            Bench::Restart(p) => restart::run(p).await,
+        }
+        .map_err(|message| CliError { code: exit::FAILURE, message })?;
+        println!("{}", serde_json::to_string_pretty(&report).expect("json serializes"));
+        Ok(())
+    }
+}
+
+/// The common envelope of every report.
+pub(crate) fn report(
+    bench: &str,
+    params: Value,
+    figures: Value,
+    baseline: Value,
+    ratio: Value,
+    work: Value,
+) -> Value {
+    let mut out = Map::new();
+    out.insert("bench".into(), json!(bench));
+    out.insert("git_sha".into(), json!(git_sha()));
+    out.insert("profile".into(), json!(if cfg!(debug_assertions) { "debug" } else { "release" }));
+    out.insert("params".into(), params);
+    if let Value::Object(figures) = figures {
+        out.extend(figures);
+    }
+    out.insert("baseline".into(), baseline);
+    out.insert("ratio".into(), ratio);
+    out.insert("work".into(), work);
+    Value::Object(out)
+}
+
+fn git_sha() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Median of samples (sorted in place).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return 0.0;
+    }
+    values[values.len() / 2]
+}
+
+/// The `q` quantile (0..=1) of sorted samples.
+pub(crate) fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i]
+}
+
+/// Resident memory of this process, in bytes (Linux).
+pub(crate) fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// Rounds to 3 decimals for readable ratios.
+pub(crate) fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

@@ -26,7 +26,9 @@ use mark1_actors::domain::{AgentSpec, RuntimeSpec};
 use mark1_actors::health::shared_health;
 use mark1_actors::metrics::TaskMetrics;
 use mark1_actors::node::{NodeParts, NodeSettings, NodeTree};
-use mark1_actors::ports::{Agent, AgentRuntime, Clock, MemoryStore, ModelProvider, NativeRuntime, Store, SystemClock};
+use mark1_actors::ports::{
+    Agent, AgentRuntime, Clock, MemoryStore, ModelProvider, NativeRuntime, Store, SystemClock,
+};
 use prometheus_client::registry::Registry;
 
 pub use handle::{NodeError, NodeHandle, ShutdownReport};
@@ -146,7 +148,9 @@ impl NodeBuilder {
         let mut definitions = Vec::new();
         for spec in config.agent_specs()? {
             if let RuntimeSpec::Process(process) = &spec.runtime {
-                processes.validate(process).map_err(|e| NodeError::InvalidAgent(format!("agents.{}: {e}", spec.name)))?;
+                processes
+                    .validate(process)
+                    .map_err(|e| NodeError::InvalidAgent(format!("agents.{}: {e}", spec.name)))?;
             }
             definitions.push(AgentDefinition::new(spec, processes.clone()));
         }

@@ -82,12 +82,18 @@ impl NodeHandle {
         build: impl FnOnce(RpcReplyPort<R>) -> OrchestratorMsg,
         timeout: Duration,
     ) -> Result<R, NodeError> {
-        let orchestrator =
-            self.tree.orchestrator().ok_or_else(|| NodeError::Unavailable("the orchestrator is not running".into()))?;
+        let orchestrator = self
+            .tree
+            .orchestrator()
+            .ok_or_else(|| NodeError::Unavailable("the orchestrator is not running".into()))?;
         match orchestrator.call(build, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
-            Ok(CallResult::Timeout) => Err(NodeError::Unavailable(format!("the orchestrator did not answer within {timeout:?}"))),
-            Ok(CallResult::SenderError) | Err(_) => Err(NodeError::Unavailable("the orchestrator stopped".into())),
+            Ok(CallResult::Timeout) => {
+                Err(NodeError::Unavailable(format!("the orchestrator did not answer within {timeout:?}")))
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(NodeError::Unavailable("the orchestrator stopped".into()))
+            }
         }
     }
 
@@ -139,8 +145,15 @@ impl NodeHandle {
     }
 
     /// Subscribes to events after `after` (None: new events only).
-    pub async fn subscribe(&self, filter: EventFilter, after: Option<u64>) -> Result<Subscription, NodeError> {
-        let events = self.tree.events_actor().ok_or_else(|| NodeError::Unavailable("events actor not running".into()))?;
+    pub async fn subscribe(
+        &self,
+        filter: EventFilter,
+        after: Option<u64>,
+    ) -> Result<Subscription, NodeError> {
+        let events = self
+            .tree
+            .events_actor()
+            .ok_or_else(|| NodeError::Unavailable("events actor not running".into()))?;
         match events.call(|reply| EventsMsg::Subscribe { filter, after, reply }, Some(CALL_TIMEOUT)).await {
             Ok(CallResult::Success(result)) => Ok(result?),
             _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
@@ -201,6 +214,11 @@ impl NodeHandle {
             }
             None => !self.tree.is_running(),
         };
-        ShutdownReport { drained, abandoned_tasks, stopped_cleanly, elapsed_ms: started.elapsed().as_millis() as u64 }
+        ShutdownReport {
+            drained,
+            abandoned_tasks,
+            stopped_cleanly,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }
     }
 }
