@@ -163,7 +163,7 @@ pub enum SupervisorMsg {
 pub struct Supervisor;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 mod state;
 

@@ -111,7 +111,12 @@ impl Router {
         (a, b)
     }
 
-    pub(super) fn pick(&mut self, n: usize, cap: usize, load: impl Fn(usize) -> Option<usize>) -> Option<usize> {
+    pub(super) fn pick(
+        &mut self,
+        n: usize,
+        cap: usize,
+        load: impl Fn(usize) -> Option<usize>,
+    ) -> Option<usize> {
         if n == 0 {
             return None;
         }

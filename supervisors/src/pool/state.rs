@@ -303,7 +303,12 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             slot.recent.record(now);
             let attempt = slot.recent.recent(now).saturating_sub(1);
             let child = slot.stats.name().to_string();
-            self.notify(SupervisorEvent::ChildRestarted { supervisor: self.name.clone(), child, cause, reason });
+            self.notify(SupervisorEvent::ChildRestarted {
+                supervisor: self.name.clone(),
+                child,
+                cause,
+                reason,
+            });
             let delay = self.backoff.delay(attempt);
             if delay.is_zero() {
                 match self.start_slot(myself, i).await {
@@ -383,7 +388,8 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             i -= 1;
             let slot = &self.slots[i];
             let idle = slot.actor.is_some() && slot.shared.load() == 0;
-            let expired = now || self.slots.len() > self.max || slot.last_active.elapsed() >= self.idle_timeout;
+            let expired =
+                now || self.slots.len() > self.max || slot.last_active.elapsed() >= self.idle_timeout;
             if idle && expired {
                 self.stop_slot(i);
             }
