@@ -3,18 +3,24 @@
 //! Workers take one [`Assignment`] at a time up to `capacity_per_worker`; the [`Lease`] in
 //! each assignment marks the worker free again when dropped, so the pool learns of
 //! completions through shared atomics and needs no message per finished job unless
-//! jobs are waiting in its queue.
+//! jobs are waiting in its queue (or the pool is draining).
+//!
+//! Workers are supervised like permanent children, one-for-one, with the pool's own
+//! intensity and backoff, so a pool never depends on an outer supervisor to stay full.
+//! Jobs are FIFO: the queue has no priorities (a per-priority queue would need the
+//! pool to know the job's priority, which [`Job`] does not expose). While workers are
+//! restarting and none can take work, jobs stay queued up to `queue_limit`.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use ractor::{Actor, ActorProcessingErr, ActorRef, Message, RpcReplyPort, SpawnErr};
+use ractor::{Actor, ActorProcessingErr, ActorRef, Message, RpcReplyPort, SpawnErr, SupervisionEvent};
 
 use crate::policy::{Backoff, Intensity};
-use crate::stats::ActorStats;
-use crate::supervisor::{StartCtx, SupervisorObserver};
+use crate::stats::{ActorStats, RestartCause};
+use crate::supervisor::{Exit, StartCtx, SupervisorObserver};
 
 /// How the pool picks a worker for the next job among those with spare capacity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,11 +46,14 @@ pub enum PoolError {
     Draining,
     #[error("the pool has no workers and cannot start any")]
     NoWorkers,
+    /// `Resize` needs `min <= max` and `max >= 1`.
+    #[error("invalid pool size: min {min}, max {max} (need min <= max and max >= 1)")]
+    InvalidSize { min: usize, max: usize },
 }
 
 /// Handed to a worker with each job; dropping it marks the worker's slot free.
 pub struct Lease {
-    // private: the worker's in-flight counter and the pool to nudge
+    slot: Arc<slots::SlotShared>,
 }
 
 /// What a worker receives: the job and its lease.
@@ -119,9 +128,12 @@ impl<J, M> Default for Pool<J, M> {
     }
 }
 
-pub struct PoolState<J, M> {
-    _p: std::marker::PhantomData<(J, M)>,
-}
+mod slots;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use state::PoolState;
 
 impl<J: Job, M: Message + From<Assignment<J>>> Actor for Pool<J, M> {
     type Msg = PoolMsg<J>;
@@ -130,9 +142,81 @@ impl<J: Job, M: Message + From<Assignment<J>>> Actor for Pool<J, M> {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        _args: Self::Arguments,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        todo!()
+        PoolState::start(&myself, args).await
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Started here, not in pre_start: ractor's interval stops once it sees the actor
+        // not running, and during pre_start it is still starting.
+        let period = (state.idle_timeout() / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        state.set_ticker(myself.send_interval(period, || PoolMsg::Tick));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shutdown().await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PoolMsg::Submit(job) => state.submit(&myself, job).await?,
+            PoolMsg::WorkerFree => state.dispatch(),
+            PoolMsg::Tick => state.tick(),
+            PoolMsg::Resize { min, max, reply } => {
+                if min > max || max == 0 {
+                    let _ = reply.send(Err(PoolError::InvalidSize { min, max }));
+                } else {
+                    let _ = reply.send(Ok(()));
+                    state.resize(&myself, min, max).await?;
+                }
+            }
+            PoolMsg::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+            PoolMsg::Drain(reply) => state.drain(reply),
+            PoolMsg::RestartWorker { slot } => state.restart_due(&myself, slot).await?,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, exit) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                (cell, Exit { cause: Some(RestartCause::Failed), reason: err.to_string() })
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, Exit::terminated(reason)),
+            _ => return Ok(()),
+        };
+        // Workers are permanent: a normal exit is restarted too, counted as `stopped`.
+        // Cells that are no longer a current worker (shrunk, stopped) are ignored.
+        match state.slot_of(&cell) {
+            Some(n) => {
+                let cause = exit.cause.unwrap_or(RestartCause::Stopped);
+                state.on_worker_exit(&myself, n, cause, exit.reason).await
+            }
+            None => Ok(()),
+        }
     }
 }

@@ -23,6 +23,9 @@ pub struct StartCtx {
     pub stats: Arc<ActorStats>,
 }
 
+/// Erlang's default shutdown timeout for a worker child.
+const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+
 type StartFn = Arc<dyn Fn(StartCtx) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 
 /// How to (re)start one child. The start function builds fresh arguments on every call,
@@ -44,7 +47,14 @@ impl ChildSpec {
         F: Fn(StartCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ActorCell, SpawnErr>> + Send + 'static,
     {
-        todo!()
+        let start: StartFn = Arc::new(move |ctx| Box::pin(start(ctx)));
+        ChildSpec {
+            id: id.into(),
+            restart: Restart::Permanent,
+            registered: true,
+            shutdown: DEFAULT_SHUTDOWN,
+            start,
+        }
     }
 
     /// A child that is an [`crate::Instrumented`] actor built by `make` on every start.
@@ -53,7 +63,14 @@ impl ChildSpec {
         A: Actor,
         F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
     {
-        todo!()
+        ChildSpec::new(id, move |ctx: StartCtx| {
+            let (actor, args) = make();
+            async move {
+                let (addr, _) =
+                    crate::spawn_instrumented(ctx.name, actor, args, ctx.stats, Some(ctx.supervisor)).await?;
+                Ok(addr.actor().get_cell())
+            }
+        })
     }
 
     pub fn restart(mut self, restart: Restart) -> Self {
@@ -137,11 +154,20 @@ pub enum SupervisorMsg {
 
 /// The supervisor actor. Spawn it wrapped with [`crate::spawn_instrumented`] (or as a
 /// [`ChildSpec::actor`] of another supervisor).
+///
+/// Naming: a child's slot is called `<supervisor's registry name>/<child id>` when the
+/// supervisor has a registry name, and `<child id>` otherwise; that is its stats name.
+/// A child with `registered: true` gets that full name in ractor's registry only when the
+/// supervisor is itself named: the registry is global to the process, so a bare child id
+/// would collide between two nodes (or two tests) in one process.
 pub struct Supervisor;
 
-pub struct SupervisorState {
-    // private fields chosen by the implementation
-}
+#[cfg(test)]
+pub(crate) mod tests;
+
+mod state;
+
+pub use state::SupervisorState;
 
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
@@ -150,9 +176,90 @@ impl Actor for Supervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        _args: Self::Arguments,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        todo!()
+        SupervisorState::start(myself, args).await
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stop_all().await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::StartChild(spec, reply) => {
+                let _ = reply.send(state.start_dynamic(&myself, spec).await);
+            }
+            SupervisorMsg::StopChild(id, reply) => {
+                let _ = reply.send(state.stop_child(&id).await);
+            }
+            SupervisorMsg::Children(reply) => {
+                let _ = reply.send(state.children());
+            }
+            SupervisorMsg::Restart { id, generation } => {
+                state.restart_due(&myself, &id, generation).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, exit) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                (cell, Exit { cause: Some(RestartCause::Failed), reason: err.to_string() })
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, Exit::terminated(reason)),
+            _ => return Ok(()),
+        };
+        // Events from cells that are no longer a current child (siblings stopped during a
+        // group restart, children stopped on request) are ignored.
+        match state.slot_of(&cell) {
+            Some(id) => state.on_exit(&myself, id, exit).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// How a child ended: `cause` is `None` for a normal exit.
+#[derive(Debug, Clone)]
+pub(crate) struct Exit {
+    pub(crate) cause: Option<RestartCause>,
+    pub(crate) reason: String,
+}
+
+impl Exit {
+    /// Classifies an `ActorTerminated` reason. ractor reports a kill as the reason
+    /// `"killed"` (also the reason of a signal-terminated processing loop), so a child that
+    /// stops itself with that exact reason is indistinguishable from one that was killed.
+    pub(crate) fn terminated(reason: Option<String>) -> Exit {
+        match reason.as_deref() {
+            None => Exit { cause: None, reason: "normal".into() },
+            Some("normal") | Some("shutdown") => Exit { cause: None, reason: reason.unwrap_or_default() },
+            Some("killed") => Exit { cause: Some(RestartCause::Killed), reason: "killed".into() },
+            Some(r) => Exit { cause: Some(RestartCause::Stopped), reason: r.to_string() },
+        }
+    }
+}
+
+/// Stops a child gracefully, then kills it if it has not stopped within `timeout`.
+pub(crate) async fn stop_cell(cell: &ActorCell, timeout: Duration) {
+    if cell.stop_and_wait(Some("shutdown".into()), Some(timeout)).await.is_err() {
+        let _ = cell.kill_and_wait(Some(timeout)).await;
     }
 }
