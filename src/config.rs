@@ -109,7 +109,9 @@ impl Default for ServerConfig {
 fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!("invalid socket address {text:?}, expected IP:PORT such as 127.0.0.1:8080"))
+        serde::de::Error::custom(format!(
+            "invalid socket address {text:?}, expected IP:PORT such as 127.0.0.1:8080"
+        ))
     })
 }
 
@@ -277,13 +279,14 @@ impl Config {
 /// Only the schemes the store has adapters for, and no password in the text (§13.1: secrets
 /// only through `*_env` / `*_file`). Messages never repeat the URL, which may hold one.
 fn check_store_url(url: &str) -> Result<(), String> {
-    let rest = if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
-        rest
-    } else if url.starts_with("sqlite:") {
-        return Ok(());
-    } else {
-        return Err("unsupported URL; use sqlite://PATH or postgres://USER@HOST/DB".into());
-    };
+    let rest =
+        if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
+            rest
+        } else if url.starts_with("sqlite:") {
+            return Ok(());
+        } else {
+            return Err("unsupported URL; use sqlite://PATH or postgres://USER@HOST/DB".into());
+        };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     if let Some((userinfo, _)) = authority.rsplit_once('@') {
         if userinfo.contains(':') {

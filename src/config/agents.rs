@@ -152,10 +152,17 @@ impl Config {
                                 \"process\" with a command here"
                     .into()))
             }
-            other => return Err(err(format!("runtime: unknown runtime {other:?}; only \"process\" is supported in config"))),
+            other => {
+                return Err(err(format!(
+                    "runtime: unknown runtime {other:?}; only \"process\" is supported in config"
+                )))
+            }
         }
-        let command = agent.command.as_ref().ok_or_else(|| err("command: required for a process agent".into()))?;
-        if !command.as_os_str().is_empty() && !self.process.allowed_dirs.iter().any(|dir| command.starts_with(dir)) {
+        let command =
+            agent.command.as_ref().ok_or_else(|| err("command: required for a process agent".into()))?;
+        if !command.as_os_str().is_empty()
+            && !self.process.allowed_dirs.iter().any(|dir| command.starts_with(dir))
+        {
             return Err(err(format!(
                 "command: {} is outside process.allowed_dirs ({}); move it or add its folder there",
                 command.display(),

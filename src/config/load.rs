@@ -251,7 +251,8 @@ impl EnvProvider {
                     message: "empty key between '__' separators; use MARK1_<SECTION>__<KEY>".into(),
                 });
             }
-            insert(&mut dict, &keys, parse_value(&value)).map_err(|message| ConfigError::Env { var, message })?;
+            insert(&mut dict, &keys, parse_value(&value))
+                .map_err(|message| ConfigError::Env { var, message })?;
         }
         Ok(EnvProvider { dict })
     }

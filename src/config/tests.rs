@@ -79,7 +79,8 @@ fn file_values() {
 
 #[test]
 fn env_overrides_file_and_flags_override_env() {
-    let (_dir, path) = file(&format!("[server]\nlisten = \"127.0.0.1:1\"\n{AGENT}[agents.echo.pool]\nmax = 5\n"));
+    let (_dir, path) =
+        file(&format!("[server]\nlisten = \"127.0.0.1:1\"\n{AGENT}[agents.echo.pool]\nmax = 5\n"));
     let env = [
         ("MARK1_SERVER__LISTEN", "127.0.0.1:2"),
         ("MARK1_AGENTS__ECHO__POOL__MAX", "3"),
@@ -132,13 +133,15 @@ fn unknown_key_in_file_names_key_and_file() {
 
 #[test]
 fn unknown_env_section_or_key_names_the_variable() {
-    let load_env = |var: &str| {
-        ConfigLoader::new().no_file().env([(var, "1")]).load().unwrap_err().to_string()
-    };
+    let load_env =
+        |var: &str| ConfigLoader::new().no_file().env([(var, "1")]).load().unwrap_err().to_string();
     let e = load_env("MARK1_FOO__BAR");
     assert!(e.starts_with("environment variable MARK1_FOO__BAR: unknown config section 'foo'"), "{e}");
     let e = load_env("MARK1_SERVER__LISEN");
-    assert_eq!(e, "unknown key 'server.lisen' in environment variable MARK1_SERVER__LISEN (expected one of: listen)");
+    assert_eq!(
+        e,
+        "unknown key 'server.lisen' in environment variable MARK1_SERVER__LISEN (expected one of: listen)"
+    );
 }
 
 #[test]
@@ -167,7 +170,8 @@ fn password_in_store_url_is_refused_without_echoing_it() {
     let e = err("[store]\nurl = \"postgres://mark1:hunter2@db/mark1\"\n");
     assert!(e.starts_with("store.url: the URL contains a password"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
-    let (_d, config) = load("[store]\nurl = \"postgres://mark1@db/mark1\"\npassword_env = \"DB_PW\"\n").unwrap();
+    let (_d, config) =
+        load("[store]\nurl = \"postgres://mark1@db/mark1\"\npassword_env = \"DB_PW\"\n").unwrap();
     assert_eq!(config.store_url(), "postgres://mark1@db/mark1");
 }
 
@@ -182,12 +186,12 @@ fn missing_explicit_file_names_the_path() {
 
 #[test]
 fn relative_paths_resolve_against_the_files_folder() {
-    let (dir, config) = load(&format!(
+    let (dir, config) = load(
         "[node]\ndata_dir = \"var/../state\"\n[store]\nurl = \"sqlite://db/x.db?mode=rwc\"\n\
          password_file = \"secrets/pw\"\n[process]\nwork_dir = \"/abs/work\"\n\
          allowed_dirs = [\"agents\", \"/opt/agents\"]\n[agents.echo]\ncommand = \"agents/echo.py\"\n\
-         working_dir = \"wd\"\n"
-    ))
+         working_dir = \"wd\"\n",
+    )
     .unwrap();
     let base = dir.path();
     assert_eq!(config.node.data_dir, base.join("state"));
@@ -203,8 +207,8 @@ fn relative_paths_resolve_against_the_files_folder() {
 
 #[test]
 fn agent_table_becomes_a_spec_with_defaults() {
-    let (dir, config) = load(&format!("{AGENT}capabilities = [\"text.echo\"]\nenv_allow = [\"HOME\", \"PATH\"]\n"))
-        .unwrap();
+    let (dir, config) =
+        load(&format!("{AGENT}capabilities = [\"text.echo\"]\nenv_allow = [\"HOME\", \"PATH\"]\n")).unwrap();
     let specs = config.agent_specs().unwrap();
     assert_eq!(specs.len(), 1);
     let spec = &specs[0];
@@ -273,7 +277,10 @@ fn repo_config_toml_loads_and_validates() {
     // The documented values are the defaults: the file and no file agree outside [agents].
     let defaults = ConfigLoader::new().no_file().env(no_env()).load().unwrap();
     assert_eq!(config.node, defaults.node);
-    assert_eq!((&config.server, &config.store, &config.limits), (&defaults.server, &defaults.store, &defaults.limits));
+    assert_eq!(
+        (&config.server, &config.store, &config.limits),
+        (&defaults.server, &defaults.store, &defaults.limits)
+    );
     assert_eq!(config.process, defaults.process);
 }
 
@@ -307,9 +314,11 @@ fn debug_does_not_leak_secrets() {
     let (_dir, config) = load("[store]\npassword_env = \"MARK1_TEST_DB_PW\"\n").unwrap();
     let debug = format!("{config:?}");
     assert!(debug.contains("MARK1_TEST_DB_PW"), "{debug}");
-    assert!(format!("{:?}", config.store.password()).contains("MARK1_TEST_DB_PW"), "errors name the variable");
+    assert!(
+        format!("{:?}", config.store.password()).contains("MARK1_TEST_DB_PW"),
+        "errors name the variable"
+    );
 }
-
 
 #[test]
 fn env_values_keep_their_text_unless_bracketed() {
