@@ -169,6 +169,9 @@ impl Config {
                 show_paths(&self.process.allowed_dirs)
             )));
         }
+        for var in agent.env.keys().chain(&agent.env_allow) {
+            super::check_var_name(var).map_err(|m| err(format!("env: {m}")))?;
+        }
         let mut env_allow = self.process.env_allow.clone();
         env_allow.extend(agent.env_allow.iter().filter(|v| !self.process.env_allow.contains(v)).cloned());
         let process = ProcessSpec {

@@ -34,7 +34,8 @@ enum FileChoice {
 /// ignored; a `__` name whose section is unknown is an error. Values are text, converted to
 /// the key's type (`3`, `true`, `2s`); `[a, b]` is an array. Agents whose
 /// names contain `-` cannot be reached from the environment: shells do not allow `-` in
-/// variable names.
+/// variable names. Keys are lowercased, so an agent's `env` table (whose keys are variable
+/// names, often uppercase) is best set in the file.
 #[derive(Debug)]
 pub struct ConfigLoader {
     file: FileChoice,

@@ -186,12 +186,12 @@ fn missing_explicit_file_names_the_path() {
 
 #[test]
 fn relative_paths_resolve_against_the_files_folder() {
-    let (dir, config) = load(&format!(
+    let (dir, config) = load(
         "[node]\ndata_dir = \"var/../state\"\n[store]\nurl = \"sqlite://db/x.db?mode=rwc\"\n\
          password_file = \"secrets/pw\"\n[process]\nwork_dir = \"/abs/work\"\n\
          allowed_dirs = [\"agents\", \"/opt/agents\"]\n[agents.echo]\ncommand = \"agents/echo.py\"\n\
-         working_dir = \"wd\"\n"
-    ))
+         working_dir = \"wd\"\n",
+    )
     .unwrap();
     let base = dir.path();
     assert_eq!(config.node.data_dir, base.join("state"));
@@ -247,6 +247,8 @@ fn bad_agents_are_errors_naming_the_agent() {
     assert!(e.starts_with("agents.echo: command: required"), "{e}");
     let e = err("[process]\nallowed_dirs = [\"agents\"]\n[agents.echo]\ncommand = \"agents/../bin/sh\"\n");
     assert!(e.starts_with("agents.echo: command: ") && e.contains("outside process.allowed_dirs"), "{e}");
+    let e = err(&format!("{AGENT}env = {{ \"A=B\" = \"x\" }}\n"));
+    assert!(e.starts_with("agents.echo: env: \"A=B\" is not a valid"), "{e}");
     let e = ConfigLoader::new().no_file().env([("MARK1_AGENTS__ECHO__POOL__MAX", "2")]).load().unwrap_err();
     assert!(e.to_string().starts_with("agents.echo: command: required"), "{e}");
 }
