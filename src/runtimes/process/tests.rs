@@ -426,3 +426,15 @@ async fn grandchild_pid(pid: u32) -> u32 {
     }
     panic!("agent {pid} started no child");
 }
+
+#[test]
+fn the_definition_in_the_protocol_guide_parses() {
+    let guide = include_str!("../../../docs/process-protocol.md");
+    let json = guide.rsplit("```json\n").next().unwrap().split("```").next().unwrap();
+    let spec: AgentSpec = serde_json::from_str(json).expect("the guide's example is a valid AgentSpec");
+    let mark1_actors::domain::RuntimeSpec::Process(process) = spec.runtime else {
+        panic!("not a process agent")
+    };
+    assert_eq!(process.cancel_grace, Duration::from_secs(2));
+    assert_eq!(process.limits.memory_mb, Some(512));
+}
