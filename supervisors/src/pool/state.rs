@@ -316,7 +316,8 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
                     Err(reason) => next = Some((n, RestartCause::StartFailed, reason)),
                 }
             } else {
-                let _ = myself.send_after(delay, move || PoolMsg::RestartWorker { slot: n });
+                // Dropping the handle detaches the timer; it does not cancel it.
+                drop(myself.send_after(delay, move || PoolMsg::RestartWorker { slot: n }));
             }
         }
         // Jobs of a dead worker left `busy`: a drain may be complete now.

@@ -432,8 +432,7 @@ async fn snapshot_shows_names_restarts_and_messages() {
     let c = counters(1);
     let (args, _) = args("t-snap", Strategy::OneForOne, vec![toy("a", &c[0])]);
     let h = start("t-snap", args).await;
-    let registered =
-        ractor::registry::where_is("t-snap/a".to_string()).expect("child registered under the supervisor");
+    let registered = ractor::registry::where_is("t-snap/a").expect("child registered under the supervisor");
     let a: ActorRef<ToyMsg> = registered.into();
     for _ in 0..3 {
         ractor::call_t!(a, ToyMsg::Ping, 5_000).unwrap();
