@@ -363,3 +363,31 @@ async fn workers_that_never_start_make_the_pool_fail() {
     assert!(err.to_string().contains("pool 'pool': 3 restarts in 5s exceeded intensity 2/5s"), "{err}");
     assert_eq!(stats.children()[0].restarts(), Restarts { start_failed: 2, ..Default::default() });
 }
+
+/// Many short jobs through few slots: every completion races with the pool queueing the
+/// next job, so a lost wakeup would leave jobs stuck in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_job_is_stranded_in_the_queue_under_churn() {
+    let shared = Shared::default();
+    let mut a = args(&shared, Routing::PowerOfTwo, 2, 2, 1);
+    a.queue_limit = 10_000;
+    let h = start(shared.clone(), a).await;
+    h.release();
+    for j in 0..3_000 {
+        h.submit(j, true);
+    }
+    eventually("all jobs ran", || h.ran() == 3_000).await;
+    eventually("all leases released", || shared.released.load(SeqCst) == 3_000).await;
+    h.idle().await;
+    assert!(h.shared.rejected.lock().is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_size_fails_the_start() {
+    let shared = Shared::default();
+    let a = args(&shared, Routing::LeastLoaded, 3, 2, 1);
+    let stats = a.stats.clone();
+    let err = spawn_instrumented(None, Pool::<TJob, WMsg>::default(), a, stats, None).await.err().unwrap();
+    assert!(err.to_string().contains("invalid pool size"), "{err}");
+}

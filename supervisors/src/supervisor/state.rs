@@ -219,7 +219,8 @@ impl SupervisorState {
             if delay.is_zero() {
                 next = self.restart_group(myself, idx).await;
             } else {
-                let _ = myself.send_after(delay, move || SupervisorMsg::Restart { id, generation });
+                // Dropping the handle detaches the timer; it does not cancel it.
+                drop(myself.send_after(delay, move || SupervisorMsg::Restart { id, generation }));
             }
         }
         Ok(())

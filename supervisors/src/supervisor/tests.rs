@@ -283,7 +283,6 @@ async fn backoff_delays_the_restart() {
     cell(&h.sup, "slow").await.send_message(ToyMsg::Panic).unwrap();
     let slot = h.stats.children()[0].clone();
     eventually("restarting", || slot.status() == Status::Restarting).await;
-    assert!(children(&h.sup).await[0].1.is_none(), "no incarnation while waiting");
     eventually("restarted", || c[0].starts.load(SeqCst) == 2).await;
     // A lower bound only: timers never fire early, however loaded the machine is.
     assert!(failed_at.elapsed() >= delay);
@@ -342,19 +341,14 @@ async fn escalation_case(name: &str, keep_failing_starts: bool) {
         c[0].failures.store(usize::MAX, SeqCst);
         cell(&sup, "a").await.send_message(ToyMsg::Panic).unwrap();
     } else {
-        for _ in 0..4 {
-            let a = cell(&sup, "a").await;
-            a.send_message(ToyMsg::Panic).unwrap();
-            eventually("a gone", || a.get_status() == ActorStatus::Stopped).await;
-            if sup.actor().get_status() == ActorStatus::Stopped {
-                break;
+        // Three restarts are allowed; the fourth failure escalates.
+        for k in 0..4 {
+            cell(&sup, "a").await.send_message(ToyMsg::Panic).unwrap();
+            if k < 3 {
+                // The restart runs inside the supervisor's handler, so once the new
+                // incarnation has started, a `Children` call sees it.
+                eventually("a restarted", || c[0].starts.load(SeqCst) == k + 2).await;
             }
-            eventually("a back or supervisor dead", || {
-                c[0].starts.load(SeqCst) > 0
-                    && (stats.children()[0].status() == Status::Running
-                        || sup.actor().get_status() == ActorStatus::Stopped)
-            })
-            .await;
         }
     }
     eventually("parent sees the failure", || !log.lock().is_empty()).await;
@@ -432,8 +426,7 @@ async fn snapshot_shows_names_restarts_and_messages() {
     let c = counters(1);
     let (args, _) = args("t-snap", Strategy::OneForOne, vec![toy("a", &c[0])]);
     let h = start("t-snap", args).await;
-    let registered =
-        ractor::registry::where_is("t-snap/a".to_string()).expect("child registered under the supervisor");
+    let registered = ractor::registry::where_is("t-snap/a").expect("child registered under the supervisor");
     let a: ActorRef<ToyMsg> = registered.into();
     for _ in 0..3 {
         ractor::call_t!(a, ToyMsg::Ping, 5_000).unwrap();
