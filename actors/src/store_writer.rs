@@ -244,7 +244,8 @@ mod tests {
         };
         let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
         w.send_message(StoreWriterMsg::Write { writes: vec![event(1)], ack: None }).unwrap();
-        w.stop(None);
+        // Supervisors stop children by draining: what is in the mailbox is handled first.
+        w.drain().unwrap();
         handle.await.unwrap();
         assert_eq!(store.events().len(), 1);
     }

@@ -257,9 +257,10 @@ impl Exit {
     }
 }
 
-/// Stops a child gracefully, then kills it if it has not stopped within `timeout`.
+/// Stops a child gracefully: it handles what its mailbox already holds (a store writer
+/// commits its last writes), then stops; it is killed if that takes longer than `timeout`.
 pub(crate) async fn stop_cell(cell: &ActorCell, timeout: Duration) {
-    if cell.stop_and_wait(Some("shutdown".into()), Some(timeout)).await.is_err() {
+    if cell.drain_and_wait(Some(timeout)).await.is_err() {
         let _ = cell.kill_and_wait(Some(timeout)).await;
     }
 }

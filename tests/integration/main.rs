@@ -1,0 +1,6 @@
+//! Integration tests of whole nodes through the public API. One test binary with
+//! modules: linking many test binaries is slow on two cores (DESIGN §12).
+
+mod support;
+
+mod tasks;

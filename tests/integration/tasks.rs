@@ -1,0 +1,308 @@
+//! Tasks through a whole node: dispatch, selection, retries, deadlines, cancel,
+//! limits, idempotency, events.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mark1::{AgentSpec, NodeError, TaskError, TaskRequest, TaskState};
+use mark1_actors::domain::EventKind;
+use mark1_actors::events::EventFilter;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_and_the_tree_shows_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("echo").capability("text.echo").pool_size(2, 2), Echo)
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let id = handle.submit(TaskRequest::to_agent("echo", json!({"text": "hi"}))).await.unwrap();
+    let done = handle.wait(id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded);
+    assert_eq!(done.output, Some(json!({"text": "hi"})));
+    assert_eq!(done.attempt, 1);
+    assert_eq!(done.agent.as_deref(), Some("echo"));
+
+    let tree = handle.tree();
+    let name = handle.name().to_string();
+    let pool = tree.find(&format!("{name}/agents/pool:default/echo")).expect("the pool is in the tree");
+    assert_eq!(pool.children.len(), 2, "two instances under the pool");
+    let handled: u64 = pool.children.iter().map(|c| c.messages_handled).sum();
+    assert!(handled >= 1, "an instance handled the task");
+    for core in ["store_writer", "events", "models", "agents", "orchestrator", "workflows", "health"] {
+        assert!(tree.find(&format!("{name}/{core}")).is_some(), "{core} is in the tree");
+    }
+    assert!(handle.metrics_text().contains("mark1_tasks_finished_total{state=\"succeeded\"} 1"));
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_selection_prefers_the_idle_agent_and_names_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let handle = builder(dir.path())
+        .agent(
+            AgentSpec::native("slow").capability("work").pool_size(1, 1),
+            Sleeper { cancelled: cancelled.clone() },
+        )
+        .agent(AgentSpec::native("fast").capability("work").pool_size(1, 1), Echo)
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 2).await;
+    // Occupy `slow` by name; capability tasks must then go to the idle `fast`.
+    let busy = handle.submit(TaskRequest::to_agent("slow", json!({"ms": 60_000}))).await.unwrap();
+    eventually(Duration::from_secs(5), "slow is busy", || async {
+        handle.get(busy).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
+    })
+    .await;
+    for _ in 0..5 {
+        let done = handle
+            .run(TaskRequest::to_capabilities(["work"], json!(1)), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(done.agent.as_deref(), Some("fast"));
+    }
+    let err = handle.submit(TaskRequest::to_capabilities(["fly"], json!(1))).await.unwrap_err();
+    assert!(matches!(err, NodeError::Task(TaskError::NoCapableAgent { .. })), "{err}");
+    assert!(err.to_string().contains("fly"), "the error names the capability: {err}");
+    let err = handle.submit(TaskRequest::to_agent("nobody", json!(1))).await.unwrap_err();
+    assert!(matches!(err, NodeError::Task(TaskError::UnknownAgent { .. })), "{err}");
+    handle.cancel(busy).await.unwrap();
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_failures_retry_with_new_attempts_and_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (flaky_calls, hard_calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let handle = builder(dir.path())
+        .agent(
+            AgentSpec::native("flaky").retries(3, Duration::from_millis(1)),
+            Flaky { calls: flaky_calls.clone(), succeed_on: 3, retryable: true },
+        )
+        .agent(
+            AgentSpec::native("hard").retries(3, Duration::from_millis(1)),
+            Flaky { calls: hard_calls.clone(), succeed_on: 100, retryable: false },
+        )
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 2).await;
+    let done = handle.run(TaskRequest::to_agent("flaky", json!(null)), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.attempt, 3);
+    let key = done.output.unwrap()["key"].as_str().unwrap().to_string();
+    assert!(key.ends_with(":3"), "the idempotency key names the attempt: {key}");
+    assert_eq!(flaky_calls.load(Ordering::SeqCst), 3);
+
+    let done = handle.run(TaskRequest::to_agent("hard", json!(null)), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done.state, TaskState::Failed);
+    assert_eq!(done.attempt, 1, "a non-retryable failure is final");
+    assert_eq!(done.error.as_deref(), Some("call 1 failed"));
+
+    // Retries exhausted: the request's own limit wins over the agent's.
+    flaky_calls.store(0, Ordering::SeqCst);
+    let done = handle
+        .run(TaskRequest::to_agent("flaky", json!(null)).retries(1), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((done.state, done.attempt), (TaskState::Failed, 2));
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_deadlines_end_in_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("sleeper").pool_size(1, 2), Sleeper { cancelled: cancelled.clone() })
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let req = TaskRequest::to_agent("sleeper", json!({"ms": 60_000})).timeout(Duration::from_millis(50));
+    let done = handle.run(req, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.state, TaskState::TimedOut);
+    assert_eq!(cancelled.load(Ordering::SeqCst), 1, "the agent was told to stop");
+
+    let past = SystemTime::now() - Duration::from_secs(1);
+    let done = handle
+        .run(TaskRequest::to_agent("sleeper", json!({"ms": 1})).deadline(past), Duration::from_secs(5))
+        .await;
+    assert_eq!(done.unwrap().state, TaskState::TimedOut);
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("sleeper").pool_size(1, 1), Sleeper { cancelled: cancelled.clone() })
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
+    eventually(Duration::from_secs(5), "task running", || async {
+        handle.get(id).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
+    })
+    .await;
+    let record = handle.cancel(id).await.unwrap();
+    assert_eq!(record.state, TaskState::Cancelled);
+    eventually(Duration::from_secs(5), "agent saw the cancel", || async {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The instance is free again.
+    let done =
+        handle.run(TaskRequest::to_agent("sleeper", json!({"ms": 1})), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded);
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_and_pool_queues_are_bounded_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let config = mark1::config::ConfigLoader::new()
+        .no_file()
+        .env(Vec::<(String, String)>::new())
+        .set("node.name", unique("limits"))
+        .set("node.data_dir", dir.path().to_str().unwrap())
+        .set("limits.max_in_flight", 4)
+        .load()
+        .unwrap();
+    let handle = mark1::Node::builder()
+        .config(config)
+        .agent(
+            AgentSpec::native("sleeper").pool_size(1, 1).queue_limit(1),
+            Sleeper { cancelled: cancelled.clone() },
+        )
+        .agent(AgentSpec::native("wide").pool_size(1, 1).queue_limit(100), Sleeper { cancelled })
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 2).await;
+    let slow = || TaskRequest::to_agent("sleeper", json!({"ms": 60_000}));
+    let running = handle.submit(slow()).await.unwrap();
+    eventually(Duration::from_secs(5), "first task running", || async {
+        handle.get(running).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
+    })
+    .await;
+    let queued = handle.submit(slow()).await.unwrap();
+    // The pool holds one running and one queued: the third is refused by the pool.
+    let third = handle.run(slow(), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(third.state, TaskState::Failed);
+    assert!(third.error.as_deref().unwrap().contains("queued already"), "{:?}", third.error);
+    // Intake: 4 in flight at most (two are in flight already).
+    let wide = || TaskRequest::to_agent("wide", json!({"ms": 60_000}));
+    let more = [handle.submit(wide()).await.unwrap(), handle.submit(wide()).await.unwrap()];
+    let err = handle.submit(wide()).await.unwrap_err();
+    assert!(matches!(err, NodeError::Task(TaskError::Overloaded { limit: 4, .. })), "{err}");
+    for id in [running, queued].into_iter().chain(more) {
+        handle.cancel(id).await.unwrap();
+    }
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_return_the_first_task_or_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("echo"), Echo)
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let req = || TaskRequest::to_agent("echo", json!({"n": 1})).idempotency_key("k1");
+    let first = handle.submit_detailed(req()).await.unwrap();
+    let again = handle.submit_detailed(req()).await.unwrap();
+    assert!(!first.existing);
+    assert_eq!((again.id, again.existing), (first.id, true));
+    let other = TaskRequest::to_agent("echo", json!({"n": 2})).idempotency_key("k1");
+    let err = handle.submit(other).await.unwrap_err();
+    assert!(matches!(err, NodeError::Task(TaskError::IdempotencyConflict { .. })), "{err}");
+    // Keys are per namespace.
+    let elsewhere = TaskRequest::to_agent("echo", json!({"n": 1})).idempotency_key("k1").namespace("other");
+    assert!(matches!(handle.submit(elsewhere).await, Err(NodeError::Task(TaskError::UnknownAgent { .. }))));
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_is_an_event_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("echo"), Echo)
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let mut sub = handle.subscribe(EventFilter::default(), None).await.unwrap();
+    let done = handle.run(TaskRequest::to_agent("echo", json!(1)), Duration::from_secs(5)).await.unwrap();
+    let mut kinds = Vec::new();
+    let mut last = 0;
+    while kinds.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), sub.next(&mut last))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if event.subject == done.id.to_string() {
+            kinds.push(event.kind);
+        }
+    }
+    assert_eq!(kinds, [EventKind::TaskQueued, EventKind::TaskRunning, EventKind::TaskSucceeded]);
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_tasks_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("sleeper").pool_size(2, 2), Sleeper { cancelled })
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 200}))).await.unwrap();
+    let metrics = handle.tree_internals().metrics.clone();
+    let report = handle.shutdown(Duration::from_secs(10)).await;
+    assert!(report.drained && report.stopped_cleanly, "{report:?}");
+    assert_eq!(report.abandoned_tasks, 0);
+    assert_eq!(metrics.finished_total(), 1, "task {id} finished before the node stopped");
+}
