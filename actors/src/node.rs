@@ -104,7 +104,7 @@ pub fn actor_name(node: &str, id: &str) -> String {
 }
 
 fn lookup<M: Send + 'static>(name: &str) -> Option<ActorRef<M>> {
-    ractor::registry::where_is(name.to_string()).map(ActorRef::from)
+    ractor::registry::where_is(name).map(ActorRef::from)
 }
 
 fn spawned<M>(

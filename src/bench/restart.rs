@@ -26,8 +26,8 @@ pub struct Params {
 }
 
 enum ChildMsg {
-    /// Panics, recording when.
-    Fail(Instant),
+    /// Panics.
+    Fail,
     /// Replies with the time the message was handled.
     Ping(RpcReplyPort<Instant>),
 }
@@ -56,7 +56,7 @@ impl Actor for Child {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ChildMsg::Fail(_) => panic!("bench failure"),
+            ChildMsg::Fail => panic!("bench failure"),
             ChildMsg::Ping(reply) => {
                 let _ = reply.send(Instant::now());
             }
@@ -107,7 +107,7 @@ async fn restarts(n: usize) -> Result<Vec<u64>, String> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let failed_at = Instant::now();
-        current.send_message(ChildMsg::Fail(failed_at)).map_err(|e| e.to_string())?;
+        current.send_message(ChildMsg::Fail).map_err(|e| e.to_string())?;
         current = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .map_err(|_| "no restart within 5s".to_string())?

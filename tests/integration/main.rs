@@ -3,4 +3,5 @@
 
 mod support;
 
+mod agents;
 mod tasks;

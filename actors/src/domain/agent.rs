@@ -48,7 +48,7 @@ impl AgentSpec {
     }
 
     pub fn process(name: impl Into<String>, process: ProcessSpec) -> Self {
-        Self::new(name, RuntimeSpec::Process(process))
+        Self::new(name, RuntimeSpec::Process(Box::new(process)))
     }
 
     fn new(name: impl Into<String>, runtime: RuntimeSpec) -> Self {
@@ -147,7 +147,7 @@ pub enum RuntimeSpec {
     /// A Rust type implementing `Agent`, registered through the embedding API.
     Native,
     /// A long-lived child process speaking the process protocol (docs/process-protocol.md).
-    Process(ProcessSpec),
+    Process(Box<ProcessSpec>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

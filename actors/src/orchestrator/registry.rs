@@ -123,10 +123,6 @@ impl AgentRegistry {
         self.agents.remove(key)
     }
 
-    pub fn get(&self, key: &str) -> Option<&AgentEntry> {
-        self.agents.get(key)
-    }
-
     pub fn get_mut(&mut self, key: &str) -> Option<&mut AgentEntry> {
         self.agents.get_mut(key)
     }
