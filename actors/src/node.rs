@@ -89,7 +89,8 @@ pub struct NodeParts {
 pub struct NodeTree {
     pub name: String,
     pub root: ActorRef<SupervisorMsg>,
-    root_handle: Mutex<Option<JoinHandle<()>>>,
+    /// Turns true once the root supervisor has stopped, for any reason.
+    finished: tokio::sync::watch::Receiver<bool>,
     pub stats: Arc<ActorStats>,
     pub events: Arc<EventBus>,
     pub metrics: Arc<TaskMetrics>,
@@ -312,10 +313,15 @@ impl NodeTree {
         };
         let (root, handle) =
             spawn_instrumented(Some(name.clone()), Supervisor, root_args, stats.clone(), None).await?;
+        let (done, finished) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = handle.await;
+            let _ = done.send(true);
+        });
         Ok(NodeTree {
             name,
             root: root.actor().clone(),
-            root_handle: Mutex::new(Some(handle)),
+            finished,
             stats,
             events,
             metrics,
@@ -355,8 +361,9 @@ impl NodeTree {
         self.root.get_status() == ractor::ActorStatus::Running
     }
 
-    /// Takes the root's join handle to await the tree's end.
-    pub fn take_join_handle(&self) -> Option<JoinHandle<()>> {
-        self.root_handle.lock().take()
+    /// Resolves once the root supervisor has stopped (at once if it already has).
+    pub async fn finished(&self) {
+        let mut finished = self.finished.clone();
+        let _ = finished.wait_for(|done| *done).await;
     }
 }

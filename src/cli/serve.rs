@@ -7,13 +7,17 @@ use crate::config::Config;
 use crate::node::Node;
 
 pub async fn run(config: Config) -> Result<(), CliError> {
+    // Handlers first, so a signal during start-up is a shutdown, not an abrupt exit.
+    let mut term = signal(SignalKind::terminate()).map_err(io_error)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io_error)?;
     let shutdown_timeout = config.node.shutdown_timeout;
     let node = Node::builder().config(config).build().await?;
     let handle = node.start().await?;
-    tracing::info!(node = %handle.name(), agents = handle.agents().await.map(|a| a.len()).unwrap_or(0), "node running");
+    let agents = handle.agents().await.map(|a| a.len()).unwrap_or(0);
+    let listen = handle.config().server.listen.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
+    // The HTTP edge binds `listen` once it lands; the address is logged so it can be checked.
+    tracing::info!(node = %handle.name(), agents, listen, "node running");
 
-    let mut term = signal(SignalKind::terminate()).map_err(io_error)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io_error)?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

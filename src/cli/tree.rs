@@ -33,13 +33,13 @@ pub async fn run_local(config: Config, json: bool) -> Result<(), CliError> {
 /// An indented text rendering, one actor a line.
 pub fn render(tree: &ActorSnapshot) -> String {
     let mut out = String::new();
-    walk(tree, 0, &mut out);
+    walk(tree, "", 0, &mut out);
     out
 }
 
-fn walk(node: &ActorSnapshot, depth: usize, out: &mut String) {
-    let name = node.name.rsplit('/').next().unwrap_or(&node.name);
-    let short = if depth == 0 { node.name.as_str() } else { name };
+/// Children are shown by their name relative to their parent (`pool:default/echo`).
+fn walk(node: &ActorSnapshot, parent: &str, depth: usize, out: &mut String) {
+    let short = node.name.strip_prefix(parent).and_then(|n| n.strip_prefix('/')).unwrap_or(&node.name);
     out.push_str(&format!(
         "{:indent$}{short}  [{status:?}] restarts={restarts} handled={handled} mailbox={depth_}\n",
         "",
@@ -50,6 +50,6 @@ fn walk(node: &ActorSnapshot, depth: usize, out: &mut String) {
         depth_ = node.mailbox_depth,
     ));
     for child in &node.children {
-        walk(child, depth + 1, out);
+        walk(child, &node.name, depth + 1, out);
     }
 }

@@ -188,9 +188,7 @@ impl NodeHandle {
 
     /// Waits until the node stops by itself (root escalation). Returns at once if stopped.
     pub async fn stopped(&self) {
-        if let Some(handle) = self.tree.take_join_handle() {
-            let _ = handle.await;
-        }
+        self.tree.finished().await;
     }
 
     /// Graceful, ordered shutdown: stop intake and drain in-flight tasks (up to
@@ -201,18 +199,15 @@ impl NodeHandle {
         let drained = matches!(self.ask(|reply| OrchestratorMsg::Drain { reply }, timeout).await, Ok(()));
         let abandoned_tasks = self.tree.metrics.in_flight.get();
         let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-        let stopped_cleanly = match self.tree.take_join_handle() {
-            Some(handle) => {
-                self.tree.root.stop(Some("shutdown".into()));
-                match tokio::time::timeout(left, handle).await {
-                    Ok(_) => true,
-                    Err(_) => {
-                        self.tree.root.kill();
-                        false
-                    }
-                }
+        // Stopping the root stops its children in reverse start order, each draining
+        // its mailbox first; the store writer, started first, commits last.
+        self.tree.root.stop(Some("shutdown".into()));
+        let stopped_cleanly = match tokio::time::timeout(left, self.tree.finished()).await {
+            Ok(()) => true,
+            Err(_) => {
+                self.tree.root.kill();
+                false
             }
-            None => !self.tree.is_running(),
         };
         ShutdownReport {
             drained,

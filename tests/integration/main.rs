@@ -4,4 +4,6 @@
 mod support;
 
 mod agents;
+mod cli;
+mod process;
 mod tasks;

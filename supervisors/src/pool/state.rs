@@ -296,7 +296,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             }
             let now = Instant::now();
             if !self.window.record(now) {
-                return Err(self.escalate(now).await);
+                return Err(self.escalate(now, &reason).await);
             }
             let slot = &mut self.slots[i];
             slot.stats.record_restart(cause);
@@ -411,15 +411,18 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
         self.stats.detach(&slot.stats);
     }
 
-    async fn escalate(&mut self, now: Instant) -> ActorProcessingErr {
+    /// Gives up; the reason names the intensity and the last failure, so the cause is
+    /// visible wherever the failure surfaces (agent health, logs, the parent).
+    async fn escalate(&mut self, now: Instant, last_failure: &str) -> ActorProcessingErr {
         let intensity = self.window.intensity();
         let reason = format!(
-            "pool '{}': {} restarts in {:?} exceeded intensity {}/{:?}",
+            "pool '{}': {} restarts in {:?} exceeded intensity {}/{:?}; last failure: {}",
             self.name,
             self.window.recent(now),
             intensity.window,
             intensity.max_restarts,
-            intensity.window
+            intensity.window,
+            last_failure
         );
         tracing::error!(pool = %self.name, %reason, "pool escalates");
         self.notify(SupervisorEvent::Escalated { supervisor: self.name.clone(), reason: reason.clone() });

@@ -198,7 +198,7 @@ impl SupervisorState {
             let cause = exit.cause.unwrap_or(RestartCause::Stopped);
             let now = Instant::now();
             if !self.window.record(now) {
-                return Err(self.escalate(now).await);
+                return Err(self.escalate(now, &exit.reason).await);
             }
             let slot = &mut self.slots[idx];
             slot.stats.record_restart(cause);
@@ -301,15 +301,18 @@ impl SupervisorState {
         }
     }
 
-    async fn escalate(&mut self, now: Instant) -> ActorProcessingErr {
+    /// Gives up; the reason names the intensity and the last failure, so the cause is
+    /// visible wherever the failure surfaces (agent health, logs, the parent).
+    async fn escalate(&mut self, now: Instant, last_failure: &str) -> ActorProcessingErr {
         let intensity = self.window.intensity();
         let reason = format!(
-            "supervisor '{}': {} restarts in {:?} exceeded intensity {}/{:?}",
+            "supervisor '{}': {} restarts in {:?} exceeded intensity {}/{:?}; last failure: {}",
             self.name,
             self.window.recent(now),
             intensity.window,
             intensity.max_restarts,
-            intensity.window
+            intensity.window,
+            last_failure
         );
         tracing::error!(supervisor = %self.name, %reason, "supervisor escalates");
         self.notify(SupervisorEvent::Escalated { supervisor: self.name.clone(), reason: reason.clone() });
