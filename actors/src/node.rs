@@ -22,7 +22,7 @@ use mark1_supervisors::{
     spawn_instrumented, ActorSnapshot, ActorStats, Backoff, ChildSpec, Intensity, Restart, StartCtx,
     Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg, SupervisorObserver,
 };
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use ractor::concurrency::JoinHandle;
 use ractor::{ActorCell, ActorRef, SpawnErr};
 use serde_json::json;
@@ -96,7 +96,7 @@ pub struct NodeTree {
     pub metrics: Arc<TaskMetrics>,
     pub store_writer_stats: Arc<StoreWriterStats>,
     pub health: SharedHealth,
-    orchestrator: Mutex<Option<ActorRef<OrchestratorMsg>>>,
+    orchestrator: RwLock<Option<ActorRef<OrchestratorMsg>>>,
 }
 
 /// Registry name of a core actor of node `node`.
@@ -327,20 +327,22 @@ impl NodeTree {
             metrics,
             store_writer_stats: writer_stats,
             health,
-            orchestrator: Mutex::new(None),
+            orchestrator: RwLock::new(None),
         })
     }
 
     /// The orchestrator's current incarnation (re-resolved after a restart).
     pub fn orchestrator(&self) -> Option<ActorRef<OrchestratorMsg>> {
-        let mut cached = self.orchestrator.lock();
-        if let Some(o) = cached.as_ref() {
+        // Every submission passes here: a shared read on the hot path, a registry
+        // lookup only after the orchestrator was replaced.
+        if let Some(o) = self.orchestrator.read().as_ref() {
             if o.get_status() == ractor::ActorStatus::Running {
                 return Some(o.clone());
             }
         }
-        *cached = lookup(&actor_name(&self.name, "orchestrator"));
-        cached.clone()
+        let fresh = lookup(&actor_name(&self.name, "orchestrator"));
+        self.orchestrator.write().clone_from(&fresh);
+        fresh
     }
 
     pub fn events_actor(&self) -> Option<ActorRef<EventsMsg>> {

@@ -114,6 +114,8 @@ pub enum OrchestratorMsg {
         reply: RpcReplyPort<()>,
     },
     // Internal messages.
+    /// Internal: sends the writes gathered during this turn of the mailbox.
+    FlushWrites,
     Accepted {
         id: TaskId,
         result: Result<(), StoreError>,
@@ -165,6 +167,11 @@ pub struct OrchestratorState {
     registry: AgentRegistry,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
+    myself: ActorRef<OrchestratorMsg>,
+    /// Writes that need no acknowledgement, sent to the store writer as one message per
+    /// turn of the mailbox instead of one per task.
+    unacked_writes: Vec<Write>,
+    flush_scheduled: bool,
 }
 
 impl Actor for Orchestrator {
@@ -174,7 +181,7 @@ impl Actor for Orchestrator {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: OrchestratorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         // After a restart, bring back every agent the node knows: pools that survived are
@@ -192,7 +199,16 @@ impl Actor for Orchestrator {
             }
         }
         let tasks = TaskTable::new(args.retain_finished);
-        Ok(OrchestratorState { args, tasks, registry, draining: false, drain_waiters: Vec::new() })
+        Ok(OrchestratorState {
+            args,
+            tasks,
+            registry,
+            draining: false,
+            drain_waiters: Vec::new(),
+            myself,
+            unacked_writes: Vec::new(),
+            flush_scheduled: false,
+        })
     }
 
     async fn handle(
@@ -229,6 +245,11 @@ impl Actor for Orchestrator {
                 state.check_drained();
             }
             OrchestratorMsg::Accepted { id, result } => state.accepted(&myself, id, result),
+            OrchestratorMsg::FlushWrites => {
+                state.flush_scheduled = false;
+                let writes = std::mem::take(&mut state.unacked_writes);
+                state.write(writes, None);
+            }
             OrchestratorMsg::AttemptStarted { task_id, attempt } => state.attempt_started(task_id, attempt),
             OrchestratorMsg::AttemptDone { task_id, attempt, outcome, elapsed } => {
                 state.attempt_done(&myself, task_id, attempt, outcome, elapsed)
@@ -351,7 +372,6 @@ impl OrchestratorState {
         };
         let durable = request.durable;
         let mut entry = TaskEntry {
-            input: Arc::new(request.input.clone()),
             attempt_timeout: request.timeout.unwrap_or(spec.timeout),
             retry_backoff: spec.retries.backoff,
             request,
@@ -376,7 +396,7 @@ impl OrchestratorState {
                 Box::new(move |result| drop(me.send_message(OrchestratorMsg::Accepted { id, result })));
             self.write(writes, Some(ack));
         } else {
-            self.write(writes, None);
+            self.write_later(writes);
             self.queued(myself, id);
         }
         Ok(())
@@ -387,6 +407,15 @@ impl OrchestratorState {
             self.args.store_writer.send_message(StoreWriterMsg::Write { writes, ack })
         {
             ack(Err(StoreError::Unavailable("the store writer is not running".into())));
+        }
+    }
+
+    /// Queues writes nobody waits for. The flush message goes to the back of the
+    /// mailbox, so every write made while the current backlog is handled joins it.
+    fn write_later(&mut self, writes: Vec<Write>) {
+        self.unacked_writes.extend(writes);
+        if !self.flush_scheduled {
+            self.flush_scheduled = self.myself.send_message(OrchestratorMsg::FlushWrites).is_ok();
         }
     }
 
@@ -457,7 +486,7 @@ impl OrchestratorState {
         let job = AgentJob {
             task_id: id,
             attempt: entry.record.attempt,
-            input: entry.input.clone(),
+            input: entry.record.input.clone(),
             namespace: entry.record.namespace.clone(),
             idempotency_key: format!("{}:{}", id, entry.record.attempt),
             deadline: entry.record.deadline,
@@ -625,7 +654,7 @@ impl OrchestratorState {
             data,
         );
         let write = Write::PutTask(Box::new(entry.record.clone()));
-        self.write(vec![write], None);
+        self.write_later(vec![write]);
         self.tasks.finished(id);
         self.check_drained();
     }

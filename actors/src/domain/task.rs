@@ -1,6 +1,7 @@
 //! Tasks: what a caller submits and what the node records about it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,8 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRequest {
     pub target: Target,
-    pub input: Value,
+    /// Shared, not copied, between the request, the record and every attempt.
+    pub input: Arc<Value>,
     pub namespace: String,
     /// Higher runs first among queued work of the same pool. 0..=9, default 5.
     pub priority: u8,
@@ -81,7 +83,7 @@ impl TaskRequest {
     fn new(target: Target, input: Value) -> Self {
         TaskRequest {
             target,
-            input,
+            input: Arc::new(input),
             namespace: crate::DEFAULT_NAMESPACE.to_string(),
             priority: 5,
             timeout: None,
@@ -178,7 +180,7 @@ pub struct TaskRecord {
     /// The agent that ran (or runs) the latest attempt.
     pub agent: Option<String>,
     pub state: TaskState,
-    pub input: Value,
+    pub input: Arc<Value>,
     pub output: Option<Value>,
     pub error: Option<String>,
     pub priority: u8,

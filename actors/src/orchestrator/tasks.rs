@@ -1,11 +1,12 @@
 //! The orchestrator's table of tasks: live ones, and a bounded tail of finished ones.
 
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::RpcReplyPort;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Submitted, TaskError};
@@ -16,7 +17,6 @@ pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
 pub struct TaskEntry {
     pub record: TaskRecord,
     pub request: Arc<TaskRequest>,
-    pub input: Arc<Value>,
     /// The agent (`<namespace>/<name>`) of the current attempt.
     pub agent_key: Option<String>,
     /// Time one attempt may take.
@@ -32,22 +32,24 @@ pub struct TaskEntry {
 /// Live tasks plus the most recent finished ones (older finished tasks are only in the
 /// store), so memory stays bounded however many tasks pass through.
 pub struct TaskTable {
-    tasks: HashMap<TaskId, TaskEntry>,
+    // foldhash: the task table is touched several times per task; SipHash's DoS
+    // resistance buys nothing for server-generated ids.
+    tasks: HashMap<TaskId, TaskEntry, RandomState>,
     finished: VecDeque<TaskId>,
     retain_finished: usize,
     live: usize,
     /// `(namespace, idempotency key)` → task.
-    idempotency: HashMap<(String, String), TaskId>,
+    idempotency: HashMap<(String, String), TaskId, RandomState>,
 }
 
 impl TaskTable {
     pub fn new(retain_finished: usize) -> Self {
         TaskTable {
-            tasks: HashMap::new(),
+            tasks: HashMap::default(),
             finished: VecDeque::new(),
             retain_finished,
             live: 0,
-            idempotency: HashMap::new(),
+            idempotency: HashMap::default(),
         }
     }
 

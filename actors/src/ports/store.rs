@@ -1,7 +1,7 @@
 //! The `Store` port: reads, plus `write_batch` that applies many writes in one
 //! transaction. The `store_writer` actor groups callers' writes into those batches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
@@ -41,25 +41,43 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// A store in memory: the backend of unit tests and of benches that measure the
-/// runtime without a database.
-#[derive(Default)]
+/// A store in memory: the backend of unit tests, of benches that measure the runtime
+/// without a database, and of nodes run without one. It keeps the most recent
+/// `retain` tasks and events (ids are time-ordered, so the oldest go first), so a
+/// long-running node does not grow without limit.
 pub struct MemoryStore {
     inner: Mutex<MemoryTables>,
+    retain: usize,
     rows_written: AtomicU64,
     batches: AtomicU64,
 }
 
 #[derive(Default)]
 struct MemoryTables {
-    tasks: HashMap<TaskId, TaskRecord>,
-    events: Vec<Event>,
+    tasks: BTreeMap<TaskId, TaskRecord>,
+    events: VecDeque<Event>,
     agents: HashMap<(String, String), AgentSpec>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_retention(100_000)
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps at most `retain` tasks and `retain` events.
+    pub fn with_retention(retain: usize) -> Self {
+        MemoryStore {
+            inner: Mutex::new(MemoryTables::default()),
+            retain: retain.max(1),
+            rows_written: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        }
     }
 
     /// Rows written and batches committed so far (benches report them as work done).
@@ -68,7 +86,7 @@ impl MemoryStore {
     }
 
     pub fn events(&self) -> Vec<Event> {
-        self.inner.lock().events.clone()
+        self.inner.lock().events.iter().cloned().collect()
     }
 }
 
@@ -82,7 +100,7 @@ impl Store for MemoryStore {
                 Write::PutTask(task) => {
                     t.tasks.insert(task.id, *task);
                 }
-                Write::AppendEvent(event) => t.events.push(*event),
+                Write::AppendEvent(event) => t.events.push_back(*event),
                 Write::PutAgent(spec) => {
                     t.agents.insert((spec.namespace.clone(), spec.name.clone()), *spec);
                 }
@@ -91,6 +109,13 @@ impl Store for MemoryStore {
                 }
             }
         }
+        while t.tasks.len() > self.retain {
+            t.tasks.pop_first();
+        }
+        while t.events.len() > self.retain {
+            t.events.pop_front();
+        }
+        drop(t);
         self.rows_written.fetch_add(rows, Relaxed);
         self.batches.fetch_add(1, Relaxed);
         Ok(())
