@@ -25,6 +25,8 @@ use crate::ports::{AgentError, AgentRuntime, AgentWorker, EventSink, Progress, T
 pub struct AgentJob {
     pub task_id: TaskId,
     pub attempt: u32,
+    /// 0..=9; higher runs first among the pool's queued jobs.
+    pub priority: u8,
     pub input: Arc<Value>,
     pub namespace: String,
     pub idempotency_key: String,
@@ -48,6 +50,10 @@ pub enum AttemptOutcome {
 }
 
 impl Job for AgentJob {
+    fn priority(&self) -> u8 {
+        self.priority
+    }
+
     fn reject(self, error: PoolError) {
         let _ = self.reply_to.send_message(OrchestratorMsg::AttemptDone {
             task_id: self.task_id,

@@ -62,7 +62,7 @@ impl Default for NodeSettings {
             flush_delay: Duration::ZERO,
             store_queue_limit: 65_536,
             max_in_flight: 100_000,
-            retain_finished: 100_000,
+            retain_finished: 10_000,
             event_capacity: 65_536,
             pools: PoolDefaults::default(),
             intensity: Intensity { max_restarts: 10, window: Duration::from_secs(10) },
@@ -223,8 +223,9 @@ impl NodeTree {
             }));
         }
         {
-            let (node, store_clock, bus, metrics, catalog, settings) = (
+            let (node, store, store_clock, bus, metrics, catalog, settings) = (
                 node.clone(),
+                store.clone(),
                 clock.clone(),
                 events.clone(),
                 metrics.clone(),
@@ -246,6 +247,7 @@ impl NodeTree {
                             timeout: settings.control_timeout,
                         },
                         store_writer,
+                        store: store.clone(),
                         events: sink,
                         clock: store_clock.clone(),
                         metrics: metrics.clone(),

@@ -26,7 +26,7 @@ use crate::agent_instance::{AgentJob, AttemptOutcome};
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
 use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::metrics::TaskMetrics;
-use crate::ports::{AgentError, Clock, EventSink, StoreError, Write};
+use crate::ports::{AgentError, Clock, EventSink, Store, StoreError, Write};
 use crate::store_writer::StoreWriterMsg;
 
 /// Why a submission or a task request was refused. Typed, so the edge can map it.
@@ -150,6 +150,8 @@ pub struct OrchestratorArgs {
     pub catalog: Arc<AgentCatalog>,
     pub pools: PoolStarter,
     pub store_writer: ActorRef<StoreWriterMsg>,
+    /// For reads of tasks no longer held in memory (reads never go through the writer).
+    pub store: Arc<dyn Store>,
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<TaskMetrics>,
@@ -227,12 +229,13 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Wait { id, reply } => match state.tasks.get_mut(&id) {
                 Some(entry) if !entry.record.state.is_final() => entry.waiters.push(reply),
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
-                None => drop(reply.send(Err(TaskError::NotFound(id)))),
+                // Not live here: finished long ago (or unknown); the store has the last word.
+                None => state.read_from_store(id, reply),
             },
-            OrchestratorMsg::Get { id, reply } => {
-                let _ =
-                    reply.send(state.tasks.get(&id).map(|e| e.record.clone()).ok_or(TaskError::NotFound(id)));
-            }
+            OrchestratorMsg::Get { id, reply } => match state.tasks.get(&id) {
+                Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
+                None => state.read_from_store(id, reply),
+            },
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
             OrchestratorMsg::RegisterAgent { definition, reply } => {
                 state.register(&myself, definition, reply)
@@ -410,6 +413,20 @@ impl OrchestratorState {
         }
     }
 
+    /// Answers from the store for a task no longer held in memory; the read runs outside
+    /// the mailbox.
+    fn read_from_store(&self, id: TaskId, reply: RecordReply) {
+        let store = self.args.store.clone();
+        tokio::spawn(async move {
+            let result = match store.task(id).await {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => Err(TaskError::NotFound(id)),
+                Err(error) => Err(TaskError::Unavailable(error.to_string())),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
     /// Queues writes nobody waits for. The flush message goes to the back of the
     /// mailbox, so every write made while the current backlog is handled joins it.
     fn write_later(&mut self, writes: Vec<Write>) {
@@ -486,6 +503,7 @@ impl OrchestratorState {
         let job = AgentJob {
             task_id: id,
             attempt: entry.record.attempt,
+            priority: entry.record.priority,
             input: entry.record.input.clone(),
             namespace: entry.record.namespace.clone(),
             idempotency_key: format!("{}:{}", id, entry.record.attempt),
@@ -630,13 +648,8 @@ impl OrchestratorState {
         entry.record.output = output;
         entry.record.error = if state == TaskState::Succeeded { None } else { error };
         entry.record.updated_at = now;
-        if let Some(reply) = entry.accept_reply.take() {
-            // Finished before its commit was acknowledged (cancelled at once, say).
-            let _ = reply.send(Ok(Submitted { id, existing: false }));
-        }
-        for waiter in entry.waiters.drain(..) {
-            let _ = waiter.send(Ok(entry.record.clone()));
-        }
+        // Metrics, the event and the write come first: whoever hears the final state
+        // can already see them.
         let metrics = &self.args.metrics;
         metrics.finished(state);
         metrics.in_flight.dec();
@@ -654,6 +667,13 @@ impl OrchestratorState {
             data,
         );
         let write = Write::PutTask(Box::new(entry.record.clone()));
+        if let Some(reply) = entry.accept_reply.take() {
+            // Finished before its commit was acknowledged (cancelled at once, say).
+            let _ = reply.send(Ok(Submitted { id, existing: false }));
+        }
+        for waiter in entry.waiters.drain(..) {
+            let _ = waiter.send(Ok(entry.record.clone()));
+        }
         self.write_later(vec![write]);
         self.tasks.finished(id);
         self.check_drained();

@@ -36,6 +36,11 @@ pub enum Routing {
 /// `reject`, so the submitter always hears of it.
 pub trait Job: Send + 'static {
     fn reject(self, error: PoolError);
+
+    /// Queued jobs of higher priority go first; equal priorities keep their order.
+    fn priority(&self) -> u8 {
+        0
+    }
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -128,6 +133,7 @@ impl<J, M> Default for Pool<J, M> {
     }
 }
 
+mod queue;
 mod slots;
 mod state;
 #[cfg(test)]

@@ -306,3 +306,54 @@ async fn shutdown_drains_tasks_in_flight() {
     assert_eq!(report.abandoned_tasks, 0);
     assert_eq!(metrics.finished_total(), 1, "task {id} finished before the node stopped");
 }
+
+/// Records the order in which it sees inputs; `{"hold": ms}` keeps it busy first.
+struct Recorder(Arc<parking_lot::Mutex<Vec<serde_json::Value>>>);
+
+impl mark1::Agent for Recorder {
+    async fn handle(
+        &self,
+        _: mark1::TaskContext,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, mark1::AgentError> {
+        if let Some(ms) = input["hold"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        self.0.lock().push(input.clone());
+        Ok(input)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_tasks_run_by_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("one").pool_size(1, 1), Recorder(seen.clone()))
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    let busy = handle.submit(TaskRequest::to_agent("one", json!({"hold": 300}))).await.unwrap();
+    eventually(Duration::from_secs(5), "busy", || async {
+        handle.get(busy).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (n, priority) in [(1, 1), (2, 9), (3, 5), (4, 9)] {
+        ids.push(
+            handle.submit(TaskRequest::to_agent("one", json!({"n": n})).priority(priority)).await.unwrap(),
+        );
+    }
+    for id in ids {
+        handle.wait(id, Duration::from_secs(10)).await.unwrap();
+    }
+    let order: Vec<_> = seen.lock().iter().filter_map(|v| v["n"].as_u64()).collect();
+    assert_eq!(order, [2, 4, 3, 1], "highest priority first, arrival order within a priority");
+    let err = handle.submit(TaskRequest::to_agent("one", json!(1)).priority(10)).await.unwrap_err();
+    assert!(err.to_string().contains("priority 10"), "{err}");
+    stop(handle).await;
+}

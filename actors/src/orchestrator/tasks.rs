@@ -34,7 +34,9 @@ pub struct TaskEntry {
 pub struct TaskTable {
     // foldhash: the task table is touched several times per task; SipHash's DoS
     // resistance buys nothing for server-generated ids.
-    tasks: HashMap<TaskId, TaskEntry, RandomState>,
+    // Boxed: under insert/remove churn hashbrown rehashes in place now and then, and
+    // moving pointers is far cheaper than moving whole entries.
+    tasks: HashMap<TaskId, Box<TaskEntry>, RandomState>,
     finished: VecDeque<TaskId>,
     retain_finished: usize,
     live: usize,
@@ -63,21 +65,21 @@ impl TaskTable {
             self.idempotency.insert((entry.record.namespace.clone(), key.clone()), entry.record.id);
         }
         self.live += 1;
-        self.tasks.insert(entry.record.id, entry);
+        self.tasks.insert(entry.record.id, Box::new(entry));
     }
 
     pub fn by_idempotency_key(&self, namespace: &str, key: &str) -> Option<&TaskEntry> {
         // Tuple keys need owned parts for lookup; keys are short.
         let id = self.idempotency.get(&(namespace.to_string(), key.to_string()))?;
-        self.tasks.get(id)
+        self.get(id)
     }
 
     pub fn get(&self, id: &TaskId) -> Option<&TaskEntry> {
-        self.tasks.get(id)
+        self.tasks.get(id).map(|e| &**e)
     }
 
     pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut TaskEntry> {
-        self.tasks.get_mut(id)
+        self.tasks.get_mut(id).map(|e| &mut **e)
     }
 
     /// Marks a task finished and evicts the oldest finished ones beyond the retention.
@@ -97,7 +99,7 @@ impl TaskTable {
 
     /// A task that was never accepted (its commit failed) leaves no trace.
     pub fn forget(&mut self, id: &TaskId) -> Option<TaskEntry> {
-        let entry = self.tasks.remove(id)?;
+        let entry = *self.tasks.remove(id)?;
         self.live -= 1;
         if let Some(key) = &entry.record.idempotency_key {
             self.idempotency.remove(&(entry.record.namespace.clone(), key.clone()));

@@ -5,7 +5,6 @@
 //! tracking is done by `tick`, which compares each slot's assignment count with the one
 //! it saw last time.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use ractor::concurrency::JoinHandle;
 use ractor::{ActorCell, ActorProcessingErr, ActorRef, Message, RpcReplyPort};
 
+use super::queue::JobQueue;
 use super::slots::{PoolShared, Router, SlotShared};
 use super::{Assignment, Job, Lease, PoolArgs, PoolError, PoolLoad, PoolMsg, PoolStatus, WorkerStart};
 use crate::policy::{Backoff, Intensity, RestartWindow};
@@ -54,7 +54,7 @@ pub struct PoolState<J, M> {
     shared: Arc<PoolShared>,
     slots: Vec<WorkerSlot<M>>,
     next_n: u64,
-    queue: VecDeque<J>,
+    queue: JobQueue<J>,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
     ticker: Option<JoinHandle<()>>,
@@ -98,7 +98,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             shared,
             slots: Vec::new(),
             next_n: 0,
-            queue: VecDeque::new(),
+            queue: JobQueue::new(),
             draining: false,
             drain_waiters: Vec::new(),
             ticker: None,
@@ -170,7 +170,8 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             }
         }
         // Every worker is at capacity (or jobs are already waiting): grow if allowed. The
-        // new worker first takes jobs already queued, so FIFO order holds.
+        // new worker first takes jobs already queued, so queue order (priority, then
+        // arrival) holds.
         if self.slots.len() < self.max && self.grow(myself).await?.is_some() {
             self.dispatch();
         }
@@ -185,7 +186,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
         if self.queue.len() >= self.queue_limit {
             return job.reject(PoolError::QueueFull { limit: self.queue_limit });
         }
-        self.queue.push_back(job);
+        self.queue.push(job);
         // Publish the queued job before re-checking for a free worker: see `slots`.
         self.load.queued.fetch_add(1, SeqCst);
         self.dispatch();
@@ -195,7 +196,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
     pub(super) fn dispatch(&mut self) {
         while !self.queue.is_empty() {
             let Some(i) = self.pick() else { break };
-            let job = self.queue.pop_front().expect("queue is not empty");
+            let job = self.queue.pop().expect("queue is not empty");
             self.load.queued.fetch_sub(1, SeqCst);
             self.assign(i, job);
         }
@@ -454,7 +455,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             slot.stats.set_status(Status::Stopped);
         }
         self.load.queued.store(0, SeqCst);
-        for job in self.queue.drain(..) {
+        for job in self.queue.drain() {
             job.reject(PoolError::NoWorkers);
         }
     }
