@@ -189,8 +189,8 @@ async fn run_attempt(
     job: &AgentJob,
     events: Arc<dyn EventSink>,
 ) -> AttemptOutcome {
-    // The attempt's own token: fired by the task's cancellation or by the timeout.
-    let cancel = job.cancel.child_token();
+    // The attempt's own token (a fresh one per attempt): fired by a cancel or the timeout.
+    let cancel = job.cancel.clone();
     let ctx = TaskContext {
         task_id: job.task_id,
         attempt: job.attempt,

@@ -498,6 +498,12 @@ impl OrchestratorState {
             Err(error) => return self.finish(id, TaskState::Failed, None, Some(error.to_string())),
         };
         entry.record.attempt += 1;
+        if entry.record.attempt > 1 {
+            // One token per attempt: the attempt's timeout fires it, so a retry needs a
+            // fresh one. (A token per attempt, not a child token, keeps the hot path free
+            // of the token tree's lock.)
+            entry.cancel = CancellationToken::new();
+        }
         entry.agent_key = Some(agent.spec.key());
         entry.record.agent = Some(agent.spec.name.clone());
         let job = AgentJob {

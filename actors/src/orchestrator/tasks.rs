@@ -22,6 +22,7 @@ pub struct TaskEntry {
     /// Time one attempt may take.
     pub attempt_timeout: Duration,
     pub retry_backoff: Duration,
+    /// Cancels the current attempt (and, through `cancel`, the task).
     pub cancel: CancellationToken,
     /// Waiting for the task to finish.
     pub waiters: Vec<RecordReply>,
