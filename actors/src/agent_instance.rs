@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
-use mark1_supervisors::{Assignment, Job, Lease, PoolError};
+use mark1_supervisors::{Addr, Assignment, Job, Lease, PoolError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,7 @@ pub struct AgentJob {
     pub timeout: Duration,
     pub traceparent: Option<String>,
     pub cancel: CancellationToken,
-    pub reply_to: ActorRef<OrchestratorMsg>,
+    pub reply_to: Addr<OrchestratorMsg>,
 }
 
 /// How one attempt ended, as the orchestrator hears it.
@@ -55,7 +55,7 @@ impl Job for AgentJob {
     }
 
     fn reject(self, error: PoolError) {
-        let _ = self.reply_to.send_message(OrchestratorMsg::AttemptDone {
+        let _ = self.reply_to.cast(OrchestratorMsg::AttemptDone {
             task_id: self.task_id,
             attempt: self.attempt,
             outcome: AttemptOutcome::Rejected(error),
@@ -83,6 +83,8 @@ pub struct AgentInstanceArgs {
     pub spec: Arc<AgentSpec>,
     pub runtime: Arc<dyn AgentRuntime>,
     pub events: Arc<dyn EventSink>,
+    /// The instance's own slot, so the worker's hand-back message is counted too.
+    pub stats: Arc<mark1_supervisors::ActorStats>,
 }
 
 pub struct AgentInstance;
@@ -123,7 +125,8 @@ impl Actor for AgentInstance {
                     return Err("agent instance received a task while busy".into());
                 };
                 state.lease = Some(lease);
-                spawn_attempt(myself, worker, job, state.args.events.clone());
+                let me = Addr::new(myself, state.args.stats.clone());
+                spawn_attempt(me, worker, job, state.args.events.clone());
             }
             AgentInstanceMsg::Finished { worker, broken } => {
                 state.lease = None;
@@ -153,7 +156,7 @@ impl Actor for AgentInstance {
 /// Runs one attempt outside the mailbox, then reports the outcome to the orchestrator
 /// and hands the worker back to the instance.
 fn spawn_attempt(
-    myself: ActorRef<AgentInstanceMsg>,
+    myself: Addr<AgentInstanceMsg>,
     mut worker: Box<dyn AgentWorker>,
     job: AgentJob,
     events: Arc<dyn EventSink>,
@@ -167,20 +170,20 @@ fn spawn_attempt(
         } else {
             let _ = job
                 .reply_to
-                .send_message(OrchestratorMsg::AttemptStarted { task_id: job.task_id, attempt: job.attempt });
+                .cast(OrchestratorMsg::AttemptStarted { task_id: job.task_id, attempt: job.attempt });
             run_attempt(worker.as_mut(), &job, events).await
         };
         let broken = match &outcome {
             AttemptOutcome::Failed(e) if e.breaks_worker() => Some(e.to_string()),
             _ => worker.broken(),
         };
-        let _ = job.reply_to.send_message(OrchestratorMsg::AttemptDone {
+        let _ = job.reply_to.cast(OrchestratorMsg::AttemptDone {
             task_id: job.task_id,
             attempt: job.attempt,
             outcome,
             elapsed: started.elapsed(),
         });
-        let _ = myself.send_message(AgentInstanceMsg::Finished { worker, broken });
+        let _ = myself.cast(AgentInstanceMsg::Finished { worker, broken });
     });
 }
 

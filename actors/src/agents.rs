@@ -89,6 +89,8 @@ pub struct PoolStarter {
     pub events: Arc<dyn EventSink>,
     /// How long a start or a drain may take before it is reported as failed.
     pub timeout: Duration,
+    /// The `agents` supervisor's slot, under which every pool's slot hangs.
+    pub agents_stats: Arc<mark1_supervisors::ActorStats>,
 }
 
 fn pool_id(spec: &AgentSpec) -> String {
@@ -126,7 +128,13 @@ impl PoolStarter {
                 return Err("the agents supervisor is not running".into())
             }
         };
-        Ok(AgentEntryHandle::new(definition.spec.clone(), Some(cell.into()), definition.load.clone()))
+        // The pool's slot in the tree counts what the orchestrator sends it.
+        let stats = cell
+            .get_name()
+            .and_then(|name| self.agents_stats.find(&name))
+            .unwrap_or_else(|| mark1_supervisors::ActorStats::new("detached pool"));
+        let pool = mark1_supervisors::Addr::new(cell.into(), stats);
+        Ok(AgentEntryHandle::new(definition.spec.clone(), Some(pool), definition.load.clone()))
     }
 
     /// The entry of an agent whose pool is not running.
@@ -182,6 +190,7 @@ fn pool_args(
             spec: spec.clone(),
             runtime: runtime.clone(),
             events: instance_events.clone(),
+            stats: ctx.stats.clone(),
         };
         Box::pin(async move {
             let (addr, _) =

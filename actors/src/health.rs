@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mark1_supervisors::Addr;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
@@ -55,7 +56,7 @@ pub enum HealthMsg {
 pub struct HealthArgs {
     pub store: Arc<dyn Store>,
     /// Resolves the orchestrator at probe time: it may have restarted since.
-    pub orchestrator: Arc<dyn Fn() -> Option<ActorRef<OrchestratorMsg>> + Send + Sync>,
+    pub orchestrator: Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> + Send + Sync>,
     pub clock: Arc<dyn Clock>,
     pub interval: Duration,
     pub report: SharedHealth,
@@ -103,7 +104,7 @@ impl Actor for Health {
 
 async fn probe(
     store: Arc<dyn Store>,
-    orchestrator: Option<ActorRef<OrchestratorMsg>>,
+    orchestrator: Option<Addr<OrchestratorMsg>>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
 ) -> HealthReport {

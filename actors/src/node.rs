@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mark1_supervisors::{
-    spawn_instrumented, ActorSnapshot, ActorStats, Backoff, ChildSpec, Intensity, Restart, StartCtx,
+    spawn_instrumented, ActorSnapshot, ActorStats, Addr, Backoff, ChildSpec, Intensity, Restart, StartCtx,
     Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg, SupervisorObserver,
 };
 use parking_lot::RwLock;
@@ -96,7 +96,7 @@ pub struct NodeTree {
     pub metrics: Arc<TaskMetrics>,
     pub store_writer_stats: Arc<StoreWriterStats>,
     pub health: SharedHealth,
-    orchestrator: RwLock<Option<ActorRef<OrchestratorMsg>>>,
+    orchestrator: RwLock<Option<Addr<OrchestratorMsg>>>,
 }
 
 /// Registry name of a core actor of node `node`.
@@ -106,6 +106,11 @@ pub fn actor_name(node: &str, id: &str) -> String {
 
 fn lookup<M: Send + 'static>(name: &str) -> Option<ActorRef<M>> {
     ractor::registry::where_is(name).map(ActorRef::from)
+}
+
+/// A counting address of a registered actor whose slot hangs under `root`.
+fn addr_of<M: ractor::Message>(root: &Arc<ActorStats>, name: &str) -> Option<Addr<M>> {
+    Some(Addr::new(lookup(name)?, root.find(name)?))
 }
 
 fn spawned<M>(
@@ -153,6 +158,9 @@ impl NodeTree {
             }
         }
         let writer_stats = Arc::new(StoreWriterStats::default());
+        // The root's slot; every actor's slot hangs under it, so the tree and the
+        // counting addresses (`Addr`) are found from here.
+        let stats = ActorStats::new(name.clone());
         let s = settings.clone();
         let node = name.clone();
 
@@ -223,8 +231,9 @@ impl NodeTree {
             }));
         }
         {
-            let (node, store, store_clock, bus, metrics, catalog, settings) = (
+            let (node, root_stats, store, store_clock, bus, metrics, catalog, settings) = (
                 node.clone(),
+                stats.clone(),
                 store.clone(),
                 clock.clone(),
                 events.clone(),
@@ -236,24 +245,31 @@ impl NodeTree {
                 ChildSpec::new("orchestrator", move |ctx: StartCtx| {
                     // Dependencies started before this one (rest-for-one order).
                     let agents = lookup::<SupervisorMsg>(&actor_name(&node, "agents"));
-                    let writer = lookup::<StoreWriterMsg>(&actor_name(&node, "store_writer"));
+                    let agents_stats = root_stats.find(&actor_name(&node, "agents"));
+                    let writer = addr_of::<StoreWriterMsg>(&root_stats, &actor_name(&node, "store_writer"));
                     let sink: Arc<dyn EventSink> = bus.clone();
-                    let args = agents.zip(writer).map(|(agents, store_writer)| OrchestratorArgs {
-                        agents,
-                        catalog: catalog.clone(),
-                        pools: PoolStarter {
-                            defaults: settings.pools.clone(),
-                            events: sink.clone(),
-                            timeout: settings.control_timeout,
-                        },
-                        store_writer,
-                        store: store.clone(),
-                        events: sink,
-                        clock: store_clock.clone(),
-                        metrics: metrics.clone(),
-                        max_in_flight: settings.max_in_flight,
-                        retain_finished: settings.retain_finished,
-                    });
+                    let stats = ctx.stats.clone();
+                    let args =
+                        agents.zip(agents_stats).zip(writer).map(|((agents, agents_stats), store_writer)| {
+                            OrchestratorArgs {
+                                agents,
+                                catalog: catalog.clone(),
+                                pools: PoolStarter {
+                                    defaults: settings.pools.clone(),
+                                    events: sink.clone(),
+                                    timeout: settings.control_timeout,
+                                    agents_stats,
+                                },
+                                store_writer,
+                                stats,
+                                store: store.clone(),
+                                events: sink,
+                                clock: store_clock.clone(),
+                                metrics: metrics.clone(),
+                                max_in_flight: settings.max_in_flight,
+                                retain_finished: settings.retain_finished,
+                            }
+                        });
                     async move {
                         let args = args.ok_or_else(|| {
                             SpawnErr::StartupFailed(
@@ -282,14 +298,22 @@ impl NodeTree {
             }));
         }
         {
-            let (node, store, clock, interval, report) =
-                (node.clone(), store.clone(), clock.clone(), settings.health_interval, health.clone());
+            let (node, root_stats, store, clock, interval, report) = (
+                node.clone(),
+                stats.clone(),
+                store.clone(),
+                clock.clone(),
+                settings.health_interval,
+                health.clone(),
+            );
             children.push(
                 ChildSpec::actor("health", move || {
-                    let node = node.clone();
+                    let (node, root_stats) = (node.clone(), root_stats.clone());
                     let args = HealthArgs {
                         store: store.clone(),
-                        orchestrator: Arc::new(move || lookup(&actor_name(&node, "orchestrator"))),
+                        orchestrator: Arc::new(move || {
+                            addr_of(&root_stats, &actor_name(&node, "orchestrator"))
+                        }),
                         clock: clock.clone(),
                         interval,
                         report: report.clone(),
@@ -303,7 +327,6 @@ impl NodeTree {
             child.restart = Restart::Permanent;
         }
 
-        let stats = ActorStats::new(name.clone());
         let root_args = SupervisorArgs {
             strategy: Strategy::RestForOne,
             intensity: settings.intensity,
@@ -334,15 +357,15 @@ impl NodeTree {
     }
 
     /// The orchestrator's current incarnation (re-resolved after a restart).
-    pub fn orchestrator(&self) -> Option<ActorRef<OrchestratorMsg>> {
+    pub fn orchestrator(&self) -> Option<Addr<OrchestratorMsg>> {
         // Every submission passes here: a shared read on the hot path, a registry
         // lookup only after the orchestrator was replaced.
         if let Some(o) = self.orchestrator.read().as_ref() {
-            if o.get_status() == ractor::ActorStatus::Running {
+            if o.actor().get_status() == ractor::ActorStatus::Running {
                 return Some(o.clone());
             }
         }
-        let fresh = lookup(&actor_name(&self.name, "orchestrator"));
+        let fresh = addr_of(&self.stats, &actor_name(&self.name, "orchestrator"));
         self.orchestrator.write().clone_from(&fresh);
         fresh
     }

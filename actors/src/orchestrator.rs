@@ -12,7 +12,7 @@ mod tasks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mark1_supervisors::{PoolError, PoolMsg, SupervisorMsg};
+use mark1_supervisors::{ActorStats, Addr, PoolError, PoolMsg, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -149,7 +149,9 @@ pub struct OrchestratorArgs {
     pub agents: ActorRef<SupervisorMsg>,
     pub catalog: Arc<AgentCatalog>,
     pub pools: PoolStarter,
-    pub store_writer: ActorRef<StoreWriterMsg>,
+    pub store_writer: Addr<StoreWriterMsg>,
+    /// The orchestrator's own slot, so what it and its agents send it is counted.
+    pub stats: Arc<ActorStats>,
     /// For reads of tasks no longer held in memory (reads never go through the writer).
     pub store: Arc<dyn Store>,
     pub events: Arc<dyn EventSink>,
@@ -169,7 +171,8 @@ pub struct OrchestratorState {
     registry: AgentRegistry,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
-    myself: ActorRef<OrchestratorMsg>,
+    /// This actor, counting what is sent to it (mailbox depth in the tree).
+    myself: Addr<OrchestratorMsg>,
     /// Writes that need no acknowledgement, sent to the store writer as one message per
     /// turn of the mailbox instead of one per task.
     unacked_writes: Vec<Write>,
@@ -201,6 +204,7 @@ impl Actor for Orchestrator {
             }
         }
         let tasks = TaskTable::new(args.retain_finished);
+        let myself = Addr::new(myself, args.stats.clone());
         Ok(OrchestratorState {
             args,
             tasks,
@@ -215,17 +219,13 @@ impl Actor for Orchestrator {
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         msg: OrchestratorMsg,
         state: &mut OrchestratorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            OrchestratorMsg::Submit { request, reply } => {
-                state.submit(&myself, request, Intake::Accept(reply))
-            }
-            OrchestratorMsg::SubmitAndWait { request, reply } => {
-                state.submit(&myself, request, Intake::Wait(reply))
-            }
+            OrchestratorMsg::Submit { request, reply } => state.submit(request, Intake::Accept(reply)),
+            OrchestratorMsg::SubmitAndWait { request, reply } => state.submit(request, Intake::Wait(reply)),
             OrchestratorMsg::Wait { id, reply } => match state.tasks.get_mut(&id) {
                 Some(entry) if !entry.record.state.is_final() => entry.waiters.push(reply),
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
@@ -237,9 +237,7 @@ impl Actor for Orchestrator {
                 None => state.read_from_store(id, reply),
             },
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
-            OrchestratorMsg::RegisterAgent { definition, reply } => {
-                state.register(&myself, definition, reply)
-            }
+            OrchestratorMsg::RegisterAgent { definition, reply } => state.register(definition, reply),
             OrchestratorMsg::RemoveAgent { namespace, name, reply } => state.remove(&namespace, &name, reply),
             OrchestratorMsg::ListAgents { reply } => drop(reply.send(state.registry.statuses())),
             OrchestratorMsg::Drain { reply } => {
@@ -247,7 +245,7 @@ impl Actor for Orchestrator {
                 state.drain_waiters.push(reply);
                 state.check_drained();
             }
-            OrchestratorMsg::Accepted { id, result } => state.accepted(&myself, id, result),
+            OrchestratorMsg::Accepted { id, result } => state.accepted(id, result),
             OrchestratorMsg::FlushWrites => {
                 state.flush_scheduled = false;
                 let writes = std::mem::take(&mut state.unacked_writes);
@@ -255,9 +253,9 @@ impl Actor for Orchestrator {
             }
             OrchestratorMsg::AttemptStarted { task_id, attempt } => state.attempt_started(task_id, attempt),
             OrchestratorMsg::AttemptDone { task_id, attempt, outcome, elapsed } => {
-                state.attempt_done(&myself, task_id, attempt, outcome, elapsed)
+                state.attempt_done(task_id, attempt, outcome, elapsed)
             }
-            OrchestratorMsg::Retry { id, attempt } => state.retry(&myself, id, attempt),
+            OrchestratorMsg::Retry { id, attempt } => state.retry(id, attempt),
             OrchestratorMsg::PoolStarted { definition, result, reply } => {
                 state.pool_started(definition, result, reply)
             }
@@ -296,8 +294,8 @@ impl Intake {
 }
 
 impl OrchestratorState {
-    fn submit(&mut self, myself: &ActorRef<OrchestratorMsg>, request: TaskRequest, intake: Intake) {
-        match self.admit(myself, request, intake) {
+    fn submit(&mut self, request: TaskRequest, intake: Intake) {
+        match self.admit(request, intake) {
             Ok(()) => {}
             Err((intake, error)) => {
                 self.args.metrics.rejected.inc();
@@ -307,12 +305,7 @@ impl OrchestratorState {
     }
 
     #[allow(clippy::result_large_err)]
-    fn admit(
-        &mut self,
-        myself: &ActorRef<OrchestratorMsg>,
-        request: TaskRequest,
-        intake: Intake,
-    ) -> Result<(), (Intake, TaskError)> {
+    fn admit(&mut self, request: TaskRequest, intake: Intake) -> Result<(), (Intake, TaskError)> {
         if self.draining {
             return Err((intake, TaskError::ShuttingDown));
         }
@@ -394,20 +387,20 @@ impl OrchestratorState {
         self.args.metrics.submitted.inc();
         self.args.metrics.in_flight.inc();
         if durable {
-            let me = myself.clone();
+            let me = self.myself.clone();
             let ack: crate::store_writer::Ack =
-                Box::new(move |result| drop(me.send_message(OrchestratorMsg::Accepted { id, result })));
+                Box::new(move |result| drop(me.cast(OrchestratorMsg::Accepted { id, result })));
             self.write(writes, Some(ack));
         } else {
             self.write_later(writes);
-            self.queued(myself, id);
+            self.queued(id);
         }
         Ok(())
     }
 
     fn write(&self, writes: Vec<Write>, ack: Option<crate::store_writer::Ack>) {
         if let Err(MessagingErr::SendErr(StoreWriterMsg::Write { ack: Some(ack), .. })) =
-            self.args.store_writer.send_message(StoreWriterMsg::Write { writes, ack })
+            self.args.store_writer.cast(StoreWriterMsg::Write { writes, ack })
         {
             ack(Err(StoreError::Unavailable("the store writer is not running".into())));
         }
@@ -432,18 +425,18 @@ impl OrchestratorState {
     fn write_later(&mut self, writes: Vec<Write>) {
         self.unacked_writes.extend(writes);
         if !self.flush_scheduled {
-            self.flush_scheduled = self.myself.send_message(OrchestratorMsg::FlushWrites).is_ok();
+            self.flush_scheduled = self.myself.cast(OrchestratorMsg::FlushWrites).is_ok();
         }
     }
 
     /// A durable task's commit finished: accept it and dispatch, or refuse it.
-    fn accepted(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId, result: Result<(), StoreError>) {
+    fn accepted(&mut self, id: TaskId, result: Result<(), StoreError>) {
         match result {
             Ok(()) => {
                 if let Some(reply) = self.tasks.get_mut(&id).and_then(|e| e.accept_reply.take()) {
                     let _ = reply.send(Ok(Submitted { id, existing: false }));
                 }
-                self.queued(myself, id);
+                self.queued(id);
             }
             Err(error) => {
                 if let Some(entry) = self.tasks.forget(&id) {
@@ -461,7 +454,7 @@ impl OrchestratorState {
         }
     }
 
-    fn queued(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId) {
+    fn queued(&mut self, id: TaskId) {
         if let Some(entry) = self.tasks.get(&id) {
             self.args.events.emit(
                 EventKind::TaskQueued,
@@ -470,11 +463,11 @@ impl OrchestratorState {
                 Value::Null,
             );
         }
-        self.dispatch(myself, id);
+        self.dispatch(id);
     }
 
     /// Starts the next attempt of a task on the best agent.
-    fn dispatch(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId) {
+    fn dispatch(&mut self, id: TaskId) {
         let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         if entry.record.state.is_final() {
@@ -517,15 +510,15 @@ impl OrchestratorState {
             timeout: entry.attempt_timeout.min(remaining),
             traceparent: entry.request.traceparent.clone(),
             cancel: entry.cancel.clone(),
-            reply_to: myself.clone(),
+            reply_to: self.myself.clone(),
         };
         let sent = match &agent.pool {
-            Some(pool) => pool.send_message(PoolMsg::Submit(job)),
+            Some(pool) => pool.cast(PoolMsg::Submit(job)),
             None => Err(MessagingErr::SendErr(PoolMsg::Submit(job))),
         };
         if let Err(MessagingErr::SendErr(PoolMsg::Submit(job))) = sent {
             // The pool is gone: its agent failed. Report it like any rejection.
-            let _ = myself.send_message(OrchestratorMsg::AgentExited {
+            let _ = self.myself.cast(OrchestratorMsg::AgentExited {
                 key: agent.spec.key(),
                 reason: "its pool has stopped".into(),
             });
@@ -545,14 +538,7 @@ impl OrchestratorState {
         self.args.events.emit(EventKind::TaskRunning, &entry.record.namespace, id.to_string(), data);
     }
 
-    fn attempt_done(
-        &mut self,
-        myself: &ActorRef<OrchestratorMsg>,
-        id: TaskId,
-        attempt: u32,
-        outcome: AttemptOutcome,
-        elapsed: Duration,
-    ) {
+    fn attempt_done(&mut self, id: TaskId, attempt: u32, outcome: AttemptOutcome, elapsed: Duration) {
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         // A late report of an attempt that was superseded (cancelled, timed out) is ignored.
         if entry.record.attempt != attempt || entry.record.state.is_final() {
@@ -572,13 +558,13 @@ impl OrchestratorState {
                 self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()))
             }
             AttemptOutcome::Failed(error) if error.is_retryable() && can_retry => {
-                self.schedule_retry(myself, id, attempt, backoff, &error.to_string())
+                self.schedule_retry(id, attempt, backoff, &error.to_string())
             }
             AttemptOutcome::Failed(error) => {
                 self.finish(id, TaskState::Failed, None, Some(error.to_string()))
             }
             AttemptOutcome::TimedOut if can_retry && !self.past_deadline(id) => {
-                self.schedule_retry(myself, id, attempt, backoff, "attempt timed out")
+                self.schedule_retry(id, attempt, backoff, "attempt timed out")
             }
             AttemptOutcome::TimedOut => {
                 self.finish(id, TaskState::TimedOut, None, Some("the task ran out of time".into()))
@@ -605,14 +591,7 @@ impl OrchestratorState {
         self.tasks.get(&id).and_then(|e| e.record.deadline).is_some_and(|d| d <= now)
     }
 
-    fn schedule_retry(
-        &mut self,
-        myself: &ActorRef<OrchestratorMsg>,
-        id: TaskId,
-        attempt: u32,
-        delay: Duration,
-        why: &str,
-    ) {
+    fn schedule_retry(&mut self, id: TaskId, attempt: u32, delay: Duration, why: &str) {
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         entry.record.state = TaskState::Queued;
         entry.record.error = Some(why.to_string());
@@ -620,15 +599,15 @@ impl OrchestratorState {
         let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
         self.args.events.emit(EventKind::TaskRetrying, &entry.record.namespace, id.to_string(), data);
         if delay.is_zero() {
-            self.dispatch(myself, id);
+            self.dispatch(id);
         } else {
-            myself.send_after(delay, move || OrchestratorMsg::Retry { id, attempt });
+            self.myself.actor().send_after(delay, move || OrchestratorMsg::Retry { id, attempt });
         }
     }
 
-    fn retry(&mut self, myself: &ActorRef<OrchestratorMsg>, id: TaskId, attempt: u32) {
+    fn retry(&mut self, id: TaskId, attempt: u32) {
         if self.tasks.get(&id).is_some_and(|e| e.record.attempt == attempt && !e.record.state.is_final()) {
-            self.dispatch(myself, id);
+            self.dispatch(id);
         }
     }
 
@@ -693,12 +672,7 @@ impl OrchestratorState {
         }
     }
 
-    fn register(
-        &mut self,
-        myself: &ActorRef<OrchestratorMsg>,
-        definition: AgentDefinition,
-        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
-    ) {
+    fn register(&mut self, definition: AgentDefinition, reply: RpcReplyPort<Result<(), AgentRegistryError>>) {
         if let Err(reason) = definition.spec.validate() {
             let _ = reply.send(Err(AgentRegistryError::Invalid(reason)));
             return;
@@ -710,10 +684,10 @@ impl OrchestratorState {
         }
         let pools = self.args.pools.clone();
         let agents = self.args.agents.clone();
-        let me = myself.clone();
+        let me = self.myself.clone();
         tokio::spawn(async move {
             let result = pools.start(&agents, &definition).await;
-            let _ = me.send_message(OrchestratorMsg::PoolStarted { definition, result, reply: Some(reply) });
+            let _ = me.cast(OrchestratorMsg::PoolStarted { definition, result, reply: Some(reply) });
         });
     }
 

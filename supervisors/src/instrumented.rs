@@ -155,3 +155,66 @@ impl<M: Message> Addr<M> {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use tokio::sync::Semaphore;
+
+    use super::spawn_instrumented;
+    use crate::stats::{ActorStats, Status};
+
+    /// Handles a message only when a permit is available: a mailbox that backs up on demand.
+    struct Gate;
+
+    impl Actor for Gate {
+        type Msg = ();
+        type State = Arc<Semaphore>;
+        type Arguments = Arc<Semaphore>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<()>,
+            gate: Arc<Semaphore>,
+        ) -> Result<Arc<Semaphore>, ActorProcessingErr> {
+            Ok(gate)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<()>,
+            _: (),
+            gate: &mut Arc<Semaphore>,
+        ) -> Result<(), ActorProcessingErr> {
+            gate.acquire().await?.forget();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backed_up_mailbox_shows_its_depth_and_drains_to_zero() {
+        let gate = Arc::new(Semaphore::new(0));
+        let stats = ActorStats::new("gate");
+        let (addr, handle) = spawn_instrumented(None, Gate, gate.clone(), stats.clone(), None).await.unwrap();
+        assert_eq!(stats.status(), Status::Running);
+        for _ in 0..5 {
+            addr.cast(()).unwrap();
+        }
+        // One message is in the handler, blocked; four wait behind it.
+        assert_eq!(stats.mailbox_depth(), 5, "nothing handled yet");
+        gate.add_permits(5);
+        for _ in 0..500 {
+            if stats.messages_handled() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!((stats.messages_handled(), stats.mailbox_depth()), (5, 0));
+        addr.actor().stop(None);
+        handle.await.unwrap();
+        assert_eq!(stats.status(), Status::Stopped);
+    }
+}

@@ -177,6 +177,15 @@ impl ActorStats {
         self.children.read().clone()
     }
 
+    /// The slot named `name` in this subtree (depth first), to build an [`crate::Addr`]
+    /// for an actor found in the registry.
+    pub fn find(self: &Arc<Self>, name: &str) -> Option<Arc<ActorStats>> {
+        if self.name == name {
+            return Some(self.clone());
+        }
+        self.children.read().iter().find_map(|c| c.find(name))
+    }
+
     /// A point-in-time view of this slot and everything under it, from counters only.
     pub fn snapshot(&self) -> ActorSnapshot {
         ActorSnapshot {
@@ -185,6 +194,7 @@ impl ActorStats {
             status: self.status(),
             restarts: self.restarts(),
             mailbox_depth: self.mailbox_depth(),
+            messages_sent: self.messages_sent(),
             messages_handled: self.messages_handled(),
             busy_us: self.busy_ns.load(Relaxed) / 1_000,
             children: self.children.read().iter().map(|c| c.snapshot()).collect(),
@@ -201,6 +211,8 @@ pub struct ActorSnapshot {
     pub status: Status,
     pub restarts: Restarts,
     pub mailbox_depth: u64,
+    /// Messages sent through a counting address ([`crate::Addr`]).
+    pub messages_sent: u64,
     pub messages_handled: u64,
     /// Total time spent in handlers, in microseconds.
     pub busy_us: u64,
@@ -243,6 +255,8 @@ mod tests {
         assert_eq!(a.restarts.killed, 1);
         assert_eq!(a.status, Status::Running);
         assert_eq!(snap.count(), 2);
+        assert!(Arc::ptr_eq(&root.find("root/a").unwrap(), &child));
+        assert!(root.find("nope").is_none());
         root.detach(&child);
         assert_eq!(root.snapshot().count(), 1);
     }

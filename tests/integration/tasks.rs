@@ -45,6 +45,41 @@ async fn submit_wait_and_the_tree_shows_the_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_on_the_task_path_is_counted_so_mailbox_depth_is_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = builder(dir.path())
+        .agent(AgentSpec::native("echo").pool_size(2, 2), Echo)
+        .build()
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    agents_ready(&handle, 1).await;
+    for i in 0..20 {
+        handle.run(TaskRequest::to_agent("echo", json!(i)), Duration::from_secs(5)).await.unwrap();
+    }
+    let name = handle.name().to_string();
+    let at_rest =
+        |node: &mark1::ActorSnapshot| node.messages_sent == node.messages_handled && node.mailbox_depth == 0;
+    eventually(Duration::from_secs(5), "counters at rest", || async {
+        let tree = handle.tree();
+        let orchestrator = tree.find(&format!("{name}/orchestrator")).unwrap();
+        let pool = tree.find(&format!("{name}/agents/pool:default/echo")).unwrap();
+        at_rest(orchestrator) && pool.children.iter().all(at_rest)
+    })
+    .await;
+    let tree = handle.tree();
+    let orchestrator = tree.find(&format!("{name}/orchestrator")).unwrap();
+    // Per task: the submission, the attempt's start and its end.
+    assert!(orchestrator.messages_sent >= 60, "{orchestrator:?}");
+    let pool = tree.find(&format!("{name}/agents/pool:default/echo")).unwrap();
+    // Per task an instance gets the job and its worker back.
+    assert_eq!(pool.children.iter().map(|w| w.messages_sent).sum::<u64>(), 40, "{pool:?}");
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capability_selection_prefers_the_idle_agent_and_names_missing_ones() {
     let dir = tempfile::tempdir().unwrap();
     let cancelled = Arc::new(AtomicU32::new(0));

@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mark1_supervisors::{PoolLoad, PoolMsg};
-use ractor::ActorRef;
+use mark1_supervisors::{Addr, PoolLoad, PoolMsg};
 use serde::Serialize;
 
 use super::TaskError;
@@ -28,7 +27,7 @@ pub enum AgentHealth {
 pub struct AgentEntry {
     pub spec: Arc<AgentSpec>,
     /// `None` when the pool never started.
-    pub pool: Option<ActorRef<PoolMsg<AgentJob>>>,
+    pub pool: Option<Addr<PoolMsg<AgentJob>>>,
     pub load: Arc<PoolLoad>,
     pub health: AgentHealth,
     latency_ewma_us: f64,
@@ -52,7 +51,7 @@ pub struct AgentStatus {
 }
 
 impl AgentEntry {
-    pub fn new(spec: Arc<AgentSpec>, pool: Option<ActorRef<PoolMsg<AgentJob>>>, load: Arc<PoolLoad>) -> Self {
+    pub fn new(spec: Arc<AgentSpec>, pool: Option<Addr<PoolMsg<AgentJob>>>, load: Arc<PoolLoad>) -> Self {
         AgentEntry {
             spec,
             pool,

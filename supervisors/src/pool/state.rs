@@ -148,7 +148,9 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             // A worker that died before its exit event arrived drops the message, and
             // with it the lease; the job itself is lost with the worker, as any job a
             // worker held when it died.
+            slot.stats.on_sent();
             if actor.send_message(M::from(Assignment { job, lease })).is_err() {
+                slot.stats.on_send_failed();
                 tracing::debug!(pool = %self.name, "job sent to a worker that already stopped");
             }
         }
