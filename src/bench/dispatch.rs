@@ -162,37 +162,49 @@ async fn closed_loop(handle: &Arc<NodeHandle>, p: &Params, tasks: usize) -> Resu
     Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
 }
 
-/// Offers `rate` tasks/s on a fixed schedule; latency counts from the intended send time.
+/// Offers `rate` tasks/s on a fixed schedule; latency counts from each intended send
+/// time, so a slow system cannot hide its backlog (no coordinated omission). The pacer
+/// is an OS thread that wakes every `PACER_TICK` and sends whatever is due: tokio's timer
+/// has millisecond granularity, which would add up to a millisecond of its own lateness.
 async fn open_loop(handle: &Arc<NodeHandle>, p: &Params, rate: f64) -> Result<Value, String> {
+    const PACER_TICK: Duration = Duration::from_micros(100);
     let total = (rate * p.open_loop_secs).max(1.0) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let start = tokio::time::Instant::now();
-    for i in 0..total {
-        let intended = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(intended).await;
-        let handle = handle.clone();
-        let tx = tx.clone();
-        let durable = p.durable;
-        tokio::spawn(async move {
-            let ok = matches!(handle.run(request(durable), Duration::from_secs(30)).await, Ok(t) if t.state == TaskState::Succeeded);
-            let _ = tx.send((ok, intended.elapsed().as_micros() as u64));
-        });
-    }
-    drop(tx);
+    let runtime = tokio::runtime::Handle::current();
+    let (handle_for_pacer, durable) = (handle.clone(), p.durable);
+    let start = Instant::now();
+    let pacer = std::thread::spawn(move || {
+        let mut sent = 0;
+        while sent < total {
+            let due = ((start.elapsed().as_secs_f64() / interval.as_secs_f64()) as usize + 1).min(total);
+            for i in sent..due {
+                let intended = start + interval.mul_f64(i as f64);
+                let (handle, tx) = (handle_for_pacer.clone(), tx.clone());
+                runtime.spawn(async move {
+                    let done = handle.run(request(durable), Duration::from_secs(30)).await;
+                    let ok = matches!(done, Ok(t) if t.state == TaskState::Succeeded);
+                    let _ = tx.send((ok, intended.elapsed().as_micros() as u64));
+                });
+            }
+            sent = due;
+            std::thread::sleep(PACER_TICK);
+        }
+    });
     let mut lat = Vec::with_capacity(total);
     let mut failed = 0;
-    while let Some((ok, us)) = rx.recv().await {
-        if !ok {
-            failed += 1;
-        }
+    while lat.len() < total {
+        let Some((ok, us)) = rx.recv().await else { break };
+        failed += usize::from(!ok);
         lat.push(us);
     }
+    pacer.join().map_err(|_| "the pacer thread panicked".to_string())?;
     lat.sort_unstable();
     let achieved = total as f64 / start.elapsed().as_secs_f64();
     Ok(
         json!({"offered_per_sec": rate.round(), "completed_per_sec": achieved.round(), "tasks": total, "failed": failed,
-              "p50_us": quantile(&lat, 0.5), "p99_us": quantile(&lat, 0.99), "max_us": lat.last().copied().unwrap_or(0)}),
+              "p50_us": quantile(&lat, 0.5), "p99_us": quantile(&lat, 0.99), "max_us": lat.last().copied().unwrap_or(0),
+              "pacer_tick_us": PACER_TICK.as_micros() as u64}),
     )
 }
 
