@@ -377,7 +377,9 @@ impl OrchestratorState {
             waiters: Vec::new(),
             accept_reply: None,
         };
-        let writes = vec![Write::PutTask(Box::new(entry.record.clone()))];
+        // A durable task is committed before it is accepted; a non-durable one is written
+        // once, in the background, when it finishes (DESIGN §13.10: it may be lost).
+        let accept_write = durable.then(|| Write::PutTask(Box::new(entry.record.clone())));
         match intake {
             Intake::Wait(reply) => entry.waiters.push(reply),
             Intake::Accept(reply) if durable => entry.accept_reply = Some(reply),
@@ -386,14 +388,14 @@ impl OrchestratorState {
         self.tasks.insert(entry);
         self.args.metrics.submitted.inc();
         self.args.metrics.in_flight.inc();
-        if durable {
-            let me = self.myself.clone();
-            let ack: crate::store_writer::Ack =
-                Box::new(move |result| drop(me.cast(OrchestratorMsg::Accepted { id, result })));
-            self.write(writes, Some(ack));
-        } else {
-            self.write_later(writes);
-            self.queued(id);
+        match accept_write {
+            Some(write) => {
+                let me = self.myself.clone();
+                let ack: crate::store_writer::Ack =
+                    Box::new(move |result| drop(me.cast(OrchestratorMsg::Accepted { id, result })));
+                self.write(vec![write], Some(ack));
+            }
+            None => self.queued(id),
         }
         Ok(())
     }
