@@ -137,6 +137,24 @@ fn supervisor_child(
     .registered(true)
 }
 
+/// A one-for-one core supervisor with the node's intensity and backoff.
+fn one_for_one(
+    settings: &NodeSettings,
+    stats: Arc<ActorStats>,
+    children: Vec<ChildSpec>,
+    observer: SupervisorObserver,
+) -> SupervisorArgs {
+    SupervisorArgs {
+        strategy: Strategy::OneForOne,
+        intensity: settings.intensity,
+        backoff: settings.backoff,
+        children,
+        max_children: None,
+        stats,
+        observer: Some(observer),
+    }
+}
+
 /// Emits `actor.restarted` for every restart a core supervisor makes.
 fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
     Arc::new(move |event| {
@@ -195,15 +213,7 @@ impl NodeTree {
                 let router =
                     ChildSpec::actor("router", move || (Router, RouterArgs { providers: providers.clone() }))
                         .registered(true);
-                SupervisorArgs {
-                    strategy: Strategy::OneForOne,
-                    intensity: settings.intensity,
-                    backoff: settings.backoff,
-                    children: vec![router],
-                    max_children: None,
-                    stats,
-                    observer: Some(restart_events(bus.clone())),
-                }
+                one_for_one(&settings, stats, vec![router], restart_events(bus.clone()))
             }));
         }
         {
@@ -219,15 +229,7 @@ impl NodeTree {
                         }
                     }
                 });
-                SupervisorArgs {
-                    strategy: Strategy::OneForOne,
-                    intensity: settings.intensity,
-                    backoff: settings.backoff,
-                    children: Vec::new(),
-                    max_children: None,
-                    stats,
-                    observer: Some(observer),
-                }
+                one_for_one(&settings, stats, Vec::new(), observer)
             }));
         }
         {
@@ -287,14 +289,8 @@ impl NodeTree {
         }
         {
             let (settings, bus) = (settings.clone(), events.clone());
-            children.push(supervisor_child("workflows", move |stats| SupervisorArgs {
-                strategy: Strategy::OneForOne,
-                intensity: settings.intensity,
-                backoff: settings.backoff,
-                children: Vec::new(),
-                max_children: None,
-                stats,
-                observer: Some(restart_events(bus.clone())),
+            children.push(supervisor_child("workflows", move |stats| {
+                one_for_one(&settings, stats, Vec::new(), restart_events(bus.clone()))
             }));
         }
         {

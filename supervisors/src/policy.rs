@@ -87,6 +87,14 @@ impl RestartWindow {
         self.restarts.len() <= self.intensity.max_restarts as usize
     }
 
+    /// Why a supervisor gives up: names who, the intensity and the last failure, so the
+    /// cause is visible wherever the failure surfaces (agent health, logs, the parent).
+    pub fn exceeded(&mut self, who: &str, now: Instant, last_failure: &str) -> String {
+        let Intensity { max_restarts, window } = self.intensity;
+        let recent = self.recent(now);
+        format!("{who}: {recent} restarts in {window:?} exceeded intensity {max_restarts}/{window:?}; last failure: {last_failure}")
+    }
+
     /// Restarts counted within the window ending at `now`.
     pub fn recent(&mut self, now: Instant) -> u32 {
         self.prune(now);

@@ -208,13 +208,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> Actor for Pool<J, M> {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, exit) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                (cell, Exit { cause: Some(RestartCause::Failed), reason: err.to_string() })
-            }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, Exit::terminated(reason)),
-            _ => return Ok(()),
-        };
+        let Some((cell, exit)) = Exit::from_event(event) else { return Ok(()) };
         // Workers are permanent: a normal exit is restarted too, counted as `stopped`.
         // Cells that are no longer a current worker (shrunk, stopped) are ignored.
         match state.slot_of(&cell) {

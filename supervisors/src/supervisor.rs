@@ -220,13 +220,7 @@ impl Actor for Supervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, exit) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                (cell, Exit { cause: Some(RestartCause::Failed), reason: err.to_string() })
-            }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, Exit::terminated(reason)),
-            _ => return Ok(()),
-        };
+        let Some((cell, exit)) = Exit::from_event(event) else { return Ok(()) };
         // Events from cells that are no longer a current child (siblings stopped during a
         // group restart, children stopped on request) are ignored.
         match state.slot_of(&cell) {
@@ -244,6 +238,17 @@ pub(crate) struct Exit {
 }
 
 impl Exit {
+    /// The child and how it exited, for the two events that end a child.
+    pub(crate) fn from_event(event: SupervisionEvent) -> Option<(ActorCell, Exit)> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                Some((cell, Exit { cause: Some(RestartCause::Failed), reason: err.to_string() }))
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => Some((cell, Exit::terminated(reason))),
+            _ => None,
+        }
+    }
+
     /// Classifies an `ActorTerminated` reason. ractor reports a kill as the reason
     /// `"killed"` (also the reason of a signal-terminated processing loop), so a child that
     /// stops itself with that exact reason is indistinguishable from one that was killed.

@@ -14,16 +14,13 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_agent_fails_its_task_and_its_instance_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("buggy").pool_size(1, 1), Panicker)
-        .agent(AgentSpec::native("echo"), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 2).await;
+    let handle = started(
+        builder(dir.path())
+            .agent(AgentSpec::native("buggy").pool_size(1, 1), Panicker)
+            .agent(AgentSpec::native("echo"), Echo),
+        2,
+    )
+    .await;
     let mut events = handle
         .subscribe(EventFilter { kinds: vec![EventKind::AgentRestarted], ..Default::default() }, None)
         .await
@@ -53,16 +50,13 @@ async fn a_panicking_agent_fails_its_task_and_its_instance_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_beyond_its_restart_intensity_is_marked_failed_and_the_node_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("buggy").pool_size(1, 1), Panicker)
-        .agent(AgentSpec::native("echo"), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 2).await;
+    let handle = started(
+        builder(dir.path())
+            .agent(AgentSpec::native("buggy").pool_size(1, 1), Panicker)
+            .agent(AgentSpec::native("echo"), Echo),
+        2,
+    )
+    .await;
     // The default pool intensity is 5 restarts in 10 s: the 6th failure escalates.
     for _ in 0..20 {
         match handle.run(TaskRequest::to_agent("buggy", json!(1)), Duration::from_secs(5)).await {
@@ -120,24 +114,8 @@ async fn agents_register_and_leave_at_run_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_nodes_run_in_one_process() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = builder(a_dir.path())
-        .agent(AgentSpec::native("echo"), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let b = builder(b_dir.path())
-        .agent(AgentSpec::native("echo"), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&a, 1).await;
-    agents_ready(&b, 1).await;
+    let a = started(builder(a_dir.path()).agent(AgentSpec::native("echo"), Echo), 1).await;
+    let b = started(builder(b_dir.path()).agent(AgentSpec::native("echo"), Echo), 1).await;
     assert_ne!(a.name(), b.name());
     for handle in [&a, &b] {
         let done = handle

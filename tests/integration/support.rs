@@ -83,6 +83,13 @@ pub fn builder(dir: &std::path::Path) -> mark1::NodeBuilder {
     Node::builder().config(config(dir, &unique("node")))
 }
 
+/// Builds and starts the node, then waits until its first `agents` agents have workers.
+pub async fn started(builder: mark1::NodeBuilder, agents: usize) -> NodeHandle {
+    let handle = builder.build().await.expect("node builds").start().await.expect("node starts");
+    agents_ready(&handle, agents).await;
+    handle
+}
+
 /// Polls `check` until it is true or `within` passes.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where

@@ -15,15 +15,11 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_and_the_tree_shows_the_work() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("echo").capability("text.echo").pool_size(2, 2), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(
+        builder(dir.path()).agent(AgentSpec::native("echo").capability("text.echo").pool_size(2, 2), Echo),
+        1,
+    )
+    .await;
     let id = handle.submit(TaskRequest::to_agent("echo", json!({"text": "hi"}))).await.unwrap();
     let done = handle.wait(id, Duration::from_secs(5)).await.unwrap();
     assert_eq!(done.state, TaskState::Succeeded);
@@ -47,15 +43,7 @@ async fn submit_wait_and_the_tree_shows_the_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_on_the_task_path_is_counted_so_mailbox_depth_is_real() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("echo").pool_size(2, 2), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(builder(dir.path()).agent(AgentSpec::native("echo").pool_size(2, 2), Echo), 1).await;
     for i in 0..20 {
         handle.run(TaskRequest::to_agent("echo", json!(i)), Duration::from_secs(5)).await.unwrap();
     }
@@ -83,19 +71,16 @@ async fn every_message_on_the_task_path_is_counted_so_mailbox_depth_is_real() {
 async fn capability_selection_prefers_the_idle_agent_and_names_missing_ones() {
     let dir = tempfile::tempdir().unwrap();
     let cancelled = Arc::new(AtomicU32::new(0));
-    let handle = builder(dir.path())
-        .agent(
-            AgentSpec::native("slow").capability("work").pool_size(1, 1),
-            Sleeper { cancelled: cancelled.clone() },
-        )
-        .agent(AgentSpec::native("fast").capability("work").pool_size(1, 1), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 2).await;
+    let handle = started(
+        builder(dir.path())
+            .agent(
+                AgentSpec::native("slow").capability("work").pool_size(1, 1),
+                Sleeper { cancelled: cancelled.clone() },
+            )
+            .agent(AgentSpec::native("fast").capability("work").pool_size(1, 1), Echo),
+        2,
+    )
+    .await;
     // Occupy `slow` by name; capability tasks must then go to the idle `fast`.
     let busy = handle.submit(TaskRequest::to_agent("slow", json!({"ms": 60_000}))).await.unwrap();
     eventually(Duration::from_secs(5), "slow is busy", || async {
@@ -122,22 +107,19 @@ async fn capability_selection_prefers_the_idle_agent_and_names_missing_ones() {
 async fn retryable_failures_retry_with_new_attempts_and_others_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let (flaky_calls, hard_calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let handle = builder(dir.path())
-        .agent(
-            AgentSpec::native("flaky").retries(3, Duration::from_millis(1)),
-            Flaky { calls: flaky_calls.clone(), succeed_on: 3, retryable: true },
-        )
-        .agent(
-            AgentSpec::native("hard").retries(3, Duration::from_millis(1)),
-            Flaky { calls: hard_calls.clone(), succeed_on: 100, retryable: false },
-        )
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 2).await;
+    let handle = started(
+        builder(dir.path())
+            .agent(
+                AgentSpec::native("flaky").retries(3, Duration::from_millis(1)),
+                Flaky { calls: flaky_calls.clone(), succeed_on: 3, retryable: true },
+            )
+            .agent(
+                AgentSpec::native("hard").retries(3, Duration::from_millis(1)),
+                Flaky { calls: hard_calls.clone(), succeed_on: 100, retryable: false },
+            ),
+        2,
+    )
+    .await;
     let done = handle.run(TaskRequest::to_agent("flaky", json!(null)), Duration::from_secs(5)).await.unwrap();
     assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
     assert_eq!(done.attempt, 3);
@@ -164,15 +146,12 @@ async fn retryable_failures_retry_with_new_attempts_and_others_do_not() {
 async fn timeouts_and_deadlines_end_in_timed_out() {
     let dir = tempfile::tempdir().unwrap();
     let cancelled = Arc::new(AtomicU32::new(0));
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("sleeper").pool_size(1, 2), Sleeper { cancelled: cancelled.clone() })
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(
+        builder(dir.path())
+            .agent(AgentSpec::native("sleeper").pool_size(1, 2), Sleeper { cancelled: cancelled.clone() }),
+        1,
+    )
+    .await;
     let req = TaskRequest::to_agent("sleeper", json!({"ms": 60_000})).timeout(Duration::from_millis(50));
     let done = handle.run(req, Duration::from_secs(10)).await.unwrap();
     assert_eq!(done.state, TaskState::TimedOut);
@@ -190,15 +169,12 @@ async fn timeouts_and_deadlines_end_in_timed_out() {
 async fn cancel_reaches_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
     let cancelled = Arc::new(AtomicU32::new(0));
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("sleeper").pool_size(1, 1), Sleeper { cancelled: cancelled.clone() })
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(
+        builder(dir.path())
+            .agent(AgentSpec::native("sleeper").pool_size(1, 1), Sleeper { cancelled: cancelled.clone() }),
+        1,
+    )
+    .await;
     let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
     eventually(Duration::from_secs(5), "task running", || async {
         handle.get(id).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
@@ -268,15 +244,7 @@ async fn intake_and_pool_queues_are_bounded_with_typed_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_return_the_first_task_or_conflict() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("echo"), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(builder(dir.path()).agent(AgentSpec::native("echo"), Echo), 1).await;
     let req = || TaskRequest::to_agent("echo", json!({"n": 1})).idempotency_key("k1");
     let first = handle.submit_detailed(req()).await.unwrap();
     let again = handle.submit_detailed(req()).await.unwrap();
@@ -294,15 +262,7 @@ async fn idempotency_keys_return_the_first_task_or_conflict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transition_is_an_event_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("echo"), Echo)
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(builder(dir.path()).agent(AgentSpec::native("echo"), Echo), 1).await;
     let mut sub = handle.subscribe(EventFilter::default(), None).await.unwrap();
     let done = handle.run(TaskRequest::to_agent("echo", json!(1)), Duration::from_secs(5)).await.unwrap();
     let mut kinds = Vec::new();
@@ -325,15 +285,11 @@ async fn every_transition_is_an_event_in_order() {
 async fn shutdown_drains_tasks_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let cancelled = Arc::new(AtomicU32::new(0));
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("sleeper").pool_size(2, 2), Sleeper { cancelled })
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(
+        builder(dir.path()).agent(AgentSpec::native("sleeper").pool_size(2, 2), Sleeper { cancelled }),
+        1,
+    )
+    .await;
     let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 200}))).await.unwrap();
     let metrics = handle.tree_internals().metrics.clone();
     let report = handle.shutdown(Duration::from_secs(10)).await;
@@ -363,15 +319,11 @@ impl mark1::Agent for Recorder {
 async fn queued_tasks_run_by_priority() {
     let dir = tempfile::tempdir().unwrap();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let handle = builder(dir.path())
-        .agent(AgentSpec::native("one").pool_size(1, 1), Recorder(seen.clone()))
-        .build()
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    agents_ready(&handle, 1).await;
+    let handle = started(
+        builder(dir.path()).agent(AgentSpec::native("one").pool_size(1, 1), Recorder(seen.clone())),
+        1,
+    )
+    .await;
     let busy = handle.submit(TaskRequest::to_agent("one", json!({"hold": 300}))).await.unwrap();
     eventually(Duration::from_secs(5), "busy", || async {
         handle.get(busy).await.map(|t| t.state == TaskState::Running).unwrap_or(false)

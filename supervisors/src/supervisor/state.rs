@@ -301,19 +301,9 @@ impl SupervisorState {
         }
     }
 
-    /// Gives up; the reason names the intensity and the last failure, so the cause is
-    /// visible wherever the failure surfaces (agent health, logs, the parent).
+    /// Gives up: notifies, stops everything and returns the reason to fail with.
     async fn escalate(&mut self, now: Instant, last_failure: &str) -> ActorProcessingErr {
-        let intensity = self.window.intensity();
-        let reason = format!(
-            "supervisor '{}': {} restarts in {:?} exceeded intensity {}/{:?}; last failure: {}",
-            self.name,
-            self.window.recent(now),
-            intensity.window,
-            intensity.max_restarts,
-            intensity.window,
-            last_failure
-        );
+        let reason = self.window.exceeded(&format!("supervisor '{}'", self.name), now, last_failure);
         tracing::error!(supervisor = %self.name, %reason, "supervisor escalates");
         self.notify(SupervisorEvent::Escalated { supervisor: self.name.clone(), reason: reason.clone() });
         self.stop_all().await;
