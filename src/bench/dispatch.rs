@@ -101,7 +101,6 @@ pub async fn run(p: Params) -> Result<Value, String> {
         "rows_written": store.counts().0,
         "commits": store.counts().1,
     });
-    let handle = Arc::try_unwrap(handle).map_err(|_| "handle still shared".to_string())?;
     handle.shutdown(Duration::from_secs(10)).await;
     Ok(report(
         "dispatch",

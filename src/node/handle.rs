@@ -193,8 +193,9 @@ impl NodeHandle {
 
     /// Graceful, ordered shutdown: stop intake and drain in-flight tasks (up to
     /// `timeout`), then stop actors in reverse start order; the store writer commits
-    /// what it holds last.
-    pub async fn shutdown(self, timeout: Duration) -> ShutdownReport {
+    /// what it holds last. Takes `&self` so a handle shared by many tasks (an `Arc`)
+    /// can be shut down; calls after it fail as unavailable.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
         let drained = matches!(self.ask(|reply| OrchestratorMsg::Drain { reply }, timeout).await, Ok(()));
         let abandoned_tasks = self.tree.metrics.in_flight.get();
