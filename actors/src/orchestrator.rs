@@ -340,6 +340,13 @@ impl OrchestratorState {
             return Err((intake, TaskError::Overloaded { limit, retry_after: Duration::from_secs(1) }));
         }
         let spec = match self.registry.select(&request.namespace, &request.target) {
+            Ok(entry) if entry.queue_full() => {
+                let (agent, limit) = (entry.spec.key(), entry.spec.queue_limit);
+                return Err((
+                    intake,
+                    TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) },
+                ));
+            }
             Ok(entry) => entry.spec.clone(),
             Err(error) => return Err((intake, error)),
         };
@@ -433,6 +440,11 @@ impl OrchestratorState {
 
     /// A durable task's commit finished: accept it and dispatch, or refuse it.
     fn accepted(&mut self, id: TaskId, result: Result<(), StoreError>) {
+        // Cancelled while its commit was in flight: it already has its final state, and
+        // the submitter already heard "accepted".
+        if self.tasks.get(&id).is_none_or(|e| e.record.state.is_final()) {
+            return;
+        }
         match result {
             Ok(()) => {
                 if let Some(reply) = self.tasks.get_mut(&id).and_then(|e| e.accept_reply.take()) {

@@ -177,13 +177,23 @@ impl ActorStats {
         self.children.read().clone()
     }
 
-    /// The slot named `name` in this subtree (depth first), to build an [`crate::Addr`]
-    /// for an actor found in the registry.
+    /// The slot named `name` in this subtree, to build an [`crate::Addr`] for an actor
+    /// found in the registry. Names are paths (`node/agents/pool:default/echo`), so only
+    /// the branch whose name is a prefix of `name` is searched, not whole pools.
     pub fn find(self: &Arc<Self>, name: &str) -> Option<Arc<ActorStats>> {
         if self.name == name {
             return Some(self.clone());
         }
-        self.children.read().iter().find_map(|c| c.find(name))
+        let on_path = |child: &Arc<ActorStats>| {
+            name.strip_prefix(child.name.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let children = self.children.read();
+        match children.iter().find(|c| on_path(c)) {
+            Some(child) => child.find(name),
+            // Unnamed (or differently named) intermediate slots: fall back to a full search.
+            None => children.iter().find_map(|c| c.find(name)),
+        }
     }
 
     /// A point-in-time view of this slot and everything under it, from counters only.

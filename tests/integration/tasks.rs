@@ -226,10 +226,14 @@ async fn intake_and_pool_queues_are_bounded_with_typed_errors() {
     })
     .await;
     let queued = handle.submit(slow()).await.unwrap();
-    // The pool holds one running and one queued: the third is refused by the pool.
-    let third = handle.run(slow(), Duration::from_secs(5)).await.unwrap();
-    assert_eq!(third.state, TaskState::Failed);
-    assert!(third.error.as_deref().unwrap().contains("queued already"), "{:?}", third.error);
+    // The pool holds one running and one queued: the third is refused at intake.
+    eventually(Duration::from_secs(5), "second task queued in the pool", || async {
+        handle.agents().await.unwrap().iter().any(|a| a.name == "sleeper" && a.queued == 1)
+    })
+    .await;
+    let err = handle.submit(slow()).await.unwrap_err();
+    assert!(matches!(err, NodeError::Task(TaskError::QueueFull { limit: 1, .. })), "{err}");
+    assert!(err.to_string().contains("queued already"), "{err}");
     // Intake: 4 in flight at most (two are in flight already).
     let wide = || TaskRequest::to_agent("wide", json!({"ms": 60_000}));
     let more = [handle.submit(wide()).await.unwrap(), handle.submit(wide()).await.unwrap()];

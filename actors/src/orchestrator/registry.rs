@@ -77,6 +77,13 @@ impl AgentEntry {
         }
     }
 
+    /// Whether the pool's queue is at its limit. Checked at intake so a submitter hears a
+    /// typed overload at once; the pool's own bound stays the authority (the figures
+    /// trail the pool by the messages in flight).
+    pub fn queue_full(&self) -> bool {
+        self.load.queued.load(Relaxed) >= self.spec.queue_limit
+    }
+
     /// Lower is better: load per worker, then a latency term, failures and cost.
     fn score(&self) -> f64 {
         let workers = self.load.workers.load(Relaxed).max(1) as f64;
