@@ -15,7 +15,7 @@ use futures::FutureExt;
 use mark1_supervisors::{Addr, Assignment, Job, Lease, PoolError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::domain::{AgentSpec, TaskId};
 use crate::orchestrator::OrchestratorMsg;
@@ -95,6 +95,9 @@ pub struct AgentInstanceState {
     worker: Option<Box<dyn AgentWorker>>,
     /// Lease of the running task: dropped when the worker comes back.
     lease: Option<Lease>,
+    /// Cancels the running attempt if the instance goes away first (stopped, killed,
+    /// or failed), so no attempt outlives its instance.
+    running: Option<DropGuard>,
 }
 
 impl Actor for AgentInstance {
@@ -108,7 +111,7 @@ impl Actor for AgentInstance {
         args: AgentInstanceArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let worker = args.runtime.start(&args.spec).await?;
-        Ok(AgentInstanceState { args, worker: Some(worker), lease: None })
+        Ok(AgentInstanceState { args, worker: Some(worker), lease: None, running: None })
     }
 
     async fn handle(
@@ -125,11 +128,15 @@ impl Actor for AgentInstance {
                     return Err("agent instance received a task while busy".into());
                 };
                 state.lease = Some(lease);
+                state.running = Some(job.cancel.clone().drop_guard());
                 let me = Addr::new(myself, state.args.stats.clone());
                 spawn_attempt(me, worker, job, state.args.events.clone());
             }
             AgentInstanceMsg::Finished { worker, broken } => {
                 state.lease = None;
+                if let Some(guard) = state.running.take() {
+                    guard.disarm();
+                }
                 if let Some(reason) = broken {
                     // Dropping the worker ends its process; the pool restarts this instance.
                     drop(worker);

@@ -348,3 +348,32 @@ async fn queued_tasks_run_by_priority() {
     assert!(err.to_string().contains("priority 10"), "{err}");
     stop(handle).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_that_cannot_drain_reports_it_and_cancels_what_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let handle = started(
+        builder(dir.path())
+            .agent(AgentSpec::native("sleeper").pool_size(1, 1), Sleeper { cancelled: cancelled.clone() }),
+        1,
+    )
+    .await;
+    let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
+    eventually(Duration::from_secs(5), "running", || async {
+        handle.get(id).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
+    })
+    .await;
+    let report = handle.shutdown(Duration::from_millis(300)).await;
+    assert!(!report.drained, "{report:?}");
+    assert_eq!(report.abandoned_tasks, 1);
+    assert!(report.stopped_cleanly, "{report:?}");
+    eventually(Duration::from_secs(5), "the attempt was cancelled, not left running", || async {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(matches!(
+        handle.submit(TaskRequest::to_agent("sleeper", json!(1))).await,
+        Err(NodeError::Unavailable(_))
+    ));
+}
