@@ -559,7 +559,8 @@ impl OrchestratorState {
             return;
         }
         let agent_key = entry.agent_key.clone();
-        let can_retry = entry.record.attempt < entry.record.max_attempts && !entry.cancel.is_cancelled();
+        // A cancelled task is already final (and returned above), so only attempts count.
+        let can_retry = entry.record.attempt < entry.record.max_attempts;
         let backoff = entry.retry_backoff.saturating_mul(1 << (attempt.saturating_sub(1)).min(16));
         if let (Some(key), false) = (&agent_key, matches!(outcome, AttemptOutcome::Rejected(_))) {
             if let Some(agent) = self.registry.get_mut(key) {

@@ -112,8 +112,9 @@ async fn subject(p: &Params) -> Result<Value, String> {
         handle.register_agent(spec, Idle).await.map_err(|e| e.to_string())?;
     }
     let elapsed = started.elapsed();
-    let workers: usize = handle.tree_internals().snapshot().count();
     let after = rss_bytes();
+    // After the RSS reading: the snapshot itself allocates a tree as large as the node's.
+    let tree_nodes = handle.tree_internals().snapshot().count();
     let spawned = handle.agents().await.map_err(|e| e.to_string())?.iter().map(|a| a.workers).sum::<usize>();
     if spawned != p.n {
         return Err(format!("expected {} instances, found {spawned}", p.n));
@@ -122,7 +123,7 @@ async fn subject(p: &Params) -> Result<Value, String> {
     Ok(json!({
         "bytes_per_agent": (after.saturating_sub(before)) as f64 / p.n as f64,
         "spawns_per_sec": p.n as f64 / elapsed.as_secs_f64(),
-        "tree_nodes": workers,
+        "tree_nodes": tree_nodes,
     }))
 }
 
