@@ -76,12 +76,14 @@ pub enum AgentRegistryError {
 
 pub enum OrchestratorMsg {
     Submit {
-        request: TaskRequest,
+        /// Shared: the orchestrator keeps it for idempotency checks; an `Arc` keeps
+        /// the message small.
+        request: Arc<TaskRequest>,
         reply: RpcReplyPort<Result<Submitted, TaskError>>,
     },
     /// Submits and replies when the task is final.
     SubmitAndWait {
-        request: TaskRequest,
+        request: Arc<TaskRequest>,
         reply: RecordReply,
     },
     /// Replies when the task is final.
@@ -294,7 +296,7 @@ impl Intake {
 }
 
 impl OrchestratorState {
-    fn submit(&mut self, request: TaskRequest, intake: Intake) {
+    fn submit(&mut self, request: Arc<TaskRequest>, intake: Intake) {
         match self.admit(request, intake) {
             Ok(()) => {}
             Err((intake, error)) => {
@@ -305,7 +307,7 @@ impl OrchestratorState {
     }
 
     #[allow(clippy::result_large_err)]
-    fn admit(&mut self, request: TaskRequest, intake: Intake) -> Result<(), (Intake, TaskError)> {
+    fn admit(&mut self, request: Arc<TaskRequest>, intake: Intake) -> Result<(), (Intake, TaskError)> {
         if self.draining {
             return Err((intake, TaskError::ShuttingDown));
         }
@@ -353,7 +355,6 @@ impl OrchestratorState {
 
         let now = self.args.clock.now();
         let id = TaskId::new();
-        let request = Arc::new(request);
         let record = TaskRecord {
             id,
             namespace: request.namespace.clone(),
@@ -383,6 +384,7 @@ impl OrchestratorState {
             cancel: CancellationToken::new(),
             waiters: Vec::new(),
             accept_reply: None,
+            subject: id.to_string(),
         };
         // A durable task is committed before it is accepted; a non-durable one is written
         // once, in the background, when it finishes (DESIGN §13.10: it may be lost).
@@ -473,7 +475,7 @@ impl OrchestratorState {
             self.args.events.emit(
                 EventKind::TaskQueued,
                 &entry.record.namespace,
-                id.to_string(),
+                entry.subject.clone(),
                 Value::Null,
             );
         }
@@ -519,7 +521,7 @@ impl OrchestratorState {
             priority: entry.record.priority,
             input: entry.record.input.clone(),
             namespace: entry.record.namespace.clone(),
-            idempotency_key: format!("{}:{}", id, entry.record.attempt),
+            idempotency_key: attempt_key(&entry.subject, entry.record.attempt),
             deadline: entry.record.deadline,
             timeout: entry.attempt_timeout.min(remaining),
             traceparent: entry.request.traceparent.clone(),
@@ -549,7 +551,7 @@ impl OrchestratorState {
         entry.record.state = TaskState::Running;
         entry.record.updated_at = now;
         let data = json!({"attempt": attempt, "agent": entry.record.agent});
-        self.args.events.emit(EventKind::TaskRunning, &entry.record.namespace, id.to_string(), data);
+        self.args.events.emit(EventKind::TaskRunning, &entry.record.namespace, entry.subject.clone(), data);
     }
 
     fn attempt_done(&mut self, id: TaskId, attempt: u32, outcome: AttemptOutcome, elapsed: Duration) {
@@ -612,7 +614,7 @@ impl OrchestratorState {
         entry.record.error = Some(why.to_string());
         self.args.metrics.retried.inc();
         let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
-        self.args.events.emit(EventKind::TaskRetrying, &entry.record.namespace, id.to_string(), data);
+        self.args.events.emit(EventKind::TaskRetrying, &entry.record.namespace, entry.subject.clone(), data);
         if delay.is_zero() {
             self.dispatch(id);
         } else {
@@ -657,15 +659,13 @@ impl OrchestratorState {
             .duration
             .observe(now.duration_since(entry.record.created_at).unwrap_or_default().as_secs_f64());
         let data = match state {
-            TaskState::Succeeded => json!({"attempt": entry.record.attempt}),
+            // The record has the attempt count; the common case carries no payload.
+            TaskState::Succeeded => Value::Null,
             _ => json!({"attempt": entry.record.attempt, "error": entry.record.error}),
         };
-        self.args.events.emit(
-            EventKind::for_task_state(state),
-            &entry.record.namespace,
-            id.to_string(),
-            data,
-        );
+        // The last event of the task: its subject text is not needed afterwards.
+        let subject = std::mem::take(&mut entry.subject);
+        self.args.events.emit(EventKind::for_task_state(state), &entry.record.namespace, subject, data);
         let write = Write::PutTask(Box::new(entry.record.clone()));
         if let Some(reply) = entry.accept_reply.take() {
             // Finished before its commit was acknowledged (cancelled at once, say).
@@ -746,6 +746,16 @@ impl OrchestratorState {
             let _ = reply.send(Ok(()));
         });
     }
+}
+
+/// `<task id>:<attempt>`, built without the formatting machinery (once per attempt).
+fn attempt_key(task: &str, attempt: u32) -> String {
+    let attempt = attempt.to_string();
+    let mut key = String::with_capacity(task.len() + 1 + attempt.len());
+    key.push_str(task);
+    key.push(':');
+    key.push_str(&attempt);
+    key
 }
 
 impl AgentJob {

@@ -104,11 +104,13 @@ impl NodeHandle {
 
     /// Like [`submit`](Self::submit), telling whether an idempotency key matched an earlier task.
     pub async fn submit_detailed(&self, request: TaskRequest) -> Result<Submitted, NodeError> {
+        let request = std::sync::Arc::new(request);
         Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, CALL_TIMEOUT).await??)
     }
 
     /// Submits and waits for the final state in one message.
     pub async fn run(&self, request: TaskRequest, timeout: Duration) -> Result<TaskRecord, NodeError> {
+        let request = std::sync::Arc::new(request);
         Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, reply }, timeout).await??)
     }
 

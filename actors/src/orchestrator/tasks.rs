@@ -28,6 +28,8 @@ pub struct TaskEntry {
     pub waiters: Vec<RecordReply>,
     /// A durable submission waiting for its commit before it hears "accepted".
     pub accept_reply: Option<RpcReplyPort<Result<Submitted, TaskError>>>,
+    /// The task id as text, made once: it is the subject of every event of the task.
+    pub subject: String,
 }
 
 /// Live tasks plus the most recent finished ones (older finished tasks are only in the
