@@ -170,23 +170,34 @@ fn spawn_attempt(
 ) {
     tokio::spawn(async move {
         let started = Instant::now();
+        let AgentJob { task_id, attempt, reply_to, timeout, .. } = job;
         let outcome = if job.cancel.is_cancelled() {
             AttemptOutcome::Failed(AgentError::Cancelled)
-        } else if job.timeout.is_zero() {
+        } else if timeout.is_zero() {
             AttemptOutcome::TimedOut
         } else {
-            let _ = job
-                .reply_to
-                .cast(OrchestratorMsg::AttemptStarted { task_id: job.task_id, attempt: job.attempt });
-            run_attempt(worker.as_mut(), &job, events).await
+            let _ = reply_to.cast(OrchestratorMsg::AttemptStarted { task_id, attempt });
+            // The job's fields move into the agent's context: nothing is copied.
+            let progress = Progress::new(events, task_id, job.namespace.clone());
+            let ctx = TaskContext {
+                task_id,
+                attempt,
+                idempotency_key: job.idempotency_key,
+                deadline: job.deadline,
+                namespace: job.namespace,
+                traceparent: job.traceparent,
+                cancel: job.cancel,
+                progress: Some(progress),
+            };
+            run_attempt(worker.as_mut(), ctx, Value::clone(&job.input), timeout).await
         };
         let broken = match &outcome {
             AttemptOutcome::Failed(e) if e.breaks_worker() => Some(e.to_string()),
             _ => worker.broken(),
         };
-        let _ = job.reply_to.cast(OrchestratorMsg::AttemptDone {
-            task_id: job.task_id,
-            attempt: job.attempt,
+        let _ = reply_to.cast(OrchestratorMsg::AttemptDone {
+            task_id,
+            attempt,
             outcome,
             elapsed: started.elapsed(),
         });
@@ -196,24 +207,15 @@ fn spawn_attempt(
 
 async fn run_attempt(
     worker: &mut dyn AgentWorker,
-    job: &AgentJob,
-    events: Arc<dyn EventSink>,
+    ctx: TaskContext,
+    input: Value,
+    timeout: Duration,
 ) -> AttemptOutcome {
     // The attempt's own token (a fresh one per attempt): fired by a cancel or the timeout.
-    let cancel = job.cancel.clone();
-    let ctx = TaskContext {
-        task_id: job.task_id,
-        attempt: job.attempt,
-        idempotency_key: job.idempotency_key.clone(),
-        deadline: job.deadline,
-        namespace: job.namespace.clone(),
-        traceparent: job.traceparent.clone(),
-        cancel: cancel.clone(),
-        progress: Some(Progress::new(events, job.task_id, job.namespace.clone())),
-    };
-    let run = AssertUnwindSafe(worker.run(ctx, Value::clone(&job.input))).catch_unwind();
+    let cancel = ctx.cancel.clone();
+    let run = AssertUnwindSafe(worker.run(ctx, input)).catch_unwind();
     tokio::pin!(run);
-    let timer = tokio::time::sleep(job.timeout);
+    let timer = tokio::time::sleep(timeout);
     tokio::pin!(timer);
     let (result, timed_out) = tokio::select! {
         biased;
