@@ -93,10 +93,7 @@ async fn cancelling_a_process_task_reaches_the_process() {
     let handle = node(&config).await.unwrap();
     agents_ready(&handle, 1).await;
     let id = handle.submit(TaskRequest::to_agent("echo", json!({"delay": 60}))).await.unwrap();
-    eventually(Duration::from_secs(5), "running", || async {
-        handle.get(id).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
-    })
-    .await;
+    running(&handle, id).await;
     assert_eq!(handle.cancel(id).await.unwrap().state, TaskState::Cancelled);
     // The process answered the cancel and stays usable: the next task runs at once.
     let done =

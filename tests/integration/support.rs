@@ -106,6 +106,14 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Waits until the task is running on an agent.
+pub async fn running(handle: &NodeHandle, id: mark1::TaskId) {
+    eventually(Duration::from_secs(5), "task running", || async {
+        handle.get(id).await.map(|t| t.state == mark1::TaskState::Running).unwrap_or(false)
+    })
+    .await
+}
+
 /// Waits until the node lists `n` agents with at least one worker each.
 pub async fn agents_ready(handle: &NodeHandle, n: usize) {
     eventually(Duration::from_secs(20), "agents ready", || async {

@@ -83,10 +83,7 @@ async fn capability_selection_prefers_the_idle_agent_and_names_missing_ones() {
     .await;
     // Occupy `slow` by name; capability tasks must then go to the idle `fast`.
     let busy = handle.submit(TaskRequest::to_agent("slow", json!({"ms": 60_000}))).await.unwrap();
-    eventually(Duration::from_secs(5), "slow is busy", || async {
-        handle.get(busy).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
-    })
-    .await;
+    running(&handle, busy).await;
     for _ in 0..5 {
         let done = handle
             .run(TaskRequest::to_capabilities(["work"], json!(1)), Duration::from_secs(5))
@@ -176,10 +173,7 @@ async fn cancel_reaches_a_running_agent() {
     )
     .await;
     let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
-    eventually(Duration::from_secs(5), "task running", || async {
-        handle.get(id).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
-    })
-    .await;
+    running(&handle, id).await;
     let record = handle.cancel(id).await.unwrap();
     assert_eq!(record.state, TaskState::Cancelled);
     eventually(Duration::from_secs(5), "agent saw the cancel", || async {
@@ -220,11 +214,8 @@ async fn intake_and_pool_queues_are_bounded_with_typed_errors() {
         .unwrap();
     agents_ready(&handle, 2).await;
     let slow = || TaskRequest::to_agent("sleeper", json!({"ms": 60_000}));
-    let running = handle.submit(slow()).await.unwrap();
-    eventually(Duration::from_secs(5), "first task running", || async {
-        handle.get(running).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
-    })
-    .await;
+    let first = handle.submit(slow()).await.unwrap();
+    running(&handle, first).await;
     let queued = handle.submit(slow()).await.unwrap();
     // The pool holds one running and one queued: the third is refused at intake.
     eventually(Duration::from_secs(5), "second task queued in the pool", || async {
@@ -239,7 +230,7 @@ async fn intake_and_pool_queues_are_bounded_with_typed_errors() {
     let more = [handle.submit(wide()).await.unwrap(), handle.submit(wide()).await.unwrap()];
     let err = handle.submit(wide()).await.unwrap_err();
     assert!(matches!(err, NodeError::Task(TaskError::Overloaded { limit: 4, .. })), "{err}");
-    for id in [running, queued].into_iter().chain(more) {
+    for id in [first, queued].into_iter().chain(more) {
         handle.cancel(id).await.unwrap();
     }
     stop(handle).await;
@@ -329,10 +320,7 @@ async fn queued_tasks_run_by_priority() {
     )
     .await;
     let busy = handle.submit(TaskRequest::to_agent("one", json!({"hold": 300}))).await.unwrap();
-    eventually(Duration::from_secs(5), "busy", || async {
-        handle.get(busy).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
-    })
-    .await;
+    running(&handle, busy).await;
     let mut ids = Vec::new();
     for (n, priority) in [(1, 1), (2, 9), (3, 5), (4, 9)] {
         ids.push(
@@ -360,10 +348,7 @@ async fn a_shutdown_that_cannot_drain_reports_it_and_cancels_what_still_runs() {
     )
     .await;
     let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
-    eventually(Duration::from_secs(5), "running", || async {
-        handle.get(id).await.map(|t| t.state == TaskState::Running).unwrap_or(false)
-    })
-    .await;
+    running(&handle, id).await;
     let report = handle.shutdown(Duration::from_millis(300)).await;
     assert!(!report.drained, "{report:?}");
     assert_eq!(report.abandoned_tasks, 1);
