@@ -6,27 +6,29 @@
 //! mailbox: commits are acknowledged through the store writer, pool starts run as
 //! spawned futures that report back.
 
+mod attempts;
+mod registration;
 mod registry;
 mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mark1_supervisors::{ActorStats, Addr, PoolError, PoolMsg, SupervisorMsg};
+use mark1_supervisors::{ActorStats, Addr, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 pub use registry::AgentEntry as AgentEntryHandle;
-use registry::{agent_key, AgentEntry, AgentRegistry};
+use registry::{AgentEntry, AgentRegistry};
 pub use registry::{AgentHealth, AgentStatus};
 use tasks::{RecordReply, TaskEntry, TaskTable};
 
-use crate::agent_instance::{AgentJob, AttemptOutcome};
+use crate::agent_instance::AttemptOutcome;
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
 use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::metrics::TaskMetrics;
-use crate::ports::{AgentError, Clock, EventSink, Store, StoreError, Write};
+use crate::ports::{Clock, EventSink, Store, StoreError, Write};
 use crate::store_writer::StoreWriterMsg;
 
 /// Why a submission or a task request was refused. Typed, so the edge can map it.
@@ -482,152 +484,6 @@ impl OrchestratorState {
         self.dispatch(id);
     }
 
-    /// Starts the next attempt of a task on the best agent.
-    fn dispatch(&mut self, id: TaskId) {
-        let now = self.args.clock.now();
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
-        if entry.record.state.is_final() {
-            return;
-        }
-        let remaining = match entry.record.deadline {
-            Some(deadline) => deadline.duration_since(now).unwrap_or(Duration::ZERO),
-            None => Duration::MAX,
-        };
-        if remaining.is_zero() {
-            return self.finish(
-                id,
-                TaskState::TimedOut,
-                None,
-                Some("deadline passed before the task could run".into()),
-            );
-        }
-        let selected = self.registry.select(&entry.record.namespace, &entry.record.target);
-        let agent = match selected {
-            Ok(agent) => agent,
-            Err(error) => return self.finish(id, TaskState::Failed, None, Some(error.to_string())),
-        };
-        entry.record.attempt += 1;
-        if entry.record.attempt > 1 {
-            // One token per attempt: the attempt's timeout fires it, so a retry needs a
-            // fresh one. (A token per attempt, not a child token, keeps the hot path free
-            // of the token tree's lock.)
-            entry.cancel = CancellationToken::new();
-        }
-        entry.agent_key = Some(agent.spec.key());
-        entry.record.agent = Some(agent.spec.name.clone());
-        let job = AgentJob {
-            task_id: id,
-            attempt: entry.record.attempt,
-            priority: entry.record.priority,
-            input: entry.record.input.clone(),
-            namespace: entry.record.namespace.clone(),
-            idempotency_key: attempt_key(&entry.subject, entry.record.attempt),
-            deadline: entry.record.deadline,
-            timeout: entry.attempt_timeout.min(remaining),
-            traceparent: entry.request.traceparent.clone(),
-            cancel: entry.cancel.clone(),
-            reply_to: self.myself.clone(),
-        };
-        let sent = match &agent.pool {
-            Some(pool) => pool.cast(PoolMsg::Submit(job)),
-            None => Err(MessagingErr::SendErr(PoolMsg::Submit(job))),
-        };
-        if let Err(MessagingErr::SendErr(PoolMsg::Submit(job))) = sent {
-            // The pool is gone: its agent failed. Report it like any rejection.
-            let _ = self.myself.cast(OrchestratorMsg::AgentExited {
-                key: agent.spec.key(),
-                reason: "its pool has stopped".into(),
-            });
-            job.reject_with(PoolError::NoWorkers);
-        }
-    }
-
-    fn attempt_started(&mut self, id: TaskId, attempt: u32) {
-        let now = self.args.clock.now();
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
-        if entry.record.attempt != attempt || entry.record.state.is_final() {
-            return;
-        }
-        entry.record.state = TaskState::Running;
-        entry.record.updated_at = now;
-        let data = json!({"attempt": attempt, "agent": entry.record.agent});
-        self.args.events.emit(EventKind::TaskRunning, &entry.record.namespace, entry.subject.clone(), data);
-    }
-
-    fn attempt_done(&mut self, id: TaskId, attempt: u32, outcome: AttemptOutcome, elapsed: Duration) {
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
-        // A late report of an attempt that was superseded (cancelled, timed out) is ignored.
-        if entry.record.attempt != attempt || entry.record.state.is_final() {
-            return;
-        }
-        let agent_key = entry.agent_key.clone();
-        // A cancelled task is already final (and returned above), so only attempts count.
-        let can_retry = entry.record.attempt < entry.record.max_attempts;
-        let backoff = entry.retry_backoff.saturating_mul(1 << (attempt.saturating_sub(1)).min(16));
-        if let (Some(key), false) = (&agent_key, matches!(outcome, AttemptOutcome::Rejected(_))) {
-            if let Some(agent) = self.registry.get_mut(key) {
-                agent.record(matches!(outcome, AttemptOutcome::Succeeded(_)), elapsed);
-            }
-        }
-        match outcome {
-            AttemptOutcome::Succeeded(output) => self.finish(id, TaskState::Succeeded, Some(output), None),
-            AttemptOutcome::Failed(AgentError::Cancelled) => {
-                self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()))
-            }
-            AttemptOutcome::Failed(error) if error.is_retryable() && can_retry => {
-                self.schedule_retry(id, attempt, backoff, &error.to_string())
-            }
-            AttemptOutcome::Failed(error) => {
-                self.finish(id, TaskState::Failed, None, Some(error.to_string()))
-            }
-            AttemptOutcome::TimedOut if can_retry && !self.past_deadline(id) => {
-                self.schedule_retry(id, attempt, backoff, "attempt timed out")
-            }
-            AttemptOutcome::TimedOut => {
-                self.finish(id, TaskState::TimedOut, None, Some("the task ran out of time".into()))
-            }
-            AttemptOutcome::Rejected(PoolError::QueueFull { limit }) => {
-                let agent = agent_key.unwrap_or_default();
-                let error = TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) };
-                self.finish(id, TaskState::Failed, None, Some(error.to_string()))
-            }
-            AttemptOutcome::Rejected(error) => {
-                let agent = agent_key.unwrap_or_default();
-                self.finish(
-                    id,
-                    TaskState::Failed,
-                    None,
-                    Some(format!("agent {agent} refused the task: {error}")),
-                )
-            }
-        }
-    }
-
-    fn past_deadline(&self, id: TaskId) -> bool {
-        let now = self.args.clock.now();
-        self.tasks.get(&id).and_then(|e| e.record.deadline).is_some_and(|d| d <= now)
-    }
-
-    fn schedule_retry(&mut self, id: TaskId, attempt: u32, delay: Duration, why: &str) {
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
-        entry.record.state = TaskState::Queued;
-        entry.record.error = Some(why.to_string());
-        self.args.metrics.retried.inc();
-        let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
-        self.args.events.emit(EventKind::TaskRetrying, &entry.record.namespace, entry.subject.clone(), data);
-        if delay.is_zero() {
-            self.dispatch(id);
-        } else {
-            self.myself.actor().send_after(delay, move || OrchestratorMsg::Retry { id, attempt });
-        }
-    }
-
-    fn retry(&mut self, id: TaskId, attempt: u32) {
-        if self.tasks.get(&id).is_some_and(|e| e.record.attempt == attempt && !e.record.state.is_final()) {
-            self.dispatch(id);
-        }
-    }
-
     fn cancel(&mut self, id: TaskId, reply: RecordReply) {
         let Some(entry) = self.tasks.get(&id) else {
             let _ = reply.send(Err(TaskError::NotFound(id)));
@@ -685,82 +541,5 @@ impl OrchestratorState {
                 let _ = reply.send(());
             }
         }
-    }
-
-    fn register(&mut self, definition: AgentDefinition, reply: RpcReplyPort<Result<(), AgentRegistryError>>) {
-        if let Err(reason) = definition.spec.validate() {
-            let _ = reply.send(Err(AgentRegistryError::Invalid(reason)));
-            return;
-        }
-        let key = definition.spec.key();
-        if self.registry.contains(&key) || !self.args.catalog.insert(definition.clone()) {
-            let _ = reply.send(Err(AgentRegistryError::Duplicate(key)));
-            return;
-        }
-        let pools = self.args.pools.clone();
-        let agents = self.args.agents.clone();
-        let me = self.myself.clone();
-        tokio::spawn(async move {
-            let result = pools.start(&agents, &definition).await;
-            let _ = me.cast(OrchestratorMsg::PoolStarted { definition, result, reply: Some(reply) });
-        });
-    }
-
-    fn pool_started(
-        &mut self,
-        definition: AgentDefinition,
-        result: Result<AgentEntry, String>,
-        reply: Option<RpcReplyPort<Result<(), AgentRegistryError>>>,
-    ) {
-        let spec = definition.spec.clone();
-        let outcome = match result {
-            Ok(entry) => {
-                self.registry.insert(entry);
-                let data = json!({"capabilities": spec.capabilities});
-                self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
-                Ok(())
-            }
-            Err(reason) => {
-                self.args.catalog.remove(&spec.key());
-                Err(AgentRegistryError::StartFailed { agent: spec.key(), reason })
-            }
-        };
-        if let Some(reply) = reply {
-            let _ = reply.send(outcome);
-        }
-    }
-
-    fn remove(&mut self, namespace: &str, name: &str, reply: RpcReplyPort<Result<(), AgentRegistryError>>) {
-        let key = agent_key(namespace, name);
-        let Some(entry) = self.registry.remove(&key) else {
-            let _ = reply.send(Err(AgentRegistryError::NotFound(key)));
-            return;
-        };
-        self.args.catalog.remove(&key);
-        self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null);
-        // Draining runs outside the mailbox: the pool finishes what it holds, then stops.
-        let agents = self.args.agents.clone();
-        let pools = self.args.pools.clone();
-        tokio::spawn(async move {
-            pools.drain_and_stop(&agents, &entry).await;
-            let _ = reply.send(Ok(()));
-        });
-    }
-}
-
-/// `<task id>:<attempt>`, built without the formatting machinery (once per attempt).
-fn attempt_key(task: &str, attempt: u32) -> String {
-    let attempt = attempt.to_string();
-    let mut key = String::with_capacity(task.len() + 1 + attempt.len());
-    key.push_str(task);
-    key.push(':');
-    key.push_str(&attempt);
-    key
-}
-
-impl AgentJob {
-    /// Rejects a job whose pool could not be reached.
-    fn reject_with(self, error: PoolError) {
-        mark1_supervisors::Job::reject(self, error);
     }
 }
