@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::agent_instance::{AgentInstance, AgentInstanceArgs, AgentInstanceMsg, AgentJob};
 use crate::domain::{AgentSpec, EventKind};
-use crate::orchestrator::AgentEntryHandle;
+use crate::orchestrator::AgentEntry;
 use crate::ports::{AgentRuntime, EventSink};
 
 /// An agent the node runs: its spec and the runtime that starts its instances.
@@ -103,7 +103,7 @@ impl PoolStarter {
         &self,
         agents: &ActorRef<SupervisorMsg>,
         definition: &AgentDefinition,
-    ) -> Result<AgentEntryHandle, String> {
+    ) -> Result<AgentEntry, String> {
         let child = self.child_spec(definition);
         let started = agents.call(|reply| SupervisorMsg::StartChild(child, reply), Some(self.timeout)).await;
         let cell = match started {
@@ -134,16 +134,16 @@ impl PoolStarter {
             .and_then(|name| self.agents_stats.find(&name))
             .unwrap_or_else(|| mark1_supervisors::ActorStats::new("detached pool"));
         let pool = mark1_supervisors::Addr::new(cell.into(), stats);
-        Ok(AgentEntryHandle::new(definition.spec.clone(), Some(pool), definition.load.clone()))
+        Ok(AgentEntry::new(definition.spec.clone(), Some(pool), definition.load.clone()))
     }
 
     /// The entry of an agent whose pool is not running.
-    pub fn detached_entry(&self, definition: &AgentDefinition) -> AgentEntryHandle {
-        AgentEntryHandle::new(definition.spec.clone(), None, definition.load.clone())
+    pub fn detached_entry(&self, definition: &AgentDefinition) -> AgentEntry {
+        AgentEntry::new(definition.spec.clone(), None, definition.load.clone())
     }
 
     /// Lets the pool finish what it holds, then stops it.
-    pub async fn drain_and_stop(&self, agents: &ActorRef<SupervisorMsg>, entry: &AgentEntryHandle) {
+    pub async fn drain_and_stop(&self, agents: &ActorRef<SupervisorMsg>, entry: &AgentEntry) {
         if let Some(pool) = &entry.pool {
             let _ = pool.call(PoolMsg::Drain, Some(self.timeout)).await;
         }

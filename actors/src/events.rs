@@ -61,10 +61,6 @@ impl EventBus {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.live.subscribe()
     }
-
-    pub fn subscribers(&self) -> usize {
-        self.live.receiver_count()
-    }
 }
 
 impl EventSink for EventBus {

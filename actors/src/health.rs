@@ -28,11 +28,6 @@ impl HealthReport {
     pub fn ready(&self) -> bool {
         self.checked_at.is_some() && self.store_ok
     }
-
-    /// Every part works.
-    pub fn healthy(&self) -> bool {
-        self.ready() && self.failed_agents.is_empty()
-    }
 }
 
 pub type SharedHealth = Arc<RwLock<HealthReport>>;

@@ -370,10 +370,6 @@ impl NodeTree {
         lookup(&actor_name(&self.name, "events"))
     }
 
-    pub fn store_writer(&self) -> Option<ActorRef<StoreWriterMsg>> {
-        lookup(&actor_name(&self.name, "store_writer"))
-    }
-
     /// The live tree, from counters only.
     pub fn snapshot(&self) -> ActorSnapshot {
         self.stats.snapshot()

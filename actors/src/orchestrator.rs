@@ -19,8 +19,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-pub use registry::AgentEntry as AgentEntryHandle;
-use registry::{AgentEntry, AgentRegistry};
+pub use registry::AgentEntry;
+use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
 use tasks::{RecordReply, TaskEntry, TaskTable};
 

@@ -6,6 +6,7 @@
 //! two are interleaved; medians are reported. Then an open-loop phase offers a steady
 //! fraction of the measured peak and reports latency from each intended send time.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,10 +59,9 @@ impl Agent for Noop {
 }
 
 pub async fn run(p: Params) -> Result<Value, String> {
-    let store = Arc::new(MemoryStore::new());
     let settings = NodeSettings { max_in_flight: 1_000_000, ..NodeSettings::default() };
     let node = Node::builder()
-        .store(store.clone())
+        .store(Arc::new(MemoryStore::new()))
         .settings(settings)
         .agent(
             AgentSpec::native("noop")
@@ -98,8 +98,8 @@ pub async fn run(p: Params) -> Result<Value, String> {
     let work = json!({
         "tasks_dispatched": tree.metrics.finished_total(),
         "events_emitted": tree.events.last_seq(),
-        "rows_written": store.counts().0,
-        "commits": store.counts().1,
+        "rows_written": tree.store_writer_stats.rows.load(Relaxed),
+        "commits": tree.store_writer_stats.commits.load(Relaxed),
     });
     handle.shutdown(Duration::from_secs(10)).await;
     Ok(report(

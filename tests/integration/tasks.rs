@@ -165,15 +165,7 @@ async fn timeouts_and_deadlines_end_in_timed_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let cancelled = Arc::new(AtomicU32::new(0));
-    let handle = started(
-        builder(dir.path())
-            .agent(AgentSpec::native("sleeper").pool_size(1, 1), Sleeper { cancelled: cancelled.clone() }),
-        1,
-    )
-    .await;
-    let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
-    running(&handle, id).await;
+    let (handle, cancelled, id) = one_long_task(dir.path()).await;
     let record = handle.cancel(id).await.unwrap();
     assert_eq!(record.state, TaskState::Cancelled);
     eventually(Duration::from_secs(5), "agent saw the cancel", || async {
@@ -340,15 +332,7 @@ async fn queued_tasks_run_by_priority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_that_cannot_drain_reports_it_and_cancels_what_still_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let cancelled = Arc::new(AtomicU32::new(0));
-    let handle = started(
-        builder(dir.path())
-            .agent(AgentSpec::native("sleeper").pool_size(1, 1), Sleeper { cancelled: cancelled.clone() }),
-        1,
-    )
-    .await;
-    let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
-    running(&handle, id).await;
+    let (handle, cancelled, id) = one_long_task(dir.path()).await;
     let report = handle.shutdown(Duration::from_millis(300)).await;
     assert!(!report.drained, "{report:?}");
     assert_eq!(report.abandoned_tasks, 1);
@@ -361,4 +345,15 @@ async fn a_shutdown_that_cannot_drain_reports_it_and_cancels_what_still_runs() {
         handle.submit(TaskRequest::to_agent("sleeper", json!(1))).await,
         Err(NodeError::Unavailable(_))
     ));
+}
+
+/// A node with one single-instance `sleeper` agent, busy with a task of a minute.
+/// Returns the node, the count of cancellations the agent saw, and the task.
+async fn one_long_task(dir: &std::path::Path) -> (mark1::NodeHandle, Arc<AtomicU32>, mark1::TaskId) {
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let sleeper = Sleeper { cancelled: cancelled.clone() };
+    let handle = started(builder(dir).agent(AgentSpec::native("sleeper").pool_size(1, 1), sleeper), 1).await;
+    let id = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 60_000}))).await.unwrap();
+    running(&handle, id).await;
+    (handle, cancelled, id)
 }
