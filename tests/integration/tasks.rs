@@ -332,7 +332,7 @@ async fn queued_tasks_run_by_priority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_that_cannot_drain_reports_it_and_cancels_what_still_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (handle, cancelled, id) = one_long_task(dir.path()).await;
+    let (handle, cancelled, _) = one_long_task(dir.path()).await;
     let report = handle.shutdown(Duration::from_millis(300)).await;
     assert!(!report.drained, "{report:?}");
     assert_eq!(report.abandoned_tasks, 1);
