@@ -42,6 +42,11 @@ impl EventBus {
         })
     }
 
+    /// Continues the sequence after `seq` (the highest the store holds), before any emit.
+    pub fn continue_from(&self, seq: u64) {
+        self.seq.fetch_max(seq, Relaxed);
+    }
+
     /// The last sequence number assigned (0 before the first event).
     pub fn last_seq(&self) -> u64 {
         self.seq.load(Relaxed)

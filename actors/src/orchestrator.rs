@@ -165,6 +165,8 @@ pub struct OrchestratorArgs {
     pub max_in_flight: usize,
     /// Finished tasks kept in memory for `get` and `wait`.
     pub retain_finished: usize,
+    /// This node start: the owner of every task it accepts or claims.
+    pub node_start: uuid::Uuid,
 }
 
 pub struct Orchestrator;
@@ -372,6 +374,9 @@ impl OrchestratorState {
             idempotency_key: request.idempotency_key.clone(),
             durable: request.durable,
             submitter: request.submitter.clone(),
+            timeout: request.timeout,
+            traceparent: request.traceparent.clone(),
+            owner: Some(self.args.node_start),
             created_at: now,
             updated_at: now,
             deadline: request.deadline,

@@ -170,7 +170,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     fn event(seq: u64) -> Write {
-        Write::AppendEvent(Box::new(Event {
+        Write::AppendEvent(Arc::new(Event {
             seq,
             time: SystemTime::now(),
             kind: EventKind::TaskQueued,

@@ -190,10 +190,46 @@ pub struct TaskRecord {
     pub idempotency_key: Option<String>,
     pub durable: bool,
     pub submitter: Option<String>,
+    /// Time one attempt may take, when the submission set it (else the agent's).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The node start that runs the task while it is not final (DESIGN §4: leases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Uuid>,
     #[serde(with = "humantime_serde")]
     pub created_at: SystemTime,
     #[serde(with = "humantime_serde")]
     pub updated_at: SystemTime,
     #[serde(with = "humantime_serde")]
     pub deadline: Option<SystemTime>,
+}
+
+impl TaskRecord {
+    /// The submission a stored task came from, to run it again after a crash.
+    pub fn to_request(&self) -> TaskRequest {
+        TaskRequest {
+            target: self.target.clone(),
+            input: self.input.clone(),
+            namespace: self.namespace.clone(),
+            priority: self.priority,
+            timeout: self.timeout,
+            deadline: self.deadline,
+            retries: Some(self.max_attempts.saturating_sub(1)),
+            idempotency_key: self.idempotency_key.clone(),
+            durable: self.durable,
+            submitter: self.submitter.clone(),
+            traceparent: self.traceparent.clone(),
+        }
+    }
+
+    /// Whether `request` asks for the work this task does (idempotent resubmission). A
+    /// request that left `retries` to the agent matches whatever the agent gave.
+    pub fn same_work(&self, request: &TaskRequest) -> bool {
+        let retries = request.retries.is_none_or(|r| r.saturating_add(1) == self.max_attempts);
+        let mut stored = self.to_request();
+        stored.retries = request.retries;
+        retries && stored.same_work(request)
+    }
 }

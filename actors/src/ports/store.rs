@@ -1,23 +1,67 @@
 //! The `Store` port: reads, plus `write_batch` that applies many writes in one
 //! transaction. The `store_writer` actor groups callers' writes into those batches.
+//!
+//! Besides tasks, events and agents, the port owns the node leases of DESIGN §4: every
+//! node start holds a row in `nodes` renewed by heartbeat, unfinished tasks point to
+//! the start that runs them, and a new start claims the tasks of expired leases (and of
+//! its own node's earlier starts at once).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::domain::{AgentSpec, Event, TaskId, TaskRecord};
+use crate::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
 
 /// One change to durable state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
-    /// Inserts or replaces a task record.
+    /// Inserts or replaces a task record. Several puts of one task in a batch: the last wins.
     PutTask(Box<TaskRecord>),
-    AppendEvent(Box<Event>),
+    /// Inserts or replaces the record of one attempt of a task.
+    PutAttempt(Box<AttemptRecord>),
+    /// Appends an event with the `seq` the node's event bus gave it.
+    AppendEvent(Arc<Event>),
     PutAgent(Box<AgentSpec>),
     RemoveAgent {
         namespace: String,
         name: String,
     },
+}
+
+/// One execution of a task (table `task_attempts`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub task_id: TaskId,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The node start that ran it.
+    pub node_start: Uuid,
+    pub agent: Option<String>,
+    /// `running` while it runs, then how it ended.
+    pub state: TaskState,
+    pub error: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+    #[serde(with = "humantime_serde")]
+    pub finished_at: Option<SystemTime>,
+}
+
+/// One start of a node and its lease (table `nodes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStart {
+    /// A UUID v7 made at start.
+    pub id: Uuid,
+    /// The node's configured name: a restarted node finds its earlier starts by it.
+    pub node: String,
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+    /// The lease ends here unless renewed; others may then claim the start's tasks.
+    #[serde(with = "humantime_serde")]
+    pub lease_until: SystemTime,
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -35,9 +79,41 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every write in one transaction: all or nothing.
     async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    /// The task submitted in `namespace` with this idempotency key, if any.
+    async fn task_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError>;
+    /// Tasks in `state` (in flight, finished…), for health, tests and the crash check.
+    async fn count_tasks(&self, state: TaskState) -> Result<u64, StoreError>;
+    /// Attempts of a task, first first.
+    async fn attempts(&self, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Stored events with `seq > after`, oldest first, at most `limit`.
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// The highest stored `seq` (0 when none): a node continues its sequence from here.
+    async fn last_event_seq(&self) -> Result<u64, StoreError>;
     async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError>;
     /// Cheap reachability check for health and readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Records a node start and its lease.
+    async fn open_lease(&self, start: &NodeStart) -> Result<(), StoreError>;
+    /// Extends the lease of a node start (the heartbeat).
+    async fn renew_lease(&self, start: Uuid, until: SystemTime) -> Result<(), StoreError>;
+    /// Ends a lease at a clean stop: nothing of the start is left to claim.
+    async fn close_lease(&self, start: Uuid) -> Result<(), StoreError>;
+    /// Takes over at most `limit` unfinished tasks owned by an earlier start of
+    /// `start.node` or by a start whose lease ended before `now`: their owner becomes
+    /// `start.id`, in one transaction, and they are returned oldest first.
+    async fn claim_orphans(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Deletes at most `limit` finished tasks (with their attempts) last updated before
+    /// `before`, and at most `limit` events older than it; returns the rows deleted.
+    async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError>;
 }
 
 /// A store in memory: the backend of unit tests, of benches that measure the runtime
@@ -52,8 +128,10 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct MemoryTables {
     tasks: BTreeMap<TaskId, TaskRecord>,
-    events: VecDeque<Event>,
+    attempts: BTreeMap<(TaskId, u32), AttemptRecord>,
+    events: VecDeque<Arc<Event>>,
     agents: HashMap<(String, String), AgentSpec>,
+    nodes: HashMap<Uuid, NodeStart>,
 }
 
 impl Default for MemoryStore {
@@ -72,7 +150,7 @@ impl MemoryStore {
         MemoryStore { inner: Mutex::new(MemoryTables::default()), retain: retain.max(1) }
     }
 
-    pub fn events(&self) -> Vec<Event> {
+    pub fn events(&self) -> Vec<Arc<Event>> {
         self.inner.lock().events.iter().cloned().collect()
     }
 }
@@ -86,7 +164,10 @@ impl Store for MemoryStore {
                 Write::PutTask(task) => {
                     t.tasks.insert(task.id, *task);
                 }
-                Write::AppendEvent(event) => t.events.push_back(*event),
+                Write::PutAttempt(attempt) => {
+                    t.attempts.insert((attempt.task_id, attempt.attempt), *attempt);
+                }
+                Write::AppendEvent(event) => t.events.push_back(event),
                 Write::PutAgent(spec) => {
                     t.agents.insert((spec.namespace.clone(), spec.name.clone()), *spec);
                 }
@@ -96,7 +177,9 @@ impl Store for MemoryStore {
             }
         }
         while t.tasks.len() > self.retain {
-            t.tasks.pop_first();
+            if let Some((id, _)) = t.tasks.pop_first() {
+                t.attempts.retain(|(task, _), _| *task != id);
+            }
         }
         while t.events.len() > self.retain {
             t.events.pop_front();
@@ -108,11 +191,109 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().tasks.get(&id).cloned())
     }
 
+    async fn task_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let t = self.inner.lock();
+        let found = t
+            .tasks
+            .values()
+            .find(|task| task.namespace == namespace && task.idempotency_key.as_deref() == Some(key));
+        Ok(found.cloned())
+    }
+
+    async fn count_tasks(&self, state: TaskState) -> Result<u64, StoreError> {
+        Ok(self.inner.lock().tasks.values().filter(|t| t.state == state).count() as u64)
+    }
+
+    async fn attempts(&self, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let t = self.inner.lock();
+        Ok(t.attempts.range((id, 0)..=(id, u32::MAX)).map(|(_, a)| a.clone()).collect())
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let t = self.inner.lock();
+        Ok(t.events.iter().filter(|e| e.seq > after).take(limit).map(|e| (**e).clone()).collect())
+    }
+
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.lock().events.back().map_or(0, |e| e.seq))
+    }
+
     async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
         Ok(self.inner.lock().agents.values().cloned().collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn open_lease(&self, start: &NodeStart) -> Result<(), StoreError> {
+        self.inner.lock().nodes.insert(start.id, start.clone());
+        Ok(())
+    }
+
+    async fn renew_lease(&self, start: Uuid, until: SystemTime) -> Result<(), StoreError> {
+        match self.inner.lock().nodes.get_mut(&start) {
+            Some(node) => {
+                node.lease_until = until;
+                Ok(())
+            }
+            None => Err(StoreError::Rejected(format!("no lease for node start {start}"))),
+        }
+    }
+
+    async fn close_lease(&self, start: Uuid) -> Result<(), StoreError> {
+        self.inner.lock().nodes.remove(&start);
+        Ok(())
+    }
+
+    async fn claim_orphans(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut t = self.inner.lock();
+        let orphaned: Vec<Uuid> = t
+            .nodes
+            .values()
+            .filter(|n| n.id != start.id && (n.node == start.node || n.lease_until < now))
+            .map(|n| n.id)
+            .collect();
+        let mut claimed = Vec::new();
+        for task in t.tasks.values_mut() {
+            if claimed.len() == limit {
+                break;
+            }
+            if !task.state.is_final() && task.owner.is_some_and(|o| orphaned.contains(&o)) {
+                task.owner = Some(start.id);
+                claimed.push(task.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
+        let mut t = self.inner.lock();
+        let old: Vec<TaskId> = t
+            .tasks
+            .values()
+            .filter(|task| task.state.is_final() && task.updated_at < before)
+            .take(limit)
+            .map(|task| task.id)
+            .collect();
+        for id in &old {
+            t.tasks.remove(id);
+        }
+        t.attempts.retain(|(task, _), _| !old.contains(task));
+        let mut events = 0;
+        while events < limit && t.events.front().is_some_and(|e| e.time < before) {
+            t.events.pop_front();
+            events += 1;
+        }
+        Ok((old.len() + events) as u64)
     }
 }
