@@ -69,7 +69,7 @@ impl EventBus {
 }
 
 impl EventSink for EventBus {
-    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Value) {
+    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Value) -> Arc<Event> {
         let mut ring = self.ring.lock();
         // seq is taken under the ring lock so the ring stays in seq order.
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
@@ -87,7 +87,8 @@ impl EventSink for EventBus {
         ring.push_back(event.clone());
         drop(ring);
         // No receivers is not an error: nobody is listening.
-        let _ = self.live.send(event);
+        let _ = self.live.send(event.clone());
+        event
     }
 }
 

@@ -33,7 +33,7 @@ use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
 use crate::health::{Health, HealthArgs, SharedHealth};
 use crate::metrics::TaskMetrics;
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
-use crate::ports::{Clock, EventSink, ModelProvider, NodeStart, Store, StoreError};
+use crate::ports::{Clock, EventSink, ModelProvider, Store};
 use crate::router::{Router, RouterArgs};
 use crate::store_writer::{StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
 
@@ -172,19 +172,12 @@ fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
 impl NodeTree {
     pub async fn start(parts: NodeParts) -> Result<NodeTree, SpawnErr> {
         let NodeParts { name, store, providers, clock, agents, settings, metrics, health } = parts;
-        let start_failed = |what: &str, e: StoreError| SpawnErr::StartupFailed(format!("{what}: {e}").into());
-        // This start's lease; unfinished tasks it accepts point to it (DESIGN §4).
-        let now = clock.now();
-        let start = NodeStart {
-            id: uuid::Uuid::now_v7(),
-            node: name.clone(),
-            started_at: now,
-            lease_until: now + settings.lease_ttl,
-        };
-        store.open_lease(&start).await.map_err(|e| start_failed("cannot record the node start", e))?;
         let events = EventBus::new(settings.event_capacity, clock.clone());
         // The event sequence continues from what the store holds.
-        let last_seq = store.last_event_seq().await.map_err(|e| start_failed("cannot read the events", e))?;
+        let last_seq = store
+            .last_event_seq()
+            .await
+            .map_err(|e| SpawnErr::StartupFailed(format!("cannot read the stored events: {e}").into()))?;
         events.continue_from(last_seq);
         let catalog = Arc::new(AgentCatalog::default());
         for definition in agents {
@@ -250,7 +243,7 @@ impl NodeTree {
             }));
         }
         {
-            let start_id = start.id;
+            let node_name = name.clone();
             let (node, root_stats, store, store_clock, bus, metrics, catalog, settings) = (
                 node.clone(),
                 stats.clone(),
@@ -288,7 +281,8 @@ impl NodeTree {
                                 metrics: metrics.clone(),
                                 max_in_flight: settings.max_in_flight,
                                 retain_finished: settings.retain_finished,
-                                node_start: start_id,
+                                node: node_name.clone(),
+                                lease_ttl: settings.lease_ttl,
                             }
                         });
                     async move {

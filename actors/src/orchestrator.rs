@@ -3,10 +3,15 @@
 //! It owns the task table and the agent registry. Submissions are checked (target,
 //! in-flight limit, idempotency), recorded, committed when durable, then routed to the
 //! chosen agent's pool; attempts report back as messages. Nothing slow runs in its
-//! mailbox: commits are acknowledged through the store writer, pool starts run as
-//! spawned futures that report back.
+//! mailbox: commits are acknowledged through the store writer, pool starts and store
+//! reads run as spawned futures that report back.
+//!
+//! Each incarnation holds a lease (a row in `nodes`) renewed by heartbeat; the tasks it
+//! accepts point to it, and it claims the unfinished tasks of expired leases and of its
+//! node's earlier starts (see `recovery`).
 
 mod attempts;
+mod recovery;
 mod registration;
 mod registry;
 mod tasks;
@@ -28,8 +33,8 @@ use crate::agent_instance::AttemptOutcome;
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
 use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::metrics::TaskMetrics;
-use crate::ports::{Clock, EventSink, Store, StoreError, Write};
-use crate::store_writer::StoreWriterMsg;
+use crate::ports::{Clock, EventSink, NodeStart, Store, StoreError, Write};
+use crate::store_writer::{Ack, Retry, StoreWriterMsg};
 
 /// Why a submission or a task request was refused. Typed, so the edge can map it.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -147,6 +152,18 @@ pub enum OrchestratorMsg {
         key: String,
         reason: String,
     },
+    /// Internal: the store's answer about an idempotency key not held in memory.
+    IdempotencyChecked {
+        request: Arc<TaskRequest>,
+        intake: Intake,
+        found: Result<Option<TaskRecord>, StoreError>,
+    },
+    /// Internal: claim orphaned tasks now (at start, then with every heartbeat).
+    Claim,
+    /// Internal: tasks claimed from expired leases.
+    Claimed(Result<Vec<TaskRecord>, StoreError>),
+    /// Internal: renew this incarnation's lease.
+    RenewLease,
 }
 
 pub struct OrchestratorArgs {
@@ -165,8 +182,10 @@ pub struct OrchestratorArgs {
     pub max_in_flight: usize,
     /// Finished tasks kept in memory for `get` and `wait`.
     pub retain_finished: usize,
-    /// This node start: the owner of every task it accepts or claims.
-    pub node_start: uuid::Uuid,
+    /// The node's name: its lease rows carry it, so a restart finds its earlier starts.
+    pub node: String,
+    /// How long the lease lasts without a heartbeat (renewed every third of it).
+    pub lease_ttl: Duration,
 }
 
 pub struct Orchestrator;
@@ -183,6 +202,9 @@ pub struct OrchestratorState {
     /// turn of the mailbox instead of one per task.
     unacked_writes: Vec<Write>,
     flush_scheduled: bool,
+    /// This incarnation's lease: the owner of every task it accepts or claims.
+    start: NodeStart,
+    claiming: bool,
 }
 
 impl Actor for Orchestrator {
@@ -209,8 +231,20 @@ impl Actor for Orchestrator {
                 }
             }
         }
+        let now = args.clock.now();
+        let start = NodeStart {
+            id: uuid::Uuid::now_v7(),
+            node: args.node.clone(),
+            started_at: now,
+            lease_until: now + args.lease_ttl,
+        };
+        args.store.open_lease(&start).await?;
         let tasks = TaskTable::new(args.retain_finished);
         let myself = Addr::new(myself, args.stats.clone());
+        // Claim what earlier starts left unfinished as soon as the mailbox runs, then keep
+        // the lease alive and look for expired ones with every heartbeat.
+        myself.cast(OrchestratorMsg::Claim)?;
+        myself.send_interval(args.lease_ttl / 3, || OrchestratorMsg::RenewLease);
         Ok(OrchestratorState {
             args,
             tasks,
@@ -220,7 +254,26 @@ impl Actor for Orchestrator {
             myself,
             unacked_writes: Vec::new(),
             flush_scheduled: false,
+            start,
+            claiming: false,
         })
+    }
+
+    /// A clean stop ends the lease, so whatever is left unfinished is claimable at once.
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut OrchestratorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let close = state.args.store.close_lease(state.start.id);
+        match tokio::time::timeout(Duration::from_secs(5), close).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not end the node lease; it will expire"),
+            Err(_) => {
+                tracing::warn!("the store did not answer in time to end the node lease; it will expire")
+            }
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -230,8 +283,16 @@ impl Actor for Orchestrator {
         state: &mut OrchestratorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            OrchestratorMsg::Submit { request, reply } => state.submit(request, Intake::Accept(reply)),
-            OrchestratorMsg::SubmitAndWait { request, reply } => state.submit(request, Intake::Wait(reply)),
+            OrchestratorMsg::Submit { request, reply } => state.submit(request, Intake::Accept(reply), false),
+            OrchestratorMsg::SubmitAndWait { request, reply } => {
+                state.submit(request, Intake::Wait(reply), false)
+            }
+            OrchestratorMsg::IdempotencyChecked { request, intake, found } => {
+                state.idempotency_checked(request, intake, found)
+            }
+            OrchestratorMsg::Claim => state.claim(),
+            OrchestratorMsg::Claimed(result) => state.claimed(result),
+            OrchestratorMsg::RenewLease => state.renew_lease(),
             OrchestratorMsg::Wait { id, reply } => match state.tasks.get_mut(&id) {
                 Some(entry) if !entry.record.state.is_final() => entry.waiters.push(reply),
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
@@ -254,8 +315,7 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Accepted { id, result } => state.accepted(id, result),
             OrchestratorMsg::FlushWrites => {
                 state.flush_scheduled = false;
-                let writes = std::mem::take(&mut state.unacked_writes);
-                state.write(writes, None);
+                state.flush_writes();
             }
             OrchestratorMsg::AttemptStarted { task_id, attempt } => state.attempt_started(task_id, attempt),
             OrchestratorMsg::AttemptDone { task_id, attempt, outcome, elapsed } => {
@@ -269,7 +329,7 @@ impl Actor for Orchestrator {
                 if let Some(entry) = state.registry.get_mut(&key) {
                     tracing::error!(agent = %key, %reason, "agent failed");
                     entry.health = AgentHealth::Failed(reason.clone());
-                    state.args.events.emit(
+                    let _ = state.args.events.emit(
                         EventKind::AgentFailed,
                         &entry.spec.namespace,
                         key,
@@ -283,7 +343,7 @@ impl Actor for Orchestrator {
 }
 
 /// Who hears about a submission, and when.
-enum Intake {
+pub enum Intake {
     /// Replies "accepted" (after the commit, when durable).
     Accept(RpcReplyPort<Result<Submitted, TaskError>>),
     /// Replies with the finished task.
@@ -300,8 +360,10 @@ impl Intake {
 }
 
 impl OrchestratorState {
-    fn submit(&mut self, request: Arc<TaskRequest>, intake: Intake) {
-        match self.admit(request, intake) {
+    /// `store_checked`: an idempotency key not held in memory was looked up in the store
+    /// already (it may belong to a task of an earlier start).
+    fn submit(&mut self, request: Arc<TaskRequest>, intake: Intake, store_checked: bool) {
+        match self.admit(request, intake, store_checked) {
             Ok(()) => {}
             Err((intake, error)) => {
                 self.args.metrics.rejected.inc();
@@ -311,7 +373,12 @@ impl OrchestratorState {
     }
 
     #[allow(clippy::result_large_err)]
-    fn admit(&mut self, request: Arc<TaskRequest>, intake: Intake) -> Result<(), (Intake, TaskError)> {
+    fn admit(
+        &mut self,
+        request: Arc<TaskRequest>,
+        intake: Intake,
+        store_checked: bool,
+    ) -> Result<(), (Intake, TaskError)> {
         if self.draining {
             return Err((intake, TaskError::ShuttingDown));
         }
@@ -338,6 +405,10 @@ impl OrchestratorState {
                         }
                     }
                 }
+                return Ok(());
+            }
+            if !store_checked {
+                self.check_idempotency_in_store(request, intake);
                 return Ok(());
             }
         }
@@ -376,7 +447,7 @@ impl OrchestratorState {
             submitter: request.submitter.clone(),
             timeout: request.timeout,
             traceparent: request.traceparent.clone(),
-            owner: Some(self.args.node_start),
+            owner: Some(self.start.id),
             created_at: now,
             updated_at: now,
             deadline: request.deadline,
@@ -392,9 +463,17 @@ impl OrchestratorState {
             waiters: Vec::new(),
             accept_reply: None,
             subject: id.to_string(),
+            attempt_started_at: None,
         };
-        // A durable task is committed before it is accepted; a non-durable one is written
-        // once, in the background, when it finishes (DESIGN §13.10: it may be lost).
+        let queued = self.args.events.emit(
+            EventKind::TaskQueued,
+            &entry.record.namespace,
+            entry.subject.clone(),
+            Value::Null,
+        );
+        // A durable task is committed, with its first event, before it is accepted; a
+        // non-durable one is written once, in the background, when it finishes (DESIGN
+        // §13.10: it may be lost).
         let accept_write = durable.then(|| Write::PutTask(Box::new(entry.record.clone())));
         match intake {
             Intake::Wait(reply) => entry.waiters.push(reply),
@@ -407,20 +486,38 @@ impl OrchestratorState {
         match accept_write {
             Some(write) => {
                 let me = self.myself.clone();
-                let ack: crate::store_writer::Ack =
+                let ack: Ack =
                     Box::new(move |result| drop(me.cast(OrchestratorMsg::Accepted { id, result })));
-                self.write(vec![write], Some(ack));
+                self.write_now(vec![write, Write::AppendEvent(queued)], ack, Retry::No);
             }
-            None => self.queued(id),
+            None => {
+                self.write_later([Write::AppendEvent(queued)]);
+                self.dispatch(id);
+            }
         }
         Ok(())
     }
 
-    fn write(&self, writes: Vec<Write>, ack: Option<crate::store_writer::Ack>) {
+    /// Sends writes whose commit someone waits for. Writes queued by `write_later` go
+    /// first, so the writes of one task reach the store in the order they were made.
+    fn write_now(&mut self, writes: Vec<Write>, ack: Ack, retry: Retry) {
+        self.flush_writes();
         if let Err(MessagingErr::SendErr(StoreWriterMsg::Write { ack: Some(ack), .. })) =
-            self.args.store_writer.cast(StoreWriterMsg::Write { writes, ack })
+            self.args.store_writer.cast(StoreWriterMsg::Write { writes, ack: Some(ack), retry })
         {
             ack(Err(StoreError::Unavailable("the store writer is not running".into())));
+        }
+    }
+
+    /// Sends the writes `write_later` gathered.
+    fn flush_writes(&mut self) {
+        if self.unacked_writes.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.unacked_writes);
+        let message = StoreWriterMsg::Write { writes, ack: None, retry: Retry::UntilCommitted };
+        if self.args.store_writer.cast(message).is_err() {
+            tracing::error!("the store writer is not running; writes of accepted tasks are lost");
         }
     }
 
@@ -438,9 +535,10 @@ impl OrchestratorState {
         });
     }
 
-    /// Queues writes nobody waits for. The flush message goes to the back of the
-    /// mailbox, so every write made while the current backlog is handled joins it.
-    fn write_later(&mut self, writes: Vec<Write>) {
+    /// Queues writes of accepted work nobody waits for; they are kept until committed.
+    /// The flush message goes to the back of the mailbox, so every write made while the
+    /// current backlog is handled joins it.
+    fn write_later(&mut self, writes: impl IntoIterator<Item = Write>) {
         self.unacked_writes.extend(writes);
         if !self.flush_scheduled {
             self.flush_scheduled = self.myself.cast(OrchestratorMsg::FlushWrites).is_ok();
@@ -459,7 +557,7 @@ impl OrchestratorState {
                 if let Some(reply) = self.tasks.get_mut(&id).and_then(|e| e.accept_reply.take()) {
                     let _ = reply.send(Ok(Submitted { id, existing: false }));
                 }
-                self.queued(id);
+                self.dispatch(id);
             }
             Err(error) => {
                 if let Some(entry) = self.tasks.forget(&id) {
@@ -477,18 +575,6 @@ impl OrchestratorState {
         }
     }
 
-    fn queued(&mut self, id: TaskId) {
-        if let Some(entry) = self.tasks.get(&id) {
-            self.args.events.emit(
-                EventKind::TaskQueued,
-                &entry.record.namespace,
-                entry.subject.clone(),
-                Value::Null,
-            );
-        }
-        self.dispatch(id);
-    }
-
     fn cancel(&mut self, id: TaskId, reply: RecordReply) {
         let Some(entry) = self.tasks.get(&id) else {
             let _ = reply.send(Err(TaskError::NotFound(id)));
@@ -503,7 +589,8 @@ impl OrchestratorState {
         let _ = reply.send(self.tasks.get(&id).map(|e| e.record.clone()).ok_or(TaskError::NotFound(id)));
     }
 
-    /// Records the final state, tells the waiters, emits the event and writes the record.
+    /// Records the final state, emits the event, writes the record and tells the waiters:
+    /// those of a durable task once the final state is committed.
     fn finish(&mut self, id: TaskId, state: TaskState, output: Option<Value>, error: Option<String>) {
         let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
@@ -511,6 +598,7 @@ impl OrchestratorState {
         entry.record.output = output;
         entry.record.error = if state == TaskState::Succeeded { None } else { error };
         entry.record.updated_at = now;
+        let attempt = entry.ended_attempt(state, now);
         // Metrics, the event and the write come first: whoever hears the final state
         // can already see them.
         let metrics = &self.args.metrics;
@@ -526,16 +614,32 @@ impl OrchestratorState {
         };
         // The last event of the task: its subject text is not needed afterwards.
         let subject = std::mem::take(&mut entry.subject);
-        self.args.events.emit(EventKind::for_task_state(state), &entry.record.namespace, subject, data);
-        let write = Write::PutTask(Box::new(entry.record.clone()));
+        let event =
+            self.args.events.emit(EventKind::for_task_state(state), &entry.record.namespace, subject, data);
+        let mut writes = vec![Write::PutTask(Box::new(entry.record.clone())), Write::AppendEvent(event)];
         if let Some(reply) = entry.accept_reply.take() {
             // Finished before its commit was acknowledged (cancelled at once, say).
             let _ = reply.send(Ok(Submitted { id, existing: false }));
         }
-        for waiter in entry.waiters.drain(..) {
-            let _ = waiter.send(Ok(entry.record.clone()));
+        if entry.record.durable {
+            writes.extend(attempt.map(|a| Write::PutAttempt(Box::new(a))));
+            let waiters = std::mem::take(&mut entry.waiters);
+            let record = entry.record.clone();
+            let ack: Ack = Box::new(move |result| {
+                let reply = result
+                    .map(|()| record)
+                    .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
+                for waiter in waiters {
+                    let _ = waiter.send(reply.clone());
+                }
+            });
+            self.write_now(writes, ack, Retry::UntilCommitted);
+        } else {
+            for waiter in entry.waiters.drain(..) {
+                let _ = waiter.send(Ok(entry.record.clone()));
+            }
+            self.write_later(writes);
         }
-        self.write_later(vec![write]);
         self.tasks.finished(id);
         self.check_drained();
     }

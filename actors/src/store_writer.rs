@@ -4,10 +4,15 @@
 //! one `write_batch` (flushed when `batch_max` writes are waiting or `flush_delay` after
 //! the first one), runs the commit outside its mailbox, and acknowledges every caller of
 //! the batch only after it committed. Whatever arrives during a commit goes into the
-//! next one, so commits stay few under load. The queue is bounded: past `queue_limit`
-//! waiting writes a caller gets `StoreError::Unavailable` at once.
+//! next one, so commits stay few under load.
+//!
+//! Writes come in two kinds ([`Retry`]). A write that promises nothing yet (a durable
+//! submission before it is accepted) fails fast: past `queue_limit` waiting writes, or
+//! while the store is down, its caller hears `StoreError::Unavailable` at once. A write
+//! about work already accepted must never be lost: when the store is unavailable it is
+//! kept, in order, and retried with backoff until the store answers again.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,22 +25,33 @@ use crate::ports::{Store, StoreError, Write};
 /// message to itself without a task waiting on a channel.
 pub type Ack = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-pub enum StoreWriterMsg {
-    /// Writes to commit; an empty list with an ack is a barrier (acked after everything before it).
-    Write { writes: Vec<Write>, ack: Option<Ack> },
-    /// Internal: the flush delay elapsed.
-    Flush,
-    /// Internal: a commit finished.
-    Committed { result: Result<(), StoreError>, acks: Vec<Ack>, rows: usize },
+/// What the writer does with a write the store cannot take right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Refuse it (the caller has promised nothing yet and can tell its own caller).
+    No,
+    /// Keep it and retry until it commits (it records work already accepted).
+    UntilCommitted,
 }
 
-/// Counters shared with benches and metrics.
+pub enum StoreWriterMsg {
+    /// Writes to commit; an empty list with an ack is a barrier (acked after everything before it).
+    Write { writes: Vec<Write>, ack: Option<Ack>, retry: Retry },
+    /// Internal: the flush delay (or the retry backoff) elapsed.
+    Flush,
+    /// Internal: a commit finished.
+    Committed { result: Result<(), StoreError>, batch: Batch },
+}
+
+/// Counters shared with benches, metrics and health.
 #[derive(Debug, Default)]
 pub struct StoreWriterStats {
     pub rows: AtomicU64,
     pub commits: AtomicU64,
     pub failed_commits: AtomicU64,
     pub rejected: AtomicU64,
+    /// The last commit failed because the store was unavailable; kept writes wait.
+    pub store_down: AtomicBool,
 }
 
 pub struct StoreWriterArgs {
@@ -46,31 +62,119 @@ pub struct StoreWriterArgs {
     pub stats: Arc<StoreWriterStats>,
 }
 
+/// Writes in arrival order (so the last write of a task wins, whatever its kind), with
+/// the acks of both kinds.
+#[derive(Default)]
+pub struct Batch {
+    writes: Vec<Write>,
+    /// Per write: kept (retried) when the store is unavailable.
+    keep: Vec<bool>,
+    kept_acks: Vec<Ack>,
+    fast_acks: Vec<Ack>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.kept_acks.is_empty() && self.fast_acks.is_empty()
+    }
+
+    fn ack_all(self, result: &Result<(), StoreError>) {
+        for ack in self.kept_acks.into_iter().chain(self.fast_acks) {
+            ack(result.clone());
+        }
+    }
+}
+
 pub struct StoreWriter;
 
 pub struct StoreWriterState {
     args: StoreWriterArgs,
-    pending: Vec<Write>,
-    acks: Vec<Ack>,
+    pending: Batch,
     in_flight: usize,
     timer_armed: bool,
+    /// Delay before the next retry while the store is down; zero while it is up.
+    backoff: Duration,
 }
+
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl StoreWriterState {
     fn flush(&mut self, myself: &ActorRef<StoreWriterMsg>) {
-        if self.in_flight > 0 || (self.pending.is_empty() && self.acks.is_empty()) {
+        if self.in_flight > 0 || self.pending.is_empty() {
             return;
         }
-        let writes = std::mem::take(&mut self.pending);
-        let acks = std::mem::take(&mut self.acks);
-        let rows = writes.len();
-        self.in_flight = rows.max(1);
+        let batch = std::mem::take(&mut self.pending);
+        self.in_flight = batch.writes.len().max(1);
         let store = self.args.store.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = if writes.is_empty() { Ok(()) } else { store.write_batch(writes).await };
-            let _ = myself.send_message(StoreWriterMsg::Committed { result, acks, rows });
+            let result =
+                if batch.writes.is_empty() { Ok(()) } else { store.write_batch(&batch.writes).await };
+            let _ = myself.send_message(StoreWriterMsg::Committed { result, batch });
         });
+    }
+
+    fn arm_timer(&mut self, myself: &ActorRef<StoreWriterMsg>, delay: Duration) {
+        if !self.timer_armed {
+            self.timer_armed = true;
+            myself.send_after(delay, || StoreWriterMsg::Flush);
+        }
+    }
+
+    fn committed(&mut self, myself: &ActorRef<StoreWriterMsg>, result: Result<(), StoreError>, batch: Batch) {
+        self.in_flight = 0;
+        let stats = &self.args.stats;
+        match &result {
+            Ok(()) => {
+                let rows = batch.writes.len();
+                stats.rows.fetch_add(rows as u64, Relaxed);
+                if rows > 0 {
+                    stats.commits.fetch_add(1, Relaxed);
+                }
+                if stats.store_down.swap(false, Relaxed) {
+                    tracing::info!("store is back; kept writes committed");
+                }
+                self.backoff = Duration::ZERO;
+                batch.ack_all(&result);
+            }
+            Err(StoreError::Unavailable(error)) => {
+                stats.failed_commits.fetch_add(1, Relaxed);
+                if !stats.store_down.swap(true, Relaxed) {
+                    tracing::warn!(%error, "store unavailable; keeping accepted work until it returns");
+                }
+                let Batch { writes, keep, kept_acks, fast_acks } = batch;
+                for ack in fast_acks {
+                    ack(result.clone());
+                }
+                // Kept writes go back in front of anything newer, so order holds.
+                let mut retry = Batch { kept_acks, ..Batch::default() };
+                for (write, keep) in writes.into_iter().zip(keep) {
+                    if keep {
+                        retry.writes.push(write);
+                        retry.keep.push(true);
+                    }
+                }
+                let newer = std::mem::take(&mut self.pending);
+                retry.writes.extend(newer.writes);
+                retry.keep.extend(newer.keep);
+                retry.kept_acks.extend(newer.kept_acks);
+                retry.fast_acks = newer.fast_acks;
+                self.pending = retry;
+                self.backoff = (self.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
+                self.arm_timer(myself, self.backoff);
+                return;
+            }
+            Err(error) => {
+                // A write the database refuses would be refused again: retrying would
+                // only hold up every later write.
+                stats.failed_commits.fetch_add(1, Relaxed);
+                let rows = batch.writes.len();
+                tracing::error!(%error, rows, "store refused a batch; its writes are dropped");
+                batch.ack_all(&result);
+            }
+        }
+        self.flush(myself);
     }
 }
 
@@ -84,7 +188,13 @@ impl Actor for StoreWriter {
         _: ActorRef<Self::Msg>,
         args: StoreWriterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(StoreWriterState { args, pending: Vec::new(), acks: Vec::new(), in_flight: 0, timer_armed: false })
+        Ok(StoreWriterState {
+            args,
+            pending: Batch::default(),
+            in_flight: 0,
+            timer_armed: false,
+            backoff: Duration::ZERO,
+        })
     }
 
     async fn handle(
@@ -94,54 +204,49 @@ impl Actor for StoreWriter {
         state: &mut StoreWriterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StoreWriterMsg::Write { writes, ack } => {
-                if state.pending.len() + state.in_flight + writes.len() > state.args.queue_limit {
-                    state.args.stats.rejected.fetch_add(1, Relaxed);
-                    if let Some(ack) = ack {
-                        ack(Err(StoreError::Unavailable(format!(
+            StoreWriterMsg::Write { writes, ack, retry } => {
+                let keep = retry == Retry::UntilCommitted;
+                if !keep {
+                    let waiting = state.pending.writes.len() + state.in_flight;
+                    let refusal = if state.args.stats.store_down.load(Relaxed) {
+                        Some("the store is down; retry later".to_string())
+                    } else if waiting + writes.len() > state.args.queue_limit {
+                        Some(format!(
                             "the store writer's queue is full ({} writes waiting)",
                             state.args.queue_limit
-                        ))));
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(refusal) = refusal {
+                        state.args.stats.rejected.fetch_add(1, Relaxed);
+                        if let Some(ack) = ack {
+                            ack(Err(StoreError::Unavailable(refusal)));
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
                 }
-                state.pending.extend(writes);
-                state.acks.extend(ack);
-                if state.in_flight > 0 {
-                    // The commit in progress will flush us when it ends.
-                } else if state.pending.len() >= state.args.batch_max || state.args.flush_delay.is_zero() {
+                let pending = &mut state.pending;
+                pending.keep.extend(std::iter::repeat_n(keep, writes.len()));
+                pending.writes.extend(writes);
+                match (ack, keep) {
+                    (Some(ack), true) => pending.kept_acks.push(ack),
+                    (Some(ack), false) => pending.fast_acks.push(ack),
+                    (None, _) => {}
+                }
+                if state.in_flight > 0 || !state.backoff.is_zero() {
+                    // The commit in progress (or the retry timer) will flush us.
+                } else if pending.writes.len() >= state.args.batch_max || state.args.flush_delay.is_zero() {
                     state.flush(&myself);
-                } else if !state.timer_armed {
-                    state.timer_armed = true;
-                    myself.send_after(state.args.flush_delay, || StoreWriterMsg::Flush);
+                } else {
+                    state.arm_timer(&myself, state.args.flush_delay);
                 }
             }
             StoreWriterMsg::Flush => {
                 state.timer_armed = false;
                 state.flush(&myself);
             }
-            StoreWriterMsg::Committed { result, acks, rows } => {
-                state.in_flight = 0;
-                let stats = &state.args.stats;
-                match &result {
-                    Ok(()) => {
-                        stats.rows.fetch_add(rows as u64, Relaxed);
-                        if rows > 0 {
-                            stats.commits.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Err(error) => {
-                        stats.failed_commits.fetch_add(1, Relaxed);
-                        tracing::warn!(%error, rows, "store commit failed");
-                    }
-                }
-                for ack in acks {
-                    ack(result.clone());
-                }
-                if !state.pending.is_empty() || !state.acks.is_empty() {
-                    state.flush(&myself);
-                }
-            }
+            StoreWriterMsg::Committed { result, batch } => state.committed(&myself, result, batch),
         }
         Ok(())
     }
@@ -152,11 +257,13 @@ impl Actor for StoreWriter {
         _: ActorRef<Self::Msg>,
         state: &mut StoreWriterState,
     ) -> Result<(), ActorProcessingErr> {
-        let writes = std::mem::take(&mut state.pending);
-        let result = if writes.is_empty() { Ok(()) } else { state.args.store.write_batch(writes).await };
-        for ack in std::mem::take(&mut state.acks) {
-            ack(result.clone());
+        let batch = std::mem::take(&mut state.pending);
+        let result =
+            if batch.writes.is_empty() { Ok(()) } else { state.args.store.write_batch(&batch.writes).await };
+        if let Err(error) = &result {
+            tracing::error!(%error, rows = batch.writes.len(), "store writes lost at stop: the store did not take them");
         }
+        batch.ack_all(&result);
         Ok(())
     }
 }
@@ -181,7 +288,7 @@ mod tests {
     }
 
     async fn writer(
-        store: Arc<MemoryStore>,
+        store: Arc<dyn Store>,
         queue_limit: usize,
     ) -> (ActorRef<StoreWriterMsg>, Arc<StoreWriterStats>) {
         let stats = Arc::new(StoreWriterStats::default());
@@ -207,7 +314,8 @@ mod tests {
         let mut waits = Vec::new();
         for i in 0..50 {
             let (a, rx) = ack();
-            w.send_message(StoreWriterMsg::Write { writes: vec![event(i)], ack: Some(a) }).unwrap();
+            w.send_message(StoreWriterMsg::Write { writes: vec![event(i)], ack: Some(a), retry: Retry::No })
+                .unwrap();
             waits.push(rx);
         }
         for rx in waits {
@@ -224,8 +332,12 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let (w, stats) = writer(store, 2).await;
         let (a, rx) = ack();
-        w.send_message(StoreWriterMsg::Write { writes: vec![event(1), event(2), event(3)], ack: Some(a) })
-            .unwrap();
+        w.send_message(StoreWriterMsg::Write {
+            writes: vec![event(1), event(2), event(3)],
+            ack: Some(a),
+            retry: Retry::No,
+        })
+        .unwrap();
         assert!(matches!(rx.await.unwrap(), Err(StoreError::Unavailable(_))));
         assert_eq!(stats.rejected.load(Relaxed), 1);
         w.stop(None);
@@ -243,10 +355,163 @@ mod tests {
             stats,
         };
         let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
-        w.send_message(StoreWriterMsg::Write { writes: vec![event(1)], ack: None }).unwrap();
+        w.send_message(StoreWriterMsg::Write { writes: vec![event(1)], ack: None, retry: Retry::No })
+            .unwrap();
         // Supervisors stop children by draining: what is in the mailbox is handled first.
         w.drain().unwrap();
         handle.await.unwrap();
         assert_eq!(store.events().len(), 1);
+    }
+
+    /// A memory store that can be switched off, as a database that goes away.
+    #[derive(Default)]
+    struct Switchable {
+        inner: MemoryStore,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Switchable {
+        async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
+            if self.down.load(Relaxed) {
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            self.inner.write_batch(writes).await
+        }
+        async fn task(
+            &self,
+            id: crate::domain::TaskId,
+        ) -> Result<Option<crate::domain::TaskRecord>, StoreError> {
+            self.inner.task(id).await
+        }
+        async fn task_by_idempotency_key(
+            &self,
+            namespace: &str,
+            key: &str,
+        ) -> Result<Option<crate::domain::TaskRecord>, StoreError> {
+            self.inner.task_by_idempotency_key(namespace, key).await
+        }
+        async fn count_tasks(&self, state: crate::domain::TaskState) -> Result<u64, StoreError> {
+            self.inner.count_tasks(state).await
+        }
+        async fn attempts(
+            &self,
+            id: crate::domain::TaskId,
+        ) -> Result<Vec<crate::ports::AttemptRecord>, StoreError> {
+            self.inner.attempts(id).await
+        }
+        async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+            self.inner.events_after(after, limit).await
+        }
+        async fn last_event_seq(&self) -> Result<u64, StoreError> {
+            self.inner.last_event_seq().await
+        }
+        async fn agents(&self) -> Result<Vec<crate::domain::AgentSpec>, StoreError> {
+            self.inner.agents().await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        async fn open_lease(&self, start: &crate::ports::NodeStart) -> Result<(), StoreError> {
+            self.inner.open_lease(start).await
+        }
+        async fn renew_lease(&self, start: uuid::Uuid, until: SystemTime) -> Result<(), StoreError> {
+            self.inner.renew_lease(start, until).await
+        }
+        async fn close_lease(&self, start: uuid::Uuid) -> Result<(), StoreError> {
+            self.inner.close_lease(start).await
+        }
+        async fn claim_orphans(
+            &self,
+            start: &crate::ports::NodeStart,
+            now: SystemTime,
+            limit: usize,
+        ) -> Result<Vec<crate::domain::TaskRecord>, StoreError> {
+            self.inner.claim_orphans(start, now, limit).await
+        }
+        async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
+            self.inner.prune(before, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_refuses_new_work_and_keeps_accepted_work_until_the_store_returns() {
+        let store = Arc::new(Switchable::default());
+        store.down.store(true, Relaxed);
+        let (w, stats) = writer(store.clone(), 1000).await;
+        let send = |seq, retry| {
+            let (a, rx) = ack();
+            w.send_message(StoreWriterMsg::Write { writes: vec![event(seq)], ack: Some(a), retry }).unwrap();
+            rx
+        };
+        let kept = send(1, Retry::UntilCommitted);
+        let refused = send(2, Retry::No);
+        assert!(matches!(refused.await.unwrap(), Err(StoreError::Unavailable(_))));
+        // The writer now knows the store is down: new work is refused without a commit.
+        while !stats.store_down.load(Relaxed) {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(send(3, Retry::No).await.unwrap(), Err(StoreError::Unavailable(_))));
+        let later = send(4, Retry::UntilCommitted);
+        store.down.store(false, Relaxed);
+        kept.await.unwrap().unwrap();
+        later.await.unwrap().unwrap();
+        let seqs: Vec<u64> = store.inner.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 4], "kept writes committed in order; refused ones never");
+        assert!(!stats.store_down.load(Relaxed));
+        send(5, Retry::No).await.unwrap().unwrap();
+        w.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_task_written_twice_in_one_batch_keeps_the_last_write_whatever_its_kind() {
+        // The accept write fails fast and the cancel write is kept: arrival order decides.
+        let store = Arc::new(MemoryStore::new());
+        let stats = Arc::new(StoreWriterStats::default());
+        let args = StoreWriterArgs {
+            store: store.clone(),
+            batch_max: 100,
+            flush_delay: Duration::from_millis(20),
+            queue_limit: 100,
+            stats,
+        };
+        let (w, _) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        let mut record = crate::domain::TaskRecord {
+            id: crate::domain::TaskId::new(),
+            namespace: "default".into(),
+            target: crate::domain::Target::Agent("echo".into()),
+            agent: None,
+            state: crate::domain::TaskState::Queued,
+            input: Arc::new(serde_json::Value::Null),
+            output: None,
+            error: None,
+            priority: 5,
+            attempt: 0,
+            max_attempts: 1,
+            idempotency_key: None,
+            durable: true,
+            submitter: None,
+            timeout: None,
+            traceparent: None,
+            owner: None,
+            created_at: SystemTime::now(),
+            updated_at: SystemTime::now(),
+            deadline: None,
+        };
+        let first = Write::PutTask(Box::new(record.clone()));
+        record.state = crate::domain::TaskState::Cancelled;
+        let (a, rx) = ack();
+        w.send_message(StoreWriterMsg::Write { writes: vec![first], ack: None, retry: Retry::No }).unwrap();
+        let last = Write::PutTask(Box::new(record.clone()));
+        w.send_message(StoreWriterMsg::Write {
+            writes: vec![last],
+            ack: Some(a),
+            retry: Retry::UntilCommitted,
+        })
+        .unwrap();
+        rx.await.unwrap().unwrap();
+        let stored = store.task(record.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, crate::domain::TaskState::Cancelled);
+        w.stop(None);
     }
 }

@@ -141,6 +141,37 @@ impl<M: Message> Addr<M> {
         result
     }
 
+    /// Sends `message()` after `delay`, counted like any send.
+    pub fn send_after(
+        &self,
+        delay: Duration,
+        message: impl FnOnce() -> M + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let addr = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = addr.cast(message());
+        })
+    }
+
+    /// Sends `message()` every `period`, the first after one period, until the actor stops.
+    pub fn send_interval(
+        &self,
+        period: Duration,
+        message: impl Fn() -> M + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let addr = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                ticks.tick().await;
+                if addr.cast(message()).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
     /// Request/reply with an explicit timeout.
     pub async fn call<R: Send + 'static>(
         &self,

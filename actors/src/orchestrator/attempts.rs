@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{OrchestratorMsg, OrchestratorState, TaskError};
 use crate::agent_instance::{AgentJob, AttemptOutcome};
 use crate::domain::{EventKind, TaskId, TaskState};
-use crate::ports::AgentError;
+use crate::ports::{AgentError, Write};
 
 impl OrchestratorState {
     /// Starts the next attempt of a task on the best agent.
@@ -81,8 +81,18 @@ impl OrchestratorState {
         }
         entry.record.state = TaskState::Running;
         entry.record.updated_at = now;
+        entry.attempt_started_at = Some(now);
         let data = json!({"attempt": attempt, "agent": entry.record.agent});
-        self.args.events.emit(EventKind::TaskRunning, &entry.record.namespace, entry.subject.clone(), data);
+        let event = self.args.events.emit(
+            EventKind::TaskRunning,
+            &entry.record.namespace,
+            entry.subject.clone(),
+            data,
+        );
+        // A durable task's row says which attempt runs, so a re-run after a crash keeps
+        // its number (and so its idempotency key).
+        let running = entry.record.durable.then(|| Write::PutTask(Box::new(entry.record.clone())));
+        self.write_later(running.into_iter().chain([Write::AppendEvent(event)]));
     }
 
     pub(super) fn attempt_done(
@@ -112,13 +122,13 @@ impl OrchestratorState {
                 self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()))
             }
             AttemptOutcome::Failed(error) if error.is_retryable() && can_retry => {
-                self.schedule_retry(id, attempt, backoff, &error.to_string())
+                self.schedule_retry(id, attempt, backoff, TaskState::Failed, &error.to_string())
             }
             AttemptOutcome::Failed(error) => {
                 self.finish(id, TaskState::Failed, None, Some(error.to_string()))
             }
             AttemptOutcome::TimedOut if can_retry && !self.past_deadline(id) => {
-                self.schedule_retry(id, attempt, backoff, "attempt timed out")
+                self.schedule_retry(id, attempt, backoff, TaskState::TimedOut, "attempt timed out")
             }
             AttemptOutcome::TimedOut => {
                 self.finish(id, TaskState::TimedOut, None, Some("the task ran out of time".into()))
@@ -145,17 +155,38 @@ impl OrchestratorState {
         self.tasks.get(&id).and_then(|e| e.record.deadline).is_some_and(|d| d <= now)
     }
 
-    pub(super) fn schedule_retry(&mut self, id: TaskId, attempt: u32, delay: Duration, why: &str) {
+    pub(super) fn schedule_retry(
+        &mut self,
+        id: TaskId,
+        attempt: u32,
+        delay: Duration,
+        ended: TaskState,
+        why: &str,
+    ) {
+        let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         entry.record.state = TaskState::Queued;
         entry.record.error = Some(why.to_string());
+        entry.record.updated_at = now;
+        let ended = entry.ended_attempt(ended, now);
         self.args.metrics.retried.inc();
         let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
-        self.args.events.emit(EventKind::TaskRetrying, &entry.record.namespace, entry.subject.clone(), data);
+        let event = self.args.events.emit(
+            EventKind::TaskRetrying,
+            &entry.record.namespace,
+            entry.subject.clone(),
+            data,
+        );
+        let mut writes = vec![Write::AppendEvent(event)];
+        if entry.record.durable {
+            writes.push(Write::PutTask(Box::new(entry.record.clone())));
+            writes.extend(ended.map(|a| Write::PutAttempt(Box::new(a))));
+        }
+        self.write_later(writes);
         if delay.is_zero() {
             self.dispatch(id);
         } else {
-            self.myself.actor().send_after(delay, move || OrchestratorMsg::Retry { id, attempt });
+            self.myself.send_after(delay, move || OrchestratorMsg::Retry { id, attempt });
         }
     }
 

@@ -4,13 +4,14 @@ use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::RandomState;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ractor::RpcReplyPort;
 use tokio_util::sync::CancellationToken;
 
 use super::{Submitted, TaskError};
-use crate::domain::{TaskId, TaskRecord, TaskRequest};
+use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
+use crate::ports::AttemptRecord;
 
 pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
 
@@ -30,6 +31,26 @@ pub struct TaskEntry {
     pub accept_reply: Option<RpcReplyPort<Result<Submitted, TaskError>>>,
     /// The task id as text, made once: it is the subject of every event of the task.
     pub subject: String,
+    /// When the current attempt started running.
+    pub attempt_started_at: Option<SystemTime>,
+}
+
+impl TaskEntry {
+    /// The record of the attempt that just ended as `state`, if one was running; the
+    /// task's `error` is its error.
+    pub fn ended_attempt(&mut self, state: TaskState, now: SystemTime) -> Option<AttemptRecord> {
+        let started_at = self.attempt_started_at.take()?;
+        Some(AttemptRecord {
+            task_id: self.record.id,
+            attempt: self.record.attempt,
+            node_start: self.record.owner.unwrap_or_default(),
+            agent: self.record.agent.clone(),
+            state,
+            error: self.record.error.clone(),
+            started_at,
+            finished_at: Some(now),
+        })
+    }
 }
 
 /// Live tasks plus the most recent finished ones (older finished tasks are only in the

@@ -76,8 +76,9 @@ pub enum StoreError {
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Applies every write in one transaction: all or nothing.
-    async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Applies every write in one transaction: all or nothing. Borrowed, so a batch the
+    /// store could not take is still there to retry.
+    async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError>;
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// The task submitted in `namespace` with this idempotency key, if any.
     async fn task_by_idempotency_key(
@@ -100,11 +101,13 @@ pub trait Store: Send + Sync + 'static {
     async fn open_lease(&self, start: &NodeStart) -> Result<(), StoreError>;
     /// Extends the lease of a node start (the heartbeat).
     async fn renew_lease(&self, start: Uuid, until: SystemTime) -> Result<(), StoreError>;
-    /// Ends a lease at a clean stop: nothing of the start is left to claim.
+    /// Ends a lease now (a clean stop): whatever the start left unfinished (a drain that
+    /// timed out) is claimable at once.
     async fn close_lease(&self, start: Uuid) -> Result<(), StoreError>;
     /// Takes over at most `limit` unfinished tasks owned by an earlier start of
-    /// `start.node` or by a start whose lease ended before `now`: their owner becomes
-    /// `start.id`, in one transaction, and they are returned oldest first.
+    /// `start.node`, by a start whose lease ended before `now`, or by a start with no
+    /// row: their owner becomes `start.id`, in one transaction, and they are returned
+    /// oldest first. Tasks of `start` itself are never claimed.
     async fn claim_orphans(
         &self,
         start: &NodeStart,
@@ -157,22 +160,22 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
-    async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut t = self.inner.lock();
         for write in writes {
             match write {
                 Write::PutTask(task) => {
-                    t.tasks.insert(task.id, *task);
+                    t.tasks.insert(task.id, (**task).clone());
                 }
                 Write::PutAttempt(attempt) => {
-                    t.attempts.insert((attempt.task_id, attempt.attempt), *attempt);
+                    t.attempts.insert((attempt.task_id, attempt.attempt), (**attempt).clone());
                 }
-                Write::AppendEvent(event) => t.events.push_back(event),
+                Write::AppendEvent(event) => t.events.push_back(event.clone()),
                 Write::PutAgent(spec) => {
-                    t.agents.insert((spec.namespace.clone(), spec.name.clone()), *spec);
+                    t.agents.insert((spec.namespace.clone(), spec.name.clone()), (**spec).clone());
                 }
                 Write::RemoveAgent { namespace, name } => {
-                    t.agents.remove(&(namespace, name));
+                    t.agents.remove(&(namespace.clone(), name.clone()));
                 }
             }
         }
@@ -246,7 +249,9 @@ impl Store for MemoryStore {
     }
 
     async fn close_lease(&self, start: Uuid) -> Result<(), StoreError> {
-        self.inner.lock().nodes.remove(&start);
+        if let Some(node) = self.inner.lock().nodes.get_mut(&start) {
+            node.lease_until = SystemTime::UNIX_EPOCH;
+        }
         Ok(())
     }
 
@@ -257,10 +262,11 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut t = self.inner.lock();
-        let orphaned: Vec<Uuid> = t
+        // Starts whose tasks are not orphans: live leases of other nodes, and this start.
+        let live: Vec<Uuid> = t
             .nodes
             .values()
-            .filter(|n| n.id != start.id && (n.node == start.node || n.lease_until < now))
+            .filter(|n| n.id == start.id || (n.node != start.node && n.lease_until >= now))
             .map(|n| n.id)
             .collect();
         let mut claimed = Vec::new();
@@ -268,7 +274,7 @@ impl Store for MemoryStore {
             if claimed.len() == limit {
                 break;
             }
-            if !task.state.is_final() && task.owner.is_some_and(|o| orphaned.contains(&o)) {
+            if !task.state.is_final() && task.owner.is_some_and(|o| !live.contains(&o)) {
                 task.owner = Some(start.id);
                 claimed.push(task.clone());
             }

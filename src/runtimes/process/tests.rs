@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mark1_actors::domain::{AgentSpec, EventKind, ProcessSpec, TaskId};
+use mark1_actors::domain::{AgentSpec, Event, EventKind, ProcessSpec, TaskId};
 use mark1_actors::ports::{AgentError, AgentRuntime, AgentWorker, EventSink, Progress, TaskContext};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -86,9 +86,11 @@ fn process(command: &Path) -> ProcessSpec {
 struct Recorder(Mutex<Vec<Value>>);
 
 impl EventSink for Recorder {
-    fn emit(&self, kind: EventKind, _namespace: &str, _subject: String, data: Value) {
+    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Value) -> Arc<Event> {
         assert_eq!(kind, EventKind::TaskProgress);
-        self.0.lock().push(data);
+        self.0.lock().push(data.clone());
+        let time = std::time::SystemTime::now();
+        Arc::new(Event { seq: 0, time, kind, namespace: namespace.into(), subject, data })
     }
 }
 
