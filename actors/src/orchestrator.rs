@@ -156,7 +156,7 @@ pub enum OrchestratorMsg {
     IdempotencyChecked {
         request: Arc<TaskRequest>,
         intake: Intake,
-        found: Result<Option<TaskRecord>, StoreError>,
+        found: Result<Option<Box<TaskRecord>>, StoreError>,
     },
     /// Internal: claim orphaned tasks now (at start, then with every heartbeat).
     Claim,

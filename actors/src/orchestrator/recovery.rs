@@ -106,7 +106,7 @@ impl OrchestratorState {
         let me = self.myself.clone();
         tokio::spawn(async move {
             let key = request.idempotency_key.as_deref().unwrap_or_default();
-            let found = store.task_by_idempotency_key(&request.namespace, key).await;
+            let found = store.task_by_idempotency_key(&request.namespace, key).await.map(|t| t.map(Box::new));
             let _ = me.cast(OrchestratorMsg::IdempotencyChecked { request, intake, found });
         });
     }
@@ -115,7 +115,7 @@ impl OrchestratorState {
         &mut self,
         request: Arc<TaskRequest>,
         intake: Intake,
-        found: Result<Option<TaskRecord>, StoreError>,
+        found: Result<Option<Box<TaskRecord>>, StoreError>,
     ) {
         let key = request.idempotency_key.clone().unwrap_or_default();
         // Another submission with this key may have been admitted meanwhile: memory first.
@@ -132,7 +132,7 @@ impl OrchestratorState {
                 Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id: record.id, existing: true }))),
                 // Final (it finished long ago), or run by another node start: what the
                 // store says is all this node knows.
-                Intake::Wait(reply) => drop(reply.send(Ok(record))),
+                Intake::Wait(reply) => drop(reply.send(Ok(*record))),
             },
         }
     }
