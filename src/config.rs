@@ -79,6 +79,10 @@ pub struct NodeConfig {
     /// How long a graceful shutdown may take before the node exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How long a node start's lease lasts without a heartbeat (renewed every third of
+    /// it); after that, other nodes may claim its unfinished tasks.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for NodeConfig {
@@ -87,6 +91,7 @@ impl Default for NodeConfig {
             name: "mark1".into(),
             data_dir: "data".into(),
             shutdown_timeout: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -143,6 +148,14 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Writes waiting for the store writer before callers are refused (503).
     pub queue_limit: usize,
+    /// Finished tasks and events older than this are deleted in the background.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often pruning runs.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    /// Rows deleted per transaction while pruning, so a purge never holds the database long.
+    pub prune_batch: usize,
 }
 
 impl Default for StoreConfig {
@@ -155,6 +168,9 @@ impl Default for StoreConfig {
             flush_delay: Duration::from_millis(2),
             batch_max: 512,
             queue_limit: 65536,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(60),
+            prune_batch: 1000,
         }
     }
 }
@@ -247,8 +263,15 @@ impl Config {
         if !mark1_actors::domain::valid_name(&self.node.name) {
             return invalid("node.name", format!("'{}' must match [a-z][a-z0-9_-]*", self.node.name));
         }
-        if self.node.shutdown_timeout.is_zero() {
-            return invalid("node.shutdown_timeout", "must be greater than zero".into());
+        for (key, value) in [
+            ("node.shutdown_timeout", self.node.shutdown_timeout),
+            ("node.lease_ttl", self.node.lease_ttl),
+            ("store.retention", self.store.retention),
+            ("store.prune_interval", self.store.prune_interval),
+        ] {
+            if value.is_zero() {
+                return invalid(key, "must be greater than zero".into());
+            }
         }
         if let Some(url) = &self.store.url {
             check_store_url(url).or_else(|m| invalid("store.url", m))?;
@@ -262,6 +285,7 @@ impl Config {
         for (key, value) in [
             ("store.batch_max", self.store.batch_max),
             ("store.queue_limit", self.store.queue_limit),
+            ("store.prune_batch", self.store.prune_batch),
             ("limits.max_in_flight", self.limits.max_in_flight),
             ("limits.default_queue_limit", self.limits.default_queue_limit),
         ] {

@@ -185,6 +185,10 @@ fn settings_from(config: &Config) -> NodeSettings {
         flush_delay: config.store.flush_delay,
         store_queue_limit: config.store.queue_limit,
         max_in_flight: config.limits.max_in_flight,
+        lease_ttl: config.node.lease_ttl,
+        retention: config.store.retention,
+        prune_interval: config.store.prune_interval,
+        prune_batch: config.store.prune_batch,
         ..NodeSettings::default()
     }
 }

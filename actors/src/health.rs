@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::orchestrator::{AgentHealth, AgentStatus, OrchestratorMsg};
 use crate::ports::{Clock, Store};
+use crate::store_writer::StoreWriterStats;
+use std::sync::atomic::Ordering::Relaxed;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct HealthReport {
@@ -55,6 +57,9 @@ pub struct HealthArgs {
     pub clock: Arc<dyn Clock>,
     pub interval: Duration,
     pub report: SharedHealth,
+    /// The store writer's view: commits failing means the store is down even if a ping
+    /// gets through.
+    pub writer: Arc<StoreWriterStats>,
 }
 
 pub struct Health;
@@ -86,8 +91,9 @@ impl Actor for Health {
                 let orchestrator = (args.orchestrator)();
                 let clock = args.clock.clone();
                 let timeout = args.interval;
+                let writer = args.writer.clone();
                 tokio::spawn(async move {
-                    let report = probe(store, orchestrator, clock, timeout).await;
+                    let report = probe(store, writer, orchestrator, clock, timeout).await;
                     let _ = myself.send_message(HealthMsg::Checked(report));
                 });
             }
@@ -99,6 +105,7 @@ impl Actor for Health {
 
 async fn probe(
     store: Arc<dyn Store>,
+    writer: Arc<StoreWriterStats>,
     orchestrator: Option<Addr<OrchestratorMsg>>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
@@ -107,6 +114,10 @@ async fn probe(
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     };
+    let store_result = store_result.and_then(|()| match writer.store_down.load(Relaxed) {
+        true => Err("commits are failing; accepted work is kept until the store takes it".to_string()),
+        false => Ok(()),
+    });
     let agents: Vec<AgentStatus> = match orchestrator {
         Some(o) => match o.call(|reply| OrchestratorMsg::ListAgents { reply }, Some(timeout)).await {
             Ok(ractor::rpc::CallResult::Success(list)) => list,

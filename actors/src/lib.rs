@@ -14,5 +14,6 @@ pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod orchestrator;
+pub mod retention;
 pub mod router;
 pub mod store_writer;

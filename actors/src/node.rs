@@ -6,15 +6,17 @@
 //! ├── events           subscriptions and history over the EventBus
 //! ├── models           supervisor: router (providers join it with the models issue)
 //! ├── agents           supervisor of one pool per agent definition
-//! ├── orchestrator     intake, selection, dispatch, retries, deadlines
+//! ├── orchestrator     intake, selection, dispatch, retries, deadlines, lease, recovery
 //! ├── workflows        supervisor of workflow runs (empty until the workflow issue)
-//! └── health           probes; keeps the latest report readable without messaging
+//! ├── health           probes; keeps the latest report readable without messaging
+//! └── retention        prunes finished tasks and old events in small batches
 //! ```
 //!
 //! Rest-for-one in this order means a restarted actor takes down and restarts only what
 //! was started after it, i.e. what depends on it, and those pick up fresh references
 //! when they start. The orchestrator restores every agent from the catalog.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ use crate::health::{Health, HealthArgs, SharedHealth};
 use crate::metrics::TaskMetrics;
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
 use crate::ports::{Clock, EventSink, ModelProvider, Store};
+use crate::retention::{Retention, RetentionArgs};
 use crate::router::{Router, RouterArgs};
 use crate::store_writer::{StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
 
@@ -54,6 +57,11 @@ pub struct NodeSettings {
     /// How long a node start's lease lasts without a heartbeat; others may then claim
     /// its unfinished tasks. Renewed every third of it.
     pub lease_ttl: Duration,
+    /// Finished tasks and events older than this are pruned.
+    pub retention: Duration,
+    pub prune_interval: Duration,
+    /// Rows deleted per store call while pruning.
+    pub prune_batch: usize,
     /// Upper bound on internal control calls (starting a pool, a drain).
     pub control_timeout: Duration,
 }
@@ -72,6 +80,9 @@ impl Default for NodeSettings {
             backoff: Backoff { initial: Duration::from_millis(5), ..Backoff::default() },
             health_interval: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(60),
+            prune_batch: 1000,
             control_timeout: Duration::from_secs(30),
         }
     }
@@ -99,6 +110,8 @@ pub struct NodeTree {
     pub events: Arc<EventBus>,
     pub metrics: Arc<TaskMetrics>,
     pub store_writer_stats: Arc<StoreWriterStats>,
+    /// Rows the retention actor deleted since start.
+    pub pruned: Arc<AtomicU64>,
     pub health: SharedHealth,
     orchestrator: RwLock<Option<Addr<OrchestratorMsg>>>,
 }
@@ -186,6 +199,7 @@ impl NodeTree {
             }
         }
         let writer_stats = Arc::new(StoreWriterStats::default());
+        let pruned = Arc::new(AtomicU64::new(0));
         // The root's slot; every actor's slot hangs under it, so the tree and the
         // counting addresses (`Addr`) are found from here.
         let stats = ActorStats::new(name.clone());
@@ -307,13 +321,14 @@ impl NodeTree {
             }));
         }
         {
-            let (node, root_stats, store, clock, interval, report) = (
+            let (node, root_stats, store, clock, interval, report, writer_stats) = (
                 node.clone(),
                 stats.clone(),
                 store.clone(),
                 clock.clone(),
                 settings.health_interval,
                 health.clone(),
+                writer_stats.clone(),
             );
             children.push(
                 ChildSpec::actor("health", move || {
@@ -326,11 +341,27 @@ impl NodeTree {
                         clock: clock.clone(),
                         interval,
                         report: report.clone(),
+                        writer: writer_stats.clone(),
                     };
                     (Health, args)
                 })
                 .registered(true),
             );
+        }
+        {
+            let (store, clock, settings, pruned) =
+                (store.clone(), clock.clone(), settings.clone(), pruned.clone());
+            children.push(ChildSpec::actor("retention", move || {
+                let args = RetentionArgs {
+                    store: store.clone(),
+                    clock: clock.clone(),
+                    keep: settings.retention,
+                    interval: settings.prune_interval,
+                    batch: settings.prune_batch,
+                    pruned: pruned.clone(),
+                };
+                (Retention, args)
+            }));
         }
         for child in &mut children {
             child.restart = Restart::Permanent;
@@ -360,6 +391,7 @@ impl NodeTree {
             events,
             metrics,
             store_writer_stats: writer_stats,
+            pruned,
             health,
             orchestrator: RwLock::new(None),
         })

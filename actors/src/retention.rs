@@ -1,0 +1,140 @@
+//! The `retention` actor: prunes finished tasks and old events in the background.
+//!
+//! Every `interval` it deletes what is older than `keep`, in batches of `batch` rows
+//! per store call, so no single transaction holds the database for long; a batch that
+//! comes back full is followed by the next one through the mailbox, so the actor stays
+//! responsive (and a stop is never stuck behind a long purge).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::ports::{Clock, Store};
+
+pub enum RetentionMsg {
+    /// Prune one batch now (the timer sends it; a full batch sends the next).
+    Prune,
+    /// Internal: a batch finished with this many rows deleted, or failed.
+    Pruned(Option<u64>),
+}
+
+pub struct RetentionArgs {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Finished tasks and events older than this are deleted.
+    pub keep: Duration,
+    pub interval: Duration,
+    pub batch: usize,
+    /// Rows deleted since start, for metrics and tests.
+    pub pruned: Arc<AtomicU64>,
+}
+
+pub struct Retention;
+
+pub struct RetentionState {
+    args: RetentionArgs,
+    running: bool,
+}
+
+impl Actor for Retention {
+    type Msg = RetentionMsg;
+    type State = RetentionState;
+    type Arguments = RetentionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RetentionMsg>,
+        args: RetentionArgs,
+    ) -> Result<RetentionState, ActorProcessingErr> {
+        myself.send_interval(args.interval, || RetentionMsg::Prune);
+        Ok(RetentionState { args, running: false })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RetentionMsg>,
+        msg: RetentionMsg,
+        state: &mut RetentionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RetentionMsg::Prune if state.running => {}
+            RetentionMsg::Prune => {
+                state.running = true;
+                let args = &state.args;
+                let before = args.clock.now().checked_sub(args.keep).unwrap_or(std::time::UNIX_EPOCH);
+                let (store, batch) = (args.store.clone(), args.batch);
+                tokio::spawn(async move {
+                    let deleted = match store.prune(before, batch).await {
+                        Ok(rows) => Some(rows),
+                        Err(error) => {
+                            tracing::warn!(%error, "pruning old tasks and events failed; will try again");
+                            None
+                        }
+                    };
+                    let _ = myself.send_message(RetentionMsg::Pruned(deleted));
+                });
+            }
+            RetentionMsg::Pruned(deleted) => {
+                state.running = false;
+                if let Some(rows) = deleted {
+                    state.args.pruned.fetch_add(rows, Relaxed);
+                    if rows > 0 {
+                        tracing::debug!(rows, "pruned old tasks and events");
+                    }
+                    // A full batch (tasks and events each up to `batch`) may leave more.
+                    if rows >= state.args.batch as u64 {
+                        myself.send_message(RetentionMsg::Prune)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Event, EventKind};
+    use crate::ports::{MemoryStore, SystemClock, Write};
+    use std::time::SystemTime;
+
+    #[tokio::test]
+    async fn prunes_old_events_in_batches_until_none_is_left() {
+        let store = Arc::new(MemoryStore::new());
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let writes: Vec<Write> = (1..=25)
+            .map(|seq| {
+                let time = if seq <= 20 { old } else { SystemTime::now() };
+                let event = Event {
+                    seq,
+                    time,
+                    kind: EventKind::TaskQueued,
+                    namespace: "default".into(),
+                    subject: format!("t{seq}"),
+                    data: serde_json::Value::Null,
+                };
+                Write::AppendEvent(Arc::new(event))
+            })
+            .collect();
+        store.write_batch(&writes).await.unwrap();
+        let pruned = Arc::new(AtomicU64::new(0));
+        let args = RetentionArgs {
+            store: store.clone(),
+            clock: Arc::new(SystemClock),
+            keep: Duration::from_secs(60),
+            interval: Duration::from_millis(10),
+            batch: 3,
+            pruned: pruned.clone(),
+        };
+        let (actor, _) = Actor::spawn(None, Retention, args).await.unwrap();
+        while pruned.load(Relaxed) < 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left: Vec<u64> = store.events().iter().map(|e| e.seq).collect();
+        assert_eq!(left, (21..=25).collect::<Vec<_>>(), "only the old events are gone");
+        actor.stop(None);
+    }
+}
