@@ -17,3 +17,4 @@ pub mod orchestrator;
 pub mod retention;
 pub mod router;
 pub mod store_writer;
+pub mod testing;

@@ -234,8 +234,10 @@ impl Actor for StoreWriter {
                     (Some(ack), false) => pending.fast_acks.push(ack),
                     (None, _) => {}
                 }
-                if state.in_flight > 0 || !state.backoff.is_zero() {
-                    // The commit in progress (or the retry timer) will flush us.
+                if state.in_flight > 0 {
+                    // The commit in progress will flush us when it ends.
+                } else if !state.backoff.is_zero() {
+                    state.arm_timer(&myself, state.backoff);
                 } else if pending.writes.len() >= state.args.batch_max || state.args.flush_delay.is_zero() {
                     state.flush(&myself);
                 } else {
@@ -273,6 +275,7 @@ mod tests {
     use super::*;
     use crate::domain::{Event, EventKind};
     use crate::ports::MemoryStore;
+    use crate::testing::SwitchableStore;
     use std::time::SystemTime;
     use tokio::sync::oneshot;
 
@@ -363,81 +366,10 @@ mod tests {
         assert_eq!(store.events().len(), 1);
     }
 
-    /// A memory store that can be switched off, as a database that goes away.
-    #[derive(Default)]
-    struct Switchable {
-        inner: MemoryStore,
-        down: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl Store for Switchable {
-        async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
-            if self.down.load(Relaxed) {
-                return Err(StoreError::Unavailable("connection refused".into()));
-            }
-            self.inner.write_batch(writes).await
-        }
-        async fn task(
-            &self,
-            id: crate::domain::TaskId,
-        ) -> Result<Option<crate::domain::TaskRecord>, StoreError> {
-            self.inner.task(id).await
-        }
-        async fn task_by_idempotency_key(
-            &self,
-            namespace: &str,
-            key: &str,
-        ) -> Result<Option<crate::domain::TaskRecord>, StoreError> {
-            self.inner.task_by_idempotency_key(namespace, key).await
-        }
-        async fn count_tasks(&self, state: crate::domain::TaskState) -> Result<u64, StoreError> {
-            self.inner.count_tasks(state).await
-        }
-        async fn attempts(
-            &self,
-            id: crate::domain::TaskId,
-        ) -> Result<Vec<crate::ports::AttemptRecord>, StoreError> {
-            self.inner.attempts(id).await
-        }
-        async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-            self.inner.events_after(after, limit).await
-        }
-        async fn last_event_seq(&self) -> Result<u64, StoreError> {
-            self.inner.last_event_seq().await
-        }
-        async fn agents(&self) -> Result<Vec<crate::domain::AgentSpec>, StoreError> {
-            self.inner.agents().await
-        }
-        async fn ping(&self) -> Result<(), StoreError> {
-            self.inner.ping().await
-        }
-        async fn open_lease(&self, start: &crate::ports::NodeStart) -> Result<(), StoreError> {
-            self.inner.open_lease(start).await
-        }
-        async fn renew_lease(&self, start: uuid::Uuid, until: SystemTime) -> Result<(), StoreError> {
-            self.inner.renew_lease(start, until).await
-        }
-        async fn close_lease(&self, start: uuid::Uuid) -> Result<(), StoreError> {
-            self.inner.close_lease(start).await
-        }
-        async fn claim_orphans(
-            &self,
-            start: &crate::ports::NodeStart,
-            now: SystemTime,
-            limit: usize,
-        ) -> Result<Vec<crate::domain::TaskRecord>, StoreError> {
-            self.inner.claim_orphans(start, now, limit).await
-        }
-        async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
-            self.inner.prune(before, limit).await
-        }
-    }
-
     #[tokio::test]
     async fn an_outage_refuses_new_work_and_keeps_accepted_work_until_the_store_returns() {
-        let store = Arc::new(Switchable::default());
-        store.down.store(true, Relaxed);
+        let store = Arc::new(SwitchableStore::default());
+        store.set_down(true);
         let (w, stats) = writer(store.clone(), 1000).await;
         let send = |seq, retry| {
             let (a, rx) = ack();
@@ -453,13 +385,34 @@ mod tests {
         }
         assert!(matches!(send(3, Retry::No).await.unwrap(), Err(StoreError::Unavailable(_))));
         let later = send(4, Retry::UntilCommitted);
-        store.down.store(false, Relaxed);
+        store.set_down(false);
         kept.await.unwrap().unwrap();
         later.await.unwrap().unwrap();
-        let seqs: Vec<u64> = store.inner.events().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = store.inner().events().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 4], "kept writes committed in order; refused ones never");
         assert!(!stats.store_down.load(Relaxed));
         send(5, Retry::No).await.unwrap().unwrap();
+        w.stop(None);
+    }
+
+    #[tokio::test]
+    async fn with_nothing_kept_a_probe_finds_the_store_back() {
+        let store = Arc::new(SwitchableStore::default());
+        store.set_down(true);
+        let (w, stats) = writer(store.clone(), 1000).await;
+        let send = || {
+            let (a, rx) = ack();
+            w.send_message(StoreWriterMsg::Write { writes: vec![event(1)], ack: Some(a), retry: Retry::No })
+                .unwrap();
+            rx
+        };
+        assert!(send().await.unwrap().is_err());
+        assert!(stats.store_down.load(Relaxed));
+        store.set_down(false);
+        while stats.store_down.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        send().await.unwrap().unwrap();
         w.stop(None);
     }
 

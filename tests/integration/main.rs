@@ -5,5 +5,6 @@ mod support;
 
 mod agents;
 mod cli;
+mod durability;
 mod process;
 mod tasks;

@@ -1,0 +1,89 @@
+//! Fault injection for tests: a store that can be switched off like a database that
+//! goes away, so outage handling is tested without taking a real server down.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
+use crate::ports::{AttemptRecord, MemoryStore, NodeStart, Store, StoreError, Write};
+
+/// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down.
+#[derive(Default)]
+pub struct SwitchableStore {
+    inner: MemoryStore,
+    down: AtomicBool,
+}
+
+impl SwitchableStore {
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Relaxed);
+    }
+
+    pub fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+
+    fn up(&self) -> Result<&MemoryStore, StoreError> {
+        match self.down.load(Relaxed) {
+            true => Err(StoreError::Unavailable("connection refused (switched off)".into())),
+            false => Ok(&self.inner),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SwitchableStore {
+    async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.up()?.write_batch(writes).await
+    }
+    async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.up()?.task(id).await
+    }
+    async fn task_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.up()?.task_by_idempotency_key(namespace, key).await
+    }
+    async fn count_tasks(&self, state: TaskState) -> Result<u64, StoreError> {
+        self.up()?.count_tasks(state).await
+    }
+    async fn attempts(&self, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.up()?.attempts(id).await
+    }
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.up()?.events_after(after, limit).await
+    }
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.up()?.last_event_seq().await
+    }
+    async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
+        self.up()?.agents().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.up()?.ping().await
+    }
+    async fn open_lease(&self, start: &NodeStart) -> Result<(), StoreError> {
+        self.up()?.open_lease(start).await
+    }
+    async fn renew_lease(&self, start: Uuid, until: SystemTime) -> Result<(), StoreError> {
+        self.up()?.renew_lease(start, until).await
+    }
+    async fn close_lease(&self, start: Uuid) -> Result<(), StoreError> {
+        self.up()?.close_lease(start).await
+    }
+    async fn claim_orphans(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.up()?.claim_orphans(start, now, limit).await
+    }
+    async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
+        self.up()?.prune(before, limit).await
+    }
+}
