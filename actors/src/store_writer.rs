@@ -101,7 +101,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl StoreWriterState {
     fn flush(&mut self, myself: &ActorRef<StoreWriterMsg>) {
-        if self.in_flight > 0 || self.pending.is_empty() {
+        let down = !self.backoff.is_zero();
+        if self.in_flight > 0 || (self.pending.is_empty() && !down) {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
@@ -109,8 +110,13 @@ impl StoreWriterState {
         let store = self.args.store.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result =
-                if batch.writes.is_empty() { Ok(()) } else { store.write_batch(&batch.writes).await };
+            let result = match (batch.writes.is_empty(), down) {
+                (false, _) => store.write_batch(&batch.writes).await,
+                // Nothing to write while the store is down: probe whether it is back, so
+                // new work is taken again without waiting for a kept write.
+                (true, true) => store.ping().await,
+                (true, false) => Ok(()),
+            };
             let _ = myself.send_message(StoreWriterMsg::Committed { result, batch });
         });
     }
