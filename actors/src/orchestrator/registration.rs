@@ -7,6 +7,7 @@ use super::registry::{agent_key, AgentEntry};
 use super::{AgentRegistryError, OrchestratorMsg, OrchestratorState};
 use crate::agents::AgentDefinition;
 use crate::domain::EventKind;
+use crate::ports::Write;
 
 impl OrchestratorState {
     pub(super) fn register(
@@ -43,7 +44,12 @@ impl OrchestratorState {
             Ok(entry) => {
                 self.registry.insert(entry);
                 let data = json!({"capabilities": spec.capabilities});
-                self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
+                let event =
+                    self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
+                // Registered at run time: stored, so the node brings it back after a restart.
+                if reply.is_some() {
+                    self.write_later([Write::PutAgent(Box::new((*spec).clone())), Write::AppendEvent(event)]);
+                }
                 Ok(())
             }
             Err(reason) => {
@@ -68,7 +74,9 @@ impl OrchestratorState {
             return;
         };
         self.args.catalog.remove(&key);
-        self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null);
+        let event = self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null);
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.write_later([Write::RemoveAgent { namespace, name }, Write::AppendEvent(event)]);
         // Draining runs outside the mailbox: the pool finishes what it holds, then stops.
         let agents = self.args.agents.clone();
         let pools = self.args.pools.clone();
