@@ -6,4 +6,5 @@ mod support;
 mod agents;
 mod cli;
 mod process;
+mod store;
 mod tasks;
