@@ -403,3 +403,21 @@ async fn an_unreachable_database_is_named_without_its_password() {
     let error = open(&StoreOptions::new(under_a_file)).await.err().expect("a file is not a folder");
     assert!(matches!(error, StoreOpenError::CreateDir { .. }), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_built_without_a_store_keeps_its_tasks_in_sqlite_under_its_data_dir() {
+    use crate::support::{builder, started, stop, Echo};
+    let dir = tempfile::tempdir().unwrap();
+    let handle = started(builder(dir.path()).agent(AgentSpec::native("echo"), Echo), 1).await;
+    let request = mark1::TaskRequest::to_agent("echo", json!({"text": "kept"}));
+    let done = handle.run(request, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded);
+    stop(handle).await;
+
+    let file = dir.path().join("mark1.db");
+    assert!(file.is_file(), "the default store is {}", file.display());
+    let opened = open(&StoreOptions::new(format!("sqlite://{}", file.display()))).await.unwrap();
+    let stored = opened.store.task(done.id).await.unwrap().expect("the task is in the file");
+    assert_eq!((stored.state, stored.output), (TaskState::Succeeded, Some(json!({"text": "kept"}))));
+    opened.close().await;
+}
