@@ -4,13 +4,15 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`open`](open_store) | URLs, passwords, redaction, connecting, migrations and the schema version check |
-//! | `sqlite`, `postgres` | each backend's connection settings and the few SQL differences ([`Dialect`]) |
-//! | `write` | `write_batch`: writes grouped by table, multi-row statements, one transaction |
+//! | `sqlite`, `postgres` | each backend's connection settings, SQL differences (`Dialect`) and batch writer |
+//! | `write` | `write_batch`'s grouping of writes by table, and the tables' column lists |
+//! | `migrations` | the migrations embedded in the binary |
 //! | `rows` | how domain values become columns and back (times, ids, JSON) |
 //! | `error` | which database failures are `Unavailable` and which `Rejected` |
 //!
-//! One generic [`SqlStore`] serves both backends: the SQL is shared (`$1` placeholders work
-//! on both), and what differs sits in [`Dialect`].
+//! One generic `SqlStore` serves both backends: reads, leases, claims and pruning share
+//! their SQL (`$1` placeholders work on both); what differs sits in `Dialect`, the batch
+//! writer above all (`VALUES` lists on SQLite, `UNNEST` of arrays on PostgreSQL).
 
 mod error;
 mod migrations;
@@ -22,6 +24,7 @@ mod write;
 
 use std::time::SystemTime;
 
+use futures::future::BoxFuture;
 use mark1_actors::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
 use mark1_actors::ports::{AttemptRecord, NodeStart, Store, StoreError, Write};
 use serde_json::Value;
@@ -54,13 +57,7 @@ impl Backend {
 }
 
 /// What differs between the backends' SQL.
-pub trait Dialect: Database + HasStatementCache {
-    const BACKEND: Backend;
-    /// Most bind parameters one statement may carry.
-    const MAX_PARAMS: usize;
-    /// Follows a bound JSON text so the database stores it as JSON (PostgreSQL's `json`
-    /// takes text only through an explicit cast).
-    const JSON_CAST: &'static str;
+pub(crate) trait Dialect: Database + HasStatementCache {
     /// Ends a claim's row selection: on PostgreSQL, locks the rows and skips those another
     /// node is claiming, so two nodes never take the same task.
     const CLAIM_LOCK: &'static str;
@@ -69,6 +66,13 @@ pub trait Dialect: Database + HasStatementCache {
     /// A query answering one row with a boolean column `present`: whether sqlx's migration
     /// table exists.
     const HAS_MIGRATIONS_TABLE: &'static str;
+    /// The placeholder of the `n`th (1-based) parameter of a statement with many of them,
+    /// bound in order: `?` on SQLite (numbered ones cost it a quadratic lookup, see
+    /// `sqlite.rs`), `$n` on PostgreSQL.
+    fn param(n: usize) -> String;
+    /// Applies a batch's writes in one transaction, every table with multi-row statements
+    /// (the fastest form differs: `VALUES` lists on SQLite, `UNNEST` of arrays on PostgreSQL).
+    fn write(pool: &Pool<Self>, batch: write::Grouped) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Rows a statement changed (each backend's result type has its own method).
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
@@ -79,7 +83,7 @@ const FINISHED: &str = "('succeeded', 'failed', 'cancelled', 'timed_out')";
 /// A store on SQLite or PostgreSQL. Writes (batches, leases, claims, pruning) go through
 /// `writer`, reads through `reader`: on SQLite one writer connection and a small pool of
 /// readers (WAL lets them read while it writes), on PostgreSQL one pool for both.
-pub struct SqlStore<DB: Database> {
+pub(crate) struct SqlStore<DB: Database> {
     writer: Pool<DB>,
     reader: Pool<DB>,
 }
@@ -104,18 +108,15 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> i16: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<Uuid>: Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> i32: Decode<'q, DB> + Type<DB>,
+    for<'q> i16: Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Decode<'q, DB> + Type<DB>,
     for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        self.apply(writes).await
+        DB::write(&self.writer, write::Grouped::new(writes)?).await
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -277,7 +278,7 @@ where
         let ids: Vec<Uuid> =
             old.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(classify)?;
         for chunk in ids.chunks(write::MAX_ROWS) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let list: Vec<String> = (1..=chunk.len()).map(DB::param).collect();
             for (table, column) in [("task_attempts", "task_id"), ("tasks", "id")] {
                 let sql = format!("DELETE FROM {table} WHERE {column} IN ({})", list.join(", "));
                 let query = chunk.iter().fold(sqlx::query::<DB>(&sql), |q, id| q.bind(*id));
