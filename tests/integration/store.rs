@@ -284,6 +284,51 @@ async fn orphans_are_claimed_oldest_first_within_the_limit() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_claiming_at_once_never_take_the_same_task() {
+    for_each_backend(|Fresh { store, .. }| async move {
+        let t0 = now();
+        let gone = start("gone", t0 - Duration::from_secs(1));
+        let (a, b) = (start("a", t0 + Duration::from_secs(60)), start("b", t0 + Duration::from_secs(60)));
+        for s in [&gone, &a, &b] {
+            store.open_lease(s).await.unwrap();
+        }
+        let orphans: Vec<TaskRecord> = (0..400)
+            .map(|_| {
+                let mut t = task("default", TaskState::Running, t0);
+                t.owner = Some(gone.id);
+                t
+            })
+            .collect();
+        store.write_batch(orphans.iter().map(put).collect()).await.unwrap();
+        let claimer = |me: NodeStart| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store.claim_orphans(&me, t0, 25).await.unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|t| t.id));
+                }
+            })
+        };
+        let (by_a, by_b) = tokio::join!(claimer(a.clone()), claimer(b.clone()));
+        let (by_a, by_b) = (by_a.unwrap(), by_b.unwrap());
+        let mut all: Vec<TaskId> = by_a.iter().chain(&by_b).copied().collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, all.len(), "a task was claimed twice");
+        assert_eq!(all, orphans.iter().map(|t| t.id).collect::<Vec<_>>(), "every orphan was claimed");
+        for id in &by_a {
+            assert_eq!(store.task(*id).await.unwrap().unwrap().owner, Some(a.id));
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn prune_deletes_old_finished_tasks_with_their_attempts_and_old_events_in_batches() {
     for_each_backend(|Fresh { store, .. }| async move {
