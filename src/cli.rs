@@ -1,5 +1,6 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
 
+mod migrate;
 mod serve;
 mod tree;
 
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::bench::BenchCommand;
 use crate::config::{Config, ConfigError, ConfigLoader};
 use crate::node::NodeError;
+use crate::store::StoreOpenError;
 
 #[derive(Parser, Debug)]
 #[command(name = "mark1", version, about = "An orchestrator for AI agents, built as an actor-model runtime")]
@@ -32,6 +34,12 @@ enum Command {
         /// Overrides server.listen.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+    },
+    /// Creates the configured store if needed, applies its migrations, prints its schema version.
+    Migrate {
+        /// Prints JSON: {"url", "backend", "version"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Prints the live actor tree.
     Tree {
@@ -67,10 +75,24 @@ pub struct CliError {
 impl From<NodeError> for CliError {
     fn from(e: NodeError) -> Self {
         use mark1_actors::orchestrator::TaskError;
+        if let NodeError::Store(e) = e {
+            return e.into();
+        }
         let code = match &e {
             NodeError::Config(_) | NodeError::InvalidAgent(_) => exit::USAGE,
             NodeError::Task(TaskError::UnknownAgent { .. } | TaskError::NotFound(_)) => exit::NOT_FOUND,
             NodeError::Unavailable(_) | NodeError::Task(TaskError::Unavailable(_)) => exit::UNAVAILABLE,
+            _ => exit::FAILURE,
+        };
+        CliError { code, message: e.to_string() }
+    }
+}
+
+impl From<StoreOpenError> for CliError {
+    fn from(e: StoreOpenError) -> Self {
+        let code = match &e {
+            StoreOpenError::Password(_) | StoreOpenError::InvalidUrl { .. } => exit::USAGE,
+            e if e.is_unavailable() => exit::UNAVAILABLE,
             _ => exit::FAILURE,
         };
         CliError { code, message: e.to_string() }
@@ -117,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             serve::run(load_config(cli.config.as_deref(), &overrides)?).await
         }
+        Command::Migrate { json } => migrate::run(load_config(cli.config.as_deref(), &[])?, json).await,
         Command::Tree { local, json, once: _ } => {
             if !local {
                 return Err(CliError {

@@ -9,6 +9,7 @@
 //! | [`config`] | layered configuration: defaults → `config.toml` → `MARK1_…` env → flags |
 //! | [`node`] | the embedding API: builder, handle, ordered shutdown |
 //! | [`runtimes`] | `AgentRuntime` implementations: process agents and their sandbox |
+//! | [`store`] | the durable `Store`: SQLite and PostgreSQL through sqlx, migrations |
 //! | [`cli`] | the `mark1` command line |
 //! | [`bench`] | `mark1 bench …`: in-process benchmarks with same-run baselines |
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod node;
 pub mod runtimes;
+pub mod store;
 pub mod telemetry;
 
 pub use config::Config;

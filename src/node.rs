@@ -26,9 +26,7 @@ use mark1_actors::domain::{AgentSpec, RuntimeSpec};
 use mark1_actors::health::shared_health;
 use mark1_actors::metrics::TaskMetrics;
 use mark1_actors::node::{NodeParts, NodeSettings, NodeTree};
-use mark1_actors::ports::{
-    Agent, AgentRuntime, Clock, MemoryStore, ModelProvider, NativeRuntime, Store, SystemClock,
-};
+use mark1_actors::ports::{Agent, AgentRuntime, Clock, ModelProvider, NativeRuntime, Store, SystemClock};
 use prometheus_client::registry::Registry;
 
 pub use handle::{NodeError, NodeHandle, ShutdownReport};
@@ -114,7 +112,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Replaces the store (the in-memory one is the default until the durable store lands).
+    /// Uses this store instead of opening the configured one (benches pass a `MemoryStore`
+    /// to measure the runtime without a database).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
@@ -136,7 +135,9 @@ impl NodeBuilder {
         self
     }
 
-    /// Validates the configuration and every agent definition.
+    /// Validates the configuration and every agent definition, then opens the store: the
+    /// one given with [`store`](Self::store), else the configured one (`store.url`, by
+    /// default SQLite under `node.data_dir`), created and migrated if needed.
     pub async fn build(self) -> Result<Node, NodeError> {
         let config = match (self.config, &self.config_file) {
             (Some(config), _) => config,
@@ -162,14 +163,11 @@ impl NodeBuilder {
             definitions.push(AgentDefinition::new(spec, runtime));
         }
         let settings = self.settings.unwrap_or_else(|| settings_from(&config));
-        Ok(Node {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            config,
-            definitions,
-            providers: self.providers,
-            clock: self.clock,
-            settings,
-        })
+        let store = match self.store {
+            Some(store) => store,
+            None => crate::store::open_store(&config).await?,
+        };
+        Ok(Node { store, config, definitions, providers: self.providers, clock: self.clock, settings })
     }
 }
 

@@ -25,6 +25,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum NodeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreOpenError),
     #[error("invalid agent: {0}")]
     InvalidAgent(String),
     #[error("the node could not start: {0}")]

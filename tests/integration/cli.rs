@@ -124,6 +124,32 @@ fn tree_local_prints_the_configured_node_as_json() {
     assert!(text.contains("pool:default/echo") && text.contains("orchestrator"), "{text}");
 }
 
+#[test]
+fn migrate_creates_the_default_store_and_reports_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = mark1(dir.path()).args(["migrate", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let file = dir.path().join("data/mark1.db");
+    assert_eq!(report["url"], format!("sqlite://{}", file.display()));
+    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["version"], mark1::store::newest_schema_version());
+    assert!(file.is_file());
+    // Again: nothing left to apply, same version.
+    let again = mark1(dir.path()).args(["migrate", "--json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), report);
+
+    let out = mark1(dir.path())
+        .arg("migrate")
+        .env("MARK1_STORE__URL", "postgres://mark1@127.0.0.1:1/mark1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "an unreachable database is 'unavailable'");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("postgres://mark1@127.0.0.1:1/mark1"), "{stderr}");
+}
+
 /// Benches are never timed tests; this only checks each one runs and reports its shape.
 #[test]
 fn benches_print_their_report() {

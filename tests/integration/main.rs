@@ -7,4 +7,5 @@ mod agents;
 mod cli;
 mod durability;
 mod process;
+mod store;
 mod tasks;

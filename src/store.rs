@@ -1,0 +1,313 @@
+//! The durable `Store` (DESIGN §8): sqlx adapters for SQLite and PostgreSQL behind the
+//! `actors` crate's port.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`open`](open_store) | URLs, passwords, redaction, connecting, migrations and the schema version check |
+//! | `sqlite`, `postgres` | each backend's connection settings, SQL differences (`Dialect`) and batch writer |
+//! | `write` | `write_batch`'s grouping of writes by table, and the tables' column lists |
+//! | `migrations` | the migrations embedded in the binary |
+//! | `rows` | how domain values become columns and back (times, ids, JSON) |
+//! | `error` | which database failures are `Unavailable` and which `Rejected` |
+//!
+//! One generic `SqlStore` serves both backends: reads, leases, claims and pruning share
+//! their SQL (`$1` placeholders work on both); what differs sits in `Dialect`, the batch
+//! writer above all (`VALUES` lists on SQLite, `UNNEST` of arrays on PostgreSQL).
+
+mod error;
+mod migrations;
+mod open;
+mod postgres;
+mod rows;
+mod sqlite;
+mod write;
+
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use mark1_actors::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
+use mark1_actors::ports::{AttemptRecord, NodeStart, Store, StoreError, Write};
+use serde_json::Value;
+use sqlx::database::HasStatementCache;
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use uuid::Uuid;
+
+pub use migrations::newest_schema_version;
+pub use open::{open, open_store, redact, OpenedStore, StoreOpenError, StoreOptions};
+
+use error::classify;
+use rows::{micros, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED};
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// What differs between the backends' SQL.
+pub(crate) trait Dialect: Database + HasStatementCache {
+    /// Ends a claim's row selection: on PostgreSQL, locks the rows and skips those another
+    /// node is claiming, so two nodes never take the same task.
+    const CLAIM_LOCK: &'static str;
+    /// The migrations of this backend, oldest first.
+    const MIGRATIONS: migrations::Files;
+    /// A query answering one row with a boolean column `present`: whether sqlx's migration
+    /// table exists.
+    const HAS_MIGRATIONS_TABLE: &'static str;
+    /// The placeholder of the `n`th (1-based) parameter of a statement with many of them,
+    /// bound in order: `?` on SQLite (numbered ones cost it a quadratic lookup, see
+    /// `sqlite.rs`), `$n` on PostgreSQL.
+    fn param(n: usize) -> String;
+    /// Applies a batch's writes in one transaction, every table with multi-row statements
+    /// (the fastest form differs: `VALUES` lists on SQLite, `UNNEST` of arrays on PostgreSQL).
+    fn write(pool: &Pool<Self>, batch: write::Grouped) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Rows a statement changed (each backend's result type has its own method).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// Finished task states, spelled as the `(state, updated_at)` index is searched by prune.
+const FINISHED: &str = "('succeeded', 'failed', 'cancelled', 'timed_out')";
+
+/// A store on SQLite or PostgreSQL. Writes (batches, leases, claims, pruning) go through
+/// `writer`, reads through `reader`: on SQLite one writer connection and a small pool of
+/// readers (WAL lets them read while it writes), on PostgreSQL one pool for both.
+pub(crate) struct SqlStore<DB: Database> {
+    writer: Pool<DB>,
+    reader: Pool<DB>,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    /// Closes every connection (SQLite checkpoints its WAL when the last one closes).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Decode<'q, DB> + Type<DB>,
+    for<'q> i16: Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Decode<'q, DB> + Type<DB>,
+    for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        DB::write(&self.writer, write::Grouped::new(writes)?).await
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.reader).await.map_err(classify)?;
+        row.map(|r| rows::task_from_row(&r)).transpose().map_err(classify)
+    }
+
+    async fn task_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE namespace = $1 AND idempotency_key = $2");
+        let row = sqlx::query(&sql)
+            .bind(namespace.to_string())
+            .bind(key.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        row.map(|r| rows::task_from_row(&r)).transpose().map_err(classify)
+    }
+
+    async fn count_tasks(&self, state: TaskState) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state = $1")
+            .bind(state.as_str().to_string())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(classify)?;
+        let n: i64 = row.try_get("n").map_err(classify)?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn attempts(&self, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE task_id = $1 ORDER BY attempt");
+        let found = sqlx::query(&sql).bind(id.0).fetch_all(&self.reader).await.map_err(classify)?;
+        found.iter().map(rows::attempt_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let found = sqlx::query(&sql)
+            .bind(clamp_i64(after))
+            .bind(clamp_i64(limit as u64))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+        found.iter().map(rows::event_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT MAX(seq) AS seq FROM events")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(classify)?;
+        let seq: Option<i64> = row.try_get("seq").map_err(classify)?;
+        Ok(seq.map_or(0, i64::unsigned_abs))
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
+        let found = sqlx::query("SELECT spec FROM agents ORDER BY namespace, name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+        found.iter().map(rows::agent_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map(drop).map_err(classify)
+    }
+
+    async fn open_lease(&self, start: &NodeStart) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO nodes (id, name, started_at, lease_expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, started_at = excluded.started_at, \
+             lease_expires_at = excluded.lease_expires_at",
+        )
+        .bind(start.id)
+        .bind(start.node.clone())
+        .bind(micros(start.started_at)?)
+        .bind(micros(start.lease_until)?)
+        .execute(&self.writer)
+        .await
+        .map(drop)
+        .map_err(classify)
+    }
+
+    async fn renew_lease(&self, start: Uuid, until: SystemTime) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE nodes SET lease_expires_at = $2 WHERE id = $1")
+            .bind(start)
+            .bind(micros(until)?)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        // A start whose row is gone was closed or taken over: it must not go on as owner.
+        if DB::rows_affected(&done) == 0 {
+            return Err(StoreError::Rejected(format!("no lease for node start {start}")));
+        }
+        Ok(())
+    }
+
+    async fn close_lease(&self, start: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(start)
+            .execute(&self.writer)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    async fn claim_orphans(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement, so the claim is atomic. SQLite has no UPDATE … LIMIT by default,
+        // hence the subselect.
+        let sql = format!(
+            "UPDATE tasks SET owner = $1 WHERE id IN (\
+               SELECT t.id FROM tasks t JOIN nodes n ON n.id = t.owner \
+               WHERE t.state IN {UNFINISHED} AND n.id <> $1 AND (n.name = $2 OR n.lease_expires_at < $3) \
+               ORDER BY t.id LIMIT $4 {lock}) \
+             RETURNING {TASK_COLUMNS}",
+            lock = DB::CLAIM_LOCK
+        );
+        let claimed = sqlx::query(&sql)
+            .bind(start.id)
+            .bind(start.node.clone())
+            .bind(micros(now)?)
+            .bind(clamp_i64(limit as u64))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(classify)?;
+        let mut tasks: Vec<TaskRecord> =
+            claimed.iter().map(rows::task_from_row).collect::<Result<_, _>>().map_err(classify)?;
+        // RETURNING promises no order; ids are time-ordered, so this is oldest first.
+        tasks.sort_by_key(|t| t.id);
+        Ok(tasks)
+    }
+
+    async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let (before, limit) = (micros(before)?, clamp_i64(limit as u64));
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let old = sqlx::query(&format!(
+            "SELECT id FROM tasks WHERE state IN {FINISHED} AND updated_at < $1 LIMIT $2"
+        ))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let ids: Vec<Uuid> =
+            old.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(classify)?;
+        for chunk in ids.chunks(write::MAX_ROWS) {
+            let list: Vec<String> = (1..=chunk.len()).map(DB::param).collect();
+            for (table, column) in [("task_attempts", "task_id"), ("tasks", "id")] {
+                let sql = format!("DELETE FROM {table} WHERE {column} IN ({})", list.join(", "));
+                let query = chunk.iter().fold(sqlx::query::<DB>(&sql), |q, id| q.bind(*id));
+                query.persistent(false).execute(&mut *tx).await.map_err(classify)?;
+            }
+        }
+        let events = sqlx::query(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE emitted_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        // Like the in-memory store: tasks and events; a task's attempts go with it.
+        Ok(ids.len() as u64 + DB::rows_affected(&events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finished_and_unfinished_name_every_state_once() {
+        use mark1_actors::domain::TaskState::*;
+        for state in [Queued, Running, Succeeded, Failed, Cancelled, TimedOut] {
+            let quoted = format!("'{}'", state.as_str());
+            assert_eq!(super::FINISHED.contains(&quoted), state.is_final(), "{state:?}");
+            assert_eq!(super::UNFINISHED.contains(&quoted), !state.is_final(), "{state:?}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `write_batch`: the writes of a batch grouped by table; each backend then writes every
+//! table with multi-row statements inside one transaction (`sqlite.rs`: `VALUES` lists,
+//! `postgres.rs`: `UNNEST` of arrays).
+
+use std::collections::HashMap;
+
+use mark1_actors::ports::{StoreError, Write};
+use uuid::Uuid;
+
+use super::rows::{AgentRow, AttemptRow, EventRow, TaskRow, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS};
+
+/// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
+/// rows a bigger statement no longer commits faster (DESIGN §8 measured 500), and parsing
+/// it costs more.
+pub(super) const MAX_ROWS: usize = 500;
+
+/// A batch's writes, grouped by table, with repeated keys resolved as applying the writes
+/// one by one would: the last write of a key wins. PostgreSQL's multi-row upsert may not
+/// touch one row twice, so a statement must not carry a key twice.
+#[derive(Default)]
+pub(crate) struct Grouped {
+    pub tasks: Vec<TaskRow>,
+    pub attempts: Vec<AttemptRow>,
+    pub events: Vec<EventRow>,
+    pub agents: Vec<AgentRow>,
+    pub removed_agents: Vec<(String, String)>,
+}
+
+impl Grouped {
+    pub fn new(writes: Vec<Write>) -> Result<Self, StoreError> {
+        let mut grouped = Grouped::default();
+        let mut task_at: HashMap<Uuid, usize> = HashMap::new();
+        let mut attempt_at: HashMap<(Uuid, i32), usize> = HashMap::new();
+        // Puts and removals of one agent interleave; only the last of each key counts.
+        let mut agents: HashMap<(String, String), Option<AgentRow>> = HashMap::new();
+        for write in writes {
+            match write {
+                Write::PutTask(task) => {
+                    let row = TaskRow::new(*task)?;
+                    match task_at.get(&row.id) {
+                        Some(&i) => grouped.tasks[i] = row,
+                        None => {
+                            task_at.insert(row.id, grouped.tasks.len());
+                            grouped.tasks.push(row);
+                        }
+                    }
+                }
+                Write::PutAttempt(attempt) => {
+                    let row = AttemptRow::new(*attempt)?;
+                    match attempt_at.get(&(row.task_id, row.attempt)) {
+                        Some(&i) => grouped.attempts[i] = row,
+                        None => {
+                            attempt_at.insert((row.task_id, row.attempt), grouped.attempts.len());
+                            grouped.attempts.push(row);
+                        }
+                    }
+                }
+                Write::AppendEvent(event) => grouped.events.push(EventRow::new(&event)?),
+                Write::PutAgent(spec) => {
+                    let row = AgentRow::new(&spec)?;
+                    agents.insert((row.namespace.clone(), row.name.clone()), Some(row));
+                }
+                Write::RemoveAgent { namespace, name } => {
+                    agents.insert((namespace, name), None);
+                }
+            }
+        }
+        for (key, last) in agents {
+            match last {
+                Some(row) => grouped.agents.push(row),
+                None => grouped.removed_agents.push(key),
+            }
+        }
+        Ok(grouped)
+    }
+}
+
+/// `col = excluded.col` for every column but the key: an upsert replaces the whole row.
+fn update_all(columns: &str, key: &[&str]) -> String {
+    let set: Vec<String> = columns
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !key.contains(c))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), set.join(", "))
+}
+
+/// Rows per statement for a table of `columns` columns under the backend's parameter limit.
+pub(super) fn rows_per_statement(max_params: usize, columns: usize) -> usize {
+    (max_params / columns).clamp(1, MAX_ROWS)
+}
+
+/// Where a group of rows goes; both backends build their statements from these.
+pub(super) struct Table {
+    pub name: &'static str,
+    /// Comma-separated, in the order the rows bind them.
+    pub columns: &'static str,
+    /// Columns bound as text that the backend stores as JSON.
+    pub json: &'static [&'static str],
+    /// The conflict target of the upsert; empty: a plain insert.
+    pub key: &'static [&'static str],
+}
+
+impl Table {
+    pub fn columns(&self) -> impl Iterator<Item = &'static str> {
+        self.columns.split(',').map(str::trim)
+    }
+
+    /// ` ON CONFLICT (key) DO UPDATE SET …` for an upsert, nothing for a plain insert.
+    pub fn tail(&self) -> String {
+        if self.key.is_empty() {
+            String::new()
+        } else {
+            update_all(self.columns, self.key)
+        }
+    }
+}
+
+pub(super) const TASKS: Table =
+    Table { name: "tasks", columns: TASK_COLUMNS, json: &["input", "output"], key: &["id"] };
+pub(super) const ATTEMPTS: Table =
+    Table { name: "task_attempts", columns: ATTEMPT_COLUMNS, json: &[], key: &["task_id", "attempt"] };
+pub(super) const EVENTS: Table = Table { name: "events", columns: EVENT_COLUMNS, json: &["data"], key: &[] };
+pub(super) const AGENTS: Table =
+    Table { name: "agents", columns: "namespace, name, spec", json: &["spec"], key: &["namespace", "name"] };
+
+#[cfg(test)]
+mod tests {
+    use mark1_actors::domain::{AgentSpec, Target, TaskId, TaskRecord, TaskState};
+
+    use super::*;
+
+    #[test]
+    fn upserts_replace_every_column_but_the_key() {
+        assert_eq!(
+            update_all("task_id, attempt, state", &["task_id", "attempt"]),
+            " ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state"
+        );
+    }
+
+    fn task(id: TaskId, state: TaskState) -> Write {
+        let now = std::time::SystemTime::now();
+        Write::PutTask(Box::new(TaskRecord {
+            id,
+            namespace: "default".into(),
+            target: Target::Agent("echo".into()),
+            agent: None,
+            state,
+            input: std::sync::Arc::new(serde_json::json!({})),
+            output: None,
+            error: None,
+            priority: 5,
+            attempt: 1,
+            max_attempts: 1,
+            idempotency_key: None,
+            durable: true,
+            submitter: None,
+            timeout: None,
+            traceparent: None,
+            owner: None,
+            created_at: now,
+            updated_at: now,
+            deadline: None,
+        }))
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_write() {
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let writes =
+            vec![task(a, TaskState::Queued), task(b, TaskState::Queued), task(a, TaskState::Running)];
+        let grouped = Grouped::new(writes).unwrap();
+        let states: Vec<(Uuid, &str)> = grouped.tasks.iter().map(|t| (t.id, t.state.as_str())).collect();
+        assert_eq!(states, vec![(a.0, "running"), (b.0, "queued")]);
+    }
+
+    #[test]
+    fn puts_and_removals_of_an_agent_resolve_in_order() {
+        let put = |name: &str| Write::PutAgent(Box::new(AgentSpec::native(name)));
+        let remove = |name: &str| Write::RemoveAgent { namespace: "default".into(), name: name.into() };
+        let grouped = Grouped::new(vec![put("x"), remove("x"), remove("y"), put("y")]).unwrap();
+        let put: Vec<&str> = grouped.agents.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(put, vec!["y"]);
+        assert_eq!(grouped.removed_agents, vec![("default".to_string(), "x".to_string())]);
+    }
+
+    #[test]
+    fn statements_stay_under_the_parameter_limit() {
+        assert_eq!(rows_per_statement(32766, 20), MAX_ROWS);
+        assert_eq!(rows_per_statement(999, 20), 49);
+        assert_eq!(rows_per_statement(10, 20), 1);
+        assert_eq!(TASK_COLUMNS.split(',').count(), 20);
+    }
+}
