@@ -115,7 +115,7 @@ where
     for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         DB::write(&self.writer, write::Grouped::new(writes)?).await
     }
 
@@ -219,7 +219,8 @@ where
     }
 
     async fn close_lease(&self, start: Uuid) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM nodes WHERE id = $1")
+        // Expired, not deleted: what the start left unfinished becomes claimable at once.
+        sqlx::query("UPDATE nodes SET lease_expires_at = 0 WHERE id = $1")
             .bind(start)
             .execute(&self.writer)
             .await
@@ -240,8 +241,9 @@ where
         // hence the subselect.
         let sql = format!(
             "UPDATE tasks SET owner = $1 WHERE id IN (\
-               SELECT t.id FROM tasks t JOIN nodes n ON n.id = t.owner \
-               WHERE t.state IN {UNFINISHED} AND n.id <> $1 AND (n.name = $2 OR n.lease_expires_at < $3) \
+               SELECT t.id FROM tasks t LEFT JOIN nodes n ON n.id = t.owner \
+               WHERE t.state IN {UNFINISHED} AND t.owner <> $1 \
+               AND (n.id IS NULL OR n.name = $2 OR n.lease_expires_at < $3) \
                ORDER BY t.id LIMIT $4 {lock}) \
              RETURNING {TASK_COLUMNS}",
             lock = DB::CLAIM_LOCK

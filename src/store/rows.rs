@@ -104,7 +104,7 @@ pub(crate) struct TaskRow {
 }
 
 impl TaskRow {
-    pub fn new(task: TaskRecord) -> Result<Self, StoreError> {
+    pub fn new(task: &TaskRecord) -> Result<Self, StoreError> {
         Ok(TaskRow {
             id: task.id.0,
             target: json_text(&task.target)?,
@@ -118,13 +118,13 @@ impl TaskRow {
             created_at: micros(task.created_at)?,
             updated_at: micros(task.updated_at)?,
             deadline_at: task.deadline.map(micros).transpose()?,
-            namespace: task.namespace,
-            agent: task.agent,
-            error: task.error,
-            idempotency_key: task.idempotency_key,
+            namespace: task.namespace.clone(),
+            agent: task.agent.clone(),
+            error: task.error.clone(),
+            idempotency_key: task.idempotency_key.clone(),
             durable: task.durable,
-            submitter: task.submitter,
-            traceparent: task.traceparent,
+            submitter: task.submitter.clone(),
+            traceparent: task.traceparent.clone(),
             owner: task.owner,
         })
     }
@@ -142,14 +142,14 @@ pub(crate) struct AttemptRow {
 }
 
 impl AttemptRow {
-    pub fn new(attempt: AttemptRecord) -> Result<Self, StoreError> {
+    pub fn new(attempt: &AttemptRecord) -> Result<Self, StoreError> {
         Ok(AttemptRow {
             task_id: attempt.task_id.0,
             attempt: small(attempt.attempt.into(), "attempt")?,
             node_start: attempt.node_start,
-            agent: attempt.agent,
+            agent: attempt.agent.clone(),
             state: attempt.state.as_str().to_string(),
-            error: attempt.error,
+            error: attempt.error.clone(),
             started_at: micros(attempt.started_at)?,
             finished_at: attempt.finished_at.map(micros).transpose()?,
         })

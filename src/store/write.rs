@@ -27,7 +27,7 @@ pub(crate) struct Grouped {
 }
 
 impl Grouped {
-    pub fn new(writes: Vec<Write>) -> Result<Self, StoreError> {
+    pub fn new(writes: &[Write]) -> Result<Self, StoreError> {
         let mut grouped = Grouped::default();
         let mut task_at: HashMap<Uuid, usize> = HashMap::new();
         let mut attempt_at: HashMap<(Uuid, i32), usize> = HashMap::new();
@@ -36,7 +36,7 @@ impl Grouped {
         for write in writes {
             match write {
                 Write::PutTask(task) => {
-                    let row = TaskRow::new(*task)?;
+                    let row = TaskRow::new(task)?;
                     match task_at.get(&row.id) {
                         Some(&i) => grouped.tasks[i] = row,
                         None => {
@@ -46,7 +46,7 @@ impl Grouped {
                     }
                 }
                 Write::PutAttempt(attempt) => {
-                    let row = AttemptRow::new(*attempt)?;
+                    let row = AttemptRow::new(attempt)?;
                     match attempt_at.get(&(row.task_id, row.attempt)) {
                         Some(&i) => grouped.attempts[i] = row,
                         None => {
@@ -55,13 +55,13 @@ impl Grouped {
                         }
                     }
                 }
-                Write::AppendEvent(event) => grouped.events.push(EventRow::new(&event)?),
+                Write::AppendEvent(event) => grouped.events.push(EventRow::new(event)?),
                 Write::PutAgent(spec) => {
-                    let row = AgentRow::new(&spec)?;
+                    let row = AgentRow::new(spec)?;
                     agents.insert((row.namespace.clone(), row.name.clone()), Some(row));
                 }
                 Write::RemoveAgent { namespace, name } => {
-                    agents.insert((namespace, name), None);
+                    agents.insert((namespace.clone(), name.clone()), None);
                 }
             }
         }
@@ -170,7 +170,7 @@ mod tests {
         let (a, b) = (TaskId::new(), TaskId::new());
         let writes =
             vec![task(a, TaskState::Queued), task(b, TaskState::Queued), task(a, TaskState::Running)];
-        let grouped = Grouped::new(writes).unwrap();
+        let grouped = Grouped::new(&writes).unwrap();
         let states: Vec<(Uuid, &str)> = grouped.tasks.iter().map(|t| (t.id, t.state.as_str())).collect();
         assert_eq!(states, vec![(a.0, "running"), (b.0, "queued")]);
     }
@@ -179,7 +179,7 @@ mod tests {
     fn puts_and_removals_of_an_agent_resolve_in_order() {
         let put = |name: &str| Write::PutAgent(Box::new(AgentSpec::native(name)));
         let remove = |name: &str| Write::RemoveAgent { namespace: "default".into(), name: name.into() };
-        let grouped = Grouped::new(vec![put("x"), remove("x"), remove("y"), put("y")]).unwrap();
+        let grouped = Grouped::new(&[put("x"), remove("x"), remove("y"), put("y")]).unwrap();
         let put: Vec<&str> = grouped.agents.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(put, vec!["y"]);
         assert_eq!(grouped.removed_agents, vec![("default".to_string(), "x".to_string())]);

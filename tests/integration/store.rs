@@ -1,7 +1,7 @@
 //! The `Store` port's behaviour, one suite run against every backend (DESIGN §8, §12):
 //! SQLite always, PostgreSQL when `MARK1_TEST_POSTGRES_URL` is set.
 
-mod backends;
+pub mod backends;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -82,7 +82,7 @@ async fn puts_are_upserts_and_the_last_put_of_a_batch_wins() {
         running.deadline = None;
         running.timeout = None;
         let other = task("default", TaskState::Queued, now());
-        store.write_batch(vec![put(&first), put(&other), put(&running)]).await.unwrap();
+        store.write_batch(&[put(&first), put(&other), put(&running)]).await.unwrap();
         assert_eq!(store.task(first.id).await.unwrap(), Some(running.clone()), "last put wins");
         assert_eq!(store.task(other.id).await.unwrap(), Some(other));
 
@@ -90,7 +90,7 @@ async fn puts_are_upserts_and_the_last_put_of_a_batch_wins() {
         done.state = TaskState::Succeeded;
         done.output = Some(json!({"answer": 42}));
         done.updated_at = now();
-        store.write_batch(vec![put(&done)]).await.unwrap();
+        store.write_batch(&[put(&done)]).await.unwrap();
         assert_eq!(store.task(first.id).await.unwrap(), Some(done), "a later batch replaces the row");
         assert_eq!(store.task(TaskId::new()).await.unwrap(), None);
     })
@@ -104,7 +104,7 @@ async fn idempotency_keys_are_found_and_unique_per_namespace() {
         keyed.idempotency_key = Some("order-1".into());
         let mut elsewhere = task("team-b", TaskState::Queued, now());
         elsewhere.idempotency_key = Some("order-1".into());
-        store.write_batch(vec![put(&keyed), put(&elsewhere)]).await.unwrap();
+        store.write_batch(&[put(&keyed), put(&elsewhere)]).await.unwrap();
         assert_eq!(store.task_by_idempotency_key("team-a", "order-1").await.unwrap(), Some(keyed.clone()));
         assert_eq!(store.task_by_idempotency_key("team-b", "order-1").await.unwrap(), Some(elsewhere));
         assert_eq!(store.task_by_idempotency_key("team-a", "order-2").await.unwrap(), None);
@@ -114,7 +114,7 @@ async fn idempotency_keys_are_found_and_unique_per_namespace() {
         let mut duplicate = task("team-a", TaskState::Queued, now());
         duplicate.idempotency_key = Some("order-1".into());
         let innocent = task("team-a", TaskState::Queued, now());
-        let result = store.write_batch(vec![put(&innocent), put(&duplicate), append(event(1, now()))]).await;
+        let result = store.write_batch(&[put(&innocent), put(&duplicate), append(event(1, now()))]).await;
         assert!(matches!(result, Err(StoreError::Rejected(_))), "{result:?}");
         assert_eq!(store.task(innocent.id).await.unwrap(), None, "the batch is one transaction");
         assert_eq!(store.last_event_seq().await.unwrap(), 0);
@@ -127,8 +127,8 @@ async fn idempotency_keys_are_found_and_unique_per_namespace() {
 async fn tasks_are_counted_by_state() {
     for_each_backend(|Fresh { store, .. }| async move {
         let states = [TaskState::Queued, TaskState::Running, TaskState::Running, TaskState::Failed];
-        let writes = states.iter().map(|s| put(&task("default", *s, now()))).collect();
-        store.write_batch(writes).await.unwrap();
+        let writes = states.iter().map(|s| put(&task("default", *s, now()))).collect::<Vec<_>>();
+        store.write_batch(&writes).await.unwrap();
         assert_eq!(store.count_tasks(TaskState::Queued).await.unwrap(), 1);
         assert_eq!(store.count_tasks(TaskState::Running).await.unwrap(), 2);
         assert_eq!(store.count_tasks(TaskState::Failed).await.unwrap(), 1);
@@ -154,12 +154,12 @@ async fn attempts_come_back_first_first_and_are_replaced_by_key() {
         let (a1, a2, a3) =
             (attempt(1, TaskState::Running), attempt(2, TaskState::Failed), attempt(3, TaskState::Running));
         let writes = [&a2, &a1, &a3].map(|a| Write::PutAttempt(Box::new(a.clone())));
-        store.write_batch(writes.into()).await.unwrap();
+        store.write_batch(&writes).await.unwrap();
         let mut a1_failed = a1.clone();
         a1_failed.state = TaskState::Failed;
         a1_failed.error = Some("timeout".into());
         a1_failed.finished_at = Some(now());
-        store.write_batch(vec![Write::PutAttempt(Box::new(a1_failed.clone()))]).await.unwrap();
+        store.write_batch(&[Write::PutAttempt(Box::new(a1_failed.clone()))]).await.unwrap();
         assert_eq!(store.attempts(t.id).await.unwrap(), vec![a1_failed, a2, a3]);
         assert_eq!(store.attempts(TaskId::new()).await.unwrap(), vec![]);
     })
@@ -172,13 +172,13 @@ async fn events_resume_after_a_seq_and_the_sequence_continues() {
         assert_eq!(store.last_event_seq().await.unwrap(), 0);
         assert_eq!(store.events_after(0, 10).await.unwrap(), vec![]);
         let events: Vec<Event> = (1..=10).map(|seq| event(seq, now())).collect();
-        store.write_batch(events[..4].iter().cloned().map(append).collect()).await.unwrap();
-        store.write_batch(events[4..].iter().cloned().map(append).collect()).await.unwrap();
+        store.write_batch(&events[..4].iter().cloned().map(append).collect::<Vec<_>>()).await.unwrap();
+        store.write_batch(&events[4..].iter().cloned().map(append).collect::<Vec<_>>()).await.unwrap();
         assert_eq!(store.last_event_seq().await.unwrap(), 10);
         assert_eq!(store.events_after(3, 4).await.unwrap(), events[3..7].to_vec());
         assert_eq!(store.events_after(8, 100).await.unwrap(), events[8..].to_vec());
         assert_eq!(store.events_after(10, 100).await.unwrap(), vec![]);
-        let again = store.write_batch(vec![append(event(10, now()))]).await;
+        let again = store.write_batch(&[append(event(10, now()))]).await;
         assert!(matches!(again, Err(StoreError::Rejected(_))), "a seq is stored once: {again:?}");
     })
     .await;
@@ -196,10 +196,10 @@ async fn agents_are_put_and_removed_in_the_order_written() {
             name: spec.name.clone(),
         };
         let put = |spec: &AgentSpec| Write::PutAgent(Box::new(spec.clone()));
-        store.write_batch(vec![put(&a), put(&b)]).await.unwrap();
+        store.write_batch(&[put(&a), put(&b)]).await.unwrap();
         assert_eq!(store.agents().await.unwrap(), vec![a.clone(), b.clone()]);
         // Within one batch: c is put then removed, d removed then put.
-        store.write_batch(vec![remove(&a), put(&c), remove(&c), remove(&d), put(&d)]).await.unwrap();
+        store.write_batch(&[remove(&a), put(&c), remove(&c), remove(&d), put(&d)]).await.unwrap();
         let mut got = store.agents().await.unwrap();
         got.sort_by_key(AgentSpec::key);
         assert_eq!(got, vec![d, b]);
@@ -215,11 +215,17 @@ async fn leases_open_renew_and_close() {
         store.renew_lease(s.id, now() + Duration::from_secs(60)).await.unwrap();
         let unknown = store.renew_lease(Uuid::now_v7(), now()).await;
         assert!(matches!(unknown, Err(StoreError::Rejected(_))), "{unknown:?}");
+        // Closing ends the lease at once: another node may claim what it left unfinished.
+        let mut left = task("default", TaskState::Running, now());
+        left.owner = Some(s.id);
+        store.write_batch(&[put(&left)]).await.unwrap();
+        let other = start("n2", now() + Duration::from_secs(30));
+        store.open_lease(&other).await.unwrap();
+        assert_eq!(store.claim_orphans(&other, now(), 10).await.unwrap(), vec![], "n1's lease is live");
         store.close_lease(s.id).await.unwrap();
-        let closed = store.renew_lease(s.id, now()).await;
-        assert!(matches!(closed, Err(StoreError::Rejected(_))), "a closed lease is gone: {closed:?}");
         store.close_lease(s.id).await.unwrap();
-        store.ping().await.unwrap();
+        let claimed = store.claim_orphans(&other, now(), 10).await.unwrap();
+        assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![left.id]);
     })
     .await;
 }
@@ -248,13 +254,14 @@ async fn orphans_are_claimed_oldest_first_within_the_limit() {
         let expired = [owned(&other_expired, TaskState::Running), owned(&other_expired, TaskState::Queued)];
         let mut unowned = task("default", TaskState::Queued, t0);
         unowned.owner = None;
-        // Owned by a start with no lease row: closed cleanly, so nothing of it is claimed.
-        let closed = task("default", TaskState::Queued, t0);
-        let mut all = vec![put(&finished), put(&live), put(&unowned), put(&closed)];
+        // Owned by a start with no lease row (never recorded, or removed): nobody holds it.
+        let rowless = task("default", TaskState::Queued, t0);
+        let mut all = vec![put(&finished), put(&live), put(&unowned), put(&rowless)];
         all.extend(mine_before.iter().chain(&expired).map(put));
-        store.write_batch(all).await.unwrap();
+        store.write_batch(&all).await.unwrap();
 
-        let mut orphans: Vec<TaskRecord> = mine_before.iter().chain(&expired).cloned().collect();
+        let mut orphans: Vec<TaskRecord> =
+            mine_before.iter().chain(&expired).chain([&rowless]).cloned().collect();
         orphans.sort_by_key(|t| t.id);
         let first = store.claim_orphans(&me, t0, 3).await.unwrap();
         let ids = |tasks: &[TaskRecord]| tasks.iter().map(|t| t.id).collect::<Vec<_>>();
@@ -262,11 +269,12 @@ async fn orphans_are_claimed_oldest_first_within_the_limit() {
         assert!(first.iter().all(|t| t.owner == Some(me.id)), "returned with the new owner");
         let rest = store.claim_orphans(&me, t0, 3).await.unwrap();
         assert_eq!(ids(&rest), ids(&orphans[3..]), "the rest on the next call");
+        assert_eq!(orphans.len(), 5);
         assert_eq!(store.claim_orphans(&me, t0, 3).await.unwrap(), vec![], "nothing twice");
         for t in &orphans {
             assert_eq!(store.task(t.id).await.unwrap().unwrap().owner, Some(me.id));
         }
-        for t in [&finished, &live, &closed] {
+        for t in [&finished, &live] {
             assert_eq!(
                 store.task(t.id).await.unwrap().unwrap().owner,
                 t.owner,
@@ -300,7 +308,7 @@ async fn two_nodes_claiming_at_once_never_take_the_same_task() {
                 t
             })
             .collect();
-        store.write_batch(orphans.iter().map(put).collect()).await.unwrap();
+        store.write_batch(&orphans.iter().map(put).collect::<Vec<_>>()).await.unwrap();
         let claimer = |me: NodeStart| {
             let store = store.clone();
             tokio::spawn(async move {
@@ -353,7 +361,7 @@ async fn prune_deletes_old_finished_tasks_with_their_attempts_and_old_events_in_
         writes.extend(old_done.iter().chain([&old_running, &new_done]).map(attempt));
         writes.extend((1..=3).map(|seq| append(event(seq, old))));
         writes.extend((4..=5).map(|seq| append(event(seq, cutoff + Duration::from_secs(1)))));
-        store.write_batch(writes).await.unwrap();
+        store.write_batch(&writes).await.unwrap();
 
         assert_eq!(store.prune(cutoff, 2).await.unwrap(), 4, "two tasks and two events");
         assert_eq!(store.prune(cutoff, 2).await.unwrap(), 3, "two tasks and the last old event");
@@ -379,7 +387,7 @@ async fn a_batch_larger_than_one_statement_is_one_transaction() {
         let tasks: Vec<TaskRecord> = (0..5000).map(|_| task("default", TaskState::Queued, now())).collect();
         let mut writes: Vec<Write> = tasks.iter().map(put).collect();
         writes.extend((1..=5000).map(|seq| append(event(seq, now()))));
-        store.write_batch(writes).await.unwrap();
+        store.write_batch(&writes).await.unwrap();
         assert_eq!(store.count_tasks(TaskState::Queued).await.unwrap(), 5000);
         assert_eq!(store.last_event_seq().await.unwrap(), 5000);
         assert_eq!(store.task(tasks[4321].id).await.unwrap().as_ref(), Some(&tasks[4321]));
@@ -388,7 +396,7 @@ async fn a_batch_larger_than_one_statement_is_one_transaction() {
         let mut more: Vec<Write> =
             (0..3000).map(|_| put(&task("default", TaskState::Running, now()))).collect();
         more.push(append(event(1, now())));
-        assert!(matches!(store.write_batch(more).await, Err(StoreError::Rejected(_))));
+        assert!(matches!(store.write_batch(&more).await, Err(StoreError::Rejected(_))));
         assert_eq!(store.count_tasks(TaskState::Running).await.unwrap(), 0);
     })
     .await;
@@ -398,7 +406,7 @@ async fn a_batch_larger_than_one_statement_is_one_transaction() {
 async fn a_database_with_a_newer_schema_is_refused_and_data_survives_reopening() {
     for_each_backend(|Fresh { store, options, backend }| async move {
         let t = task("default", TaskState::Queued, now());
-        store.write_batch(vec![put(&t)]).await.unwrap();
+        store.write_batch(&[put(&t)]).await.unwrap();
         let reopened = open(&options).await.unwrap();
         assert_eq!(reopened.version, newest_schema_version());
         assert_eq!(reopened.backend, backend);
