@@ -107,7 +107,7 @@ async fn child_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_work_in_flight_loses_nothing_and_records_each_completion_once() {
-    for_each_backend(|fresh| crash_and_recover(fresh)).await;
+    for_each_backend(crash_and_recover).await;
 }
 
 async fn crash_and_recover(Fresh { store, options, backend }: Fresh) {
