@@ -5,29 +5,35 @@ use mark1_actors::ports::StoreError;
 
 use super::Backend;
 
-/// Turns a sqlx error into the port's error. Connection, I/O and pool failures, and the
-/// database errors that mean "not now" (a busy SQLite file, a PostgreSQL server shutting
-/// down or out of resources, a serialization failure), are `Unavailable`: the same work
-/// may succeed later. Everything else (constraint violations, bad data, a schema that does
-/// not match) is `Rejected`: retrying cannot help.
+/// Turns a sqlx error into the port's error. Errors that blame the statement or its data
+/// (constraint violations, bad data, a schema that does not match, a value that does not
+/// decode) are `Rejected`: retrying cannot help. Everything else (connections, pools, I/O,
+/// a busy SQLite file, a PostgreSQL server shutting down or refusing connections) is
+/// `Unavailable`: the same work may succeed later, and the store writer keeps accepted
+/// work until it does, so an error nobody foresaw delays work instead of losing it.
 pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     let transient = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => true,
+        // Deterministic: the same statement on the same data fails the same way.
+        sqlx::Error::Configuration(_)
+        | sqlx::Error::RowNotFound
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Encode(_)
+        | sqlx::Error::Decode(_) => false,
         sqlx::Error::Database(db) => {
             let backend = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 Backend::Sqlite
             } else {
                 Backend::Postgres
             };
-            db.code().is_some_and(|code| transient_code(backend, &code))
+            !db.code().is_some_and(|code| data_code(backend, &code))
         }
-        _ => false,
+        // Connections, pools, I/O, TLS, protocol, and whatever else: the database may
+        // take the same work later. Calling an unknown failure retryable keeps accepted
+        // work (the store writer retries it) rather than dropping it.
+        _ => true,
     };
     if transient {
         StoreError::Unavailable(error.to_string())
@@ -36,19 +42,19 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether a database error code means the database cannot do the work now.
-fn transient_code(backend: Backend, code: &str) -> bool {
+/// Whether a database error code blames the statement or its data, so that running it
+/// again cannot succeed; every other code (busy, I/O, a database that refuses
+/// connections, an operator's shutdown…) is transient.
+fn data_code(backend: Backend, code: &str) -> bool {
     if backend == Backend::Sqlite {
-        // Extended result codes carry the primary code in their low byte. BUSY, LOCKED,
-        // NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL.
-        return code
-            .parse::<u32>()
-            .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15));
+        // Extended result codes carry the primary code in their low byte. ERROR (a
+        // statement the schema does not fit), TOOBIG, CONSTRAINT, MISMATCH, RANGE.
+        return code.parse::<u32>().is_ok_and(|extended| matches!(extended & 0xff, 1 | 18 | 19 | 20 | 25));
     }
-    // PostgreSQL's SQLSTATEs. Class 08: connection exception; 53: insufficient resources; 57: operator intervention
-    // (admin shutdown, cannot connect now); 58: system error (I/O). Serialization failures
-    // and deadlocks (40001, 40P01) succeed when run again.
-    matches!(code.get(..2), Some("08" | "53" | "57" | "58")) || matches!(code, "40001" | "40P01")
+    // PostgreSQL's SQLSTATE classes: 22 data exception, 23 integrity constraint violation,
+    // 42 syntax error or access rule violation (a schema that does not match), 44 WITH
+    // CHECK OPTION violation.
+    matches!(code.get(..2), Some("22" | "23" | "42" | "44"))
 }
 
 #[cfg(test)]
@@ -72,24 +78,29 @@ mod tests {
 
     #[test]
     fn sqlite_codes() {
-        assert!(transient_code(Backend::Sqlite, "5"), "SQLITE_BUSY");
-        assert!(transient_code(Backend::Sqlite, "517"), "SQLITE_BUSY_SNAPSHOT");
-        assert!(transient_code(Backend::Sqlite, "6"), "SQLITE_LOCKED");
-        assert!(transient_code(Backend::Sqlite, "3338"), "SQLITE_IOERR_FSYNC");
-        assert!(transient_code(Backend::Sqlite, "13"), "SQLITE_FULL");
-        assert!(!transient_code(Backend::Sqlite, "2067"), "SQLITE_CONSTRAINT_UNIQUE");
-        assert!(!transient_code(Backend::Sqlite, "1555"), "SQLITE_CONSTRAINT_PRIMARYKEY");
-        assert!(!transient_code(Backend::Sqlite, "1"), "SQLITE_ERROR");
+        for (code, name) in
+            [("5", "BUSY"), ("517", "BUSY_SNAPSHOT"), ("6", "LOCKED"), ("3338", "IOERR_FSYNC")]
+                .into_iter()
+                .chain([("13", "FULL"), ("14", "CANTOPEN"), ("8", "READONLY")])
+        {
+            assert!(!data_code(Backend::Sqlite, code), "SQLITE_{name} is transient");
+        }
+        for (code, name) in [("2067", "CONSTRAINT_UNIQUE"), ("1555", "CONSTRAINT_PRIMARYKEY"), ("1", "ERROR")]
+        {
+            assert!(data_code(Backend::Sqlite, code), "SQLITE_{name} blames the data");
+        }
     }
 
     #[test]
     fn postgres_codes() {
-        for code in ["08006", "08001", "53300", "57P01", "57P03", "58030", "40001", "40P01"] {
-            assert!(transient_code(Backend::Postgres, code), "{code}");
+        // Connection, resources, operator intervention, I/O, serialization, and a
+        // database that does not accept connections now (55000).
+        for code in ["08006", "08001", "53300", "57P01", "57P03", "58030", "40001", "40P01", "55000"] {
+            assert!(!data_code(Backend::Postgres, code), "{code} is transient");
         }
         // SQLSTATEs may be all digits: never read as SQLite codes.
-        for code in ["23505", "23502", "42P01", "22P02", "42703", "00005"] {
-            assert!(!transient_code(Backend::Postgres, code), "{code}");
+        for code in ["23505", "23502", "42P01", "22P02", "42703"] {
+            assert!(data_code(Backend::Postgres, code), "{code} blames the data");
         }
     }
 }

@@ -5,13 +5,17 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mark1::config::ConfigLoader;
+use mark1::store::Backend;
 use mark1::{AgentSpec, NodeError, TaskError, TaskRequest, TaskState};
 use mark1_actors::domain::EventKind;
 use mark1_actors::node::NodeSettings;
 use mark1_actors::ports::Store;
 use mark1_actors::testing::SwitchableStore;
 use serde_json::json;
+use sqlx::Connection;
 
+use crate::store::backends::{for_each_backend, Fresh};
 use crate::support::*;
 
 fn fast_health() -> NodeSettings {
@@ -100,4 +104,151 @@ async fn a_durable_task_leaves_its_record_attempts_and_events_in_the_store() {
     use EventKind::*;
     assert_eq!(kinds, [TaskQueued, TaskRunning, TaskRetrying, TaskRunning, TaskSucceeded]);
     stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_outlive_the_node_that_took_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("idem");
+    let node =
+        || mark1::Node::builder().config(config(dir.path(), &name)).agent(AgentSpec::native("echo"), Echo);
+    let first = started(node(), 1).await;
+    let request = || TaskRequest::to_agent("echo", json!({"order": 42})).idempotency_key("order-42");
+    let done = first.run(request(), Duration::from_secs(5)).await.unwrap();
+    let quick = first.run(request().durable(false).idempotency_key("fast"), Duration::from_secs(5)).await;
+    let quick = quick.unwrap();
+    stop(first).await;
+
+    // A new node on the same database: the keys are only in the store now.
+    let second = started(node(), 1).await;
+    let again = second.submit_detailed(request()).await.unwrap();
+    assert_eq!((again.id, again.existing), (done.id, true), "a resubmission returns the first task");
+    let waited = second.run(request(), Duration::from_secs(5)).await.unwrap();
+    assert_eq!((waited.id, waited.state), (done.id, TaskState::Succeeded));
+    let changed = TaskRequest::to_agent("echo", json!({"order": 43})).idempotency_key("order-42");
+    let conflict = second.submit(changed).await;
+    assert!(
+        matches!(conflict, Err(NodeError::Task(TaskError::IdempotencyConflict { .. }))),
+        "the same key with another body is a conflict: {conflict:?}"
+    );
+    // A non-durable task is written in the background, and says so.
+    let stored = second.get(quick.id).await.unwrap();
+    assert_eq!((stored.state, stored.durable), (TaskState::Succeeded, false));
+    stop(second).await;
+}
+
+/// Takes a real database away from the node, and gives it back.
+enum Outage {
+    /// Another connection holds SQLite's write lock: the node's commits time out busy.
+    Sqlite(sqlx::SqliteConnection),
+    /// The database refuses connections and the node's are terminated.
+    Postgres { admin: String, database: String },
+}
+
+impl Outage {
+    async fn begin(backend: Backend, url: &str) -> Outage {
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
+                Outage::Sqlite(conn)
+            }
+            Backend::Postgres => {
+                let admin =
+                    crate::store::backends::postgres_url().expect("a postgres case runs only with it");
+                let database = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+                Outage::Postgres { admin, database }.postgres(false).await
+            }
+        }
+    }
+
+    async fn end(self) {
+        match self {
+            Outage::Sqlite(mut conn) => sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.map(drop).unwrap(),
+            outage @ Outage::Postgres { .. } => drop(outage.postgres(true).await),
+        }
+    }
+
+    async fn postgres(self, allow: bool) -> Outage {
+        let Outage::Postgres { admin, database } = &self else { unreachable!() };
+        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+        let sql = format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allow}");
+        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+        if !allow {
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(database)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_database_outage_refuses_new_work_keeps_accepted_work_and_heals() {
+    for_each_backend(real_outage).await;
+}
+
+async fn real_outage(Fresh { options, backend, .. }: Fresh) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigLoader::new()
+        .no_file()
+        .env(Vec::<(String, String)>::new())
+        .set("node.name", unique("outage").as_str())
+        .set("node.data_dir", dir.path().to_str().unwrap())
+        .set("store.url", options.url.as_str())
+        .load()
+        .unwrap();
+    let sleeper = Sleeper { cancelled: Arc::new(AtomicU32::new(0)) };
+    let handle = started(
+        mark1::Node::builder()
+            .config(config)
+            .settings(fast_health())
+            .agent(AgentSpec::native("sleeper").pool_size(2, 2), sleeper),
+        1,
+    )
+    .await;
+    let name = backend.as_str();
+    let accepted = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 500}))).await.unwrap();
+    running(&handle, accepted).await;
+    let mut waiter = Box::pin(handle.wait(accepted, Duration::from_secs(60)));
+    assert!(futures::poll!(&mut waiter).is_pending());
+
+    let outage = Outage::begin(backend, &options.url).await;
+    let refused = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 1}))).await;
+    assert!(
+        matches!(refused, Err(NodeError::Task(TaskError::Unavailable(_)))),
+        "{name}: a durable submission is refused while the database is away: {refused:?}"
+    );
+    eventually(Duration::from_secs(10), "health reports the store down", || async {
+        !handle.health().store_ok
+    })
+    .await;
+    eventually(Duration::from_secs(5), "the task finished in memory", || async {
+        handle.get(accepted).await.is_ok_and(|t| t.state == TaskState::Succeeded)
+    })
+    .await;
+    assert!(futures::poll!(&mut waiter).is_pending(), "{name}: the waiter hears after the commit");
+
+    outage.end().await;
+    let record = waiter.await.unwrap();
+    assert_eq!(record.state, TaskState::Succeeded, "{name}");
+    eventually(Duration::from_secs(10), "health reports the store back", || async {
+        handle.health().store_ok
+    })
+    .await;
+    let after = handle.run(TaskRequest::to_agent("sleeper", json!({"ms": 1})), Duration::from_secs(10)).await;
+    assert_eq!(after.unwrap().state, TaskState::Succeeded, "{name}: new work is taken again");
+    stop(handle).await;
+    let stored = store_task(&options.url, accepted).await;
+    assert_eq!(stored, Some(TaskState::Succeeded), "{name}: the kept final state reached the database");
+}
+
+/// The task's state as another connection to the database sees it.
+async fn store_task(url: &str, id: mark1::TaskId) -> Option<TaskState> {
+    let opened = mark1::store::open(&mark1::store::StoreOptions::new(url)).await.unwrap();
+    let state = opened.store.task(id).await.unwrap().map(|t| t.state);
+    opened.close().await;
+    state
 }

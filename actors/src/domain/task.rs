@@ -225,11 +225,59 @@ impl TaskRecord {
     }
 
     /// Whether `request` asks for the work this task does (idempotent resubmission). A
-    /// request that left `retries` to the agent matches whatever the agent gave.
+    /// request that left `retries` to the agent matches whatever the agent gave. Times
+    /// compare to the microsecond, the precision a store keeps.
     pub fn same_work(&self, request: &TaskRequest) -> bool {
+        let micros = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_micros()).ok();
         let retries = request.retries.is_none_or(|r| r.saturating_add(1) == self.max_attempts);
+        let deadline = self.deadline.map(micros) == request.deadline.map(micros);
+        let timeout = self.timeout.map(|d| d.as_micros()) == request.timeout.map(|d| d.as_micros());
         let mut stored = self.to_request();
         stored.retries = request.retries;
-        retries && stored.same_work(request)
+        stored.deadline = request.deadline;
+        stored.timeout = request.timeout;
+        retries && deadline && timeout && stored.same_work(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_task_matches_its_request_at_the_stores_precision() {
+        let deadline = SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_789);
+        let request = TaskRequest::to_agent("echo", serde_json::json!({"a": 1}))
+            .deadline(deadline)
+            .timeout(Duration::new(2, 999_999_999));
+        let now = SystemTime::now();
+        let stored = TaskRecord {
+            id: TaskId::new(),
+            namespace: request.namespace.clone(),
+            target: request.target.clone(),
+            agent: None,
+            state: TaskState::Queued,
+            input: request.input.clone(),
+            output: None,
+            error: None,
+            priority: request.priority,
+            attempt: 0,
+            max_attempts: 3,
+            idempotency_key: None,
+            durable: true,
+            submitter: None,
+            // What a store gives back: microseconds.
+            timeout: Some(Duration::new(2, 999_999_000)),
+            traceparent: None,
+            owner: None,
+            created_at: now,
+            updated_at: now,
+            deadline: Some(SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_000)),
+        };
+        assert!(stored.same_work(&request), "retries left to the agent match what it gave");
+        assert!(stored.same_work(&request.clone().retries(2)));
+        assert!(!stored.same_work(&request.clone().retries(1)));
+        assert!(!stored.same_work(&request.clone().priority(9)));
+        assert!(!stored.same_work(&request.clone().deadline(deadline + Duration::from_millis(1))));
     }
 }
