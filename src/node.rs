@@ -50,6 +50,7 @@ pub struct NodeBuilder {
 pub struct Node {
     config: Config,
     definitions: Vec<AgentDefinition>,
+    processes: Arc<ProcessRuntime>,
     store: Arc<dyn Store>,
     providers: Vec<Arc<dyn ModelProvider>>,
     clock: Arc<dyn Clock>,
@@ -90,7 +91,7 @@ impl Node {
         let tree = NodeTree::start(parts)
             .await
             .map_err(|e| NodeError::Start(format!("node '{}': {e}", self.config.node.name)))?;
-        Ok(NodeHandle::new(tree, self.config, registry))
+        Ok(NodeHandle::new(tree, self.config, registry, self.processes))
     }
 }
 
@@ -167,8 +168,42 @@ impl NodeBuilder {
             Some(store) => store,
             None => crate::store::open_store(&config).await?,
         };
-        Ok(Node { store, config, definitions, providers: self.providers, clock: self.clock, settings })
+        restore_registered_agents(store.as_ref(), &processes, &mut definitions).await?;
+        Ok(Node {
+            store,
+            config,
+            definitions,
+            processes,
+            providers: self.providers,
+            clock: self.clock,
+            settings,
+        })
     }
+}
+
+/// Brings back the process agents registered at run time by an earlier start (the
+/// store keeps them). Definitions from config and code win; a stored agent the sandbox
+/// no longer allows is left out with a warning rather than stopping the node. Native
+/// agents are code: the embedding program registers them again.
+async fn restore_registered_agents(
+    store: &dyn Store,
+    processes: &Arc<ProcessRuntime>,
+    definitions: &mut Vec<AgentDefinition>,
+) -> Result<(), NodeError> {
+    let stored =
+        store.agents().await.map_err(|e| NodeError::Start(format!("cannot read the stored agents: {e}")))?;
+    for spec in stored {
+        let RuntimeSpec::Process(process) = &spec.runtime else { continue };
+        if definitions.iter().any(|d| d.spec.key() == spec.key()) {
+            continue;
+        }
+        if let Err(error) = processes.validate(process) {
+            tracing::warn!(agent = %spec.key(), %error, "stored agent left out: the sandbox no longer allows it");
+            continue;
+        }
+        definitions.push(AgentDefinition::new(spec, processes.clone()));
+    }
+    Ok(())
 }
 
 fn sandbox_policy(config: &Config) -> SandboxPolicy {

@@ -1,8 +1,9 @@
 //! [`NodeHandle`]: what a running node offers its embedder.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mark1_actors::domain::{TaskId, TaskRecord, TaskRequest};
+use mark1_actors::domain::{RuntimeSpec, TaskId, TaskRecord, TaskRequest};
 use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::node::NodeTree;
@@ -16,6 +17,7 @@ use ractor::RpcReplyPort;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError};
+use crate::runtimes::process::ProcessRuntime;
 
 /// Upper bound for control calls into the tree; a core actor that does not answer
 /// within it is reported as unavailable rather than hanging the caller.
@@ -59,11 +61,18 @@ pub struct NodeHandle {
     tree: NodeTree,
     config: Config,
     registry: Registry,
+    /// Checks and runs process agents registered at run time.
+    processes: Arc<ProcessRuntime>,
 }
 
 impl NodeHandle {
-    pub(super) fn new(tree: NodeTree, config: Config, registry: Registry) -> Self {
-        NodeHandle { tree, config, registry }
+    pub(super) fn new(
+        tree: NodeTree,
+        config: Config,
+        registry: Registry,
+        processes: Arc<ProcessRuntime>,
+    ) -> Self {
+        NodeHandle { tree, config, registry, processes }
     }
 
     pub fn name(&self) -> &str {
@@ -135,6 +144,20 @@ impl NodeHandle {
     /// Registers a native agent on the running node.
     pub async fn register_agent(&self, spec: AgentSpec, agent: impl Agent) -> Result<(), NodeError> {
         let definition = AgentDefinition::new(spec, std::sync::Arc::new(NativeRuntime::new(agent)));
+        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+    }
+
+    /// Registers a process agent on the running node. Its command must lie under
+    /// `process.allowed_dirs`; the store keeps it, so the node brings it back after a
+    /// restart.
+    pub async fn register_process_agent(&self, spec: AgentSpec) -> Result<(), NodeError> {
+        let RuntimeSpec::Process(process) = &spec.runtime else {
+            return Err(NodeError::InvalidAgent(format!("agent {} is not a process agent", spec.key())));
+        };
+        self.processes
+            .validate(process)
+            .map_err(|e| NodeError::InvalidAgent(format!("agent {}: {e}", spec.key())))?;
+        let definition = AgentDefinition::new(spec, self.processes.clone());
         Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
     }
 

@@ -199,3 +199,29 @@ async fn a_command_outside_the_allowed_directories_is_refused_at_build() {
     assert!(message.contains("agents.shell") && message.contains("/bin/sh"), "{message}");
     assert!(message.contains("allowed"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_agent_registered_at_run_time_comes_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let spec = mark1::AgentSpec::process("late", mark1::ProcessSpec::new(examples().join("echo.py")));
+    let first = node(&config).await.unwrap();
+    let outside = mark1::AgentSpec::process("outside", mark1::ProcessSpec::new("/bin/cat"));
+    let refused = first.register_process_agent(outside).await;
+    assert!(matches!(refused, Err(NodeError::InvalidAgent(_))), "the sandbox applies: {refused:?}");
+    first.register_process_agent(spec).await.unwrap();
+    let done = first.run(TaskRequest::to_agent("late", json!({"text": "hi"})), Duration::from_secs(20)).await;
+    assert_eq!(done.unwrap().state, TaskState::Succeeded);
+    stop(first).await;
+
+    let second = node(&config).await.unwrap();
+    agents_ready(&second, 1).await;
+    let done = second.run(TaskRequest::to_agent("late", json!({"text": "again"})), Duration::from_secs(20)).await;
+    assert_eq!(done.unwrap().state, TaskState::Succeeded, "the stored agent is back");
+    second.remove_agent("default", "late").await.unwrap();
+    stop(second).await;
+
+    let third = node(&config).await.unwrap();
+    assert!(third.agents().await.unwrap().is_empty(), "a removed agent stays removed");
+    stop(third).await;
+}
