@@ -216,7 +216,8 @@ async fn a_process_agent_registered_at_run_time_comes_back_after_a_restart() {
 
     let second = node(&config).await.unwrap();
     agents_ready(&second, 1).await;
-    let done = second.run(TaskRequest::to_agent("late", json!({"text": "again"})), Duration::from_secs(20)).await;
+    let done =
+        second.run(TaskRequest::to_agent("late", json!({"text": "again"})), Duration::from_secs(20)).await;
     assert_eq!(done.unwrap().state, TaskState::Succeeded, "the stored agent is back");
     second.remove_agent("default", "late").await.unwrap();
     stop(second).await;
