@@ -252,3 +252,40 @@ async fn store_task(url: &str, id: mark1::TaskId) -> Option<TaskState> {
     opened.close().await;
     state
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_and_their_events_are_pruned_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigLoader::new()
+        .no_file()
+        .env(Vec::<(String, String)>::new())
+        .set("node.name", unique("retention").as_str())
+        .set("node.data_dir", dir.path().to_str().unwrap())
+        .set("store.retention", "2s")
+        .set("store.prune_interval", "20ms")
+        .set("store.prune_batch", "2")
+        .load()
+        .unwrap();
+    let handle =
+        started(mark1::Node::builder().config(config).agent(AgentSpec::native("echo"), Echo), 1).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            handle.run(TaskRequest::to_agent("echo", json!(i)), Duration::from_secs(5)).await.unwrap().id,
+        );
+    }
+    let url = handle.config().store_url();
+    let opened = mark1::store::open(&mark1::store::StoreOptions::new(url)).await.unwrap();
+    assert!(opened.store.task(ids[0]).await.unwrap().is_some(), "kept until the retention passes");
+    eventually(Duration::from_secs(10), "old tasks and events pruned, a few rows at a time", || async {
+        let (store, ids) = (&opened.store, &ids);
+        let mut gone = true;
+        for id in ids {
+            gone &= store.task(*id).await.unwrap().is_none();
+        }
+        gone && store.events_after(0, 100).await.unwrap().iter().all(|e| e.kind == EventKind::AgentRegistered)
+    })
+    .await;
+    opened.close().await;
+    stop(handle).await;
+}
