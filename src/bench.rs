@@ -5,6 +5,7 @@
 //! asserted.
 
 mod dispatch;
+mod durable;
 mod restart;
 mod spawn;
 
@@ -23,6 +24,8 @@ pub struct BenchCommand {
 enum Bench {
     /// Task throughput and latency through the whole runtime, against bare ractor calls.
     Dispatch(dispatch::Params),
+    /// Durable task throughput and latency on SQLite or PostgreSQL, against bare sqlx writing the same rows.
+    Durable(durable::Params),
     /// Memory and spawn rate of idle agent instances, against bare ractor actors.
     Spawn(spawn::Params),
     /// Time from a child's failure to its replacement handling a message.
@@ -33,6 +36,7 @@ impl BenchCommand {
     pub async fn run(self) -> Result<(), CliError> {
         let report = match self.bench {
             Bench::Dispatch(p) => dispatch::run(p).await,
+            Bench::Durable(p) => durable::run(p).await,
             Bench::Spawn(p) => spawn::run(p).await,
             Bench::Restart(p) => restart::run(p).await,
         }

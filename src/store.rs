@@ -34,7 +34,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use uuid::Uuid;
 
 pub use migrations::newest_schema_version;
-pub use open::{open, open_store, redact, OpenedStore, StoreOpenError, StoreOptions};
+pub use open::{open, open_store, redact, with_database, OpenedStore, StoreOpenError, StoreOptions};
 
 use error::classify;
 use rows::{micros, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED};

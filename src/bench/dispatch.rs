@@ -118,7 +118,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
     ))
 }
 
-async fn wait_for_agent(handle: &NodeHandle) -> Result<(), String> {
+pub(super) async fn wait_for_agent(handle: &NodeHandle) -> Result<(), String> {
     for _ in 0..500 {
         if handle.agents().await.map(|a| a.iter().any(|a| a.workers > 0)).unwrap_or(false) {
             return Ok(());
