@@ -104,6 +104,16 @@ pub(crate) fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// CPU time (user and system) this process has used so far, in microseconds: divided by
+/// the work done, it is steadier than wall-clock rates on a shared machine.
+pub(crate) fn cpu_us() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| {
+        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+        us(u.user_time()) + us(u.system_time())
+    })
+}
+
 /// Rounds to 3 decimals for readable ratios.
 pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0

@@ -29,7 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
-use super::{median, quantile, report, round3};
+use super::{cpu_us, median, quantile, report, round3};
 use crate::config::{Config, StoreConfig, SyncMode};
 use crate::store::{open, redact, with_database, Backend, OpenedStore, StoreOptions};
 use crate::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext, TaskRequest};
@@ -141,11 +141,13 @@ async fn measure(p: &Params, place: &Place) -> Result<Value, String> {
     let (_, commits) = subject_round(&handle, p, warm_up).await?;
     bare.round(warm_up, batch_size(warm_up, commits)).await?;
 
-    let (mut tps, mut p50, mut p99, mut e2e50, mut e2e99, mut per_commit) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut base_tps, mut base_commit, mut base_batch) = (vec![], vec![], vec![]);
+    let (mut tps, mut p50, mut p99, mut e2e50, mut e2e99, mut per_commit, mut cpu) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut base_tps, mut base_commit, mut base_batch, mut base_cpu) = (vec![], vec![], vec![], vec![]);
     for _ in 0..p.rounds {
+        let cpu_before = cpu_us();
         let (round, commits) = subject_round(&handle, p, p.tasks).await?;
+        cpu.push((cpu_us() - cpu_before) as f64 / p.tasks as f64);
         tps.push(round.tasks_per_sec);
         p50.push(quantile(&round.accept_us, 0.5) as f64);
         p99.push(quantile(&round.accept_us, 0.99) as f64);
@@ -153,7 +155,9 @@ async fn measure(p: &Params, place: &Place) -> Result<Value, String> {
         e2e99.push(quantile(&round.done_us, 0.99) as f64);
         per_commit.push(p.tasks as f64 / commits.max(1) as f64);
         let batch = batch_size(p.tasks, commits);
+        let cpu_before = cpu_us();
         let (rate, mut commit_us) = bare.round(p.tasks, batch).await?;
+        base_cpu.push((cpu_us() - cpu_before) as f64 / p.tasks as f64);
         commit_us.sort_unstable();
         base_tps.push(rate);
         base_commit.push(quantile(&commit_us, 0.5) as f64);
@@ -178,6 +182,7 @@ async fn measure(p: &Params, place: &Place) -> Result<Value, String> {
 
     let (tasks_per_sec, base_tasks_per_sec) = (median(&mut tps), median(&mut base_tps));
     let (p99_us, commit_us) = (median(&mut p99), median(&mut base_commit));
+    let (cpu_per_task, base_cpu_per_task) = (median(&mut cpu), median(&mut base_cpu));
     // DESIGN/issue 3: accept p99 within three flush delays and one commit of the batch size.
     let p99_target_us = 3.0 * flush_delay.as_micros() as f64 + commit_us;
     let (backend, sync) = match p.backend {
@@ -198,10 +203,13 @@ async fn measure(p: &Params, place: &Place) -> Result<Value, String> {
             "e2e_p50_us": median(&mut e2e50),
             "e2e_p99_us": median(&mut e2e99),
             "tasks_per_commit": round3(median(&mut per_commit)),
+            "cpu_us_per_task": round3(cpu_per_task),
         }),
         json!({"tasks_per_sec": base_tasks_per_sec.round(), "batch_tasks": median(&mut base_batch),
+               "cpu_us_per_task": round3(base_cpu_per_task),
                "commit_p50_us": commit_us, "rows_per_task": Bare::ROWS_PER_TASK}),
         json!({"tasks_per_sec": round3(tasks_per_sec / base_tasks_per_sec),
+               "cpu_us_per_task": round3(cpu_per_task / base_cpu_per_task),
                "p99_vs_target": round3(p99_us / p99_target_us), "p99_target_us": p99_target_us}),
         json!({"tasks": dispatched, "tasks_succeeded_in_store": stored, "rows_written": rows, "commits": commits,
                "baseline_tasks_in_store": base_stored, "baseline_rows_written": bare.rows,
