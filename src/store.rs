@@ -9,12 +9,14 @@
 //! | `migrations` | the migrations embedded in the binary |
 //! | `rows` | how domain values become columns and back (times, ids, JSON) |
 //! | `error` | which database failures are `Unavailable` and which `Rejected` |
+//! | `io` | the store's own thread, on which batches are committed |
 //!
 //! One generic `SqlStore` serves both backends: reads, leases, claims and pruning share
 //! their SQL (`$1` placeholders work on both); what differs sits in `Dialect`, the batch
 //! writer above all (`VALUES` lists on SQLite, `UNNEST` of arrays on PostgreSQL).
 
 mod error;
+mod io;
 mod migrations;
 mod open;
 mod postgres;
@@ -86,9 +88,14 @@ const FINISHED: &str = "('succeeded', 'failed', 'cancelled', 'timed_out')";
 pub(crate) struct SqlStore<DB: Database> {
     writer: Pool<DB>,
     reader: Pool<DB>,
+    io: io::Io,
 }
 
 impl<DB: Database> SqlStore<DB> {
+    fn new(writer: Pool<DB>, reader: Pool<DB>) -> Result<Self, StoreOpenError> {
+        Ok(SqlStore { writer, reader, io: io::Io::new().map_err(StoreOpenError::Thread)? })
+    }
+
     /// Closes every connection (SQLite checkpoints its WAL when the last one closes).
     pub async fn close(&self) {
         self.writer.close().await;
@@ -115,8 +122,11 @@ where
     for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
+    /// The rows are made here, from the borrowed writes; the commit runs on the store's
+    /// thread (`io`).
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
-        DB::write(&self.writer, write::Grouped::new(writes)?).await
+        let (batch, pool) = (write::Grouped::new(writes)?, self.writer.clone());
+        self.io.run(async move { DB::write(&pool, batch).await }).await
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {

@@ -64,6 +64,8 @@ pub enum StoreOpenError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("cannot migrate the database at {url}: {message}")]
     Migrate { url: String, message: String },
+    #[error("cannot start the store's thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 impl StoreOpenError {

@@ -63,7 +63,7 @@ pub(super) async fn connect(options: &StoreOptions, url: &str) -> Result<SqlStor
         .connect_with(connect)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    Ok(SqlStore { writer: pool.clone(), reader: pool })
+    SqlStore::new(pool.clone(), pool)
 }
 
 /// Array element types of each table's columns, in `Table::columns` order; JSON columns

@@ -93,7 +93,7 @@ pub(super) async fn connect(options: &StoreOptions, url: &str) -> Result<SqlStor
             .test_before_acquire(false)
             .connect_lazy_with(connect.pragma("query_only", "ON"))
     };
-    Ok(SqlStore { writer, reader })
+    SqlStore::new(writer, reader)
 }
 
 type Bound<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
