@@ -19,7 +19,8 @@ pub(crate) struct Io {
 
 impl Io {
     pub fn new() -> std::io::Result<Io> {
-        let runtime = Builder::new_multi_thread().worker_threads(1).thread_name("mark1-store").enable_all().build()?;
+        let runtime =
+            Builder::new_multi_thread().worker_threads(1).thread_name("mark1-store").enable_all().build()?;
         Ok(Io { runtime: Some(runtime) })
     }
 

@@ -134,7 +134,8 @@ fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
 
 /// The batch in one statement (`BATCH_SQL`), arrays bound in its parameters' order.
 async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> {
-    let (t, a, e, g, removed) = (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
+    let (t, a, e, g, removed) =
+        (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
     sqlx::query(&BATCH_SQL)
         .bind(column(t, |r| r.id))
         .bind(column(t, |r| r.namespace.clone()))
