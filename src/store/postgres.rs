@@ -101,7 +101,8 @@ fn unnest_sql(table: &Table, types: &[&str], first: usize) -> String {
 /// The whole batch as one statement: each table's `UNNEST` insert in a data-modifying
 /// `WITH` clause, the removal of agents as the main statement. One statement commits on
 /// its own, atomically, so a batch costs one round trip to the server instead of one
-/// per table plus `BEGIN` and `COMMIT` (measured: … ). The text is fixed, so the
+/// per table plus `BEGIN` and `COMMIT` (measured, batches of 64 tasks on the local
+/// server: 2.0–2.3 ms a commit against 2.3–2.5 ms). The text is fixed, so the
 /// statement is prepared once per connection. Tables whose arrays are empty insert
 /// nothing. The parts touch different tables, except that agents are put and removed by
 /// different keys (`Grouped` keeps one write per key), so no part needs another's effect.
