@@ -248,13 +248,19 @@ where
             return Ok(Vec::new());
         }
         // One statement, so the claim is atomic. SQLite has no UPDATE … LIMIT by default,
-        // hence the subselect.
+        // hence the selection first, in a WITH clause that runs once. When PostgreSQL
+        // locks a row that another claim has just taken, it re-checks the row's condition
+        // on its new version, but not a join's: with the live leases as a join (a LEFT
+        // JOIN, or NOT EXISTS, which it turns into one) the taken row passed again and was
+        // claimed twice. `NOT IN (subselect)` stays a condition on the row, re-checked
+        // with the new owner.
         let sql = format!(
-            "UPDATE tasks SET owner = $1 WHERE id IN (\
-               SELECT t.id FROM tasks t LEFT JOIN nodes n ON n.id = t.owner \
+            "WITH orphans AS (\
+               SELECT t.id AS orphan FROM tasks t \
                WHERE t.state IN {UNFINISHED} AND t.owner <> $1 \
-               AND (n.id IS NULL OR n.name = $2 OR n.lease_expires_at < $3) \
+               AND t.owner NOT IN (SELECT n.id FROM nodes n WHERE n.name <> $2 AND n.lease_expires_at >= $3) \
                ORDER BY t.id LIMIT $4 {lock}) \
+             UPDATE tasks SET owner = $1 WHERE id IN (SELECT orphan FROM orphans) \
              RETURNING {TASK_COLUMNS}",
             lock = DB::CLAIM_LOCK
         );
