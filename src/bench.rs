@@ -5,8 +5,12 @@
 //! asserted.
 
 mod dispatch;
+mod durable;
 mod restart;
 mod spawn;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
@@ -23,6 +27,8 @@ pub struct BenchCommand {
 enum Bench {
     /// Task throughput and latency through the whole runtime, against bare ractor calls.
     Dispatch(dispatch::Params),
+    /// Durable task throughput and latency on SQLite or PostgreSQL, against bare sqlx writing the same rows.
+    Durable(durable::Params),
     /// Memory and spawn rate of idle agent instances, against bare ractor actors.
     Spawn(spawn::Params),
     /// Time from a child's failure to its replacement handling a message.
@@ -33,6 +39,7 @@ impl BenchCommand {
     pub async fn run(self) -> Result<(), CliError> {
         let report = match self.bench {
             Bench::Dispatch(p) => dispatch::run(p).await,
+            Bench::Durable(p) => durable::run(p).await,
             Bench::Spawn(p) => spawn::run(p).await,
             Bench::Restart(p) => restart::run(p).await,
         }
@@ -98,6 +105,57 @@ pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
+}
+
+/// How often the pacer of an open-loop phase wakes.
+pub(crate) const PACER_TICK: Duration = Duration::from_micros(100);
+
+/// Starts `total` tasks on a fixed schedule of `rate` a second, each made by `start` from
+/// its intended start time, and returns their outputs in completion order. Open-loop
+/// phases measure latency from that intended time, so a slow system cannot hide its
+/// backlog (no coordinated omission). The pacer is an OS thread that wakes every
+/// `PACER_TICK` and starts whatever is due: tokio's timer has millisecond granularity,
+/// which would add up to a millisecond of its own lateness.
+pub(crate) async fn paced<T, F, Fut>(rate: f64, total: usize, start: F) -> Result<Vec<T>, String>
+where
+    T: Send + 'static,
+    F: Fn(Instant) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Handle::current();
+    let begun = Instant::now();
+    let pacer = std::thread::spawn(move || {
+        let mut sent = 0;
+        while sent < total {
+            let due = ((begun.elapsed().as_secs_f64() / interval.as_secs_f64()) as usize + 1).min(total);
+            for i in sent..due {
+                let task = start(begun + interval.mul_f64(i as f64));
+                let tx = tx.clone();
+                runtime.spawn(async move { drop(tx.send(task.await)) });
+            }
+            sent = due;
+            std::thread::sleep(PACER_TICK);
+        }
+    });
+    let mut outputs = Vec::with_capacity(total);
+    while outputs.len() < total {
+        let Some(output) = rx.recv().await else { break };
+        outputs.push(output);
+    }
+    pacer.join().map_err(|_| "the pacer thread panicked".to_string())?;
+    Ok(outputs)
+}
+
+/// CPU time (user and system) this process has used so far, in microseconds: divided by
+/// the work done, it is steadier than wall-clock rates on a shared machine.
+pub(crate) fn cpu_us() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| {
+        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+        us(u.user_time()) + us(u.system_time())
+    })
 }
 
 /// Rounds to 3 decimals for readable ratios.

@@ -9,12 +9,14 @@
 //! | `migrations` | the migrations embedded in the binary |
 //! | `rows` | how domain values become columns and back (times, ids, JSON) |
 //! | `error` | which database failures are `Unavailable` and which `Rejected` |
+//! | `io` | the store's own thread, on which batches are committed |
 //!
 //! One generic `SqlStore` serves both backends: reads, leases, claims and pruning share
 //! their SQL (`$1` placeholders work on both); what differs sits in `Dialect`, the batch
 //! writer above all (`VALUES` lists on SQLite, `UNNEST` of arrays on PostgreSQL).
 
 mod error;
+mod io;
 mod migrations;
 mod open;
 mod postgres;
@@ -34,7 +36,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use uuid::Uuid;
 
 pub use migrations::newest_schema_version;
-pub use open::{open, open_store, redact, OpenedStore, StoreOpenError, StoreOptions};
+pub use open::{open, open_store, redact, with_database, OpenedStore, StoreOpenError, StoreOptions};
 
 use error::classify;
 use rows::{micros, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED};
@@ -86,9 +88,14 @@ const FINISHED: &str = "('succeeded', 'failed', 'cancelled', 'timed_out')";
 pub(crate) struct SqlStore<DB: Database> {
     writer: Pool<DB>,
     reader: Pool<DB>,
+    io: io::Io,
 }
 
 impl<DB: Database> SqlStore<DB> {
+    fn new(writer: Pool<DB>, reader: Pool<DB>) -> Result<Self, StoreOpenError> {
+        Ok(SqlStore { writer, reader, io: io::Io::new().map_err(StoreOpenError::Thread)? })
+    }
+
     /// Closes every connection (SQLite checkpoints its WAL when the last one closes).
     pub async fn close(&self) {
         self.writer.close().await;
@@ -115,8 +122,11 @@ where
     for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
+    /// The rows are made here, from the borrowed writes; the commit runs on the store's
+    /// thread (`io`).
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
-        DB::write(&self.writer, write::Grouped::new(writes)?).await
+        let (batch, pool) = (write::Grouped::new(writes)?, self.writer.clone());
+        self.io.run(async move { DB::write(&pool, batch).await }).await
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -238,13 +248,19 @@ where
             return Ok(Vec::new());
         }
         // One statement, so the claim is atomic. SQLite has no UPDATE … LIMIT by default,
-        // hence the subselect.
+        // hence the selection first, in a WITH clause that runs once. When PostgreSQL
+        // locks a row that another claim has just taken, it re-checks the row's condition
+        // on its new version, but not a join's: with the live leases as a join (a LEFT
+        // JOIN, or NOT EXISTS, which it turns into one) the taken row passed again and was
+        // claimed twice. `NOT IN (subselect)` stays a condition on the row, re-checked
+        // with the new owner.
         let sql = format!(
-            "UPDATE tasks SET owner = $1 WHERE id IN (\
-               SELECT t.id FROM tasks t LEFT JOIN nodes n ON n.id = t.owner \
+            "WITH orphans AS (\
+               SELECT t.id AS orphan FROM tasks t \
                WHERE t.state IN {UNFINISHED} AND t.owner <> $1 \
-               AND (n.id IS NULL OR n.name = $2 OR n.lease_expires_at < $3) \
+               AND t.owner NOT IN (SELECT n.id FROM nodes n WHERE n.name <> $2 AND n.lease_expires_at >= $3) \
                ORDER BY t.id LIMIT $4 {lock}) \
+             UPDATE tasks SET owner = $1 WHERE id IN (SELECT orphan FROM orphans) \
              RETURNING {TASK_COLUMNS}",
             lock = DB::CLAIM_LOCK
         );

@@ -16,7 +16,7 @@ use mark1_actors::ports::MemoryStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 
-use super::{median, quantile, report, round3};
+use super::{median, paced, quantile, report, round3, PACER_TICK};
 use crate::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext, TaskRequest, TaskState};
 
 #[derive(Args, Debug, Clone)]
@@ -118,7 +118,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
     ))
 }
 
-async fn wait_for_agent(handle: &NodeHandle) -> Result<(), String> {
+pub(super) async fn wait_for_agent(handle: &NodeHandle) -> Result<(), String> {
     for _ in 0..500 {
         if handle.agents().await.map(|a| a.iter().any(|a| a.workers > 0)).unwrap_or(false) {
             return Ok(());
@@ -161,45 +161,24 @@ async fn closed_loop(handle: &Arc<NodeHandle>, p: &Params, tasks: usize) -> Resu
     Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
 }
 
-/// Offers `rate` tasks/s on a fixed schedule; latency counts from each intended send
-/// time, so a slow system cannot hide its backlog (no coordinated omission). The pacer
-/// is an OS thread that wakes every `PACER_TICK` and sends whatever is due: tokio's timer
-/// has millisecond granularity, which would add up to a millisecond of its own lateness.
+/// Offers `rate` tasks/s on a fixed schedule (`paced`); latency counts from each
+/// intended send time.
 async fn open_loop(handle: &Arc<NodeHandle>, p: &Params, rate: f64) -> Result<Value, String> {
-    const PACER_TICK: Duration = Duration::from_micros(100);
     let total = (rate * p.open_loop_secs).max(1.0) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = tokio::runtime::Handle::current();
-    let (handle_for_pacer, durable) = (handle.clone(), p.durable);
-    let start = Instant::now();
-    let pacer = std::thread::spawn(move || {
-        let mut sent = 0;
-        while sent < total {
-            let due = ((start.elapsed().as_secs_f64() / interval.as_secs_f64()) as usize + 1).min(total);
-            for i in sent..due {
-                let intended = start + interval.mul_f64(i as f64);
-                let (handle, tx) = (handle_for_pacer.clone(), tx.clone());
-                runtime.spawn(async move {
-                    let done = handle.run(request(durable), Duration::from_secs(30)).await;
-                    let ok = matches!(done, Ok(t) if t.state == TaskState::Succeeded);
-                    let _ = tx.send((ok, intended.elapsed().as_micros() as u64));
-                });
-            }
-            sent = due;
-            std::thread::sleep(PACER_TICK);
+    let (handle, durable) = (handle.clone(), p.durable);
+    let started = Instant::now();
+    let done = paced(rate, total, move |intended| {
+        let handle = handle.clone();
+        async move {
+            let done = handle.run(request(durable), Duration::from_secs(30)).await;
+            (matches!(done, Ok(t) if t.state == TaskState::Succeeded), intended.elapsed().as_micros() as u64)
         }
-    });
-    let mut lat = Vec::with_capacity(total);
-    let mut failed = 0;
-    while lat.len() < total {
-        let Some((ok, us)) = rx.recv().await else { break };
-        failed += usize::from(!ok);
-        lat.push(us);
-    }
-    pacer.join().map_err(|_| "the pacer thread panicked".to_string())?;
+    })
+    .await?;
+    let achieved = done.len() as f64 / started.elapsed().as_secs_f64();
+    let failed = done.iter().filter(|(ok, _)| !ok).count();
+    let mut lat: Vec<u64> = done.into_iter().map(|(_, us)| us).collect();
     lat.sort_unstable();
-    let achieved = total as f64 / start.elapsed().as_secs_f64();
     Ok(
         json!({"offered_per_sec": rate.round(), "completed_per_sec": achieved.round(), "tasks": total, "failed": failed,
               "p50_us": quantile(&lat, 0.5), "p99_us": quantile(&lat, 0.99), "max_us": lat.last().copied().unwrap_or(0),

@@ -64,6 +64,8 @@ pub enum StoreOpenError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("cannot migrate the database at {url}: {message}")]
     Migrate { url: String, message: String },
+    #[error("cannot start the store's thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 impl StoreOpenError {
@@ -217,6 +219,25 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}{authority}{path}")
 }
 
+/// A PostgreSQL `url` naming `database` instead of its own (the query string is kept): a
+/// server URL's database serves only to create and drop the fresh ones that tests and
+/// benches run on.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_and_path = &base[scheme_end..];
+    let authority = host_and_path.split('/').next().unwrap_or(host_and_path);
+    let mut out = format!("{}{authority}/{database}", &base[..scheme_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +259,16 @@ mod tests {
     #[test]
     fn redact_keeps_a_password_like_path() {
         assert_eq!(redact("sqlite://data/user:pw@x.db"), "sqlite://data/user:pw@x.db");
+    }
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(
+            with_database("postgres://u@h/postgres?sslmode=disable", "t1"),
+            "postgres://u@h/t1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
     }
 
     #[test]

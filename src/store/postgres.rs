@@ -1,11 +1,12 @@
 //! PostgreSQL: the production and cluster backend.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use mark1_actors::ports::StoreError;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{ConnectOptions, Connection, Pool, Postgres};
 
 use super::error::classify;
@@ -62,7 +63,7 @@ pub(super) async fn connect(options: &StoreOptions, url: &str) -> Result<SqlStor
         .connect_with(connect)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    Ok(SqlStore { writer: pool.clone(), reader: pool })
+    SqlStore::new(pool.clone(), pool)
 }
 
 /// Array element types of each table's columns, in `Table::columns` order; JSON columns
@@ -75,16 +76,18 @@ const ATTEMPT_TYPES: &[&str] = &["uuid", "int4", "uuid", "text", "text", "text",
 const EVENT_TYPES: &[&str] = &["int8", "int8", "text", "text", "text", "text"];
 const AGENT_TYPES: &[&str] = &["text", "text", "text"];
 
-/// `INSERT INTO t (cols) SELECT cols FROM UNNEST($1::type[], …) AS u(cols) [ON CONFLICT …]`:
-/// one statement per table whatever the batch size, with one array parameter per column.
-/// A `VALUES` list of 500 rows × 20 columns spent more server time parsing and binding its
-/// 10,000 parameters than inserting (measured: parse 3 ms, bind 4.5 ms, execute 4.3 ms).
-fn unnest_sql(table: &Table, types: &[&str]) -> String {
+/// `INSERT INTO t (cols) SELECT cols FROM UNNEST($n::type[], …) AS u(cols) [ON CONFLICT …]`,
+/// the arrays numbered from `first`: one array parameter per column whatever the number
+/// of rows. A `VALUES` list of 500 rows × 20 columns spent more server time parsing and
+/// binding its 10,000 parameters than inserting (measured: parse 3 ms, bind 4.5 ms,
+/// execute 4.3 ms).
+fn unnest_sql(table: &Table, types: &[&str], first: usize) -> String {
     let select: Vec<String> = table
         .columns()
         .map(|c| if table.json.contains(&c) { format!("{c}::json") } else { c.to_string() })
         .collect();
-    let arrays: Vec<String> = types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 1)).collect();
+    let arrays: Vec<String> =
+        types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
     format!(
         "INSERT INTO {name} ({columns}) SELECT {select} FROM UNNEST({arrays}) AS u({columns}){tail}",
         name = table.name,
@@ -95,92 +98,89 @@ fn unnest_sql(table: &Table, types: &[&str]) -> String {
     )
 }
 
+/// The whole batch as one statement: each table's `UNNEST` insert in a data-modifying
+/// `WITH` clause, the removal of agents as the main statement. One statement commits on
+/// its own, atomically, so a batch costs one round trip to the server instead of one
+/// per table plus `BEGIN` and `COMMIT` (measured, batches of 64 tasks on the local
+/// server: 2.0–2.3 ms a commit against 2.3–2.5 ms). The text is fixed, so the
+/// statement is prepared once per connection. Tables whose arrays are empty insert
+/// nothing. The parts touch different tables, except that agents are put and removed by
+/// different keys (`Grouped` keeps one write per key), so no part needs another's effect.
+static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
+    let mut next = 1;
+    let mut part = |table: &Table, types: &[&str]| {
+        let sql = unnest_sql(table, types, next);
+        next += types.len();
+        sql
+    };
+    let parts = [
+        part(&TASKS, TASK_TYPES),
+        part(&ATTEMPTS, ATTEMPT_TYPES),
+        part(&EVENTS, EVENT_TYPES),
+        part(&AGENTS, AGENT_TYPES),
+    ];
+    let with: Vec<String> = parts.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql})")).collect();
+    format!(
+        "WITH {} DELETE FROM agents WHERE (namespace, name) IN (SELECT * FROM UNNEST(${}::text[], ${}::text[]))",
+        with.join(", "),
+        next,
+        next + 1
+    )
+});
+
 /// One column of a group of rows, as an array parameter.
 fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
     rows.iter().map(value).collect()
 }
 
-/// One transaction, one statement per table.
+/// The batch in one statement (`BATCH_SQL`), arrays bound in its parameters' order.
 async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(classify)?;
-    let conn: &mut PgConnection = &mut tx;
-    if !batch.tasks.is_empty() {
-        let t = &batch.tasks;
-        sqlx::query(&unnest_sql(&TASKS, TASK_TYPES))
-            .bind(column(t, |r| r.id))
-            .bind(column(t, |r| r.namespace.clone()))
-            .bind(column(t, |r| r.target.clone()))
-            .bind(column(t, |r| r.agent.clone()))
-            .bind(column(t, |r| r.state.clone()))
-            .bind(column(t, |r| r.input.clone()))
-            .bind(column(t, |r| r.output.clone()))
-            .bind(column(t, |r| r.error.clone()))
-            .bind(column(t, |r| r.priority))
-            .bind(column(t, |r| r.attempt))
-            .bind(column(t, |r| r.max_attempts))
-            .bind(column(t, |r| r.idempotency_key.clone()))
-            .bind(column(t, |r| r.durable))
-            .bind(column(t, |r| r.submitter.clone()))
-            .bind(column(t, |r| r.timeout_us))
-            .bind(column(t, |r| r.traceparent.clone()))
-            .bind(column(t, |r| r.owner))
-            .bind(column(t, |r| r.created_at))
-            .bind(column(t, |r| r.updated_at))
-            .bind(column(t, |r| r.deadline_at))
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-    }
-    if !batch.attempts.is_empty() {
-        let a = &batch.attempts;
-        sqlx::query(&unnest_sql(&ATTEMPTS, ATTEMPT_TYPES))
-            .bind(column(a, |r| r.task_id))
-            .bind(column(a, |r| r.attempt))
-            .bind(column(a, |r| r.node_start))
-            .bind(column(a, |r| r.agent.clone()))
-            .bind(column(a, |r| r.state.clone()))
-            .bind(column(a, |r| r.error.clone()))
-            .bind(column(a, |r| r.started_at))
-            .bind(column(a, |r| r.finished_at))
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-    }
-    if !batch.events.is_empty() {
-        let e = &batch.events;
-        sqlx::query(&unnest_sql(&EVENTS, EVENT_TYPES))
-            .bind(column(e, |r| r.seq))
-            .bind(column(e, |r| r.emitted_at))
-            .bind(column(e, |r| r.kind.clone()))
-            .bind(column(e, |r| r.namespace.clone()))
-            .bind(column(e, |r| r.subject.clone()))
-            .bind(column(e, |r| r.data.clone()))
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-    }
-    if !batch.agents.is_empty() {
-        let a = &batch.agents;
-        sqlx::query(&unnest_sql(&AGENTS, AGENT_TYPES))
-            .bind(column(a, |r| r.namespace.clone()))
-            .bind(column(a, |r| r.name.clone()))
-            .bind(column(a, |r| r.spec.clone()))
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-    }
-    if !batch.removed_agents.is_empty() {
-        let removed = &batch.removed_agents;
-        sqlx::query(
-            "DELETE FROM agents WHERE (namespace, name) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
-        )
+    let (t, a, e, g, removed) =
+        (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
+    sqlx::query(&BATCH_SQL)
+        .bind(column(t, |r| r.id))
+        .bind(column(t, |r| r.namespace.clone()))
+        .bind(column(t, |r| r.target.clone()))
+        .bind(column(t, |r| r.agent.clone()))
+        .bind(column(t, |r| r.state))
+        .bind(column(t, |r| r.input.clone()))
+        .bind(column(t, |r| r.output.clone()))
+        .bind(column(t, |r| r.error.clone()))
+        .bind(column(t, |r| r.priority))
+        .bind(column(t, |r| r.attempt))
+        .bind(column(t, |r| r.max_attempts))
+        .bind(column(t, |r| r.idempotency_key.clone()))
+        .bind(column(t, |r| r.durable))
+        .bind(column(t, |r| r.submitter.clone()))
+        .bind(column(t, |r| r.timeout_us))
+        .bind(column(t, |r| r.traceparent.clone()))
+        .bind(column(t, |r| r.owner))
+        .bind(column(t, |r| r.created_at))
+        .bind(column(t, |r| r.updated_at))
+        .bind(column(t, |r| r.deadline_at))
+        .bind(column(a, |r| r.task_id))
+        .bind(column(a, |r| r.attempt))
+        .bind(column(a, |r| r.node_start))
+        .bind(column(a, |r| r.agent.clone()))
+        .bind(column(a, |r| r.state))
+        .bind(column(a, |r| r.error.clone()))
+        .bind(column(a, |r| r.started_at))
+        .bind(column(a, |r| r.finished_at))
+        .bind(column(e, |r| r.seq))
+        .bind(column(e, |r| r.emitted_at))
+        .bind(column(e, |r| r.kind))
+        .bind(column(e, |r| r.namespace.clone()))
+        .bind(column(e, |r| r.subject.clone()))
+        .bind(column(e, |r| r.data.clone()))
+        .bind(column(g, |r| r.namespace.clone()))
+        .bind(column(g, |r| r.name.clone()))
+        .bind(column(g, |r| r.spec.clone()))
         .bind(column(removed, |(namespace, _)| namespace.clone()))
         .bind(column(removed, |(_, name)| name.clone()))
-        .execute(&mut *conn)
+        .execute(pool)
         .await
-        .map_err(classify)?;
-    }
-    tx.commit().await.map_err(classify)
+        .map(drop)
+        .map_err(classify)
 }
 
 #[cfg(test)]
@@ -199,10 +199,19 @@ mod tests {
     #[test]
     fn unnest_statements_cast_json_columns() {
         assert_eq!(
-            unnest_sql(&AGENTS, AGENT_TYPES),
+            unnest_sql(&AGENTS, AGENT_TYPES, 4),
             "INSERT INTO agents (namespace, name, spec) SELECT namespace, name, spec::json \
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(namespace, name, spec) \
+             FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(namespace, name, spec) \
              ON CONFLICT (namespace, name) DO UPDATE SET spec = excluded.spec"
         );
+    }
+
+    #[test]
+    fn the_batch_statement_numbers_every_array_once() {
+        let arrays = TASK_TYPES.len() + ATTEMPT_TYPES.len() + EVENT_TYPES.len() + AGENT_TYPES.len() + 2;
+        for n in 1..=arrays {
+            assert_eq!(BATCH_SQL.matches(&format!("${n}::")).count(), 1, "${n}");
+        }
+        assert!(!BATCH_SQL.contains(&format!("${}::", arrays + 1)));
     }
 }

@@ -71,13 +71,6 @@ fn decode_error(column: &str, error: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode { index: column.into(), source: error.to_string().into() }
 }
 
-fn name_of<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    match serde_json::to_value(value) {
-        Ok(Value::String(name)) => Ok(name),
-        _ => Err(StoreError::Rejected("an enum value has no name".into())),
-    }
-}
-
 /// A task's column values, converted before any statement is built so a value that cannot
 /// be stored fails the batch before it touches the database.
 pub(crate) struct TaskRow {
@@ -85,7 +78,7 @@ pub(crate) struct TaskRow {
     pub namespace: String,
     pub target: String,
     pub agent: Option<String>,
-    pub state: String,
+    pub state: &'static str,
     pub input: String,
     pub output: Option<String>,
     pub error: Option<String>,
@@ -108,7 +101,7 @@ impl TaskRow {
         Ok(TaskRow {
             id: task.id.0,
             target: json_text(&task.target)?,
-            state: task.state.as_str().to_string(),
+            state: task.state.as_str(),
             input: json_text(&*task.input)?,
             output: task.output.as_ref().map(json_text).transpose()?,
             priority: small(task.priority.into(), "priority")?,
@@ -135,7 +128,7 @@ pub(crate) struct AttemptRow {
     pub attempt: i32,
     pub node_start: Uuid,
     pub agent: Option<String>,
-    pub state: String,
+    pub state: &'static str,
     pub error: Option<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -148,7 +141,7 @@ impl AttemptRow {
             attempt: small(attempt.attempt.into(), "attempt")?,
             node_start: attempt.node_start,
             agent: attempt.agent.clone(),
-            state: attempt.state.as_str().to_string(),
+            state: attempt.state.as_str(),
             error: attempt.error.clone(),
             started_at: micros(attempt.started_at)?,
             finished_at: attempt.finished_at.map(micros).transpose()?,
@@ -159,7 +152,7 @@ impl AttemptRow {
 pub(crate) struct EventRow {
     pub seq: i64,
     pub emitted_at: i64,
-    pub kind: String,
+    pub kind: &'static str,
     pub namespace: String,
     pub subject: String,
     pub data: String,
@@ -170,7 +163,7 @@ impl EventRow {
         Ok(EventRow {
             seq: small(event.seq, "event seq")?,
             emitted_at: micros(event.time)?,
-            kind: name_of(&event.kind)?,
+            kind: event.kind.as_str(),
             namespace: event.namespace.clone(),
             subject: event.subject.clone(),
             data: json_text(&event.data)?,
@@ -332,8 +325,10 @@ mod tests {
     }
 
     #[test]
-    fn enum_names() {
-        assert_eq!(name_of(&EventKind::TaskTimedOut).unwrap(), "task.timed_out");
+    fn enum_names_round_trip() {
+        for kind in [EventKind::TaskTimedOut, EventKind::AgentRemoved, EventKind::ActorRestarted] {
+            assert_eq!(from_name::<EventKind>(kind.as_str().into(), "kind").unwrap(), kind);
+        }
         let kind: EventKind = from_name("agent.removed".into(), "kind").unwrap();
         assert_eq!(kind, EventKind::AgentRemoved);
         let state: TaskState = from_name("timed_out".into(), "state").unwrap();

@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 
-use mark1_actors::ports::{StoreError, Write};
-use uuid::Uuid;
+use mark1_actors::domain::{TaskId, TaskRecord};
+use mark1_actors::ports::{AttemptRecord, StoreError, Write};
 
 use super::rows::{AgentRow, AttemptRow, EventRow, TaskRow, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS};
 
 /// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
 /// rows a bigger statement no longer commits faster (DESIGN §8 measured 500), and parsing
-/// it costs more.
-pub(super) const MAX_ROWS: usize = 500;
+/// it costs more. A power of two, the largest of SQLite's statement sizes (`sqlite.rs`).
+pub(super) const MAX_ROWS: usize = 512;
 
 /// A batch's writes, grouped by table, with repeated keys resolved as applying the writes
 /// one by one would: the last write of a key wins. PostgreSQL's multi-row upsert may not
@@ -27,34 +27,20 @@ pub(crate) struct Grouped {
 }
 
 impl Grouped {
+    /// Resolves repeated keys first, so a task written three times in a batch (queued,
+    /// running, final) is converted to columns once.
     pub fn new(writes: &[Write]) -> Result<Self, StoreError> {
+        let mut tasks: Vec<&TaskRecord> = Vec::new();
+        let mut attempts: Vec<&AttemptRecord> = Vec::new();
         let mut grouped = Grouped::default();
-        let mut task_at: HashMap<Uuid, usize> = HashMap::new();
-        let mut attempt_at: HashMap<(Uuid, i32), usize> = HashMap::new();
+        let mut task_at: HashMap<TaskId, usize> = HashMap::new();
+        let mut attempt_at: HashMap<(TaskId, u32), usize> = HashMap::new();
         // Puts and removals of one agent interleave; only the last of each key counts.
         let mut agents: HashMap<(String, String), Option<AgentRow>> = HashMap::new();
         for write in writes {
             match write {
-                Write::PutTask(task) => {
-                    let row = TaskRow::new(task)?;
-                    match task_at.get(&row.id) {
-                        Some(&i) => grouped.tasks[i] = row,
-                        None => {
-                            task_at.insert(row.id, grouped.tasks.len());
-                            grouped.tasks.push(row);
-                        }
-                    }
-                }
-                Write::PutAttempt(attempt) => {
-                    let row = AttemptRow::new(attempt)?;
-                    match attempt_at.get(&(row.task_id, row.attempt)) {
-                        Some(&i) => grouped.attempts[i] = row,
-                        None => {
-                            attempt_at.insert((row.task_id, row.attempt), grouped.attempts.len());
-                            grouped.attempts.push(row);
-                        }
-                    }
-                }
+                Write::PutTask(task) => last_wins(&mut tasks, &mut task_at, task.id, task),
+                Write::PutAttempt(a) => last_wins(&mut attempts, &mut attempt_at, (a.task_id, a.attempt), a),
                 Write::AppendEvent(event) => grouped.events.push(EventRow::new(event)?),
                 Write::PutAgent(spec) => {
                     let row = AgentRow::new(spec)?;
@@ -65,6 +51,8 @@ impl Grouped {
                 }
             }
         }
+        grouped.tasks = tasks.into_iter().map(TaskRow::new).collect::<Result<_, _>>()?;
+        grouped.attempts = attempts.into_iter().map(AttemptRow::new).collect::<Result<_, _>>()?;
         for (key, last) in agents {
             match last {
                 Some(row) => grouped.agents.push(row),
@@ -72,6 +60,22 @@ impl Grouped {
             }
         }
         Ok(grouped)
+    }
+}
+
+/// Keeps `value` in the place of the first write of `key`, replacing an earlier one.
+fn last_wins<'a, K: std::hash::Hash + Eq, V>(
+    values: &mut Vec<&'a V>,
+    at: &mut HashMap<K, usize>,
+    key: K,
+    value: &'a V,
+) {
+    match at.get(&key) {
+        Some(&i) => values[i] = value,
+        None => {
+            at.insert(key, values.len());
+            values.push(value);
+        }
     }
 }
 
@@ -127,7 +131,8 @@ pub(super) const AGENTS: Table =
 
 #[cfg(test)]
 mod tests {
-    use mark1_actors::domain::{AgentSpec, Target, TaskId, TaskRecord, TaskState};
+    use mark1_actors::domain::{AgentSpec, Target, TaskState};
+    use uuid::Uuid;
 
     use super::*;
 
@@ -171,7 +176,7 @@ mod tests {
         let writes =
             vec![task(a, TaskState::Queued), task(b, TaskState::Queued), task(a, TaskState::Running)];
         let grouped = Grouped::new(&writes).unwrap();
-        let states: Vec<(Uuid, &str)> = grouped.tasks.iter().map(|t| (t.id, t.state.as_str())).collect();
+        let states: Vec<(Uuid, &str)> = grouped.tasks.iter().map(|t| (t.id, t.state)).collect();
         assert_eq!(states, vec![(a.0, "running"), (b.0, "queued")]);
     }
 

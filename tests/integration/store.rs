@@ -403,6 +403,32 @@ async fn a_batch_larger_than_one_statement_is_one_transaction() {
 }
 
 #[tokio::test]
+async fn batches_of_any_size_store_their_rows_and_no_others() {
+    // SQLite's statements have room for 1, 2, 3, 4, 6, 8, 12… rows; these sizes leave
+    // some of it empty.
+    for_each_backend(|Fresh { store, .. }| async move {
+        let (mut stored, mut seq) = (0, 0);
+        for size in [5, 7, 13, 50, 97] {
+            let mut writes: Vec<Write> =
+                (0..size).map(|_| put(&task("default", TaskState::Queued, now()))).collect();
+            writes.extend((0..size).map(|_| {
+                seq += 1;
+                append(event(seq, now()))
+            }));
+            store.write_batch(&writes).await.unwrap();
+            stored += size;
+            assert_eq!(
+                store.count_tasks(TaskState::Queued).await.unwrap(),
+                stored,
+                "after a batch of {size}"
+            );
+            assert_eq!(store.events_after(0, 1000).await.unwrap().len() as u64, stored);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_database_with_a_newer_schema_is_refused_and_data_survives_reopening() {
     for_each_backend(|Fresh { store, options, backend }| async move {
         let t = task("default", TaskState::Queued, now());

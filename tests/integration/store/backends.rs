@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use mark1::store::{newest_schema_version, open, Backend, StoreOptions};
+use mark1::store::{newest_schema_version, open, with_database, Backend, StoreOptions};
 use mark1_actors::ports::Store;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
@@ -54,23 +54,6 @@ where
 
 pub fn postgres_url() -> Option<String> {
     std::env::var("MARK1_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
-}
-
-/// `url` with its database name replaced.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_and_path = &base[scheme_end..];
-    let authority = host_and_path.split('/').next().unwrap_or(host_and_path);
-    let mut out = format!("{}{authority}/{database}", &base[..scheme_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 struct TestDatabase {
@@ -140,14 +123,4 @@ async fn build_template(admin: &str) -> String {
     sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK).execute(&mut conn).await.unwrap();
     conn.close().await.ok();
     name
-}
-
-#[test]
-fn database_names_are_replaced() {
-    assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
-    assert_eq!(
-        with_database("postgres://u@h/postgres?sslmode=disable", "t1"),
-        "postgres://u@h/t1?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
 }
