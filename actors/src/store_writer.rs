@@ -12,6 +12,7 @@
 //! about work already accepted must never be lost: when the store is unavailable it is
 //! kept, in order, and retried with backoff until the store answers again.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +40,8 @@ pub enum StoreWriterMsg {
     Write { writes: Vec<Write>, ack: Option<Ack>, retry: Retry },
     /// Internal: the flush delay (or the retry backoff) elapsed.
     Flush,
-    /// Internal: a commit finished.
-    Committed { result: Result<(), StoreError>, batch: Batch },
+    /// Internal: a commit finished, with one outcome per caller of the batch.
+    Committed { outcomes: Vec<Result<(), StoreError>>, batch: Batch },
 }
 
 /// Counters shared with benches, metrics and health.
@@ -62,26 +63,56 @@ pub struct StoreWriterArgs {
     pub stats: Arc<StoreWriterStats>,
 }
 
-/// Writes in arrival order (so the last write of a task wins, whatever its kind), with
-/// the acks of both kinds.
+/// Writes in arrival order (so the last write of a task wins, whatever its kind), and
+/// who sent which.
 #[derive(Default)]
 pub struct Batch {
     writes: Vec<Write>,
-    /// Per write: kept (retried) when the store is unavailable.
-    keep: Vec<bool>,
-    kept_acks: Vec<Ack>,
-    fast_acks: Vec<Ack>,
+    callers: Vec<Caller>,
+}
+
+/// One `Write` message: its writes in the batch, its ack, and its kind.
+struct Caller {
+    writes: Range<usize>,
+    ack: Option<Ack>,
+    keep: bool,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.kept_acks.is_empty() && self.fast_acks.is_empty()
+        self.callers.is_empty()
+    }
+
+    fn push(&mut self, writes: Vec<Write>, ack: Option<Ack>, keep: bool) {
+        let start = self.writes.len();
+        self.writes.extend(writes);
+        self.callers.push(Caller { writes: start..self.writes.len(), ack, keep });
     }
 
     fn ack_all(self, result: &Result<(), StoreError>) {
-        for ack in self.kept_acks.into_iter().chain(self.fast_acks) {
+        for ack in self.callers.into_iter().filter_map(|c| c.ack) {
             ack(result.clone());
         }
+    }
+}
+
+/// Commits a batch. When the database rejects it (the data of some write is at fault),
+/// each caller's writes are committed on their own, so one bad write fails only its
+/// caller. Returns one outcome per caller.
+async fn commit(
+    store: &dyn Store,
+    writes: &[Write],
+    callers: &[Range<usize>],
+) -> Vec<Result<(), StoreError>> {
+    match store.write_batch(writes).await {
+        Err(StoreError::Rejected(_)) if callers.len() > 1 => {
+            let mut outcomes = Vec::with_capacity(callers.len());
+            for range in callers {
+                outcomes.push(store.write_batch(&writes[range.clone()]).await);
+            }
+            outcomes
+        }
+        outcome => vec![outcome; callers.len()],
     }
 }
 
@@ -109,15 +140,16 @@ impl StoreWriterState {
         self.in_flight = batch.writes.len().max(1);
         let store = self.args.store.clone();
         let myself = myself.clone();
+        let ranges: Vec<Range<usize>> = batch.callers.iter().map(|c| c.writes.clone()).collect();
         tokio::spawn(async move {
-            let result = match (batch.writes.is_empty(), down) {
-                (false, _) => store.write_batch(&batch.writes).await,
+            let outcomes = match (batch.writes.is_empty(), down) {
+                (false, _) => commit(store.as_ref(), &batch.writes, &ranges).await,
                 // Nothing to write while the store is down: probe whether it is back, so
                 // new work is taken again without waiting for a kept write.
-                (true, true) => store.ping().await,
-                (true, false) => Ok(()),
+                (true, true) => vec![store.ping().await; batch.callers.len().max(1)],
+                (true, false) => vec![Ok(()); batch.callers.len()],
             };
-            let _ = myself.send_message(StoreWriterMsg::Committed { result, batch });
+            let _ = myself.send_message(StoreWriterMsg::Committed { outcomes, batch });
         });
     }
 
@@ -128,59 +160,72 @@ impl StoreWriterState {
         }
     }
 
-    fn committed(&mut self, myself: &ActorRef<StoreWriterMsg>, result: Result<(), StoreError>, batch: Batch) {
+    fn committed(
+        &mut self,
+        myself: &ActorRef<StoreWriterMsg>,
+        outcomes: Vec<Result<(), StoreError>>,
+        batch: Batch,
+    ) {
         self.in_flight = 0;
         let stats = &self.args.stats;
-        match &result {
-            Ok(()) => {
-                let rows = batch.writes.len();
-                stats.rows.fetch_add(rows as u64, Relaxed);
-                if rows > 0 {
-                    stats.commits.fetch_add(1, Relaxed);
+        let unavailable = outcomes.iter().find_map(|o| match o {
+            Err(StoreError::Unavailable(e)) => Some(e.clone()),
+            _ => None,
+        });
+        let Batch { writes, callers } = batch;
+        let mut slots: Vec<Option<Write>> = writes.into_iter().map(Some).collect();
+        let mut retry = Batch::default();
+        let mut committed_rows = 0;
+        for (caller, outcome) in callers.into_iter().zip(outcomes.iter().chain(std::iter::repeat(&Ok(())))) {
+            match outcome {
+                Ok(()) => committed_rows += caller.writes.len(),
+                // Kept writes go back, in order, in front of anything newer.
+                Err(StoreError::Unavailable(_)) if caller.keep => {
+                    let writes = slots[caller.writes.clone()].iter_mut().filter_map(Option::take).collect();
+                    retry.push(writes, caller.ack, true);
+                    continue;
                 }
+                Err(StoreError::Unavailable(_)) => {}
+                Err(error) => {
+                    // The database refuses these writes and would again: retrying would
+                    // only hold up every later write.
+                    let rows = caller.writes.len();
+                    tracing::error!(%error, rows, "store refused writes; they are dropped");
+                }
+            }
+            if let Some(ack) = caller.ack {
+                ack(outcome.clone());
+            }
+        }
+        stats.rows.fetch_add(committed_rows as u64, Relaxed);
+        if committed_rows > 0 {
+            stats.commits.fetch_add(1, Relaxed);
+        }
+        if outcomes.iter().any(Result::is_err) {
+            stats.failed_commits.fetch_add(1, Relaxed);
+        }
+        match unavailable {
+            Some(error) => {
+                if !stats.store_down.swap(true, Relaxed) {
+                    tracing::warn!(%error, "store unavailable; keeping accepted work until it returns");
+                }
+                let newer = std::mem::take(&mut self.pending);
+                for caller in newer.callers {
+                    let writes = newer.writes[caller.writes.clone()].to_vec();
+                    retry.push(writes, caller.ack, caller.keep);
+                }
+                self.pending = retry;
+                self.backoff = (self.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
+                self.arm_timer(myself, self.backoff);
+            }
+            None => {
                 if stats.store_down.swap(false, Relaxed) {
                     tracing::info!("store is back; kept writes committed");
                 }
                 self.backoff = Duration::ZERO;
-                batch.ack_all(&result);
-            }
-            Err(StoreError::Unavailable(error)) => {
-                stats.failed_commits.fetch_add(1, Relaxed);
-                if !stats.store_down.swap(true, Relaxed) {
-                    tracing::warn!(%error, "store unavailable; keeping accepted work until it returns");
-                }
-                let Batch { writes, keep, kept_acks, fast_acks } = batch;
-                for ack in fast_acks {
-                    ack(result.clone());
-                }
-                // Kept writes go back in front of anything newer, so order holds.
-                let mut retry = Batch { kept_acks, ..Batch::default() };
-                for (write, keep) in writes.into_iter().zip(keep) {
-                    if keep {
-                        retry.writes.push(write);
-                        retry.keep.push(true);
-                    }
-                }
-                let newer = std::mem::take(&mut self.pending);
-                retry.writes.extend(newer.writes);
-                retry.keep.extend(newer.keep);
-                retry.kept_acks.extend(newer.kept_acks);
-                retry.fast_acks = newer.fast_acks;
-                self.pending = retry;
-                self.backoff = (self.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
-                self.arm_timer(myself, self.backoff);
-                return;
-            }
-            Err(error) => {
-                // A write the database refuses would be refused again: retrying would
-                // only hold up every later write.
-                stats.failed_commits.fetch_add(1, Relaxed);
-                let rows = batch.writes.len();
-                tracing::error!(%error, rows, "store refused a batch; its writes are dropped");
-                batch.ack_all(&result);
+                self.flush(myself);
             }
         }
-        self.flush(myself);
     }
 }
 
@@ -233,13 +278,7 @@ impl Actor for StoreWriter {
                     }
                 }
                 let pending = &mut state.pending;
-                pending.keep.extend(std::iter::repeat_n(keep, writes.len()));
-                pending.writes.extend(writes);
-                match (ack, keep) {
-                    (Some(ack), true) => pending.kept_acks.push(ack),
-                    (Some(ack), false) => pending.fast_acks.push(ack),
-                    (None, _) => {}
-                }
+                pending.push(writes, ack, keep);
                 if state.in_flight > 0 {
                     // The commit in progress will flush us when it ends.
                 } else if !state.backoff.is_zero() {
@@ -254,7 +293,7 @@ impl Actor for StoreWriter {
                 state.timer_armed = false;
                 state.flush(&myself);
             }
-            StoreWriterMsg::Committed { result, batch } => state.committed(&myself, result, batch),
+            StoreWriterMsg::Committed { outcomes, batch } => state.committed(&myself, outcomes, batch),
         }
         Ok(())
     }
@@ -420,6 +459,45 @@ mod tests {
         }
         send().await.unwrap().unwrap();
         w.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_write_fails_only_its_caller() {
+        let store = Arc::new(SwitchableStore::default());
+        store.poison_event(2);
+        let stats = Arc::new(StoreWriterStats::default());
+        let args = StoreWriterArgs {
+            store: store.clone(),
+            batch_max: 100,
+            flush_delay: Duration::from_millis(20),
+            queue_limit: 100,
+            stats,
+        };
+        let (w, _) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        let mut waits = Vec::new();
+        for (seqs, retry) in [(vec![1], Retry::No), (vec![2, 3], Retry::UntilCommitted), (vec![4], Retry::No)]
+        {
+            let (a, rx) = ack();
+            let writes = seqs.into_iter().map(event).collect();
+            w.send_message(StoreWriterMsg::Write { writes, ack: Some(a), retry }).unwrap();
+            waits.push(rx);
+        }
+        let outcomes: Vec<_> = outcomes_of(waits).await;
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(StoreError::Rejected(_))), "{outcomes:?}");
+        let seqs: Vec<u64> = store.inner().events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 4], "the other callers' writes are committed");
+        w.stop(None);
+    }
+
+    async fn outcomes_of(
+        waits: Vec<oneshot::Receiver<Result<(), StoreError>>>,
+    ) -> Vec<Result<(), StoreError>> {
+        let mut outcomes = Vec::new();
+        for rx in waits {
+            outcomes.push(rx.await.unwrap());
+        }
+        outcomes
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Fault injection for tests: a store that can be switched off like a database that
-//! goes away, so outage handling is tested without taking a real server down.
+//! goes away, or made to refuse one write, so outage and rejection handling are tested
+//! without a real server.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
 use uuid::Uuid;
@@ -9,16 +10,25 @@ use uuid::Uuid;
 use crate::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
 use crate::ports::{AttemptRecord, MemoryStore, NodeStart, Store, StoreError, Write};
 
-/// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down.
+/// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down,
+/// and which rejects (as a constraint violation would) any batch holding the event with
+/// the poisoned `seq`.
 #[derive(Default)]
 pub struct SwitchableStore {
     inner: MemoryStore,
     down: AtomicBool,
+    /// 0: nothing is poisoned.
+    poisoned_seq: AtomicU64,
 }
 
 impl SwitchableStore {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Relaxed);
+    }
+
+    /// Batches holding the event with this `seq` are rejected from now on.
+    pub fn poison_event(&self, seq: u64) {
+        self.poisoned_seq.store(seq, Relaxed);
     }
 
     pub fn inner(&self) -> &MemoryStore {
@@ -36,6 +46,10 @@ impl SwitchableStore {
 #[async_trait::async_trait]
 impl Store for SwitchableStore {
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let poisoned = self.poisoned_seq.load(Relaxed);
+        if writes.iter().any(|w| matches!(w, Write::AppendEvent(e) if e.seq == poisoned)) {
+            return Err(StoreError::Rejected(format!("event {poisoned} breaks a constraint")));
+        }
         self.up()?.write_batch(writes).await
     }
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
