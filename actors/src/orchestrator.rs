@@ -293,12 +293,7 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Claim => state.claim(),
             OrchestratorMsg::Claimed(result) => state.claimed(result),
             OrchestratorMsg::RenewLease => state.renew_lease(),
-            OrchestratorMsg::Wait { id, reply } => match state.tasks.get_mut(&id) {
-                Some(entry) if !entry.record.state.is_final() => entry.waiters.push(reply),
-                Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
-                // Not live here: finished long ago (or unknown); the store has the last word.
-                None => state.read_from_store(id, reply),
-            },
+            OrchestratorMsg::Wait { id, reply } => state.wait(id, reply),
             OrchestratorMsg::Get { id, reply } => match state.tasks.get(&id) {
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
                 None => state.read_from_store(id, reply),
@@ -396,14 +391,7 @@ impl OrchestratorState {
                 let id = existing.record.id;
                 match intake {
                     Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id, existing: true }))),
-                    Intake::Wait(reply) => {
-                        let entry = self.tasks.get_mut(&id).expect("found above");
-                        if entry.record.state.is_final() {
-                            let _ = reply.send(Ok(entry.record.clone()));
-                        } else {
-                            entry.waiters.push(reply);
-                        }
-                    }
+                    Intake::Wait(reply) => self.wait(id, reply),
                 }
                 return Ok(());
             }
@@ -519,6 +507,31 @@ impl OrchestratorState {
         if self.args.store_writer.cast(message).is_err() {
             tracing::error!("the store writer is not running; writes of accepted tasks are lost");
         }
+    }
+
+    /// Replies when the task is final, and for a durable task once its final state is
+    /// committed: a task that finished moments ago may still have its final write in the
+    /// store writer, so the reply goes through a barrier there (acked once everything
+    /// sent before it is committed).
+    fn wait(&mut self, id: TaskId, reply: RecordReply) {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            // Not held here: finished long ago (or unknown); the store has the last word.
+            return self.read_from_store(id, reply);
+        };
+        if !entry.record.state.is_final() {
+            return entry.waiters.push(reply);
+        }
+        if !entry.record.durable {
+            return drop(reply.send(Ok(entry.record.clone())));
+        }
+        let record = entry.record.clone();
+        let ack: Ack = Box::new(move |result| {
+            let answer = result
+                .map(|()| record)
+                .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
+            let _ = reply.send(answer);
+        });
+        self.write_now(Vec::new(), ack, Retry::UntilCommitted);
     }
 
     /// Answers from the store for a task no longer held in memory; the read runs outside

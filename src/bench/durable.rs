@@ -6,12 +6,16 @@
 //! each loop `submit` (returns once the task's row and `task.queued` event are
 //! committed) then `wait` (returns once the final row, its events and the attempt are
 //! committed). Latency: `p50_us`/`p99_us` are accept latency, submit → "accepted", the
-//! part the flush delay decides; `e2e_*` is submit → final state.
+//! part the flush delay decides; `e2e_*` is submit → `wait` returning the final state.
+//! `cpu_us_per_task` is the process's CPU time over a round: the SQLite engine runs in
+//! it, a PostgreSQL server does not.
 //!
 //! Baseline: no actors and no `Store` adapter, one sqlx connection to a second fresh
 //! database of the same backend and settings, writing what each task costs the subject
 //! in the same tables and columns: the queued row and its event in one commit; the final
-//! row, the `task.running` and final events and the attempt in the next. Each commit
+//! row, the `task.running` and final events and the attempt in the next (the node's
+//! `running` row is replaced by the final one in the same batch, as it is for a no-op
+//! agent, so it writes one task row there too). Each commit
 //! carries one batch's inserts and the previous batch's completions, batches as large as
 //! the subject's measured tasks per commit in the round just run, multi-row statements.
 //! Rounds of the two are interleaved; medians are reported. Then an open-loop phase

@@ -60,10 +60,15 @@ async fn an_outage_refuses_new_durable_work_keeps_accepted_work_and_heals_withou
     assert!(!stored.state.is_final(), "the final state cannot be stored yet: {stored:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(futures::poll!(&mut waiter).is_pending(), "a durable task's waiter hears after the commit");
+    // Even a wait that starts after the task finished.
+    let mut late = Box::pin(handle.wait(accepted, Duration::from_secs(30)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(futures::poll!(&mut late).is_pending(), "a late waiter hears after the commit too");
 
     store.set_down(false);
     let record = waiter.await.unwrap();
     assert_eq!(record.state, TaskState::Succeeded);
+    assert_eq!(late.await.unwrap().state, TaskState::Succeeded);
     let stored = store.inner().task(accepted).await.unwrap().unwrap();
     assert_eq!(stored.state, TaskState::Succeeded, "kept writes were committed once the store returned");
     eventually(Duration::from_secs(5), "health reports the store back", || async {

@@ -42,25 +42,42 @@ impl Place {
                     .or_else(|| std::env::var("MARK1_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()))
                     .unwrap_or_else(|| DEFAULT_POSTGRES_URL.into());
                 let names = [format!("mark1_bench_{run}_subject"), format!("mark1_bench_{run}_baseline")];
-                let mut conn = PgConnection::connect(&server)
-                    .await
-                    .map_err(|e| format!("cannot connect to {}: {e}", redact(&server)))?;
-                for name in &names {
-                    sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
-                        .execute(&mut conn)
-                        .await
-                        .map_err(|e| format!("cannot create database {name}: {e}"))?;
-                }
-                conn.close().await.ok();
-                Ok(Place {
+                let place = Place {
                     subject_url: with_database(&server, &names[0]),
                     baseline_url: with_database(&server, &names[1]),
                     shown_url: redact(&server),
                     dir,
                     server: Some((server, names)),
-                })
+                };
+                match place.create_databases().await {
+                    Ok(()) => Ok(place),
+                    Err(error) => {
+                        let _ = std::fs::remove_dir_all(&place.dir);
+                        Err(error)
+                    }
+                }
             }
         }
+    }
+
+    /// Both databases or neither: one made before the other failed is dropped again.
+    async fn create_databases(&self) -> Result<(), String> {
+        let Some((server, names)) = &self.server else { return Ok(()) };
+        let mut conn = PgConnection::connect(server)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", redact(server)))?;
+        for (i, name) in names.iter().enumerate() {
+            if let Err(e) = sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await {
+                for made in &names[..i] {
+                    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{made}\""))
+                        .execute(&mut conn)
+                        .await;
+                }
+                return Err(format!("cannot create database {name}: {e}"));
+            }
+        }
+        conn.close().await.ok();
+        Ok(())
     }
 
     /// Best effort: a failure is reported on stderr, never hides the run's outcome.
