@@ -16,7 +16,6 @@
 //! was started after it, i.e. what depends on it, and those pick up fresh references
 //! when they start. The orchestrator restores every agent from the catalog.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,8 +109,6 @@ pub struct NodeTree {
     pub events: Arc<EventBus>,
     pub metrics: Arc<TaskMetrics>,
     pub store_writer_stats: Arc<StoreWriterStats>,
-    /// Rows the retention actor deleted since start.
-    pub pruned: Arc<AtomicU64>,
     pub health: SharedHealth,
     orchestrator: RwLock<Option<Addr<OrchestratorMsg>>>,
 }
@@ -199,7 +196,6 @@ impl NodeTree {
             }
         }
         let writer_stats = Arc::new(StoreWriterStats::default());
-        let pruned = Arc::new(AtomicU64::new(0));
         // The root's slot; every actor's slot hangs under it, so the tree and the
         // counting addresses (`Addr`) are found from here.
         let stats = ActorStats::new(name.clone());
@@ -349,8 +345,7 @@ impl NodeTree {
             );
         }
         {
-            let (store, clock, settings, pruned) =
-                (store.clone(), clock.clone(), settings.clone(), pruned.clone());
+            let (store, clock, settings) = (store.clone(), clock.clone(), settings.clone());
             children.push(ChildSpec::actor("retention", move || {
                 let args = RetentionArgs {
                     store: store.clone(),
@@ -358,7 +353,8 @@ impl NodeTree {
                     keep: settings.retention,
                     interval: settings.prune_interval,
                     batch: settings.prune_batch,
-                    pruned: pruned.clone(),
+                    // The actor logs what it deletes; nothing reads this count yet.
+                    pruned: Arc::default(),
                 };
                 (Retention, args)
             }));
@@ -391,7 +387,6 @@ impl NodeTree {
             events,
             metrics,
             store_writer_stats: writer_stats,
-            pruned,
             health,
             orchestrator: RwLock::new(None),
         })

@@ -416,30 +416,9 @@ impl OrchestratorState {
             Err(error) => return Err((intake, error)),
         };
 
-        let now = self.args.clock.now();
-        let id = TaskId::new();
-        let record = TaskRecord {
-            id,
-            namespace: request.namespace.clone(),
-            target: request.target.clone(),
-            agent: None,
-            state: TaskState::Queued,
-            input: request.input.clone(),
-            output: None,
-            error: None,
-            priority: request.priority,
-            attempt: 0,
-            max_attempts: 1 + request.retries.unwrap_or(spec.retries.attempts),
-            idempotency_key: request.idempotency_key.clone(),
-            durable: request.durable,
-            submitter: request.submitter.clone(),
-            timeout: request.timeout,
-            traceparent: request.traceparent.clone(),
-            owner: Some(self.start.id),
-            created_at: now,
-            updated_at: now,
-            deadline: request.deadline,
-        };
+        let max_attempts = 1 + request.retries.unwrap_or(spec.retries.attempts);
+        let record = TaskRecord::queued(&request, max_attempts, Some(self.start.id), self.args.clock.now());
+        let id = record.id;
         let durable = request.durable;
         let mut entry = TaskEntry {
             attempt_timeout: request.timeout.unwrap_or(spec.timeout),

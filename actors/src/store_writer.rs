@@ -339,15 +339,19 @@ mod tests {
         store: Arc<dyn Store>,
         queue_limit: usize,
     ) -> (ActorRef<StoreWriterMsg>, Arc<StoreWriterStats>) {
+        let (w, _, stats) = writer_with(store, queue_limit, Duration::from_millis(1)).await;
+        (w, stats)
+    }
+
+    async fn writer_with(
+        store: Arc<dyn Store>,
+        queue_limit: usize,
+        flush_delay: Duration,
+    ) -> (ActorRef<StoreWriterMsg>, ractor::concurrency::JoinHandle<()>, Arc<StoreWriterStats>) {
         let stats = Arc::new(StoreWriterStats::default());
-        let args = StoreWriterArgs {
-            store,
-            batch_max: 100,
-            flush_delay: Duration::from_millis(1),
-            queue_limit,
-            stats: stats.clone(),
-        };
-        (Actor::spawn(None, StoreWriter, args).await.unwrap().0, stats)
+        let args = StoreWriterArgs { store, batch_max: 100, flush_delay, queue_limit, stats: stats.clone() };
+        let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        (w, handle, stats)
     }
 
     fn ack() -> (Ack, oneshot::Receiver<Result<(), StoreError>>) {
@@ -394,15 +398,7 @@ mod tests {
     #[tokio::test]
     async fn pending_writes_are_flushed_on_stop() {
         let store = Arc::new(MemoryStore::new());
-        let stats = Arc::new(StoreWriterStats::default());
-        let args = StoreWriterArgs {
-            store: store.clone(),
-            batch_max: 100,
-            flush_delay: Duration::from_secs(3600),
-            queue_limit: 100,
-            stats,
-        };
-        let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        let (w, handle, _) = writer_with(store.clone(), 100, Duration::from_secs(3600)).await;
         w.send_message(StoreWriterMsg::Write { writes: vec![event(1)], ack: None, retry: Retry::No })
             .unwrap();
         // Supervisors stop children by draining: what is in the mailbox is handled first.
@@ -465,15 +461,7 @@ mod tests {
     async fn a_rejected_write_fails_only_its_caller() {
         let store = Arc::new(SwitchableStore::default());
         store.poison_event(2);
-        let stats = Arc::new(StoreWriterStats::default());
-        let args = StoreWriterArgs {
-            store: store.clone(),
-            batch_max: 100,
-            flush_delay: Duration::from_millis(20),
-            queue_limit: 100,
-            stats,
-        };
-        let (w, _) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        let (w, _, _) = writer_with(store.clone(), 100, Duration::from_millis(20)).await;
         let mut waits = Vec::new();
         for (seqs, retry) in [(vec![1], Retry::No), (vec![2, 3], Retry::UntilCommitted), (vec![4], Retry::No)]
         {
@@ -504,37 +492,9 @@ mod tests {
     async fn a_task_written_twice_in_one_batch_keeps_the_last_write_whatever_its_kind() {
         // The accept write fails fast and the cancel write is kept: arrival order decides.
         let store = Arc::new(MemoryStore::new());
-        let stats = Arc::new(StoreWriterStats::default());
-        let args = StoreWriterArgs {
-            store: store.clone(),
-            batch_max: 100,
-            flush_delay: Duration::from_millis(20),
-            queue_limit: 100,
-            stats,
-        };
-        let (w, _) = Actor::spawn(None, StoreWriter, args).await.unwrap();
-        let mut record = crate::domain::TaskRecord {
-            id: crate::domain::TaskId::new(),
-            namespace: "default".into(),
-            target: crate::domain::Target::Agent("echo".into()),
-            agent: None,
-            state: crate::domain::TaskState::Queued,
-            input: Arc::new(serde_json::Value::Null),
-            output: None,
-            error: None,
-            priority: 5,
-            attempt: 0,
-            max_attempts: 1,
-            idempotency_key: None,
-            durable: true,
-            submitter: None,
-            timeout: None,
-            traceparent: None,
-            owner: None,
-            created_at: SystemTime::now(),
-            updated_at: SystemTime::now(),
-            deadline: None,
-        };
+        let (w, _, _) = writer_with(store.clone(), 100, Duration::from_millis(20)).await;
+        let request = crate::domain::TaskRequest::to_agent("echo", serde_json::Value::Null);
+        let mut record = crate::domain::TaskRecord::queued(&request, 1, None, SystemTime::now());
         let first = Write::PutTask(Box::new(record.clone()));
         record.state = crate::domain::TaskState::Cancelled;
         let (a, rx) = ack();

@@ -131,7 +131,7 @@ pub(super) const AGENTS: Table =
 
 #[cfg(test)]
 mod tests {
-    use mark1_actors::domain::{AgentSpec, Target, TaskState};
+    use mark1_actors::domain::{AgentSpec, TaskRequest, TaskState};
     use uuid::Uuid;
 
     use super::*;
@@ -145,29 +145,10 @@ mod tests {
     }
 
     fn task(id: TaskId, state: TaskState) -> Write {
-        let now = std::time::SystemTime::now();
-        Write::PutTask(Box::new(TaskRecord {
-            id,
-            namespace: "default".into(),
-            target: Target::Agent("echo".into()),
-            agent: None,
-            state,
-            input: std::sync::Arc::new(serde_json::json!({})),
-            output: None,
-            error: None,
-            priority: 5,
-            attempt: 1,
-            max_attempts: 1,
-            idempotency_key: None,
-            durable: true,
-            submitter: None,
-            timeout: None,
-            traceparent: None,
-            owner: None,
-            created_at: now,
-            updated_at: now,
-            deadline: None,
-        }))
+        let request = TaskRequest::to_agent("echo", serde_json::json!({}));
+        let mut record = TaskRecord::queued(&request, 1, None, std::time::SystemTime::now());
+        (record.id, record.state) = (id, state);
+        Write::PutTask(Box::new(record))
     }
 
     #[test]

@@ -207,6 +207,32 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// A new task, queued, as taken from `request` at `now`: no attempt has started yet.
+    pub fn queued(request: &TaskRequest, max_attempts: u32, owner: Option<Uuid>, now: SystemTime) -> Self {
+        TaskRecord {
+            id: TaskId::new(),
+            namespace: request.namespace.clone(),
+            target: request.target.clone(),
+            agent: None,
+            state: TaskState::Queued,
+            input: request.input.clone(),
+            output: None,
+            error: None,
+            priority: request.priority,
+            attempt: 0,
+            max_attempts,
+            idempotency_key: request.idempotency_key.clone(),
+            durable: request.durable,
+            submitter: request.submitter.clone(),
+            timeout: request.timeout,
+            traceparent: request.traceparent.clone(),
+            owner,
+            created_at: now,
+            updated_at: now,
+            deadline: request.deadline,
+        }
+    }
+
     /// The submission a stored task came from, to run it again after a crash.
     pub fn to_request(&self) -> TaskRequest {
         TaskRequest {
@@ -250,30 +276,10 @@ mod tests {
         let request = TaskRequest::to_agent("echo", serde_json::json!({"a": 1}))
             .deadline(deadline)
             .timeout(Duration::new(2, 999_999_999));
-        let now = SystemTime::now();
-        let stored = TaskRecord {
-            id: TaskId::new(),
-            namespace: request.namespace.clone(),
-            target: request.target.clone(),
-            agent: None,
-            state: TaskState::Queued,
-            input: request.input.clone(),
-            output: None,
-            error: None,
-            priority: request.priority,
-            attempt: 0,
-            max_attempts: 3,
-            idempotency_key: None,
-            durable: true,
-            submitter: None,
-            // What a store gives back: microseconds.
-            timeout: Some(Duration::new(2, 999_999_000)),
-            traceparent: None,
-            owner: None,
-            created_at: now,
-            updated_at: now,
-            deadline: Some(SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_000)),
-        };
+        // What a store gives back: times to the microsecond.
+        let mut stored = TaskRecord::queued(&request, 3, None, SystemTime::now());
+        stored.timeout = Some(Duration::new(2, 999_999_000));
+        stored.deadline = Some(SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_000));
         assert!(stored.same_work(&request), "retries left to the agent match what it gave");
         assert!(stored.same_work(&request.clone().retries(2)));
         assert!(!stored.same_work(&request.clone().retries(1)));
