@@ -1,9 +1,11 @@
 //! Domain types: plain data, no I/O.
 
+pub mod access;
 pub mod agent;
 pub mod event;
 pub mod task;
 
+pub use access::{Permission, Principal, Role};
 pub use agent::{AgentSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy, RuntimeSpec};
 pub use event::{Event, EventKind};
 pub use task::{Target, TaskId, TaskRecord, TaskRequest, TaskState};
