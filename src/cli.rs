@@ -81,7 +81,9 @@ impl From<NodeError> for CliError {
         let code = match &e {
             NodeError::Config(_) | NodeError::InvalidAgent(_) => exit::USAGE,
             NodeError::Task(TaskError::UnknownAgent { .. } | TaskError::NotFound(_)) => exit::NOT_FOUND,
-            NodeError::Unavailable(_) | NodeError::Task(TaskError::Unavailable(_)) => exit::UNAVAILABLE,
+            NodeError::Unavailable(_) | NodeError::Timeout(_) | NodeError::Task(TaskError::Unavailable(_)) => {
+                exit::UNAVAILABLE
+            }
             _ => exit::FAILURE,
         };
         CliError { code, message: e.to_string() }

@@ -7,6 +7,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`config`] | layered configuration: defaults → `config.toml` → `MARK1_…` env → flags |
+//! | [`http`] | the HTTP edge: REST, authentication, RBAC, problem+json errors |
 //! | [`node`] | the embedding API: builder, handle, ordered shutdown |
 //! | [`runtimes`] | `AgentRuntime` implementations: process agents and their sandbox |
 //! | [`store`] | the durable `Store`: SQLite and PostgreSQL through sqlx, migrations |
@@ -16,6 +17,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod node;
 pub mod runtimes;
 pub mod store;

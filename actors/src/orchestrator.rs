@@ -115,6 +115,14 @@ pub enum OrchestratorMsg {
         name: String,
         reply: RpcReplyPort<Result<(), AgentRegistryError>>,
     },
+    /// Changes an agent's pool bounds.
+    ResizeAgent {
+        namespace: String,
+        name: String,
+        min: usize,
+        max: usize,
+        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
+    },
     ListAgents {
         reply: RpcReplyPort<Vec<AgentStatus>>,
     },
@@ -301,6 +309,9 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
             OrchestratorMsg::RegisterAgent { definition, reply } => state.register(definition, reply),
             OrchestratorMsg::RemoveAgent { namespace, name, reply } => state.remove(&namespace, &name, reply),
+            OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply } => {
+                state.resize(&namespace, &name, (min, max), reply)
+            }
             OrchestratorMsg::ListAgents { reply } => drop(reply.send(state.registry.statuses())),
             OrchestratorMsg::Drain { reply } => {
                 state.draining = true;

@@ -39,9 +39,12 @@ pub enum NodeError {
     Agent(#[from] AgentRegistryError),
     #[error(transparent)]
     Events(#[from] EventsError),
-    /// A core actor is not running or did not answer in time.
+    /// A core actor is not running.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A core actor did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 /// What a graceful shutdown did.
@@ -100,7 +103,7 @@ impl NodeHandle {
         match orchestrator.call(build, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => {
-                Err(NodeError::Unavailable(format!("the orchestrator did not answer within {timeout:?}")))
+                Err(NodeError::Timeout(format!("the orchestrator did not answer within {timeout:?}")))
             }
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(NodeError::Unavailable("the orchestrator stopped".into()))
@@ -128,7 +131,7 @@ impl NodeHandle {
     /// Waits up to `timeout` for the task to finish; returns the task as it is then.
     pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskRecord, NodeError> {
         match self.ask(|reply| OrchestratorMsg::Wait { id, reply }, timeout).await {
-            Err(NodeError::Unavailable(_)) if self.tree.orchestrator().is_some() => self.get(id).await,
+            Err(NodeError::Timeout(_)) => self.get(id).await,
             other => Ok(other??),
         }
     }
@@ -165,6 +168,20 @@ impl NodeHandle {
     pub async fn remove_agent(&self, namespace: &str, name: &str) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
         Ok(self.ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, CALL_TIMEOUT).await??)
+    }
+
+    /// Changes an agent's pool bounds; the pool grows or shrinks to fit.
+    pub async fn resize_agent(&self, namespace: &str, name: &str, min: usize, max: usize) -> Result<(), NodeError> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        Ok(self
+            .ask(|reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply }, CALL_TIMEOUT)
+            .await??)
+    }
+
+    /// Whether every core actor under the root is running (readiness).
+    pub fn core_actors_running(&self) -> bool {
+        let tree = self.tree.snapshot();
+        !tree.children.is_empty() && tree.children.iter().all(|c| c.status == mark1_supervisors::Status::Running)
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {
