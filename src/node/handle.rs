@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mark1_actors::domain::{RuntimeSpec, TaskId, TaskRecord, TaskRequest};
+use mark1_actors::audit::{AuditError, AuditMsg};
+use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
 use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::node::NodeTree;
 use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
-use mark1_actors::ports::{Agent, NativeRuntime};
+use mark1_actors::ports::{Agent, NativeRuntime, Store};
 use mark1_actors::{agents::AgentDefinition, domain::AgentSpec};
 use mark1_supervisors::ActorSnapshot;
 use prometheus_client::registry::Registry;
@@ -39,6 +40,8 @@ pub enum NodeError {
     Agent(#[from] AgentRegistryError),
     #[error(transparent)]
     Events(#[from] EventsError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// A core actor is not running or did not answer in time.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -185,6 +188,29 @@ impl NodeHandle {
             Ok(CallResult::Success(result)) => Ok(result?),
             _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
         }
+    }
+
+    /// Appends an audit record to the node's chain (named after the node); returns once
+    /// it is committed.
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), NodeError> {
+        let audit = self
+            .tree
+            .audit_actor()
+            .ok_or_else(|| NodeError::Unavailable("the audit actor is not running".into()))?;
+        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(result)) => Ok(result?),
+            Ok(CallResult::Timeout) => {
+                Err(NodeError::Unavailable(format!("the audit actor did not answer within {CALL_TIMEOUT:?}")))
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(NodeError::Unavailable("the audit actor stopped".into()))
+            }
+        }
+    }
+
+    /// The node's store, for reads that need no actor: API keys, task listings, the audit log.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.tree.store.clone()
     }
 
     /// The live actor tree, read from counters without messaging any actor.

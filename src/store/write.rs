@@ -206,6 +206,38 @@ mod tests {
     }
 
     #[test]
+    fn a_key_put_and_revoked_in_one_batch_is_put_revoked() {
+        use mark1_actors::domain::{ApiKeyRecord, Role};
+        use std::time::{Duration, SystemTime};
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let key = ApiKeyRecord {
+            id: "0123456789ab".into(),
+            sha256: [7; 32],
+            name: String::new(),
+            role: Role::Admin,
+            namespace: None,
+            created_by: None,
+            created_at: at(1),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let revoke = |id: &str, s| Write::RevokeApiKey { id: id.into(), at: at(s) };
+        let writes = [
+            Write::PutApiKey(Box::new(key)),
+            revoke("0123456789ab", 5),
+            revoke("0123456789ab", 9),
+            revoke("other", 7),
+        ];
+        let grouped = Grouped::new(&writes).unwrap();
+        assert_eq!(grouped.api_keys[0].revoked_at, Some(5_000_000));
+        assert_eq!(
+            grouped.revoked_keys,
+            vec![("0123456789ab".to_string(), 5_000_000), ("other".to_string(), 7_000_000)]
+        );
+        assert!(!grouped.is_core());
+    }
+
+    #[test]
     fn statements_stay_under_the_parameter_limit() {
         assert_eq!(rows_per_statement(32766, 20), MAX_ROWS);
         assert_eq!(rows_per_statement(999, 20), 49);

@@ -335,6 +335,11 @@ impl ChainVerifier {
         Ok(())
     }
 
+    /// The chain checked.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Records pushed so far, checked or not.
     pub fn records(&self) -> u64 {
         self.records
