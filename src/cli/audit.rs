@@ -130,3 +130,41 @@ fn chain_json(verifier: &ChainVerifier) -> Value {
         "break": broken,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use mark1_actors::domain::audit::verify_chain;
+    use mark1_actors::domain::AuditOutcome;
+    use mark1_actors::testing::SwitchableStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_writer_that_loses_the_race_for_a_seq_appends_after_the_winner() {
+        let store = Arc::new(SwitchableStore::default());
+        store.hold_writes(true);
+        // Both read the empty head, then wait in write_batch with seq 1.
+        let writers: Vec<_> = ["a", "b"]
+            .map(|who| {
+                let store = store.clone();
+                let entry = AuditEntry::new(format!("cli:{who}"), "key.create", AuditOutcome::Success);
+                tokio::spawn(async move {
+                    append(store.as_ref(), "n:cli", entry, Vec::new(), SystemTime::now()).await
+                })
+            })
+            .into();
+        while store.batches() < 2 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        store.hold_writes(false);
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        assert_eq!(store.batches(), 3, "one retry");
+        let chain = store.audit_records(Some("n:cli"), 0, 10).await.unwrap();
+        assert_eq!(verify_chain(&chain).unwrap().records, 2);
+    }
+}
