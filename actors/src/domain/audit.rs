@@ -150,7 +150,7 @@ impl AuditRecord {
         AuditHead { seq: self.seq, hash: self.hash }
     }
 
-    /// SHA-256 of the previous hash and every field but `hash`, as [`encode`] lays them out.
+    /// SHA-256 of the previous hash and every field but `hash`, as `encode` lays them out.
     pub fn digest(&self) -> Digest {
         Sha256::digest(encode(self)).into()
     }
