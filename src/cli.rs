@@ -1,13 +1,17 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
 
+mod audit;
+mod keys;
 mod migrate;
 mod serve;
+mod table;
 mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mark1_actors::ports::StoreError;
 
 use crate::bench::BenchCommand;
 use crate::config::{Config, ConfigError, ConfigLoader};
@@ -53,6 +57,16 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Creates, lists and revokes API keys in the configured store (no server needed).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Checks the audit log in the configured store.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
 }
@@ -81,9 +95,10 @@ impl From<NodeError> for CliError {
         let code = match &e {
             NodeError::Config(_) | NodeError::InvalidAgent(_) => exit::USAGE,
             NodeError::Task(TaskError::UnknownAgent { .. } | TaskError::NotFound(_)) => exit::NOT_FOUND,
-            NodeError::Unavailable(_) | NodeError::Timeout(_) | NodeError::Task(TaskError::Unavailable(_)) => {
-                exit::UNAVAILABLE
-            }
+            NodeError::Unavailable(_)
+            | NodeError::Timeout(_)
+            | NodeError::Task(TaskError::Unavailable(_)) => exit::UNAVAILABLE,
+            NodeError::Audit(e) if e.is_unavailable() => exit::UNAVAILABLE,
             _ => exit::FAILURE,
         };
         CliError { code, message: e.to_string() }
@@ -99,6 +114,15 @@ impl From<StoreOpenError> for CliError {
         };
         CliError { code, message: e.to_string() }
     }
+}
+
+/// A store that did not answer is "unavailable" (5); one that refused the work, a failure.
+fn store_error(e: StoreError) -> CliError {
+    let code = match e {
+        StoreError::Unavailable(_) => exit::UNAVAILABLE,
+        StoreError::Rejected(_) => exit::FAILURE,
+    };
+    CliError { code, message: e.to_string() }
 }
 
 impl From<ConfigError> for CliError {
@@ -151,6 +175,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             tree::run_local(load_config(cli.config.as_deref(), &[])?, json).await
         }
+        Command::Keys { command } => keys::run(load_config(cli.config.as_deref(), &[])?, command).await,
+        Command::Audit { command } => audit::run(load_config(cli.config.as_deref(), &[])?, command).await,
         Command::Bench(command) => command.run().await,
     }
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use edge::{AuthConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig, ServerConfig, TlsConfig};
 pub use agents::{AgentConfig, AgentLimitsConfig, PoolConfig, RetriesConfig};
+pub use edge::{AuthConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig, ServerConfig, TlsConfig};
 pub use error::{read_secret, ConfigError};
 pub use load::ConfigLoader;
 

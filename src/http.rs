@@ -26,6 +26,7 @@ mod limits;
 pub mod routes;
 mod state;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +73,10 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
     }
 }
 
@@ -121,7 +125,11 @@ async fn problem_for_every_error(request: Request<Body>, next: Next) -> Response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if status.is_success() || status.is_redirection() || is_problem || status == StatusCode::SWITCHING_PROTOCOLS {
+    if status.is_success()
+        || status.is_redirection()
+        || is_problem
+        || status == StatusCode::SWITCHING_PROTOCOLS
+    {
         return response;
     }
     let detail = match axum::body::to_bytes(response.into_body(), 4096).await {
@@ -174,7 +182,10 @@ impl Edge {
             server: config.server.clone(),
             node,
         });
-        let addr = listener.local_addr().map_err(|source| EdgeError::Bind { addr: config.server.listen.unwrap_or(([0, 0, 0, 0], 0).into()), source })?;
+        let addr = listener.local_addr().map_err(|source| EdgeError::Bind {
+            addr: config.server.listen.unwrap_or(([0, 0, 0, 0], 0).into()),
+            source,
+        })?;
         let stop = CancellationToken::new();
         let app = app(state.clone());
         let stopped = stop.clone();

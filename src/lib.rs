@@ -6,6 +6,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`auth`] | credentials: API keys |
 //! | [`config`] | layered configuration: defaults → `config.toml` → `MARK1_…` env → flags |
 //! | [`http`] | the HTTP edge: REST, authentication, RBAC, problem+json errors |
 //! | [`node`] | the embedding API: builder, handle, ordered shutdown |
@@ -14,6 +15,7 @@
 //! | [`cli`] | the `mark1` command line |
 //! | [`bench`] | `mark1 bench …`: in-process benchmarks with same-run baselines |
 
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -5,8 +5,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use std::sync::Arc;
 
 use super::{exit, CliError};
-use crate::http::Edge;
 use crate::config::Config;
+use crate::http::Edge;
 use crate::node::Node;
 
 pub async fn run(config: Config) -> Result<(), CliError> {

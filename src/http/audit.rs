@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use mark1_actors::audit::AuditEntry;
+use mark1_actors::domain::{AuditEntry, AuditOutcome};
 use serde_json::{json, Value};
 
 use super::auth::{Caller, CallerSlot};
@@ -22,7 +22,7 @@ pub async fn audit(
     action: &str,
     namespace: Option<&str>,
     target: Option<&str>,
-    outcome: &str,
+    outcome: AuditOutcome,
     data: Value,
 ) {
     let entry = AuditEntry {
@@ -30,7 +30,7 @@ pub async fn audit(
         action: action.to_string(),
         namespace: namespace.map(str::to_string),
         subject: target.map(str::to_string),
-        outcome: outcome.to_string(),
+        outcome,
         request_id: caller.request_id.clone(),
         data,
     };
@@ -42,7 +42,11 @@ pub async fn audit(
 /// Records every request refused with 401 or 403, after the fact and off the response
 /// path, so a flood of bad credentials cannot slow the edge (the rate limit and the
 /// audit actor's bounded queue cap what it costs).
-pub async fn audit_denials(State(edge): State<Arc<EdgeState>>, mut request: Request<Body>, next: Next) -> Response {
+pub async fn audit_denials(
+    State(edge): State<Arc<EdgeState>>,
+    mut request: Request<Body>,
+    next: Next,
+) -> Response {
     let what = format!("{} {}", request.method(), request.uri().path());
     let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let slot = CallerSlot::default();
@@ -56,9 +60,9 @@ pub async fn audit_denials(State(edge): State<Arc<EdgeState>>, mut request: Requ
             action: "http.denied".into(),
             namespace: None,
             subject: Some(what),
-            outcome: status.as_u16().to_string(),
+            outcome: AuditOutcome::Denied,
             request_id,
-            data: json!({}),
+            data: json!({"status": status.as_u16()}),
         };
         tokio::spawn(async move {
             if let Err(error) = edge.node.audit(entry).await {

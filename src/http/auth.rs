@@ -15,7 +15,7 @@ use mark1_actors::ports::Store;
 
 use super::error::ApiError;
 use super::state::EdgeState;
-use crate::auth::keys::{self, KEY_PREFIX};
+use crate::auth::keys::{self, AuthError};
 use jwt::JwtVerifier;
 
 /// Turns credentials into principals.
@@ -31,13 +31,13 @@ impl Authenticator {
 
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let credential = credential(headers)?;
-        if credential.starts_with(KEY_PREFIX) {
-            let record = match keys::key_id(credential) {
-                Ok(id) => self.store.api_key(id).await?,
-                Err(e) => return Err(ApiError::Unauthorized(e.to_string())),
-            };
-            keys::verify(record.as_ref(), credential, std::time::SystemTime::now())
-                .map_err(|e| ApiError::Unauthorized(e.to_string()))
+        if credential.strip_prefix(keys::PREFIX).is_some_and(|rest| rest.starts_with('_')) {
+            keys::authenticate(self.store.as_ref(), credential, std::time::SystemTime::now()).await.map_err(
+                |e| match e {
+                    AuthError::Rejected(e) => ApiError::Unauthorized(e.to_string()),
+                    AuthError::Store(e) => e.into(),
+                },
+            )
         } else {
             self.jwt.verify(credential).await.map_err(|e| ApiError::Unauthorized(e.to_string()))
         }
@@ -46,17 +46,25 @@ impl Authenticator {
 
 /// The credential of a request: `X-API-Key`, else a bearer token.
 fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let text = |name| headers.get(name).map(|v| v.to_str().map_err(|_| ApiError::Unauthorized(format!("{name} is not ASCII"))));
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map_err(|_| ApiError::Unauthorized(format!("{name} is not ASCII"))))
+    };
     if let Some(key) = text("x-api-key") {
         return key.map(str::trim);
     }
     match text("authorization") {
-        None => Err(ApiError::Unauthorized("no credential: send `Authorization: Bearer …` or `X-API-Key`".into())),
+        None => {
+            Err(ApiError::Unauthorized("no credential: send `Authorization: Bearer …` or `X-API-Key`".into()))
+        }
         Some(value) => {
             let value = value?;
             let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
             if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-                return Err(ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()));
+                return Err(ApiError::Unauthorized(
+                    "the Authorization header must be `Bearer <token>`".into(),
+                ));
             }
             Ok(token.trim())
         }

@@ -48,7 +48,8 @@ mod tests {
     #[test]
     fn a_credential_beyond_its_burst_is_refused_with_a_wait_while_others_pass() {
         let limiter = Limiter::new(1, 2);
-        let principal = |s: &str| Principal { subject: s.into(), role: Role::Viewer, namespace: Some("a".into()) };
+        let principal =
+            |s: &str| Principal { subject: s.into(), role: Role::Viewer, namespace: Some("a".into()) };
         assert!(limiter.check(&principal("key:a")).is_ok());
         assert!(limiter.check(&principal("key:a")).is_ok());
         match limiter.check(&principal("key:a")) {

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mark1_actors::domain::{RuntimeSpec, TaskId, TaskRecord, TaskRequest};
+use mark1_actors::audit::{AuditError, AuditMsg};
+use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
 use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::node::NodeTree;
 use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
-use mark1_actors::ports::{Agent, NativeRuntime};
+use mark1_actors::ports::{Agent, NativeRuntime, Store};
 use mark1_actors::{agents::AgentDefinition, domain::AgentSpec};
 use mark1_supervisors::ActorSnapshot;
 use prometheus_client::registry::Registry;
@@ -39,6 +40,8 @@ pub enum NodeError {
     Agent(#[from] AgentRegistryError),
     #[error(transparent)]
     Events(#[from] EventsError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// A core actor is not running.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -171,7 +174,13 @@ impl NodeHandle {
     }
 
     /// Changes an agent's pool bounds; the pool grows or shrinks to fit.
-    pub async fn resize_agent(&self, namespace: &str, name: &str, min: usize, max: usize) -> Result<(), NodeError> {
+    pub async fn resize_agent(
+        &self,
+        namespace: &str,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
         Ok(self
             .ask(|reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply }, CALL_TIMEOUT)
@@ -181,7 +190,8 @@ impl NodeHandle {
     /// Whether every core actor under the root is running (readiness).
     pub fn core_actors_running(&self) -> bool {
         let tree = self.tree.snapshot();
-        !tree.children.is_empty() && tree.children.iter().all(|c| c.status == mark1_supervisors::Status::Running)
+        !tree.children.is_empty()
+            && tree.children.iter().all(|c| c.status == mark1_supervisors::Status::Running)
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {
@@ -202,6 +212,29 @@ impl NodeHandle {
             Ok(CallResult::Success(result)) => Ok(result?),
             _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
         }
+    }
+
+    /// Appends an audit record to the node's chain (named after the node); returns once
+    /// it is committed.
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), NodeError> {
+        let audit = self
+            .tree
+            .audit_actor()
+            .ok_or_else(|| NodeError::Unavailable("the audit actor is not running".into()))?;
+        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(result)) => Ok(result?),
+            Ok(CallResult::Timeout) => {
+                Err(NodeError::Unavailable(format!("the audit actor did not answer within {CALL_TIMEOUT:?}")))
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(NodeError::Unavailable("the audit actor stopped".into()))
+            }
+        }
+    }
+
+    /// The node's store, for reads that need no actor: API keys, task listings, the audit log.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.tree.store.clone()
     }
 
     /// The live actor tree, read from counters without messaging any actor.

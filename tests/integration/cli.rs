@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod keys;
+
 fn mark1(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mark1"));
     cmd.current_dir(dir).env_remove("RUST_LOG");

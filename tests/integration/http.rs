@@ -55,7 +55,11 @@ async fn tokens_are_checked_for_signature_issuer_audience_and_lifetime() {
         ("not yet valid", sign(&early), "ImmatureSignature"),
         ("wrong audience", sign(&wrong_audience), "InvalidAudience"),
         ("wrong issuer", sign(&wrong_issuer), "InvalidIssuer"),
-        ("other secret", sign_with(&claims("admin", None), "another secret entirely, also long"), "InvalidSignature"),
+        (
+            "other secret",
+            sign_with(&claims("admin", None), "another secret entirely, also long"),
+            "InvalidSignature",
+        ),
         ("tampered", tampered, "InvalidSignature"),
         ("no namespace", sign(&no_namespace), "namespace"),
         ("unknown role", sign(&unknown_role), "unknown role"),
@@ -90,24 +94,49 @@ async fn submit_wait_get_and_list_a_task() {
     assert_eq!(task["submitter"], "jwt:developer-user");
     let id = task["id"].as_str().unwrap().to_string();
 
-    let (status, queued) =
-        json_of(s.http.post(s.url("/v1/tasks")).bearer_auth(&dev).json(&json!({"capabilities": ["text.echo"], "input": 2})).send().await.unwrap()).await;
+    let (status, queued) = json_of(
+        s.http
+            .post(s.url("/v1/tasks"))
+            .bearer_auth(&dev)
+            .json(&json!({"capabilities": ["text.echo"], "input": 2}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 201, "{queued}");
-    let (status, got) =
-        json_of(s.http.get(s.url(&format!("/v1/tasks/{}?wait=5s", queued["id"].as_str().unwrap()))).bearer_auth(&dev).send().await.unwrap()).await;
+    let (status, got) = json_of(
+        s.http
+            .get(s.url(&format!("/v1/tasks/{}?wait=5s", queued["id"].as_str().unwrap())))
+            .bearer_auth(&dev)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, &got["output"]), (200, &json!(2)), "{got}");
 
-    let (status, page) = json_of(s.http.get(s.url("/v1/tasks?limit=1")).bearer_auth(&dev).send().await.unwrap()).await;
+    let (status, page) =
+        json_of(s.http.get(s.url("/v1/tasks?limit=1")).bearer_auth(&dev).send().await.unwrap()).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["tasks"].as_array().unwrap().len(), 1);
     assert_eq!(page["tasks"][0]["id"], got["id"], "newest first");
     let next = page["next"].as_str().expect("a second page").to_string();
-    let (_, page) =
-        json_of(s.http.get(s.url(&format!("/v1/tasks?limit=1&cursor={next}"))).bearer_auth(&dev).send().await.unwrap()).await;
+    let (_, page) = json_of(
+        s.http
+            .get(s.url(&format!("/v1/tasks?limit=1&cursor={next}")))
+            .bearer_auth(&dev)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(page["tasks"][0]["id"], json!(id));
 
     let viewer = token("viewer", Some("team-a"));
-    let (status, seen) = json_of(s.http.get(s.url(&format!("/v1/tasks/{id}"))).bearer_auth(&viewer).send().await.unwrap()).await;
+    let (status, seen) =
+        json_of(s.http.get(s.url(&format!("/v1/tasks/{id}"))).bearer_auth(&viewer).send().await.unwrap())
+            .await;
     assert_eq!(status, 200);
     assert!(seen.get("input").is_none() && seen.get("output").is_none(), "viewers see no payloads: {seen}");
     s.stop().await;
@@ -118,7 +147,12 @@ async fn idempotency_replays_the_first_task_and_refuses_a_different_body() {
     let s = serve().await;
     let dev = token("developer", Some("team-a"));
     let post = |body: serde_json::Value| {
-        s.http.post(s.url("/v1/tasks")).bearer_auth(&dev).header("Idempotency-Key", "order-17").json(&body).send()
+        s.http
+            .post(s.url("/v1/tasks"))
+            .bearer_auth(&dev)
+            .header("Idempotency-Key", "order-17")
+            .json(&body)
+            .send()
     };
     let (status, first) = json_of(post(json!({"agent": "echo", "input": 1})).await.unwrap()).await;
     assert_eq!(status, 201, "{first}");
@@ -135,25 +169,42 @@ async fn namespaces_isolate_teams() {
     let s = serve().await;
     let a = token("developer", Some("team-a"));
     let b = token("developer", Some("team-b"));
-    let (_, task) =
-        json_of(s.http.post(s.url("/v1/tasks")).bearer_auth(&a).json(&json!({"agent": "echo", "input": "secret"})).send().await.unwrap()).await;
+    let (_, task) = json_of(
+        s.http
+            .post(s.url("/v1/tasks"))
+            .bearer_auth(&a)
+            .json(&json!({"agent": "echo", "input": "secret"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
     let (status, _) = json_of(s.http.get(s.url(&path)).bearer_auth(&b).send().await.unwrap()).await;
     assert_eq!(status, 404, "team b cannot see team a's task");
-    let (status, _) = json_of(s.http.post(s.url(&format!("{path}/cancel"))).bearer_auth(&b).send().await.unwrap()).await;
+    let (status, _) =
+        json_of(s.http.post(s.url(&format!("{path}/cancel"))).bearer_auth(&b).send().await.unwrap()).await;
     assert_eq!(status, 404, "nor cancel it");
     let (_, page) = json_of(s.http.get(s.url("/v1/tasks")).bearer_auth(&b).send().await.unwrap()).await;
     assert!(page["tasks"].as_array().unwrap().is_empty(), "{page}");
-    let (status, _) = json_of(s.http.get(s.url("/v1/tasks?namespace=team-a")).bearer_auth(&b).send().await.unwrap()).await;
+    let (status, _) =
+        json_of(s.http.get(s.url("/v1/tasks?namespace=team-a")).bearer_auth(&b).send().await.unwrap()).await;
     assert_eq!(status, 403);
     let (status, _) = json_of(
-        s.http.post(s.url("/v1/tasks")).bearer_auth(&b).json(&json!({"agent": "echo", "namespace": "team-a"})).send().await.unwrap(),
+        s.http
+            .post(s.url("/v1/tasks"))
+            .bearer_auth(&b)
+            .json(&json!({"agent": "echo", "namespace": "team-a"}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 403, "cannot submit into another namespace");
     let (_, agents) = json_of(s.http.get(s.url("/v1/agents")).bearer_auth(&b).send().await.unwrap()).await;
     assert!(agents.as_array().unwrap().iter().all(|a| a["namespace"] == "team-b"), "{agents}");
-    let (status, _) = json_of(s.http.get(s.url("/v1/agents/team-a/echo")).bearer_auth(&b).send().await.unwrap()).await;
+    let (status, _) =
+        json_of(s.http.get(s.url("/v1/agents/team-a/echo")).bearer_auth(&b).send().await.unwrap()).await;
     assert_eq!(status, 404);
     let admin = token("admin", None);
     let (status, _) = json_of(s.http.get(s.url(&path)).bearer_auth(&admin).send().await.unwrap()).await;
@@ -166,7 +217,12 @@ async fn bad_bodies_get_clear_problems_and_permission_comes_first() {
     let s = serve_with(|l| l.set("server.max_body_bytes", 1024)).await;
     let dev = token("developer", Some("team-a"));
     let post = |body: &'static str, token: &str| {
-        s.http.post(s.url("/v1/tasks")).bearer_auth(token).header("content-type", "application/json").body(body).send()
+        s.http
+            .post(s.url("/v1/tasks"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
     let (status, body) = json_of(post("{not json", &dev).await.unwrap()).await;
     assert_eq!(status, 400, "{body}");
@@ -184,7 +240,8 @@ async fn bad_bodies_get_clear_problems_and_permission_comes_first() {
     assert_eq!(status, 413, "{body}");
     let (status, body) = json_of(post(r#"{"agent": "nobody"}"#, &dev).await.unwrap()).await;
     assert_eq!(status, 404, "{body}");
-    let (status, _) = json_of(s.http.get(s.url("/v1/tasks?wait=forever")).bearer_auth(&dev).send().await.unwrap()).await;
+    let (status, _) =
+        json_of(s.http.get(s.url("/v1/tasks?wait=forever")).bearer_auth(&dev).send().await.unwrap()).await;
     assert_eq!(status, 400, "unknown query parameters are refused");
     let (status, _) = json_of(s.http.get(s.url("/v1/nowhere")).bearer_auth(&dev).send().await.unwrap()).await;
     assert_eq!(status, 404);

@@ -124,10 +124,16 @@ impl OrchestratorState {
         }
         // The pool answers at once and resizes in its own mailbox; wait outside ours.
         tokio::spawn(async move {
-            let outcome = match pool.call(|r| PoolMsg::Resize { min, max, reply: r }, Some(Duration::from_secs(10))).await {
+            let outcome = match pool
+                .call(|r| PoolMsg::Resize { min, max, reply: r }, Some(Duration::from_secs(10)))
+                .await
+            {
                 Ok(CallResult::Success(Ok(()))) => Ok(()),
                 Ok(CallResult::Success(Err(e))) => Err(AgentRegistryError::Invalid(e.to_string())),
-                _ => Err(AgentRegistryError::StartFailed { agent: key, reason: "the pool did not answer".into() }),
+                _ => Err(AgentRegistryError::StartFailed {
+                    agent: key,
+                    reason: "the pool did not answer".into(),
+                }),
             };
             let _ = reply.send(outcome);
         });

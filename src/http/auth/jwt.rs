@@ -66,7 +66,11 @@ impl JwtVerifier {
         let mut fixed = Vec::new();
         let secret = read_secret(config.hs256_secret_env.as_deref(), config.hs256_secret_file.as_deref())?;
         if let Some(secret) = secret {
-            fixed.push(Key { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret.as_bytes()) });
+            fixed.push(Key {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            });
         }
         for public in &config.public_keys {
             let path = public.file.display().to_string();
@@ -79,7 +83,12 @@ impl JwtVerifier {
             let key = key.map_err(|e| JwtSetupError::PublicKey { path, message: e.to_string() })?;
             fixed.push(Key { kid: public.kid.clone(), algorithm, key });
         }
-        Ok(JwtVerifier { config: config.clone(), fixed, jwks: RwLock::default(), http: reqwest::Client::new() })
+        Ok(JwtVerifier {
+            config: config.clone(),
+            fixed,
+            jwks: RwLock::default(),
+            http: reqwest::Client::new(),
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -90,7 +99,8 @@ impl JwtVerifier {
         if !self.enabled() {
             return Err(TokenRejected::Disabled);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenRejected::Malformed(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenRejected::Malformed(e.to_string()))?;
         let claims = match self.decode_with(&self.fixed, &header, token) {
             Some(result) => result?,
             None => self.decode_with_jwks(&header, token).await?,
@@ -108,9 +118,10 @@ impl JwtVerifier {
         let key = keys.iter().find(|k| {
             k.algorithm == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
         })?;
-        let result = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key.key, &self.validation(key.algorithm))
-            .map(|data| data.claims)
-            .map_err(|e| TokenRejected::Invalid(e.to_string()));
+        let result =
+            jsonwebtoken::decode::<HashMap<String, Value>>(token, &key.key, &self.validation(key.algorithm))
+                .map(|data| data.claims)
+                .map_err(|e| TokenRejected::Invalid(e.to_string()));
         Some(result)
     }
 

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use mark1_actors::domain::{Permission, Role};
+use mark1_actors::domain::{ApiKeyRecord, AuditOutcome, Permission, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -46,8 +46,8 @@ pub struct KeyView {
     pub revoked_at: Option<String>,
 }
 
-impl From<keys::ApiKeyRecord> for KeyView {
-    fn from(k: keys::ApiKeyRecord) -> Self {
+impl From<ApiKeyRecord> for KeyView {
+    fn from(k: ApiKeyRecord) -> Self {
         KeyView {
             id: k.id,
             name: k.name,
@@ -80,27 +80,43 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require(Permission::Administer, "manage keys")?;
     let request: CreateKey = body::parse(&bytes)?;
-    let role: Role = request.role.parse().map_err(|e: mark1_actors::domain::access::UnknownRole| ApiError::BadRequest(e.to_string()))?;
+    let role: Role = request
+        .role
+        .parse()
+        .map_err(|e: mark1_actors::domain::access::UnknownRole| ApiError::BadRequest(e.to_string()))?;
     let now = SystemTime::now();
-    let expires_at = request.expires_in.as_deref().map(|t| body::duration("expires_in", t)).transpose()?.map(|d| now + d);
-    let (key, record) = keys::generate(
+    let expires_at =
+        request.expires_in.as_deref().map(|t| body::duration("expires_in", t)).transpose()?.map(|d| now + d);
+    let spec = keys::KeySpec {
         role,
-        request.namespace,
-        request.name.unwrap_or_default(),
-        Some(caller.principal.subject.clone()),
-        now,
+        namespace: request.namespace,
+        name: request.name.unwrap_or_default(),
+        created_by: Some(caller.principal.subject.clone()),
         expires_at,
-    )
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    };
+    let (key, record) = keys::generate(spec, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     edge.node.store().put_api_key(&record).await?;
     let data = json!({"role": record.role, "namespace": record.namespace});
-    audit(&edge, &caller, "key.create", record.namespace.as_deref(), Some(&record.id), "ok", data).await;
-    let created = CreatedKey { key, id: record.id, role: record.role.to_string(), namespace: record.namespace };
+    audit(
+        &edge,
+        &caller,
+        "key.create",
+        record.namespace.as_deref(),
+        Some(&record.id),
+        AuditOutcome::Success,
+        data,
+    )
+    .await;
+    let created =
+        CreatedKey { key, id: record.id, role: record.role.to_string(), namespace: record.namespace };
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 #[utoipa::path(get, path = "/v1/keys", tag = "admin", responses((status = 200, body = Vec<KeyView>), (status = 403, body = Problem)))]
-pub async fn list(State(edge): State<Arc<EdgeState>>, caller: Caller) -> Result<Json<Vec<KeyView>>, ApiError> {
+pub async fn list(
+    State(edge): State<Arc<EdgeState>>,
+    caller: Caller,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
     caller.require(Permission::Administer, "manage keys")?;
     Ok(Json(edge.node.store().api_keys().await?.into_iter().map(KeyView::from).collect()))
 }
@@ -117,7 +133,7 @@ pub async fn revoke(
     if !edge.node.store().revoke_api_key(&id, SystemTime::now()).await? {
         return Err(ApiError::NotFound(format!("no key {id}")));
     }
-    audit(&edge, &caller, "key.revoke", None, Some(&id), "ok", Value::Null).await;
+    audit(&edge, &caller, "key.revoke", None, Some(&id), AuditOutcome::Success, Value::Null).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,7 +185,7 @@ pub async fn audit_log(
                 action: r.action,
                 namespace: r.namespace,
                 target: r.subject,
-                outcome: r.outcome,
+                outcome: r.outcome.to_string(),
                 request_id: r.request_id,
                 data: r.data,
             })

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use mark1_actors::domain::Permission;
+use mark1_actors::domain::{AuditOutcome, Permission};
 use mark1_actors::orchestrator::AgentStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -54,13 +54,21 @@ impl From<AgentStatus> for AgentView {
 
 /// Agents of the caller's namespaces.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", responses((status = 200, body = Vec<AgentView>)))]
-pub async fn list(State(edge): State<Arc<EdgeState>>, caller: Caller) -> Result<Json<Vec<AgentView>>, ApiError> {
+pub async fn list(
+    State(edge): State<Arc<EdgeState>>,
+    caller: Caller,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
     caller.require(Permission::Read, "read agents")?;
     let agents = edge.node.agents().await?;
     Ok(Json(agents.into_iter().filter(|a| caller.reaches(&a.namespace)).map(AgentView::from).collect()))
 }
 
-async fn visible_agent(edge: &EdgeState, caller: &Caller, namespace: &str, name: &str) -> Result<AgentStatus, ApiError> {
+async fn visible_agent(
+    edge: &EdgeState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+) -> Result<AgentStatus, ApiError> {
     let agents = edge.node.agents().await?;
     agents
         .into_iter()
@@ -101,11 +109,12 @@ pub async fn register(
     let agent: AgentConfig = serde_json::from_value(Value::Object(fields))
         .map_err(|e| ApiError::BadRequest(format!("invalid agent: {e}")))?;
     caller.namespace(Some(&agent.namespace))?;
-    let spec = edge.node.config().agent_spec_from(&name, agent).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let spec =
+        edge.node.config().agent_spec_from(&name, agent).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let (namespace, name) = (spec.namespace.clone(), spec.name.clone());
     let data = json!({"runtime": "process", "command": command_of(&spec)});
     let outcome = edge.node.register_process_agent(spec).await;
-    let result = if outcome.is_ok() { "ok" } else { "failed" };
+    let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
     audit(&edge, &caller, "agent.register", Some(&namespace), Some(&name), result, data).await;
     outcome?;
     Ok((StatusCode::CREATED, Json(visible_agent(&edge, &caller, &namespace, &name).await?.into())))
@@ -132,7 +141,7 @@ pub async fn resize(
     let size: ResizePool = body::parse(&bytes)?;
     visible_agent(&edge, &caller, &namespace, &name).await?;
     let outcome = edge.node.resize_agent(&namespace, &name, size.min, size.max).await;
-    let result = if outcome.is_ok() { "ok" } else { "failed" };
+    let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
     let data = json!({"min": size.min, "max": size.max});
     audit(&edge, &caller, "agent.resize", Some(&namespace), Some(&name), result, data).await;
     outcome?;
@@ -151,7 +160,7 @@ pub async fn remove(
     caller.require(Permission::ManageAgents, "remove agents")?;
     visible_agent(&edge, &caller, &namespace, &name).await?;
     let outcome = edge.node.remove_agent(&namespace, &name).await;
-    let result = if outcome.is_ok() { "ok" } else { "failed" };
+    let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
     audit(&edge, &caller, "agent.remove", Some(&namespace), Some(&name), result, Value::Null).await;
     outcome?;
     Ok(StatusCode::NO_CONTENT)

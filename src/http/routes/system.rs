@@ -44,7 +44,11 @@ pub async fn health(State(edge): State<Arc<EdgeState>>) -> Json<Liveness> {
         node: edge.node.name().to_string(),
         store_ok: report.store_ok,
         store_error: report.store_error,
-        failed_agents: report.failed_agents.into_iter().map(|(agent, reason)| FailedAgent { agent, reason }).collect(),
+        failed_agents: report
+            .failed_agents
+            .into_iter()
+            .map(|(agent, reason)| FailedAgent { agent, reason })
+            .collect(),
         agents: report.agents,
     })
 }
@@ -73,7 +77,8 @@ pub async fn ready(State(edge): State<Arc<EdgeState>>) -> Response {
 pub async fn metrics(State(edge): State<Arc<EdgeState>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Permission::Read, "read metrics")?;
     let text = edge.node.metrics_text();
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+        .into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -94,7 +99,10 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
 /// The live actor tree, read from counters without messaging any actor.
 #[utoipa::path(get, path = "/v1/actors", tag = "actors",
     responses((status = 200, body = Object, description = "The tree: name, actor_id, status, restarts by cause, mailbox_depth, messages, children")))]
-pub async fn tree(State(edge): State<Arc<EdgeState>>, caller: Caller) -> Result<Json<ActorSnapshot>, ApiError> {
+pub async fn tree(
+    State(edge): State<Arc<EdgeState>>,
+    caller: Caller,
+) -> Result<Json<ActorSnapshot>, ApiError> {
     caller.require(Permission::Read, "read the actor tree")?;
     Ok(Json(edge.node.tree()))
 }

@@ -169,7 +169,11 @@ fn task_request(caller: &Caller, s: SubmitTask, headers: &HeaderMap) -> Result<T
     let mut request = match (s.agent, s.capabilities) {
         (Some(agent), None) => TaskRequest::to_agent(agent, s.input),
         (None, Some(caps)) if !caps.is_empty() => TaskRequest::to_capabilities(caps, s.input),
-        _ => return Err(ApiError::BadRequest("name exactly one of `agent` and a non-empty `capabilities`".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "name exactly one of `agent` and a non-empty `capabilities`".into(),
+            ))
+        }
     };
     request.namespace = caller.namespace(s.namespace.as_deref())?;
     if let Some(priority) = s.priority {
@@ -198,7 +202,9 @@ fn task_request(caller: &Caller, s: SubmitTask, headers: &HeaderMap) -> Result<T
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
     headers
         .get(name)
-        .map(|v| v.to_str().map(str::to_string).map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII"))))
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII")))
+        })
         .transpose()
 }
 
@@ -206,7 +212,9 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErr
 /// W3C Trace Context asks of a malformed header.
 fn valid_traceparent(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
     parts.len() == 4
         && hex(parts[0], 2)
         && parts[0] != "ff"
@@ -225,7 +233,8 @@ async fn visible_task(edge: &EdgeState, caller: &Caller, id: &str) -> Result<Tas
         ApiError::NotFound(_) => not_found(),
         other => other,
     })?;
-    let own = caller.principal.role != Role::Agent || task.submitter.as_deref() == Some(caller.principal.subject.as_str());
+    let own = caller.principal.role != Role::Agent
+        || task.submitter.as_deref() == Some(caller.principal.subject.as_str());
     if caller.reaches(&task.namespace) && own {
         Ok(task)
     } else {
@@ -309,7 +318,9 @@ pub async fn list(
         .transpose()?;
     let before = query
         .cursor
-        .map(|c| c.parse::<TaskId>().map_err(|_| ApiError::BadRequest(format!("cursor: {c:?} is not a cursor"))))
+        .map(|c| {
+            c.parse::<TaskId>().map_err(|_| ApiError::BadRequest(format!("cursor: {c:?} is not a cursor")))
+        })
         .transpose()?;
     let submitter = (caller.principal.role == Role::Agent).then(|| caller.principal.subject.clone());
     let tasks = edge
@@ -318,8 +329,11 @@ pub async fn list(
         .list_tasks(&TaskQuery { namespace, state, agent: query.agent, submitter, before, limit: limit + 1 })
         .await?;
     let more = tasks.len() > limit;
-    let tasks: Vec<TaskView> =
-        tasks.into_iter().take(limit).map(|t| TaskView::new(t, caller.principal.role.sees_payloads())).collect();
+    let tasks: Vec<TaskView> = tasks
+        .into_iter()
+        .take(limit)
+        .map(|t| TaskView::new(t, caller.principal.role.sees_payloads()))
+        .collect();
     let next = if more { tasks.last().map(|t| t.id.to_string()) } else { None };
     Ok(Json(TaskPage { tasks, next }))
 }

@@ -42,7 +42,10 @@ pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Serv
     for namespace in ["team-a", "team-b"] {
         builder = builder
             .agent(AgentSpec::native("echo").namespace(namespace).capability("text.echo"), Echo)
-            .agent(AgentSpec::native("sleeper").namespace(namespace), Sleeper { cancelled: Default::default() });
+            .agent(
+                AgentSpec::native("sleeper").namespace(namespace),
+                Sleeper { cancelled: Default::default() },
+            );
     }
     let node = Arc::new(builder.build().await.expect("node builds").start().await.expect("node starts"));
     agents_ready(&node, 4).await;
@@ -63,8 +66,8 @@ impl Served {
 
     pub async fn stop(self) {
         self.edge.shutdown(Duration::from_secs(5)).await;
-        let node = Arc::try_unwrap(self.node).ok().expect("the edge released the node");
-        crate::support::stop(node).await;
+        let report = self.node.shutdown(Duration::from_secs(10)).await;
+        assert!(report.stopped_cleanly, "clean shutdown: {report:?}");
     }
 }
 
@@ -106,6 +109,10 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     if status >= 400 {
         assert!(problem, "an error is a problem document: {status} {body}");
     }
-    let value = if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or(Value::String(body))
+    };
     (status, value)
 }
