@@ -86,6 +86,7 @@ enum Command {
     },
     /// Shows who the API key authenticates as.
     Whoami {
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },

@@ -13,6 +13,7 @@ use super::{exit, print_json, table, text, CliError};
 pub enum AgentsCommand {
     /// Lists the agents of the namespaces the key reaches.
     List {
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -20,6 +21,7 @@ pub enum AgentsCommand {
     Get {
         #[arg(value_name = "NAMESPACE/NAME")]
         agent: String,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -28,6 +30,7 @@ pub enum AgentsCommand {
     Register {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -39,6 +42,7 @@ pub enum AgentsCommand {
         min: usize,
         #[arg(long)]
         max: usize,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -46,6 +50,7 @@ pub enum AgentsCommand {
     Remove {
         #[arg(value_name = "NAMESPACE/NAME")]
         agent: String,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },

@@ -203,14 +203,13 @@ fn transport_error(base: &Url, e: reqwest::Error) -> CliError {
     if e.is_timeout() {
         return unreachable(base, "it did not answer in time");
     }
-    // reqwest's Display stops at "error sending request"; the cause says why.
-    let mut why = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        why = format!("{why}: {cause}");
-        source = cause.source();
+    // reqwest's own text stops at "error sending request"; the innermost cause says why
+    // ("Connection refused").
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
-    unreachable(base, &why)
+    unreachable(base, &cause.to_string())
 }
 
 /// The exit code of an HTTP status (DESIGN §13.8).

@@ -23,6 +23,7 @@ pub enum EventsCommand {
         /// At most this many events.
         #[arg(long)]
         limit: Option<usize>,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -30,6 +31,7 @@ pub enum EventsCommand {
     Watch {
         #[command(flatten)]
         filter: Filter,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },

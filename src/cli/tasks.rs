@@ -20,6 +20,7 @@ pub enum TasksCommand {
         /// Waits up to this long (e.g. 30s) for the task to finish.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         wait: Option<Duration>,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -39,12 +40,14 @@ pub enum TasksCommand {
         /// Follows the pages to the last.
         #[arg(long)]
         all: bool,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Cancels a task and shows it as it is then.
     Cancel {
         id: String,
+        /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -76,6 +79,7 @@ pub struct Submit {
     /// Kept in memory only: faster, but lost if the node dies.
     #[arg(long)]
     no_durable: bool,
+    /// Prints JSON for scripts.
     #[arg(long)]
     json: bool,
 }

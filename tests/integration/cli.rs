@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod client;
 mod keys;
 
 fn mark1(dir: &Path) -> Command {

@@ -45,7 +45,7 @@ pub async fn run(remote: Remote, interval: Duration) -> Result<(), CliError> {
         Err(why) => return Err(CliError { code: exit::UNAVAILABLE, message: why }),
     };
     let (tx, feed) = mpsc::channel(4);
-    let url = remote.base().to_string();
+    let url = remote.base().as_str().trim_end_matches('/').to_string();
     let follower = tokio::spawn(follow(remote, query, socket, tx));
     let mut terminal = ratatui::try_init()
         .map_err(|e| CliError { code: exit::FAILURE, message: format!("cannot set up the terminal: {e}") })?;
@@ -178,8 +178,60 @@ async fn follow(
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::tests::node;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
+    use axum::routing::get;
+
+    use super::super::model::tests::{actor, node};
     use super::*;
+    use crate::cli::client::RemoteArgs;
+
+    /// A stand-in for `/v1/actors/watch`: each connection sends one tree named after its
+    /// number, then closes.
+    async fn stand_in() -> Remote {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new().route(
+            "/v1/actors/watch",
+            get(move |upgrade: WebSocketUpgrade| {
+                let n = connections.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    upgrade.on_upgrade(move |mut socket| async move {
+                        let tree = serde_json::to_string(&actor(&format!("n{n}"), vec![])).unwrap();
+                        let _ = socket.send(WsMessage::Text(tree.into())).await;
+                        let _ = socket.send(WsMessage::Close(None)).await;
+                    })
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Remote::new(&RemoteArgs { url, api_key: None }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_feed_reconnects_when_the_watch_drops() {
+        let remote = stand_in().await;
+        let mut socket = remote.websocket(WATCH, &[]).await.unwrap();
+        assert_eq!(next_snapshot(&mut socket).await.unwrap().name, "n0");
+        let (tx, mut feed) = mpsc::channel(4);
+        let follower = tokio::spawn(follow(remote, vec![], socket, tx));
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(10), feed.recv()).await.expect("in time") {
+                Some(Feed::Snapshot(s)) => seen.push(s.name),
+                Some(Feed::Lost(why)) => seen.push(format!("lost: {why}")),
+                Some(Feed::Fatal(e)) => panic!("{}", e.message),
+                None => panic!("the feed ended"),
+            }
+        }
+        assert!(seen[0].starts_with("lost: reconnecting"), "{seen:?}");
+        assert_eq!(seen[1], "n1");
+        assert!(seen[2].starts_with("lost: reconnecting"), "{seen:?}");
+        follower.abort();
+    }
 
     fn press(view: &mut TreeView, code: KeyCode) -> ControlFlow<()> {
         on_key(view, KeyEvent::new(code, KeyModifiers::NONE))
