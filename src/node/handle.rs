@@ -89,11 +89,6 @@ impl NodeHandle {
         &self.config
     }
 
-    /// The bound HTTP address; the edge arrives in its own issue, so none yet.
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        None
-    }
-
     async fn ask<R: Send + 'static>(
         &self,
         build: impl FnOnce(RpcReplyPort<R>) -> OrchestratorMsg,
