@@ -106,7 +106,9 @@ impl From<TaskError> for ApiError {
             TaskError::UnknownAgent { .. } | TaskError::NoCapableAgent { .. } | TaskError::NotFound(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            TaskError::Overloaded { retry_after, .. } | TaskError::QueueFull { retry_after, .. } => {
+            TaskError::Overloaded { retry_after, .. }
+            | TaskError::QueueFull { retry_after, .. }
+            | TaskError::QuotaExceeded { retry_after, .. } => {
                 ApiError::TooManyRequests { message: e.to_string(), retry_after }
             }
             TaskError::IdempotencyConflict { .. } => ApiError::Conflict(e.to_string()),

@@ -2,6 +2,7 @@
 
 mod access;
 mod jwt;
+mod quotas;
 mod support;
 
 use serde_json::json;
