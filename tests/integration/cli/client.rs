@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{mark1, write_config, KillOnDrop};
+use super::{free_port, mark1, write_config, KillOnDrop};
 
 /// A `mark1 serve` child on a free port, and an admin key made before it started.
 struct Served {
@@ -17,10 +17,6 @@ struct Served {
     dir: tempfile::TempDir,
     url: String,
     key: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts `mark1 serve` with `MARK1_URL`, `MARK1_API_KEY` and `MARK1_TEST_POSTGRES_URL`
@@ -32,7 +28,7 @@ fn serve() -> Served {
         &mark1(dir.path()).args(["keys", "create", "--role", "admin", "--json"]).output().unwrap(),
     );
     let key = created["key"].as_str().unwrap().to_string();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = free_port();
     let url = format!("http://{listen}");
     let postgres = std::env::var("MARK1_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -232,7 +228,7 @@ fn bad_keys_are_4_and_a_node_that_is_not_running_is_5() {
         let out = node.command(args).env_remove("MARK1_API_KEY").output().unwrap();
         assert_eq!(out.status.code(), Some(4), "no key: {args:?}");
     }
-    let gone = format!("http://127.0.0.1:{}", free_port());
+    let gone = format!("http://{}", free_port());
     for args in [
         &["whoami"][..],
         &["agents", "list"],

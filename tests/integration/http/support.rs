@@ -43,7 +43,8 @@ pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Serv
         builder = builder
             .agent(AgentSpec::native("echo").namespace(namespace).capability("text.echo"), Echo)
             .agent(
-                AgentSpec::native("sleeper").namespace(namespace),
+                // Room for several at once, so quotas, not the pool, limit them.
+                AgentSpec::native("sleeper").namespace(namespace).pool_size(1, 4),
                 Sleeper { cancelled: Default::default() },
             );
     }
