@@ -141,17 +141,20 @@ pub async fn watch(
     }
 }
 
-/// A close that must not be resumed is an error; the others (slow client, shutdown) are
-/// resumed from the last seq.
+/// An expired cursor is the one close that must not be resumed: events were lost. The
+/// others (slow client, shutdown) resume from the last seq; a credential that stopped
+/// working fails the reconnection's upgrade with its own exit code.
 fn closed(code: CloseCode, reason: &str) -> Result<(), CliError> {
-    match u16::from(code) {
-        4001 => Err(CliError {
+    if u16::from(code) == 4001 {
+        return Err(CliError {
             code: exit::FAILURE,
-            message: format!("events were missed: the node no longer keeps events after the cursor ({reason}); watch again without --after"),
-        }),
-        1008 | 4003 => Err(CliError { code: exit::UNAUTHORIZED, message: format!("the node closed the stream: {reason}") }),
-        _ => Ok(()),
+            message: format!(
+                "events were missed: the node no longer keeps events after the cursor ({reason}); watch again \
+                 without --after"
+            ),
+        });
     }
+    Ok(())
 }
 
 #[cfg(test)]
