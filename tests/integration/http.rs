@@ -206,6 +206,7 @@ async fn namespaces_isolate_teams() {
     assert_eq!(status, 403, "cannot submit into another namespace");
     let (_, agents) = json_of(s.http.get(s.url("/v1/agents")).bearer_auth(&b).send().await.unwrap()).await;
     assert!(agents.as_array().unwrap().iter().all(|a| a["namespace"] == "team-b"), "{agents}");
+    assert!(agents.as_array().unwrap().iter().all(|a| a["health"] == "ready"), "{agents}");
     let (status, _) =
         json_of(s.http.get(s.url("/v1/agents/team-a/echo")).bearer_auth(&b).send().await.unwrap()).await;
     assert_eq!(status, 404);
