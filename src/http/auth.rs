@@ -81,8 +81,12 @@ fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// cannot set headers on a WebSocket. Other requests must use a header, so the token
 /// does not end up in URLs (and logs) where a header would do.
 fn upgrade_token(parts: &Parts) -> Option<String> {
-    let upgrade = parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if !upgrade || parts.headers.contains_key("x-api-key") || parts.headers.contains_key(header::AUTHORIZATION) {
+    let upgrade =
+        parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade
+        || parts.headers.contains_key("x-api-key")
+        || parts.headers.contains_key(header::AUTHORIZATION)
+    {
         return None;
     }
     let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).ok()?;

@@ -81,7 +81,9 @@ async fn pump(mut subscription: Subscription, frames: mpsc::Sender<Utf8Bytes>, p
         live &= subscription.caught_up();
         let sent = if live {
             match frames.try_send(frame.into()) {
-                Err(mpsc::error::TrySendError::Full(_)) => return Ending::Close(SLOW_CLIENT, "slow_client".into()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Ending::Close(SLOW_CLIENT, "slow_client".into())
+                }
                 other => other.map_err(drop),
             }
         } else {

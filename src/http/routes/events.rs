@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -170,7 +170,9 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn list(text: &Option<String>) -> Vec<&str> {
-    text.as_deref().map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+    text.as_deref()
+        .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// The query as a filter, confined to what the caller may see.
