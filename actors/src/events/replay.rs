@@ -203,7 +203,7 @@ mod tests {
         for seq in 1..=emitted {
             let event = bus.emit(
                 EventKind::TaskQueued,
-                if seq % 3 == 0 { "b" } else { "a" },
+                if seq.is_multiple_of(3) { "b" } else { "a" },
                 format!("t{seq}"),
                 json!(null),
             );

@@ -56,7 +56,7 @@ pub async fn serve_in(dir: tempfile::TempDir, tune: impl FnOnce(ConfigLoader) ->
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge = Edge::start_on(node.clone(), listener).await.expect("edge starts");
     let url = format!("http://{}", edge.local_addr());
-    Served { node, edge, url, http: reqwest::Client::new(), dir: dir }
+    Served { node, edge, url, http: reqwest::Client::new(), dir }
 }
 
 pub async fn serve() -> Served {
