@@ -20,10 +20,6 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError};
 use crate::runtimes::process::ProcessRuntime;
 
-/// Upper bound for control calls into the tree; a core actor that does not answer
-/// within it is reported as unavailable rather than hanging the caller.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
@@ -89,9 +85,11 @@ impl NodeHandle {
         &self.config
     }
 
-    /// The bound HTTP address; the edge arrives in its own issue, so none yet.
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        None
+    /// Upper bound for control calls into the tree (`server.call_timeout`): a core actor
+    /// that does not answer within it is reported as timed out rather than hanging the
+    /// caller (HTTP 504).
+    fn call_timeout(&self) -> Duration {
+        self.config.server.call_timeout
     }
 
     async fn ask<R: Send + 'static>(
@@ -122,7 +120,7 @@ impl NodeHandle {
     /// Like [`submit`](Self::submit), telling whether an idempotency key matched an earlier task.
     pub async fn submit_detailed(&self, request: TaskRequest) -> Result<Submitted, NodeError> {
         let request = std::sync::Arc::new(request);
-        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, self.call_timeout()).await??)
     }
 
     /// Submits and waits for the final state in one message.
@@ -140,17 +138,19 @@ impl NodeHandle {
     }
 
     pub async fn get(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
-        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, self.call_timeout()).await??)
     }
 
     pub async fn cancel(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
-        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, self.call_timeout()).await??)
     }
 
     /// Registers a native agent on the running node.
     pub async fn register_agent(&self, spec: AgentSpec, agent: impl Agent) -> Result<(), NodeError> {
         let definition = AgentDefinition::new(spec, std::sync::Arc::new(NativeRuntime::new(agent)));
-        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Registers a process agent on the running node. Its command must lie under
@@ -164,13 +164,17 @@ impl NodeHandle {
             .validate(process)
             .map_err(|e| NodeError::InvalidAgent(format!("agent {}: {e}", spec.key())))?;
         let definition = AgentDefinition::new(spec, self.processes.clone());
-        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Removes an agent; its pool finishes the work it holds first.
     pub async fn remove_agent(&self, namespace: &str, name: &str) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        Ok(self.ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Changes an agent's pool bounds; the pool grows or shrinks to fit.
@@ -183,7 +187,10 @@ impl NodeHandle {
     ) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
         Ok(self
-            .ask(|reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply }, CALL_TIMEOUT)
+            .ask(
+                |reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply },
+                self.call_timeout(),
+            )
             .await??)
     }
 
@@ -195,7 +202,7 @@ impl NodeHandle {
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {
-        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, CALL_TIMEOUT).await
+        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, self.call_timeout()).await
     }
 
     /// Subscribes to events after `after` (None: new events only). A cursor older than
@@ -226,10 +233,11 @@ impl NodeHandle {
             .tree
             .events_actor()
             .ok_or_else(|| NodeError::Unavailable("the events actor is not running".into()))?;
-        match events.call(build, Some(CALL_TIMEOUT)).await {
+        let timeout = self.call_timeout();
+        match events.call(build, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => {
-                Err(NodeError::Timeout(format!("the events actor did not answer within {CALL_TIMEOUT:?}")))
+                Err(NodeError::Timeout(format!("the events actor did not answer within {timeout:?}")))
             }
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(NodeError::Unavailable("the events actor stopped".into()))
@@ -244,11 +252,12 @@ impl NodeHandle {
             .tree
             .audit_actor()
             .ok_or_else(|| NodeError::Unavailable("the audit actor is not running".into()))?;
-        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(CALL_TIMEOUT)).await {
+        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(self.call_timeout())).await {
             Ok(CallResult::Success(result)) => Ok(result?),
-            Ok(CallResult::Timeout) => {
-                Err(NodeError::Unavailable(format!("the audit actor did not answer within {CALL_TIMEOUT:?}")))
-            }
+            Ok(CallResult::Timeout) => Err(NodeError::Timeout(format!(
+                "the audit actor did not answer within {:?}",
+                self.call_timeout()
+            ))),
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(NodeError::Unavailable("the audit actor stopped".into()))
             }

@@ -1,6 +1,9 @@
 //! The HTTP edge as a client sees it: real HTTP over loopback to a node on port 0.
 
+mod access;
 mod events;
+mod jwt;
+mod quotas;
 mod support;
 
 use serde_json::json;

@@ -47,7 +47,8 @@ pub async fn serve_in(dir: tempfile::TempDir, tune: impl FnOnce(ConfigLoader) ->
         builder = builder
             .agent(AgentSpec::native("echo").namespace(namespace).capability("text.echo"), Echo)
             .agent(
-                AgentSpec::native("sleeper").namespace(namespace),
+                // Room for several at once, so quotas, not the pool, limit them.
+                AgentSpec::native("sleeper").namespace(namespace).pool_size(1, 4),
                 Sleeper { cancelled: Default::default() },
             );
     }
