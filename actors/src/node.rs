@@ -246,10 +246,12 @@ impl NodeTree {
             );
         }
         {
-            let bus = events.clone();
+            let (bus, store) = (events.clone(), store.clone());
             children.push(
-                ChildSpec::actor("events", move || (Events, EventsArgs { bus: bus.clone() }))
-                    .registered(true),
+                ChildSpec::actor("events", move || {
+                    (Events, EventsArgs { bus: bus.clone(), store: store.clone() })
+                })
+                .registered(true),
             );
         }
         {

@@ -460,11 +460,12 @@ impl OrchestratorState {
             attempt_started_at: None,
             holds_run_slot: false,
         };
+        let data = entry.event_agent().map_or(Value::Null, |agent| json!({"agent": agent}));
         let queued = self.args.events.emit(
             EventKind::TaskQueued,
             &entry.record.namespace,
             entry.subject.clone(),
-            Value::Null,
+            data,
         );
         // A durable task is committed, with its first event, before it is accepted; a
         // non-durable one is written once, in the background, when it finishes (DESIGN
@@ -630,10 +631,11 @@ impl OrchestratorState {
         metrics
             .duration
             .observe(now.duration_since(entry.record.created_at).unwrap_or_default().as_secs_f64());
+        let agent = entry.event_agent();
         let data = match state {
-            // The record has the attempt count; the common case carries no payload.
-            TaskState::Succeeded => Value::Null,
-            _ => json!({"attempt": entry.record.attempt, "error": entry.record.error}),
+            // The record has the attempt count; the common case carries only the agent.
+            TaskState::Succeeded => json!({"agent": agent}),
+            _ => json!({"agent": agent, "attempt": entry.record.attempt, "error": entry.record.error}),
         };
         // The last event of the task: its subject text is not needed afterwards.
         let subject = std::mem::take(&mut entry.subject);

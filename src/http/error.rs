@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use mark1_actors::events::EventsError;
 use mark1_actors::orchestrator::{AgentRegistryError, TaskError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -27,6 +28,9 @@ pub enum ApiError {
     TooManyRequests { message: String, retry_after: Duration },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// An event cursor older than what the node keeps (410 Gone).
+    #[error("{0}")]
+    CursorExpired(String),
     /// An actor did not answer in time.
     #[error("{0}")]
     Timeout(String),
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::CursorExpired(_) => (StatusCode::GONE, "cursor_expired"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -138,7 +143,17 @@ impl From<NodeError> for ApiError {
             NodeError::InvalidAgent(m) => ApiError::BadRequest(m),
             NodeError::Timeout(m) => ApiError::Timeout(m),
             NodeError::Unavailable(m) => ApiError::Unavailable(m),
+            NodeError::Events(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EventsError> for ApiError {
+    fn from(e: EventsError) -> Self {
+        match e {
+            EventsError::CursorExpired { .. } => ApiError::CursorExpired(e.to_string()),
+            EventsError::Store(e) => e.into(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mark1_actors::audit::{AuditError, AuditMsg};
 use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
-use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
+use mark1_actors::events::{EventFilter, EventPage, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::node::NodeTree;
 use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
@@ -205,22 +205,43 @@ impl NodeHandle {
         self.ask(|reply| OrchestratorMsg::ListAgents { reply }, self.call_timeout()).await
     }
 
-    /// Subscribes to events after `after` (None: new events only).
+    /// Subscribes to events after `after` (None: new events only). A cursor older than
+    /// the ring resumes from the store; an expired one is reported by the first `next`.
     pub async fn subscribe(
         &self,
         filter: EventFilter,
         after: Option<u64>,
     ) -> Result<Subscription, NodeError> {
+        self.ask_events(|reply| EventsMsg::Subscribe { filter, after, reply }).await
+    }
+
+    /// At most `limit` events after `after` matching `filter`, from the store and the ring.
+    pub async fn list_events(
+        &self,
+        filter: EventFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<EventPage, NodeError> {
+        Ok(self.ask_events(|reply| EventsMsg::List { filter, after, limit, reply }).await??)
+    }
+
+    async fn ask_events<R: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<R>) -> EventsMsg,
+    ) -> Result<R, NodeError> {
         let events = self
             .tree
             .events_actor()
-            .ok_or_else(|| NodeError::Unavailable("events actor not running".into()))?;
-        match events
-            .call(|reply| EventsMsg::Subscribe { filter, after, reply }, Some(self.call_timeout()))
-            .await
-        {
-            Ok(CallResult::Success(result)) => Ok(result?),
-            _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
+            .ok_or_else(|| NodeError::Unavailable("the events actor is not running".into()))?;
+        let timeout = self.call_timeout();
+        match events.call(build, Some(timeout)).await {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(CallResult::Timeout) => {
+                Err(NodeError::Timeout(format!("the events actor did not answer within {timeout:?}")))
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(NodeError::Unavailable("the events actor stopped".into()))
+            }
         }
     }
 

@@ -177,7 +177,7 @@ impl OrchestratorState {
         entry.record.updated_at = now;
         let ended = entry.ended_attempt(ended, now);
         self.args.metrics.retried.inc();
-        let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
+        let data = json!({"agent": entry.event_agent(), "attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
         let event = self.args.events.emit(
             EventKind::TaskRetrying,
             &entry.record.namespace,

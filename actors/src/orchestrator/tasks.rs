@@ -38,6 +38,17 @@ pub struct TaskEntry {
 }
 
 impl TaskEntry {
+    /// The agent a task event names in `data.agent` (so `/v1/events?agents=` finds it):
+    /// the one that ran the latest attempt, else the one the submission named; none
+    /// while a capability task waits for its first dispatch.
+    pub fn event_agent(&self) -> Option<&str> {
+        match (&self.record.agent, &self.record.target) {
+            (Some(agent), _) => Some(agent),
+            (None, crate::domain::Target::Agent(named)) => Some(named),
+            (None, crate::domain::Target::Capabilities(_)) => None,
+        }
+    }
+
     /// The record of the attempt that just ended as `state`, if one was running; the
     /// task's `error` is its error.
     pub fn ended_attempt(&mut self, state: TaskState, now: SystemTime) -> Option<AttemptRecord> {

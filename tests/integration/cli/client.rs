@@ -245,7 +245,6 @@ fn bad_keys_are_4_and_a_node_that_is_not_running_is_5() {
 }
 
 #[test]
-#[ignore = "needs /v1/events WebSocket (wt-ws)"]
 fn events_are_listed_and_watched_live() {
     let node = serve();
     let mut watch = KillOnDrop(
@@ -288,7 +287,6 @@ fn events_are_listed_and_watched_live() {
 /// The interactive tree in a pseudo-terminal of 80×24 (util-linux `script`): it draws the
 /// live tree, and `q` quits with exit 0 and the terminal restored.
 #[test]
-#[ignore = "needs /v1/actors/watch WebSocket (wt-ws)"]
 fn the_interactive_tree_draws_in_80_by_24_and_quits_on_q() {
     let node = serve();
     let shell = format!("stty cols 80 rows 24; exec {} tree", env!("CARGO_BIN_EXE_mark1"));

@@ -34,6 +34,8 @@ fn matrix(task: &str) -> Vec<Route> {
         route("GET", "/v1/whoami", None, READ),
         route("GET", "/v1/actors", None, READ),
         route("GET", "/v1/actors/nobody", None, READ),
+        route("GET", "/v1/actors/watch", None, READ),
+        route("GET", &format!("/v1/events?tasks={task}"), None, READ),
         route("GET", "/v1/tasks", None, READ),
         route("GET", &format!("/v1/tasks/{task}"), None, READ),
         route("POST", "/v1/tasks", Some(json!({"agent": "echo", "input": 1})), SUBMIT),
