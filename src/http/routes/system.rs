@@ -18,7 +18,8 @@ use crate::http::state::EdgeState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Liveness {
-    /// `ok`, or `degraded` when a pool failed or the store does not answer.
+    /// `ok`; `degraded` when a pool failed or the store does not answer; `starting`
+    /// before the first health check.
     pub status: &'static str,
     pub node: String,
     pub store_ok: bool,
@@ -38,9 +39,15 @@ pub struct FailedAgent {
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Liveness)))]
 pub async fn health(State(edge): State<Arc<EdgeState>>) -> Json<Liveness> {
     let report: HealthReport = edge.node.health();
-    let degraded = !report.store_ok || !report.failed_agents.is_empty();
+    let status = if report.checked_at.is_none() {
+        "starting"
+    } else if !report.store_ok || !report.failed_agents.is_empty() {
+        "degraded"
+    } else {
+        "ok"
+    };
     Json(Liveness {
-        status: if degraded { "degraded" } else { "ok" },
+        status,
         node: edge.node.name().to_string(),
         store_ok: report.store_ok,
         store_error: report.store_error,
