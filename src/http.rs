@@ -25,11 +25,14 @@ pub mod error;
 mod limits;
 pub mod routes;
 mod state;
+pub mod tls;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
@@ -37,6 +40,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -155,6 +159,8 @@ pub enum EdgeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Jwt(#[from] JwtSetupError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running HTTP edge. Stop it before the node: it is the node's intake.
@@ -186,9 +192,24 @@ impl Edge {
             addr: config.server.listen.unwrap_or(([0, 0, 0, 0], 0).into()),
             source,
         })?;
+        let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
         let stop = CancellationToken::new();
         let app = app(state.clone());
-        let stopped = stop.clone();
+        let stopped = stop.clone().cancelled_owned();
+        // Both arms run the same `axum::serve`, so graceful shutdown works alike.
+        let serve: BoxFuture<'static, std::io::Result<()>> = match tls {
+            None => {
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stopped).into_future())
+            }
+            Some(tls) => {
+                let listener = tls::TlsListener::new(listener, tls)
+                    .map_err(|source| EdgeError::Bind { addr, source })?;
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stopped).into_future())
+            }
+        };
         let server = tokio::spawn(async move {
             let mut sweep = tokio::time::interval(Duration::from_secs(60));
             let forget_idle_credentials = async {
@@ -197,13 +218,12 @@ impl Edge {
                     state.limiter.retain_recent();
                 }
             };
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned());
             tokio::select! {
-                result = serve.into_future() => result,
+                result = serve => result,
                 never = forget_idle_credentials => never,
             }
         });
-        tracing::info!(%addr, "http edge listening");
+        tracing::info!(%addr, https = config.server.tls.is_some(), "http edge listening");
         Ok(Edge { addr, stop, server })
     }
 
