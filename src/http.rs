@@ -23,6 +23,7 @@ pub mod auth;
 mod body;
 pub mod error;
 mod limits;
+mod observe;
 pub mod routes;
 mod state;
 pub mod tls;
@@ -104,18 +105,17 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .split_for_parts();
     let api = Arc::new(api);
     let max_body = state.server.max_body_bytes;
+    let metrics = state.node.http_metrics().clone();
     router
         .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), audit::audit_denials))
         .with_state(state)
         .layer(middleware::from_fn(problem_for_every_error))
+        .layer(middleware::from_fn_with_state(metrics, observe::count))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
-            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(observe::span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP edge as a client sees it: real HTTP over loopback to a node on port 0.
 
 mod support;
+mod telemetry;
 mod tls;
 
 use serde_json::json;
