@@ -203,7 +203,8 @@ async fn drive(
         let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let io = hyper_util::rt::TokioIo::new(tcp);
-        let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
         tokio::spawn(connection);
         senders.push(sender);
     }
@@ -229,7 +230,12 @@ async fn drive(
                     .await
                     .map_err(|e| e.to_string())?;
                 if status != 200 {
-                    return Err(format!("{} {}: {status} {}", call.method, call.path, String::from_utf8_lossy(&body)));
+                    return Err(format!(
+                        "{} {}: {status} {}",
+                        call.method,
+                        call.path,
+                        String::from_utf8_lossy(&body)
+                    ));
                 }
                 latencies.push(t.elapsed().as_micros() as u64);
             }

@@ -17,8 +17,8 @@ use mark1_actors::ports::Store;
 use super::error::ApiError;
 use super::state::EdgeState;
 use crate::auth::keys::{self, KeyRejected};
-use key_cache::KeyCache;
 use jwt::JwtVerifier;
+use key_cache::KeyCache;
 
 /// Turns credentials into principals.
 pub struct Authenticator {
