@@ -1,14 +1,21 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
+//! `serve`, `migrate`, `keys`, `audit` work on the local config and store; `agents`,
+//! `tasks`, `events`, `whoami` and `tree` talk to a running node ([`client`]).
 
+mod agents;
 mod audit;
+mod client;
+mod events;
 mod keys;
 mod migrate;
 mod serve;
 mod table;
+mod tasks;
 mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mark1_actors::ports::StoreError;
@@ -31,6 +38,8 @@ pub struct Cli {
     /// Same as `--log-format json` (kept for scripts written before `--log-format`).
     #[arg(long, global = true, hide = true)]
     log_json: bool,
+    #[command(flatten)]
+    remote: client::RemoteArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,17 +58,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Prints the live actor tree.
+    /// Shows a running node's live actor tree (interactive; q quits).
     Tree {
-        /// Starts the configured node in-process and prints its tree.
+        /// Starts the configured node in-process and prints its tree instead.
         #[arg(long)]
         local: bool,
-        /// Prints JSON.
+        /// Prints JSON (implies --once).
         #[arg(long)]
         json: bool,
-        /// Prints once and exits (the interactive inspector comes with the edge).
+        /// Prints one snapshot and exits.
         #[arg(long)]
         once: bool,
+        /// How often the interactive view refreshes.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Registers, lists, resizes and removes agents of a running node.
+    Agents {
+        #[command(subcommand)]
+        command: agents::AgentsCommand,
+    },
+    /// Submits, shows, lists and cancels tasks on a running node.
+    Tasks {
+        #[command(subcommand)]
+        command: tasks::TasksCommand,
+    },
+    /// Lists or streams a running node's events.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// Shows who the API key authenticates as.
+    Whoami {
+        /// Prints JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Creates, lists and revokes API keys in the configured store (no server needed).
     Keys {
@@ -80,6 +113,7 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
+    pub const UNAUTHORIZED: u8 = 4;
     pub const UNAVAILABLE: u8 = 5;
 }
 
@@ -172,18 +206,47 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             serve::run(load_config(cli.config.as_deref(), &overrides)?).await
         }
         Command::Migrate { json } => migrate::run(load_config(cli.config.as_deref(), &[])?, json).await,
-        Command::Tree { local, json, once: _ } => {
-            if !local {
-                return Err(CliError {
-                    code: exit::USAGE,
-                    message: "only `mark1 tree --local` is available until the HTTP edge lands".into(),
-                });
-            }
+        Command::Tree { local: true, json, .. } => {
             tree::run_local(load_config(cli.config.as_deref(), &[])?, json).await
         }
+        Command::Tree { once, json, .. } if once || json => {
+            tree::run_once(&client::Remote::new(&cli.remote)?, json).await
+        }
+        Command::Tree { interval, .. } => {
+            tree::run_interactive(client::Remote::new(&cli.remote)?, interval).await
+        }
+        Command::Agents { command } => agents::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Tasks { command } => tasks::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Events { command } => events::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Whoami { json } => whoami(&client::Remote::new(&cli.remote)?, json).await,
         Command::Keys { command } => keys::run(load_config(cli.config.as_deref(), &[])?, command).await,
         Command::Audit { command } => audit::run(load_config(cli.config.as_deref(), &[])?, command).await,
         Command::Bench(command) => command.run().await,
+    }
+}
+
+async fn whoami(remote: &client::Remote, json: bool) -> Result<(), CliError> {
+    let me = remote.get(&["v1", "whoami"], vec![]).await?;
+    if json {
+        print_json(&me);
+    } else {
+        let row = vec![text(&me["subject"]), text(&me["role"]), text(&me["namespace"])];
+        print!("{}", table::render(&["SUBJECT", "ROLE", "NAMESPACE"], &[row]));
+    }
+    Ok(())
+}
+
+/// One JSON document on stdout.
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("a JSON value serializes"));
+}
+
+/// A JSON value as a table cell: strings without quotes, null as `-`.
+fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

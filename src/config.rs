@@ -172,11 +172,32 @@ pub struct LimitsConfig {
     pub rate_per_sec: u32,
     /// Requests a credential may make in a burst above its rate.
     pub rate_burst: u32,
+    /// Tasks one namespace may have accepted and unfinished (429 beyond); 0: no limit.
+    pub namespace_max_in_flight: usize,
+    /// Tasks of one namespace handed to agents at once; the rest wait in order; 0: no limit.
+    pub namespace_max_running: usize,
+    /// Per-namespace overrides of the two limits above.
+    pub namespaces: BTreeMap<String, NamespaceLimits>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespaceLimits {
+    pub max_in_flight: usize,
+    pub max_running: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_in_flight: 100_000, default_queue_limit: 1024, rate_per_sec: 0, rate_burst: 100 }
+        LimitsConfig {
+            max_in_flight: 100_000,
+            default_queue_limit: 1024,
+            rate_per_sec: 0,
+            rate_burst: 100,
+            namespace_max_in_flight: 0,
+            namespace_max_running: 0,
+            namespaces: BTreeMap::new(),
+        }
     }
 }
 
@@ -285,6 +306,14 @@ impl Config {
         }
         if self.limits.rate_burst == 0 && self.limits.rate_per_sec > 0 {
             return invalid("limits.rate_burst", "must be at least 1 when limits.rate_per_sec is set".into());
+        }
+        for name in self.limits.namespaces.keys() {
+            if !mark1_actors::domain::valid_name(name) {
+                return invalid(
+                    &format!("limits.namespaces.{name}"),
+                    "a namespace name must match [a-z][a-z0-9_-]*".into(),
+                );
+            }
         }
         for var in &self.process.env_allow {
             check_var_name(var).or_else(|m| invalid("process.env_allow", m))?;

@@ -5,6 +5,7 @@
 //! | route | module |
 //! |---|---|
 //! | `/health`, `/ready`, `/metrics`, `/v1/whoami`, `/v1/actors…` | [`routes::system`] |
+//! | `/v1/events` (list or WebSocket), `/v1/actors/watch` (WebSocket) | [`routes::events`], [`ws`] |
 //! | `/v1/tasks…` | [`routes::tasks`] |
 //! | `/v1/agents…` | [`routes::agents`] |
 //! | `/v1/keys…`, `/v1/audit` | [`routes::admin`] |
@@ -27,6 +28,7 @@ mod observe;
 pub mod routes;
 mod state;
 pub mod tls;
+mod ws;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -46,6 +48,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -64,7 +67,7 @@ use crate::node::NodeHandle;
     info(title = "Mark-1", description = "An orchestrator for AI agents, built as an actor-model runtime."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "tasks"), (name = "agents"), (name = "actors"), (name = "admin"), (name = "system"))
+    tags((name = "tasks"), (name = "events"), (name = "agents"), (name = "actors"), (name = "admin"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -94,6 +97,8 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .routes(routes!(routes::system::whoami))
         .routes(routes!(routes::system::tree))
         .routes(routes!(routes::system::actor))
+        .routes(routes!(routes::events::watch_tree))
+        .routes(routes!(routes::events::events))
         .routes(routes!(routes::tasks::submit, routes::tasks::list))
         .routes(routes!(routes::tasks::get))
         .routes(routes!(routes::tasks::cancel))
@@ -167,6 +172,7 @@ pub enum EdgeError {
 pub struct Edge {
     addr: SocketAddr,
     stop: CancellationToken,
+    sessions: TaskTracker,
     server: JoinHandle<std::io::Result<()>>,
 }
 
@@ -182,10 +188,14 @@ impl Edge {
     pub async fn start_on(node: Arc<NodeHandle>, listener: TcpListener) -> Result<Edge, EdgeError> {
         let config = node.config().clone();
         let jwt = JwtVerifier::new(&config.auth.jwt)?;
+        let stop = CancellationToken::new();
+        let sessions = TaskTracker::new();
         let state = Arc::new(EdgeState {
             auth: Authenticator::new(node.store(), jwt),
             limiter: Limiter::new(config.limits.rate_per_sec, config.limits.rate_burst),
             server: config.server.clone(),
+            stop: stop.clone(),
+            sessions: sessions.clone(),
             node,
         });
         let addr = listener.local_addr().map_err(|source| EdgeError::Bind {
@@ -193,7 +203,6 @@ impl Edge {
             source,
         })?;
         let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
-        let stop = CancellationToken::new();
         let app = app(state.clone());
         let stopped = stop.clone().cancelled_owned();
         // Both arms run the same `axum::serve`, so graceful shutdown works alike.
@@ -224,18 +233,24 @@ impl Edge {
             }
         });
         tracing::info!(%addr, https = config.server.tls.is_some(), "http edge listening");
-        Ok(Edge { addr, stop, server })
+        Ok(Edge { addr, stop, sessions, server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stops accepting connections and lets requests in flight finish, up to `timeout`.
+    /// Stops accepting connections, closes WebSocket sessions (1001) and lets requests
+    /// in flight finish, up to `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         self.stop.cancel();
+        self.sessions.close();
         let abort = self.server.abort_handle();
-        if tokio::time::timeout(timeout, self.server).await.is_err() {
+        let finished = async {
+            let _ = self.server.await;
+            self.sessions.wait().await;
+        };
+        if tokio::time::timeout(timeout, finished).await.is_err() {
             tracing::warn!("http edge: requests still open at the shutdown timeout were dropped");
             abort.abort();
         }

@@ -4,8 +4,8 @@
 //! Publishing is the hot path (three events per task), so it does not go through a
 //! mailbox: the bus assigns `seq`, appends to a bounded ring and hands the event to a
 //! `tokio::sync::broadcast` channel, whose own bounded ring gives every subscriber a
-//! bounded buffer (a subscriber that falls behind learns it lagged). The actor owns the
-//! subscription side: resuming from a cursor, filters, counts.
+//! bounded buffer. The actor owns the subscription side: a cursor older than the ring is
+//! resumed from the store's events ([`replay`]), then from the ring, then live.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,7 +17,10 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::domain::{Event, EventKind};
-use crate::ports::{Clock, EventSink};
+use crate::ports::{Clock, EventSink, Store, StoreError};
+
+mod replay;
+pub use replay::{EventPage, Replay, Subscription};
 
 /// The node's event stream: sequence numbers, a ring of recent events, live fan-out.
 pub struct EventBus {
@@ -60,11 +63,17 @@ impl EventBus {
         if after + 1 < oldest && after < self.last_seq() {
             return Err(oldest);
         }
-        Ok(ring.iter().filter(|e| e.seq > after).take(limit).cloned().collect())
+        // The ring holds consecutive seqs, so the first event wanted is found by index
+        // rather than by a scan (readers page through a ring of 65,536 under its lock).
+        let skip = usize::try_from((after + 1).saturating_sub(oldest)).unwrap_or(usize::MAX).min(ring.len());
+        Ok(ring.range(skip..).take(limit).cloned().collect())
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.live.subscribe()
+    /// A live receiver, and the seq of the last event published before it: taken under
+    /// the ring lock, so no event is half published (numbered but not yet sent).
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<Event>>) {
+        let _ring = self.ring.lock();
+        (self.last_seq(), self.live.subscribe())
     }
 }
 
@@ -85,9 +94,12 @@ impl EventSink for EventBus {
             ring.pop_front();
         }
         ring.push_back(event.clone());
-        drop(ring);
+        // Sent under the ring lock, so live subscribers get events in seq order (two
+        // emitters could otherwise swap theirs, and a subscriber skips what is not newer
+        // than what it has seen). The broadcast takes its own lock anyway.
         // No receivers is not an error: nobody is listening.
         let _ = self.live.send(event.clone());
+        drop(ring);
         event
     }
 }
@@ -97,7 +109,10 @@ impl EventSink for EventBus {
 pub struct EventFilter {
     pub kinds: Vec<EventKind>,
     pub namespaces: Vec<String>,
+    /// Task ids, agent keys (`<ns>/<agent>`), actor names.
     pub subjects: Vec<String>,
+    /// Agent names: see [`agent_of`].
+    pub agents: Vec<String>,
 }
 
 impl EventFilter {
@@ -105,113 +120,87 @@ impl EventFilter {
         (self.kinds.is_empty() || self.kinds.contains(&event.kind))
             && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == &event.namespace))
             && (self.subjects.is_empty() || self.subjects.iter().any(|s| s == &event.subject))
+            && (self.agents.is_empty() || agent_of(event).is_some_and(|a| self.agents.iter().any(|n| n == a)))
     }
 }
 
-/// A live subscription: the stored backlog after the cursor, then the live stream.
-pub struct Subscription {
-    pub backlog: Vec<Arc<Event>>,
-    pub live: broadcast::Receiver<Arc<Event>>,
-    pub filter: EventFilter,
-}
-
-impl Subscription {
-    /// Next matching event, in order, backlog first. `Err(missed)` when the subscriber
-    /// fell behind the bounded buffer and lost events: it must resubscribe from its cursor.
-    pub async fn next(&mut self, last_seen: &mut u64) -> Result<Option<Arc<Event>>, u64> {
-        while !self.backlog.is_empty() {
-            let event = self.backlog.remove(0);
-            *last_seen = event.seq;
-            if self.filter.matches(&event) {
-                return Ok(Some(event));
-            }
+/// The agent an event is about, by name within the event's namespace: `agent.*` events
+/// name it in their subject (`<ns>/<agent>`); task lifecycle events carry it in
+/// `data.agent` once it is known (the named target, then the agent that ran). Progress
+/// data is the agent's own payload, so it is not trusted to name anyone.
+pub fn agent_of(event: &Event) -> Option<&str> {
+    use EventKind::*;
+    match event.kind {
+        AgentRegistered | AgentRemoved | AgentFailed | AgentRestarted => {
+            event.subject.strip_prefix(event.namespace.as_str())?.strip_prefix('/')
         }
-        loop {
-            match self.live.recv().await {
-                // Events already delivered from the backlog come again on the live side.
-                Ok(event) if event.seq <= *last_seen => continue,
-                Ok(event) => {
-                    *last_seen = event.seq;
-                    if self.filter.matches(&event) {
-                        return Ok(Some(event));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => return Err(missed),
-                Err(broadcast::error::RecvError::Closed) => return Ok(None),
-            }
-        }
+        TaskQueued | TaskRunning | TaskRetrying | TaskSucceeded | TaskFailed | TaskCancelled
+        | TaskTimedOut => event.data.get("agent")?.as_str(),
+        TaskProgress | ActorRestarted => None,
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EventsError {
-    /// The cursor is older than the oldest event kept.
+    /// The cursor is older than the oldest event kept, in the store or in the ring.
     #[error("cursor {after} expired: the oldest event kept is {oldest}")]
     CursorExpired { after: u64, oldest: u64 },
+    /// Resuming from stored events failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 pub enum EventsMsg {
-    /// Subscribes from `after` (None: only new events).
-    Subscribe {
-        filter: EventFilter,
-        after: Option<u64>,
-        reply: RpcReplyPort<Result<Subscription, EventsError>>,
-    },
-    /// Recent events after a cursor, for listing.
+    /// Subscribes from `after` (None: only new events). The answer holds no I/O yet: a
+    /// cursor older than the ring is resumed from the store by the subscriber's own task.
+    Subscribe { filter: EventFilter, after: Option<u64>, reply: RpcReplyPort<Subscription> },
+    /// At most `limit` events after a cursor, for listing.
     List {
         filter: EventFilter,
         after: u64,
         limit: usize,
-        reply: RpcReplyPort<Result<Vec<Arc<Event>>, EventsError>>,
+        reply: RpcReplyPort<Result<EventPage, EventsError>>,
     },
 }
 
-/// The `events` actor: serves subscriptions and history over the node's [`EventBus`].
+/// The `events` actor: serves subscriptions and history over the node's [`EventBus`] and
+/// the events the store keeps.
 pub struct Events;
 
 pub struct EventsArgs {
     pub bus: Arc<EventBus>,
+    pub store: Arc<dyn Store>,
 }
 
 impl Actor for Events {
     type Msg = EventsMsg;
-    type State = Arc<EventBus>;
+    type State = EventsArgs;
     type Arguments = EventsArgs;
 
     async fn pre_start(
         &self,
         _: ActorRef<EventsMsg>,
         args: EventsArgs,
-    ) -> Result<Arc<EventBus>, ActorProcessingErr> {
-        Ok(args.bus)
+    ) -> Result<EventsArgs, ActorProcessingErr> {
+        Ok(args)
     }
 
     async fn handle(
         &self,
         _: ActorRef<EventsMsg>,
         msg: EventsMsg,
-        bus: &mut Arc<EventBus>,
+        state: &mut EventsArgs,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             EventsMsg::Subscribe { filter, after, reply } => {
-                // Subscribe to the live stream first, then read the backlog, so no event
-                // falls between the two; duplicates are skipped by seq.
-                let live = bus.subscribe();
-                let result = match after {
-                    None => Ok(Subscription { backlog: Vec::new(), live, filter }),
-                    Some(after) => bus
-                        .since(after, usize::MAX)
-                        .map(|backlog| Subscription { backlog, live, filter })
-                        .map_err(|oldest| EventsError::CursorExpired { after, oldest }),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(Subscription::new(state.bus.clone(), state.store.clone(), filter, after));
             }
             EventsMsg::List { filter, after, limit, reply } => {
-                let result = bus
-                    .since(after, usize::MAX)
-                    .map(|events| events.into_iter().filter(|e| filter.matches(e)).take(limit).collect())
-                    .map_err(|oldest| EventsError::CursorExpired { after, oldest });
-                let _ = reply.send(result);
+                // Reading stored pages is SQL: it runs beside the mailbox.
+                let mut replay = Replay::new(state.bus.clone(), state.store.clone(), after);
+                tokio::spawn(async move {
+                    let _ = reply.send(replay.page(&filter, limit).await);
+                });
             }
         }
         Ok(())
@@ -237,37 +226,23 @@ mod tests {
         assert_eq!(bus.last_seq(), 5);
         let kept: Vec<u64> = bus.since(2, 10).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(kept, vec![3, 4, 5]);
+        let kept: Vec<u64> = bus.since(3, 1).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(kept, vec![4]);
         assert_eq!(bus.since(1, 10).unwrap_err(), 3, "cursor 1 is older than the ring");
         assert!(bus.since(5, 10).unwrap().is_empty());
+        assert!(bus.since(9, 10).unwrap().is_empty(), "a cursor from the future reads nothing");
     }
 
-    #[tokio::test]
-    async fn subscription_resumes_backlog_then_live_without_duplicates() {
-        let bus = bus(16);
-        bus.emit(EventKind::TaskQueued, "a", "t1".into(), json!(1));
-        bus.emit(EventKind::TaskQueued, "b", "t2".into(), json!(2));
-        let (events, _) = Actor::spawn(None, Events, EventsArgs { bus: bus.clone() }).await.unwrap();
-        let filter = EventFilter { namespaces: vec!["a".into()], ..Default::default() };
-        let mut sub = ractor::call!(events, |r| EventsMsg::Subscribe { filter, after: Some(0), reply: r })
-            .unwrap()
-            .unwrap();
-        bus.emit(EventKind::TaskSucceeded, "a", "t1".into(), json!(3));
-        let mut last = 0;
-        let first = sub.next(&mut last).await.unwrap().unwrap();
-        assert_eq!((first.seq, first.subject.as_str()), (1, "t1"));
-        let second = sub.next(&mut last).await.unwrap().unwrap();
-        assert_eq!((second.seq, second.kind), (3, EventKind::TaskSucceeded));
-        events.stop(None);
-    }
-
-    #[tokio::test]
-    async fn slow_subscriber_learns_it_lagged() {
-        let bus = bus(2);
-        let mut sub = Subscription { backlog: vec![], live: bus.subscribe(), filter: EventFilter::default() };
-        for i in 0..5 {
-            bus.emit(EventKind::TaskQueued, "a", format!("t{i}"), json!(null));
-        }
-        let mut last = 0;
-        assert!(sub.next(&mut last).await.is_err());
+    #[test]
+    fn the_agent_filter_reads_subjects_of_agent_events_and_data_of_task_events() {
+        let bus = bus(8);
+        let registered = bus.emit(EventKind::AgentRegistered, "a", "a/echo".into(), json!({}));
+        let ran = bus.emit(EventKind::TaskSucceeded, "a", "t1".into(), json!({"agent": "echo"}));
+        let other = bus.emit(EventKind::TaskRunning, "a", "t2".into(), json!({"agent": "sleeper"}));
+        let claims = bus.emit(EventKind::TaskProgress, "a", "t2".into(), json!({"agent": "echo"}));
+        let filter = EventFilter { agents: vec!["echo".into()], ..Default::default() };
+        let matched: Vec<bool> =
+            [&registered, &ran, &other, &claims].iter().map(|e| filter.matches(e)).collect();
+        assert_eq!(matched, vec![true, true, false, false]);
     }
 }

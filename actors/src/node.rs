@@ -50,6 +50,8 @@ pub struct NodeSettings {
     /// Audit entries waiting for the store before callers are refused.
     pub audit_queue_limit: usize,
     pub max_in_flight: usize,
+    /// Per-namespace limits on tasks in flight and running.
+    pub quotas: crate::orchestrator::quotas::QuotaSettings,
     pub retain_finished: usize,
     pub event_capacity: usize,
     pub pools: PoolDefaults,
@@ -77,6 +79,7 @@ impl Default for NodeSettings {
             store_queue_limit: 65_536,
             audit_queue_limit: 4096,
             max_in_flight: 100_000,
+            quotas: Default::default(),
             retain_finished: 10_000,
             event_capacity: 65_536,
             pools: PoolDefaults::default(),
@@ -245,10 +248,12 @@ impl NodeTree {
             );
         }
         {
-            let bus = events.clone();
+            let (bus, store) = (events.clone(), store.clone());
             children.push(
-                ChildSpec::actor("events", move || (Events, EventsArgs { bus: bus.clone() }))
-                    .registered(true),
+                ChildSpec::actor("events", move || {
+                    (Events, EventsArgs { bus: bus.clone(), store: store.clone() })
+                })
+                .registered(true),
             );
         }
         {
@@ -315,6 +320,7 @@ impl NodeTree {
                                 clock: store_clock.clone(),
                                 metrics: metrics.clone(),
                                 max_in_flight: settings.max_in_flight,
+                                quotas: settings.quotas.clone(),
                                 retain_finished: settings.retain_finished,
                                 node: node_name.clone(),
                                 lease_ttl: settings.lease_ttl,

@@ -11,6 +11,7 @@
 //! node's earlier starts (see `recovery`).
 
 mod attempts;
+pub mod quotas;
 mod recovery;
 mod registration;
 mod registry;
@@ -29,6 +30,7 @@ use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
 use tasks::{RecordReply, TaskEntry, TaskTable};
 
+use self::quotas::{QuotaSettings, Quotas};
 use crate::agent_instance::AttemptOutcome;
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
 use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
@@ -51,6 +53,8 @@ pub enum TaskError {
     QueueFull { agent: String, limit: usize, retry_after: Duration },
     #[error("idempotency key '{key}' was used for a different task")]
     IdempotencyConflict { key: String },
+    #[error("namespace {namespace} has {limit} tasks in flight, its quota; retry in {retry_after:?}")]
+    QuotaExceeded { namespace: String, limit: usize, retry_after: Duration },
     #[error("no task {0}")]
     NotFound(TaskId),
     #[error("invalid task: {0}")]
@@ -188,6 +192,8 @@ pub struct OrchestratorArgs {
     pub metrics: Arc<TaskMetrics>,
     /// Intake limit: tasks accepted and not yet final.
     pub max_in_flight: usize,
+    /// Per-namespace limits within that.
+    pub quotas: QuotaSettings,
     /// Finished tasks kept in memory for `get` and `wait`.
     pub retain_finished: usize,
     /// The node's name: its lease rows carry it, so a restart finds its earlier starts.
@@ -213,6 +219,7 @@ pub struct OrchestratorState {
     /// This incarnation's lease: the owner of every task it accepts or claims.
     start: NodeStart,
     claiming: bool,
+    quotas: Quotas,
 }
 
 impl Actor for Orchestrator {
@@ -253,6 +260,7 @@ impl Actor for Orchestrator {
         // the lease alive and look for expired ones with every heartbeat.
         myself.cast(OrchestratorMsg::Claim)?;
         myself.send_interval(args.lease_ttl / 3, || OrchestratorMsg::RenewLease);
+        let quotas = Quotas::new(args.quotas.clone());
         Ok(OrchestratorState {
             args,
             tasks,
@@ -264,6 +272,7 @@ impl Actor for Orchestrator {
             flush_scheduled: false,
             start,
             claiming: false,
+            quotas,
         })
     }
 
@@ -426,6 +435,13 @@ impl OrchestratorState {
             Ok(entry) => entry.spec.clone(),
             Err(error) => return Err((intake, error)),
         };
+        if let Err(limit) = self.quotas.admit(&request.namespace) {
+            let namespace = request.namespace.clone();
+            return Err((
+                intake,
+                TaskError::QuotaExceeded { namespace, limit, retry_after: Duration::from_secs(1) },
+            ));
+        }
 
         let max_attempts = 1 + request.retries.unwrap_or(spec.retries.attempts);
         let record = TaskRecord::queued(&request, max_attempts, Some(self.start.id), self.args.clock.now());
@@ -442,12 +458,14 @@ impl OrchestratorState {
             accept_reply: None,
             subject: id.to_string(),
             attempt_started_at: None,
+            holds_run_slot: false,
         };
+        let data = entry.event_agent().map_or(Value::Null, |agent| json!({"agent": agent}));
         let queued = self.args.events.emit(
             EventKind::TaskQueued,
             &entry.record.namespace,
             entry.subject.clone(),
-            Value::Null,
+            data,
         );
         // A durable task is committed, with its first event, before it is accepted; a
         // non-durable one is written once, in the background, when it finishes (DESIGN
@@ -564,6 +582,7 @@ impl OrchestratorState {
             }
             Err(error) => {
                 if let Some(entry) = self.tasks.forget(&id) {
+                    self.quotas.finished(&entry.record.namespace, id);
                     self.args.metrics.in_flight.dec();
                     self.args.metrics.rejected.inc();
                     let error = TaskError::Unavailable(error.to_string());
@@ -602,6 +621,8 @@ impl OrchestratorState {
         entry.record.error = if state == TaskState::Succeeded { None } else { error };
         entry.record.updated_at = now;
         let attempt = entry.ended_attempt(state, now);
+        let held = std::mem::take(&mut entry.holds_run_slot);
+        let quota = self.quotas.enabled().then(|| (entry.record.namespace.clone(), held));
         // Metrics, the event and the write come first: whoever hears the final state
         // can already see them.
         let metrics = &self.args.metrics;
@@ -610,10 +631,11 @@ impl OrchestratorState {
         metrics
             .duration
             .observe(now.duration_since(entry.record.created_at).unwrap_or_default().as_secs_f64());
+        let agent = entry.event_agent();
         let data = match state {
-            // The record has the attempt count; the common case carries no payload.
-            TaskState::Succeeded => Value::Null,
-            _ => json!({"attempt": entry.record.attempt, "error": entry.record.error}),
+            // The record has the attempt count; the common case carries only the agent.
+            TaskState::Succeeded => json!({"agent": agent}),
+            _ => json!({"agent": agent, "attempt": entry.record.attempt, "error": entry.record.error}),
         };
         // The last event of the task: its subject text is not needed afterwards.
         let subject = std::mem::take(&mut entry.subject);
@@ -644,7 +666,23 @@ impl OrchestratorState {
             self.write_later(writes);
         }
         self.tasks.finished(id);
+        if let Some((namespace, held)) = quota {
+            if held {
+                self.quotas.release(&namespace);
+            }
+            self.quotas.finished(&namespace, id);
+            self.run_waiting(&namespace);
+        }
         self.check_drained();
+    }
+
+    /// Dispatches the next task of `namespace` that waits for a run slot, if one is free.
+    fn run_waiting(&mut self, namespace: &str) {
+        while let Some(next) = self.quotas.next_waiting(namespace) {
+            if self.tasks.get(&next).is_some_and(|e| !e.record.state.is_final()) {
+                return self.dispatch(next);
+            }
+        }
     }
 
     fn check_drained(&mut self) {

@@ -8,9 +8,11 @@ mod key_cache;
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use mark1_actors::domain::{Permission, Principal};
 use mark1_actors::ports::Store;
 
@@ -55,7 +57,11 @@ impl Authenticator {
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let credential = credential(headers)?;
+        self.verify(credential(headers)?).await
+    }
+
+    /// Checks one credential: an API key (by its prefix) or a JWT.
+    async fn verify(&self, credential: &str) -> Result<Principal, ApiError> {
         if credential.strip_prefix(keys::PREFIX).is_some_and(|rest| rest.starts_with('_')) {
             self.api_key(credential).await
         } else {
@@ -89,6 +95,22 @@ fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
             Ok(token.trim())
         }
     }
+}
+
+/// `?access_token=` of a WebSocket upgrade that carries no credential header: browsers
+/// cannot set headers on a WebSocket. Other requests must use a header, so the token
+/// does not end up in URLs (and logs) where a header would do.
+fn upgrade_token(parts: &Parts) -> Option<String> {
+    let upgrade =
+        parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade
+        || parts.headers.contains_key("x-api-key")
+        || parts.headers.contains_key(header::AUTHORIZATION)
+    {
+        return None;
+    }
+    let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).ok()?;
+    query.0.get("access_token").cloned()
 }
 
 /// The authenticated caller of a request.
@@ -138,7 +160,10 @@ impl FromRequestParts<Arc<EdgeState>> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let principal = state.auth.authenticate(&parts.headers).await?;
+        let principal = match upgrade_token(parts) {
+            Some(token) => state.auth.verify(&token).await?,
+            None => state.auth.authenticate(&parts.headers).await?,
+        };
         if let Some(slot) = parts.extensions.get::<CallerSlot>() {
             let _ = slot.0.set(principal.subject.clone());
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use mark1_actors::events::EventsError;
 use mark1_actors::orchestrator::{AgentRegistryError, TaskError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -27,6 +28,9 @@ pub enum ApiError {
     TooManyRequests { message: String, retry_after: Duration },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// An event cursor older than what the node keeps (410 Gone).
+    #[error("{0}")]
+    CursorExpired(String),
     /// An actor did not answer in time.
     #[error("{0}")]
     Timeout(String),
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::CursorExpired(_) => (StatusCode::GONE, "cursor_expired"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -106,7 +111,9 @@ impl From<TaskError> for ApiError {
             TaskError::UnknownAgent { .. } | TaskError::NoCapableAgent { .. } | TaskError::NotFound(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            TaskError::Overloaded { retry_after, .. } | TaskError::QueueFull { retry_after, .. } => {
+            TaskError::Overloaded { retry_after, .. }
+            | TaskError::QueueFull { retry_after, .. }
+            | TaskError::QuotaExceeded { retry_after, .. } => {
                 ApiError::TooManyRequests { message: e.to_string(), retry_after }
             }
             TaskError::IdempotencyConflict { .. } => ApiError::Conflict(e.to_string()),
@@ -136,7 +143,17 @@ impl From<NodeError> for ApiError {
             NodeError::InvalidAgent(m) => ApiError::BadRequest(m),
             NodeError::Timeout(m) => ApiError::Timeout(m),
             NodeError::Unavailable(m) => ApiError::Unavailable(m),
+            NodeError::Events(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EventsError> for ApiError {
+    fn from(e: EventsError) -> Self {
+        match e {
+            EventsError::CursorExpired { .. } => ApiError::CursorExpired(e.to_string()),
+            EventsError::Store(e) => e.into(),
         }
     }
 }
@@ -148,5 +165,37 @@ impl From<mark1_actors::ports::StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             StoreError::Rejected(_) => ApiError::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+
+    use super::ApiError;
+    use crate::node::NodeError;
+
+    #[test]
+    fn actors_that_do_not_answer_are_504_and_stopped_ones_503() {
+        let timeout = ApiError::from(NodeError::Timeout("the orchestrator did not answer within 10s".into()));
+        assert_eq!(timeout.into_response().status(), StatusCode::GATEWAY_TIMEOUT);
+        let stopped = ApiError::from(NodeError::Unavailable("the orchestrator stopped".into()));
+        assert_eq!(stopped.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn overload_carries_retry_after_and_internal_causes_stay_inside() {
+        let busy =
+            ApiError::TooManyRequests { message: "full".into(), retry_after: Duration::from_millis(1500) };
+        let response = busy.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2", "rounded up to whole seconds");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let internal = ApiError::Internal("database password is hunter2".into()).into_response();
+        let body = futures::executor::block_on(axum::body::to_bytes(internal.into_body(), 4096)).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("hunter2"), "causes are logged, not sent");
     }
 }

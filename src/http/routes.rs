@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod agents;
+pub mod events;
 pub mod system;
 pub mod tasks;

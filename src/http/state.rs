@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use super::auth::Authenticator;
 use super::limits::Limiter;
 use crate::config::ServerConfig;
@@ -12,4 +15,8 @@ pub struct EdgeState {
     pub auth: Authenticator,
     pub limiter: Limiter,
     pub server: ServerConfig,
+    /// Cancelled when the edge shuts down: WebSocket sessions close with 1001.
+    pub stop: CancellationToken,
+    /// WebSocket sessions, which outlive their upgrade request: shutdown waits for them.
+    pub sessions: TaskTracker,
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mark1_actors::audit::{AuditError, AuditMsg};
 use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
-use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
+use mark1_actors::events::{EventFilter, EventPage, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::node::NodeTree;
 use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
@@ -20,10 +20,6 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError};
 use crate::metrics::HttpMetrics;
 use crate::runtimes::process::ProcessRuntime;
-
-/// Upper bound for control calls into the tree; a core actor that does not answer
-/// within it is reported as unavailable rather than hanging the caller.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -97,9 +93,11 @@ impl NodeHandle {
         &self.config
     }
 
-    /// The bound HTTP address; the edge arrives in its own issue, so none yet.
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        None
+    /// Upper bound for control calls into the tree (`server.call_timeout`): a core actor
+    /// that does not answer within it is reported as timed out rather than hanging the
+    /// caller (HTTP 504).
+    fn call_timeout(&self) -> Duration {
+        self.config.server.call_timeout
     }
 
     async fn ask<R: Send + 'static>(
@@ -130,7 +128,7 @@ impl NodeHandle {
     /// Like [`submit`](Self::submit), telling whether an idempotency key matched an earlier task.
     pub async fn submit_detailed(&self, request: TaskRequest) -> Result<Submitted, NodeError> {
         let request = std::sync::Arc::new(request);
-        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, self.call_timeout()).await??)
     }
 
     /// Submits and waits for the final state in one message.
@@ -148,17 +146,19 @@ impl NodeHandle {
     }
 
     pub async fn get(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
-        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, self.call_timeout()).await??)
     }
 
     pub async fn cancel(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
-        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, self.call_timeout()).await??)
     }
 
     /// Registers a native agent on the running node.
     pub async fn register_agent(&self, spec: AgentSpec, agent: impl Agent) -> Result<(), NodeError> {
         let definition = AgentDefinition::new(spec, std::sync::Arc::new(NativeRuntime::new(agent)));
-        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Registers a process agent on the running node. Its command must lie under
@@ -172,13 +172,17 @@ impl NodeHandle {
             .validate(process)
             .map_err(|e| NodeError::InvalidAgent(format!("agent {}: {e}", spec.key())))?;
         let definition = AgentDefinition::new(spec, self.processes.clone());
-        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Removes an agent; its pool finishes the work it holds first.
     pub async fn remove_agent(&self, namespace: &str, name: &str) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        Ok(self.ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Changes an agent's pool bounds; the pool grows or shrinks to fit.
@@ -191,7 +195,10 @@ impl NodeHandle {
     ) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
         Ok(self
-            .ask(|reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply }, CALL_TIMEOUT)
+            .ask(
+                |reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply },
+                self.call_timeout(),
+            )
             .await??)
     }
 
@@ -203,22 +210,46 @@ impl NodeHandle {
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {
-        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, CALL_TIMEOUT).await
+        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, self.call_timeout()).await
     }
 
-    /// Subscribes to events after `after` (None: new events only).
+    /// Subscribes to events after `after` (None: new events only). A cursor older than
+    /// the ring resumes from the store; an expired one is reported by the first `next`.
     pub async fn subscribe(
         &self,
         filter: EventFilter,
         after: Option<u64>,
     ) -> Result<Subscription, NodeError> {
+        self.ask_events(|reply| EventsMsg::Subscribe { filter, after, reply }).await
+    }
+
+    /// At most `limit` events after `after` matching `filter`, from the store and the ring.
+    pub async fn list_events(
+        &self,
+        filter: EventFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<EventPage, NodeError> {
+        Ok(self.ask_events(|reply| EventsMsg::List { filter, after, limit, reply }).await??)
+    }
+
+    async fn ask_events<R: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<R>) -> EventsMsg,
+    ) -> Result<R, NodeError> {
         let events = self
             .tree
             .events_actor()
-            .ok_or_else(|| NodeError::Unavailable("events actor not running".into()))?;
-        match events.call(|reply| EventsMsg::Subscribe { filter, after, reply }, Some(CALL_TIMEOUT)).await {
-            Ok(CallResult::Success(result)) => Ok(result?),
-            _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
+            .ok_or_else(|| NodeError::Unavailable("the events actor is not running".into()))?;
+        let timeout = self.call_timeout();
+        match events.call(build, Some(timeout)).await {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(CallResult::Timeout) => {
+                Err(NodeError::Timeout(format!("the events actor did not answer within {timeout:?}")))
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(NodeError::Unavailable("the events actor stopped".into()))
+            }
         }
     }
 
@@ -229,11 +260,12 @@ impl NodeHandle {
             .tree
             .audit_actor()
             .ok_or_else(|| NodeError::Unavailable("the audit actor is not running".into()))?;
-        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(CALL_TIMEOUT)).await {
+        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(self.call_timeout())).await {
             Ok(CallResult::Success(result)) => Ok(result?),
-            Ok(CallResult::Timeout) => {
-                Err(NodeError::Unavailable(format!("the audit actor did not answer within {CALL_TIMEOUT:?}")))
-            }
+            Ok(CallResult::Timeout) => Err(NodeError::Timeout(format!(
+                "the audit actor did not answer within {:?}",
+                self.call_timeout()
+            ))),
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(NodeError::Unavailable("the audit actor stopped".into()))
             }

@@ -1,5 +1,9 @@
 //! The HTTP edge as a client sees it: real HTTP over loopback to a node on port 0.
 
+mod access;
+mod events;
+mod jwt;
+mod quotas;
 mod support;
 mod telemetry;
 mod tls;
@@ -16,7 +20,7 @@ async fn health_and_ready_need_no_credential_but_everything_else_does() {
     assert_eq!(body["status"], "ok", "{body}");
     let (status, body) = json_of(s.http.get(s.url("/ready")).send().await.unwrap()).await;
     assert_eq!((status, &body["ready"]), (200, &json!(true)), "{body}");
-    for path in ["/metrics", "/v1/whoami", "/v1/tasks", "/v1/agents", "/v1/actors"] {
+    for path in ["/metrics", "/v1/whoami", "/v1/tasks", "/v1/agents", "/v1/actors", "/v1/events"] {
         let response = s.http.get(s.url(path)).send().await.unwrap();
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
         let (status, body) = json_of(response).await;
@@ -205,6 +209,7 @@ async fn namespaces_isolate_teams() {
     assert_eq!(status, 403, "cannot submit into another namespace");
     let (_, agents) = json_of(s.http.get(s.url("/v1/agents")).bearer_auth(&b).send().await.unwrap()).await;
     assert!(agents.as_array().unwrap().iter().all(|a| a["namespace"] == "team-b"), "{agents}");
+    assert!(agents.as_array().unwrap().iter().all(|a| a["health"] == "ready"), "{agents}");
     let (status, _) =
         json_of(s.http.get(s.url("/v1/agents/team-a/echo")).bearer_auth(&b).send().await.unwrap()).await;
     assert_eq!(status, 404);
@@ -272,8 +277,12 @@ async fn openapi_documents_every_route() {
         ("/v1/agents/{namespace}/{name}", "delete"),
         ("/v1/actors", "get"),
         ("/v1/actors/{name}", "get"),
+        ("/v1/actors/watch", "get"),
+        ("/v1/events", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
     }
+    let list = &paths["/v1/events"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(list["$ref"], "#/components/schemas/EventList", "{list}");
     s.stop().await;
 }

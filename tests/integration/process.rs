@@ -75,12 +75,8 @@ async fn the_example_agents_run_from_config_with_progress_events() {
     let done = handle.run(req, Duration::from_secs(10)).await.unwrap();
     assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
     assert_eq!(done.output.as_ref().unwrap()["words"], json!(4));
-    let mut last = 0;
-    let event = tokio::time::timeout(Duration::from_secs(5), progress.next(&mut last))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let event =
+        tokio::time::timeout(Duration::from_secs(5), progress.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(event.subject, done.id.to_string());
     stop(handle).await;
 }

@@ -253,13 +253,8 @@ async fn every_transition_is_an_event_in_order() {
     let mut sub = handle.subscribe(EventFilter::default(), None).await.unwrap();
     let done = handle.run(TaskRequest::to_agent("echo", json!(1)), Duration::from_secs(5)).await.unwrap();
     let mut kinds = Vec::new();
-    let mut last = 0;
     while kinds.len() < 3 {
-        let event = tokio::time::timeout(Duration::from_secs(5), sub.next(&mut last))
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
         if event.subject == done.id.to_string() {
             kinds.push(event.kind);
         }

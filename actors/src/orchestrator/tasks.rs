@@ -33,9 +33,22 @@ pub struct TaskEntry {
     pub subject: String,
     /// When the current attempt started running.
     pub attempt_started_at: Option<SystemTime>,
+    /// Holds one of its namespace's run slots (quotas), from dispatch to the attempt's end.
+    pub holds_run_slot: bool,
 }
 
 impl TaskEntry {
+    /// The agent a task event names in `data.agent` (so `/v1/events?agents=` finds it):
+    /// the one that ran the latest attempt, else the one the submission named; none
+    /// while a capability task waits for its first dispatch.
+    pub fn event_agent(&self) -> Option<&str> {
+        match (&self.record.agent, &self.record.target) {
+            (Some(agent), _) => Some(agent),
+            (None, crate::domain::Target::Agent(named)) => Some(named),
+            (None, crate::domain::Target::Capabilities(_)) => None,
+        }
+    }
+
     /// The record of the attempt that just ended as `state`, if one was running; the
     /// task's `error` is its error.
     pub fn ended_attempt(&mut self, state: TaskState, now: SystemTime) -> Option<AttemptRecord> {

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use mark1_actors::domain::{AuditOutcome, Permission};
-use mark1_actors::orchestrator::AgentStatus;
+use mark1_actors::orchestrator::{AgentHealth, AgentStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -24,8 +24,11 @@ pub struct AgentView {
     pub namespace: String,
     pub name: String,
     pub capabilities: Vec<String>,
-    /// `healthy`, `degraded` or `failed`.
+    /// `ready`, or `failed` when its pool gave up (see `failure`).
     pub health: String,
+    /// Why the pool failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub workers: usize,
     pub busy: usize,
     pub queued: usize,
@@ -36,12 +39,16 @@ pub struct AgentView {
 
 impl From<AgentStatus> for AgentView {
     fn from(a: AgentStatus) -> Self {
-        let health = serde_json::to_value(a.health).ok().and_then(|v| v.as_str().map(str::to_string));
+        let (health, failure) = match a.health {
+            AgentHealth::Ready => ("ready", None),
+            AgentHealth::Failed(reason) => ("failed", Some(reason)),
+        };
         AgentView {
             namespace: a.namespace,
             name: a.name,
             capabilities: a.capabilities,
-            health: health.unwrap_or_else(|| "unknown".into()),
+            health: health.to_string(),
+            failure,
             workers: a.workers,
             busy: a.busy,
             queued: a.queued,

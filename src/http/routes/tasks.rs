@@ -227,7 +227,11 @@ fn valid_traceparent(text: &str) -> bool {
 }
 
 /// A task the caller may see, else not found (existence is not leaked across namespaces).
-async fn visible_task(edge: &EdgeState, caller: &Caller, id: &str) -> Result<TaskRecord, ApiError> {
+pub(crate) async fn visible_task(
+    edge: &EdgeState,
+    caller: &Caller,
+    id: &str,
+) -> Result<TaskRecord, ApiError> {
     let not_found = || ApiError::NotFound(format!("no task {id}"));
     let id: TaskId = id.parse().map_err(|_| not_found())?;
     let task = edge.node.get(id).await.map_err(|e| match ApiError::from(e) {

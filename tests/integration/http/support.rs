@@ -20,13 +20,17 @@ pub struct Served {
     pub edge: Edge,
     pub url: String,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A node with `echo` and `sleeper` agents in namespaces `team-a` and `team-b`, accepting
 /// HS256 tokens; `tune` adjusts the configuration.
 pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Served {
-    let dir = tempfile::tempdir().unwrap();
+    serve_in(tempfile::tempdir().unwrap(), tune).await
+}
+
+/// Like [`serve_with`], on the data (the SQLite store) of `dir`: a node started again.
+pub async fn serve_in(dir: tempfile::TempDir, tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Served {
     let secret_file = dir.path().join("jwt.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let loader = ConfigLoader::new()
@@ -43,7 +47,8 @@ pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Serv
         builder = builder
             .agent(AgentSpec::native("echo").namespace(namespace).capability("text.echo"), Echo)
             .agent(
-                AgentSpec::native("sleeper").namespace(namespace),
+                // Room for several at once, so quotas, not the pool, limit them.
+                AgentSpec::native("sleeper").namespace(namespace).pool_size(1, 4),
                 Sleeper { cancelled: Default::default() },
             );
     }
@@ -52,7 +57,7 @@ pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Serv
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge = Edge::start_on(node.clone(), listener).await.expect("edge starts");
     let url = format!("http://{}", edge.local_addr());
-    Served { node, edge, url, http: reqwest::Client::new(), _dir: dir }
+    Served { node, edge, url, http: reqwest::Client::new(), dir }
 }
 
 pub async fn serve() -> Served {
@@ -65,9 +70,15 @@ impl Served {
     }
 
     pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops the edge and the node cleanly; the data folder outlives them.
+    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
         self.edge.shutdown(Duration::from_secs(5)).await;
         let report = self.node.shutdown(Duration::from_secs(10)).await;
         assert!(report.stopped_cleanly, "clean shutdown: {report:?}");
+        self.dir
     }
 }
 

@@ -9,10 +9,10 @@ fn entry(n: u64) -> AuditEntry {
     AuditEntry {
         actor: format!("key:{n:012x}"),
         action: "key.create".into(),
-        namespace: (n % 2 == 0).then(|| "team-a".into()),
+        namespace: n.is_multiple_of(2).then(|| "team-a".into()),
         subject: Some(format!("key:{n}")),
         outcome: AuditOutcome::Success,
-        request_id: (n % 3 == 0).then(|| format!("req-{n}")),
+        request_id: n.is_multiple_of(3).then(|| format!("req-{n}")),
         data: json!({"role": "viewer", "n": n, "nested": {"b": [1, 2.5, null], "a": "é"}}),
     }
 }
