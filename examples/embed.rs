@@ -21,7 +21,7 @@ impl Agent for Shout {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    mark1::telemetry::init(false);
+    mark1::telemetry::init(mark1::telemetry::LogFormat::Text);
     let node = Node::builder()
         .agent(AgentSpec::native("shout").capability("text.shout").pool_size(1, 4), Shout)
         .build()

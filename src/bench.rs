@@ -6,6 +6,7 @@
 
 mod dispatch;
 mod durable;
+mod http;
 mod restart;
 mod spawn;
 
@@ -29,6 +30,8 @@ enum Bench {
     Dispatch(dispatch::Params),
     /// Durable task throughput and latency on SQLite or PostgreSQL, against bare sqlx writing the same rows.
     Durable(durable::Params),
+    /// Tasks through the HTTP edge with API-key auth, against the authenticated no-op `whoami`.
+    Http(http::Params),
     /// Memory and spawn rate of idle agent instances, against bare ractor actors.
     Spawn(spawn::Params),
     /// Time from a child's failure to its replacement handling a message.
@@ -40,6 +43,7 @@ impl BenchCommand {
         let report = match self.bench {
             Bench::Dispatch(p) => dispatch::run(p).await,
             Bench::Durable(p) => durable::run(p).await,
+            Bench::Http(p) => http::run(p).await,
             Bench::Spawn(p) => spawn::run(p).await,
             Bench::Restart(p) => restart::run(p).await,
         }

@@ -24,6 +24,7 @@ use crate::bench::BenchCommand;
 use crate::config::{Config, ConfigError, ConfigLoader};
 use crate::node::NodeError;
 use crate::store::StoreOpenError;
+use crate::telemetry::LogFormat;
 
 #[derive(Parser, Debug)]
 #[command(name = "mark1", version, about = "An orchestrator for AI agents, built as an actor-model runtime")]
@@ -31,8 +32,11 @@ pub struct Cli {
     /// Configuration file (default: ./config.toml when it exists).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log as JSON lines instead of text.
-    #[arg(long, global = true)]
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Same as `--log-format json` (kept for scripts written before `--log-format`).
+    #[arg(long, global = true, hide = true)]
     log_json: bool,
     #[command(flatten)]
     remote: client::RemoteArgs,
@@ -173,7 +177,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
-    crate::telemetry::init(cli.log_json);
+    crate::telemetry::init(if cli.log_json { LogFormat::Json } else { cli.log_format });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -181,7 +185,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    crate::telemetry::shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", e.message);

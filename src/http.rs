@@ -24,8 +24,10 @@ pub mod auth;
 mod body;
 pub mod error;
 mod limits;
+mod observe;
 pub mod routes;
 mod state;
+pub mod tls;
 mod ws;
 
 use std::future::IntoFuture;
@@ -33,12 +35,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -105,18 +110,17 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .split_for_parts();
     let api = Arc::new(api);
     let max_body = state.server.max_body_bytes;
+    let metrics = state.node.http_metrics().clone();
     router
         .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), audit::audit_denials))
         .with_state(state)
         .layer(middleware::from_fn(problem_for_every_error))
+        .layer(middleware::from_fn_with_state(metrics, observe::count))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
-            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(observe::span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
@@ -160,6 +164,8 @@ pub enum EdgeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Jwt(#[from] JwtSetupError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running HTTP edge. Stop it before the node: it is the node's intake.
@@ -196,8 +202,23 @@ impl Edge {
             addr: config.server.listen.unwrap_or(([0, 0, 0, 0], 0).into()),
             source,
         })?;
+        let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
         let app = app(state.clone());
-        let stopped = stop.clone();
+        let stopped = stop.clone().cancelled_owned();
+        // Both arms run the same `axum::serve`, so graceful shutdown works alike.
+        let serve: BoxFuture<'static, std::io::Result<()>> = match tls {
+            None => {
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stopped).into_future())
+            }
+            Some(tls) => {
+                let listener = tls::TlsListener::new(listener, tls)
+                    .map_err(|source| EdgeError::Bind { addr, source })?;
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stopped).into_future())
+            }
+        };
         let server = tokio::spawn(async move {
             let mut sweep = tokio::time::interval(Duration::from_secs(60));
             let forget_idle_credentials = async {
@@ -206,13 +227,12 @@ impl Edge {
                     state.limiter.retain_recent();
                 }
             };
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned());
             tokio::select! {
-                result = serve.into_future() => result,
+                result = serve => result,
                 never = forget_idle_credentials => never,
             }
         });
-        tracing::info!(%addr, "http edge listening");
+        tracing::info!(%addr, https = config.server.tls.is_some(), "http edge listening");
         Ok(Edge { addr, stop, sessions, server })
     }
 

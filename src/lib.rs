@@ -20,6 +20,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod node;
 pub mod runtimes;
 pub mod store;

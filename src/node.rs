@@ -24,7 +24,7 @@ use std::sync::Arc;
 use mark1_actors::agents::AgentDefinition;
 use mark1_actors::domain::{AgentSpec, RuntimeSpec};
 use mark1_actors::health::shared_health;
-use mark1_actors::metrics::TaskMetrics;
+use mark1_actors::metrics::{TaskMetrics, TreeCollector};
 use mark1_actors::node::{NodeParts, NodeSettings, NodeTree};
 use mark1_actors::orchestrator::quotas::{NamespaceQuota, QuotaSettings};
 use mark1_actors::ports::{Agent, AgentRuntime, Clock, ModelProvider, NativeRuntime, Store, SystemClock};
@@ -34,6 +34,7 @@ pub use handle::{NodeError, NodeHandle, ShutdownReport};
 
 use crate::config::Config;
 use crate::config::ConfigLoader;
+use crate::metrics::HttpMetrics;
 use crate::runtimes::process::{ProcessRuntime, SandboxPolicy};
 
 /// Collects what a node is made of; [`NodeBuilder::build`] validates it.
@@ -77,7 +78,7 @@ impl Node {
 
     /// Spawns the actor tree. HTTP joins it with the edge issue.
     pub async fn start(self) -> Result<NodeHandle, NodeError> {
-        let mut registry = Registry::with_prefix("");
+        let mut registry = Registry::default();
         let metrics = Arc::new(TaskMetrics::register(&mut registry));
         let parts = NodeParts {
             name: self.config.node.name.clone(),
@@ -92,7 +93,10 @@ impl Node {
         let tree = NodeTree::start(parts)
             .await
             .map_err(|e| NodeError::Start(format!("node '{}': {e}", self.config.node.name)))?;
-        Ok(NodeHandle::new(tree, self.config, registry, self.processes))
+        tree.store_writer_stats.commit.register(&mut registry);
+        registry.register_collector(Box::new(TreeCollector::new(tree.stats.clone(), tree.catalog.clone())));
+        let http = Arc::new(HttpMetrics::register(&mut registry));
+        Ok(NodeHandle::new(tree, self.config, registry, self.processes, http))
     }
 }
 

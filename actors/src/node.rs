@@ -117,6 +117,8 @@ pub struct NodeTree {
     pub events: Arc<EventBus>,
     pub metrics: Arc<TaskMetrics>,
     pub store_writer_stats: Arc<StoreWriterStats>,
+    /// Every agent definition and its pool's load figures.
+    pub catalog: Arc<AgentCatalog>,
     pub health: SharedHealth,
     /// The node's store, for reads that need no actor (keys, task listings, the audit log).
     pub store: Arc<dyn Store>,
@@ -416,6 +418,7 @@ impl NodeTree {
             events,
             metrics,
             store_writer_stats: writer_stats,
+            catalog,
             health,
             store,
             orchestrator: RwLock::new(None),

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::metrics::CommitMetrics;
 use crate::ports::{Store, StoreError, Write};
 
 /// Called once with the outcome of the commit that carried the caller's writes. A
@@ -53,6 +54,8 @@ pub struct StoreWriterStats {
     pub rejected: AtomicU64,
     /// The last commit failed because the store was unavailable; kept writes wait.
     pub store_down: AtomicBool,
+    /// Latency and size of each commit.
+    pub commit: CommitMetrics,
 }
 
 pub struct StoreWriterArgs {
@@ -141,9 +144,16 @@ impl StoreWriterState {
         let store = self.args.store.clone();
         let myself = myself.clone();
         let ranges: Vec<Range<usize>> = batch.callers.iter().map(|c| c.writes.clone()).collect();
+        let metrics = self.args.stats.commit.clone();
         tokio::spawn(async move {
             let outcomes = match (batch.writes.is_empty(), down) {
-                (false, _) => commit(store.as_ref(), &batch.writes, &ranges).await,
+                (false, _) => {
+                    let started = std::time::Instant::now();
+                    let outcomes = commit(store.as_ref(), &batch.writes, &ranges).await;
+                    metrics.duration.observe(started.elapsed().as_secs_f64());
+                    metrics.writes.observe(batch.writes.len() as f64);
+                    outcomes
+                }
                 // Nothing to write while the store is down: probe whether it is back, so
                 // new work is taken again without waiting for a kept write.
                 (true, true) => vec![store.ping().await; batch.callers.len().max(1)],

@@ -47,13 +47,16 @@ pub async fn audit_denials(
     mut request: Request<Body>,
     next: Next,
 ) -> Response {
-    let what = format!("{} {}", request.method(), request.uri().path());
-    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    // Cheap clones (shared buffers): the texts are only made for a denial.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let request_id = request.headers().get("x-request-id").cloned();
     let slot = CallerSlot::default();
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let what = format!("{method} {}", uri.path());
+        let request_id = request_id.and_then(|v| v.to_str().ok().map(str::to_string));
         let actor = slot.0.get().cloned().unwrap_or_else(|| "anonymous".to_string());
         let entry = AuditEntry {
             actor,

@@ -4,6 +4,7 @@
 //! they read the body.
 
 pub mod jwt;
+mod key_cache;
 
 use std::sync::Arc;
 
@@ -17,18 +18,42 @@ use mark1_actors::ports::Store;
 
 use super::error::ApiError;
 use super::state::EdgeState;
-use crate::auth::keys::{self, AuthError};
+use crate::auth::keys::{self, KeyRejected};
 use jwt::JwtVerifier;
+use key_cache::KeyCache;
 
 /// Turns credentials into principals.
 pub struct Authenticator {
     store: Arc<dyn Store>,
     jwt: JwtVerifier,
+    keys: KeyCache,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, jwt: JwtVerifier) -> Self {
-        Authenticator { store, jwt }
+        Authenticator { store, jwt, keys: KeyCache::default() }
+    }
+
+    /// Drops a revoked key's cached record, so the revocation holds from the next request.
+    pub fn forget_key(&self, id: &str) {
+        self.keys.forget(id);
+    }
+
+    /// An API key: its record from the cache or the store, then verified as
+    /// [`keys::authenticate`] does.
+    async fn api_key(&self, credential: &str) -> Result<Principal, ApiError> {
+        let rejected = |e: KeyRejected| ApiError::Unauthorized(e.to_string());
+        let id = keys::parse(credential).map_err(|e| rejected(e.into()))?.id;
+        let record = match self.keys.get(id) {
+            Some(record) => record,
+            None => {
+                let record = self.store.api_key(id).await?;
+                let record = Arc::new(record.ok_or_else(|| rejected(KeyRejected::Unknown))?);
+                self.keys.put(record.clone());
+                record
+            }
+        };
+        keys::verify(&record, credential, std::time::SystemTime::now()).map_err(rejected)
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -38,12 +63,7 @@ impl Authenticator {
     /// Checks one credential: an API key (by its prefix) or a JWT.
     async fn verify(&self, credential: &str) -> Result<Principal, ApiError> {
         if credential.strip_prefix(keys::PREFIX).is_some_and(|rest| rest.starts_with('_')) {
-            keys::authenticate(self.store.as_ref(), credential, std::time::SystemTime::now()).await.map_err(
-                |e| match e {
-                    AuthError::Rejected(e) => ApiError::Unauthorized(e.to_string()),
-                    AuthError::Store(e) => e.into(),
-                },
-            )
+            self.api_key(credential).await
         } else {
             self.jwt.verify(credential).await.map_err(|e| ApiError::Unauthorized(e.to_string()))
         }

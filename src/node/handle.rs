@@ -18,6 +18,7 @@ use ractor::RpcReplyPort;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError};
+use crate::metrics::HttpMetrics;
 use crate::runtimes::process::ProcessRuntime;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,7 @@ pub struct NodeHandle {
     registry: Registry,
     /// Checks and runs process agents registered at run time.
     processes: Arc<ProcessRuntime>,
+    http_metrics: Arc<HttpMetrics>,
 }
 
 impl NodeHandle {
@@ -73,8 +75,14 @@ impl NodeHandle {
         config: Config,
         registry: Registry,
         processes: Arc<ProcessRuntime>,
+        http_metrics: Arc<HttpMetrics>,
     ) -> Self {
-        NodeHandle { tree, config, registry, processes }
+        NodeHandle { tree, config, registry, processes, http_metrics }
+    }
+
+    /// The edge's request metrics, registered with the node's other metrics.
+    pub fn http_metrics(&self) -> &Arc<HttpMetrics> {
+        &self.http_metrics
     }
 
     pub fn name(&self) -> &str {

@@ -5,6 +5,8 @@ mod events;
 mod jwt;
 mod quotas;
 mod support;
+mod telemetry;
+mod tls;
 
 use serde_json::json;
 

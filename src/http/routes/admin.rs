@@ -133,6 +133,7 @@ pub async fn revoke(
     if !edge.node.store().revoke_api_key(&id, SystemTime::now()).await? {
         return Err(ApiError::NotFound(format!("no key {id}")));
     }
+    edge.auth.forget_key(&id);
     audit(&edge, &caller, "key.revoke", None, Some(&id), AuditOutcome::Success, Value::Null).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -149,6 +149,7 @@ pub async fn submit(
     let wait = query.duration(edge.server.max_wait)?;
     let request = task_request(&caller, submission, &headers)?;
     let submitted = edge.node.submit_detailed(request).await?;
+    tracing::Span::current().record("task_id", tracing::field::display(submitted.id));
     let (record, finished) = match wait {
         Some(wait) => {
             let record = edge.node.wait(submitted.id, wait).await?;

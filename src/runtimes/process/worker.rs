@@ -146,6 +146,9 @@ impl ProcessWorker {
         stdin.flush().await
     }
 
+    // One span per task here (a process round trip dwarfs it); native agents get none, as
+    // their tasks are the hot path.
+    #[tracing::instrument(skip_all, fields(task_id = %ctx.task_id, attempt = ctx.attempt, agent = %self.agent, pid = self.pid))]
     async fn exchange(&mut self, ctx: &TaskContext, input: &Value) -> Result<Value, AgentError> {
         self.next_id += 1;
         let id = self.next_id.to_string();
