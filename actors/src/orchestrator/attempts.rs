@@ -44,7 +44,7 @@ impl OrchestratorState {
             // of the token tree's lock.)
             entry.cancel = CancellationToken::new();
         }
-        entry.agent_key = Some(agent.spec.key());
+        entry.agent_key = Some(agent.key.clone());
         entry.record.agent = Some(agent.spec.name.clone());
         let job = AgentJob {
             task_id: id,
@@ -66,7 +66,7 @@ impl OrchestratorState {
         if let Err(MessagingErr::SendErr(PoolMsg::Submit(job))) = sent {
             // The pool is gone: its agent failed. Report it like any rejection.
             let _ = self.myself.cast(OrchestratorMsg::AgentExited {
-                key: agent.spec.key(),
+                key: agent.key.to_string(),
                 reason: "its pool has stopped".into(),
             });
             job.reject_with(PoolError::NoWorkers);
@@ -134,12 +134,12 @@ impl OrchestratorState {
                 self.finish(id, TaskState::TimedOut, None, Some("the task ran out of time".into()))
             }
             AttemptOutcome::Rejected(PoolError::QueueFull { limit }) => {
-                let agent = agent_key.unwrap_or_default();
+                let agent = agent_key.as_deref().unwrap_or_default().to_string();
                 let error = TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) };
                 self.finish(id, TaskState::Failed, None, Some(error.to_string()))
             }
             AttemptOutcome::Rejected(error) => {
-                let agent = agent_key.unwrap_or_default();
+                let agent = agent_key.as_deref().unwrap_or_default();
                 self.finish(
                     id,
                     TaskState::Failed,

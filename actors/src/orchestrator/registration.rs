@@ -3,7 +3,7 @@
 use ractor::RpcReplyPort;
 use serde_json::{json, Value};
 
-use super::registry::{agent_key, AgentEntry};
+use super::registry::AgentEntry;
 use super::{AgentRegistryError, OrchestratorMsg, OrchestratorState};
 use crate::agents::AgentDefinition;
 use crate::domain::EventKind;
@@ -68,7 +68,7 @@ impl OrchestratorState {
         name: &str,
         reply: RpcReplyPort<Result<(), AgentRegistryError>>,
     ) {
-        let key = agent_key(namespace, name);
+        let key = format!("{namespace}/{name}");
         let Some(entry) = self.registry.remove(&key) else {
             let _ = reply.send(Err(AgentRegistryError::NotFound(key)));
             return;
