@@ -15,13 +15,13 @@ use crate::ports::{AgentError, Write};
 impl OrchestratorState {
     /// Starts the next attempt of a task on the best agent.
     pub(super) fn dispatch(&mut self, id: TaskId) {
-        let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         if entry.record.state.is_final() {
             return;
         }
+        // The clock is read only for a task with a deadline.
         let remaining = match entry.record.deadline {
-            Some(deadline) => deadline.duration_since(now).unwrap_or(Duration::ZERO),
+            Some(deadline) => deadline.duration_since(self.args.clock.now()).unwrap_or(Duration::ZERO),
             None => Duration::MAX,
         };
         if remaining.is_zero() {
@@ -83,7 +83,8 @@ impl OrchestratorState {
         entry.record.updated_at = now;
         entry.attempt_started_at = Some(now);
         let data = json!({"attempt": attempt, "agent": entry.record.agent});
-        let event = self.args.events.emit(
+        let event = self.args.events.emit_at(
+            now,
             EventKind::TaskRunning,
             &entry.record.namespace,
             entry.subject.clone(),
@@ -171,7 +172,8 @@ impl OrchestratorState {
         let ended = entry.ended_attempt(ended, now);
         self.args.metrics.retried.inc();
         let data = json!({"attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
-        let event = self.args.events.emit(
+        let event = self.args.events.emit_at(
+            now,
             EventKind::TaskRetrying,
             &entry.record.namespace,
             entry.subject.clone(),
