@@ -16,7 +16,8 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     let agents = handle.agents().await.map(|a| a.len()).unwrap_or(0);
     let listen = handle.config().server.listen.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
     // The HTTP edge binds `listen` once it lands; the address is logged so it can be checked.
-    tracing::info!(node = %handle.name(), agents, listen, "node running");
+    let runtime_workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(node = %handle.name(), agents, listen, runtime_workers, "node running");
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
