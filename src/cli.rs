@@ -1,13 +1,24 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
+//! `serve`, `migrate`, `keys`, `audit` work on the local config and store; `agents`,
+//! `tasks`, `events`, `whoami` and `tree` talk to a running node ([`client`]).
 
+mod agents;
+mod audit;
+mod client;
+mod events;
+mod keys;
 mod migrate;
 mod serve;
+mod table;
+mod tasks;
 mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mark1_actors::ports::StoreError;
 
 use crate::bench::BenchCommand;
 use crate::config::{Config, ConfigError, ConfigLoader};
@@ -23,6 +34,8 @@ pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    #[command(flatten)]
+    remote: client::RemoteArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,17 +54,51 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Prints the live actor tree.
+    /// Shows a running node's live actor tree (interactive; q quits).
     Tree {
-        /// Starts the configured node in-process and prints its tree.
+        /// Starts the configured node in-process and prints its tree instead.
         #[arg(long)]
         local: bool,
-        /// Prints JSON.
+        /// Prints JSON (implies --once).
         #[arg(long)]
         json: bool,
-        /// Prints once and exits (the interactive inspector comes with the edge).
+        /// Prints one snapshot and exits.
         #[arg(long)]
         once: bool,
+        /// How often the interactive view refreshes.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Registers, lists, resizes and removes agents of a running node.
+    Agents {
+        #[command(subcommand)]
+        command: agents::AgentsCommand,
+    },
+    /// Submits, shows, lists and cancels tasks on a running node.
+    Tasks {
+        #[command(subcommand)]
+        command: tasks::TasksCommand,
+    },
+    /// Lists or streams a running node's events.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// Shows who the API key authenticates as.
+    Whoami {
+        /// Prints JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Creates, lists and revokes API keys in the configured store (no server needed).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Checks the audit log in the configured store.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
@@ -62,6 +109,7 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
+    pub const UNAUTHORIZED: u8 = 4;
     pub const UNAVAILABLE: u8 = 5;
 }
 
@@ -81,7 +129,10 @@ impl From<NodeError> for CliError {
         let code = match &e {
             NodeError::Config(_) | NodeError::InvalidAgent(_) => exit::USAGE,
             NodeError::Task(TaskError::UnknownAgent { .. } | TaskError::NotFound(_)) => exit::NOT_FOUND,
-            NodeError::Unavailable(_) | NodeError::Task(TaskError::Unavailable(_)) => exit::UNAVAILABLE,
+            NodeError::Unavailable(_)
+            | NodeError::Timeout(_)
+            | NodeError::Task(TaskError::Unavailable(_)) => exit::UNAVAILABLE,
+            NodeError::Audit(e) if e.is_unavailable() => exit::UNAVAILABLE,
             _ => exit::FAILURE,
         };
         CliError { code, message: e.to_string() }
@@ -97,6 +148,15 @@ impl From<StoreOpenError> for CliError {
         };
         CliError { code, message: e.to_string() }
     }
+}
+
+/// A store that did not answer is "unavailable" (5); one that refused the work, a failure.
+fn store_error(e: StoreError) -> CliError {
+    let code = match e {
+        StoreError::Unavailable(_) => exit::UNAVAILABLE,
+        StoreError::Rejected(_) => exit::FAILURE,
+    };
+    CliError { code, message: e.to_string() }
 }
 
 impl From<ConfigError> for CliError {
@@ -155,16 +215,47 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             serve::run(load_config(cli.config.as_deref(), &overrides)?).await
         }
         Command::Migrate { json } => migrate::run(load_config(cli.config.as_deref(), &[])?, json).await,
-        Command::Tree { local, json, once: _ } => {
-            if !local {
-                return Err(CliError {
-                    code: exit::USAGE,
-                    message: "only `mark1 tree --local` is available until the HTTP edge lands".into(),
-                });
-            }
+        Command::Tree { local: true, json, .. } => {
             tree::run_local(load_config(cli.config.as_deref(), &[])?, json).await
         }
+        Command::Tree { once, json, .. } if once || json => {
+            tree::run_once(&client::Remote::new(&cli.remote)?, json).await
+        }
+        Command::Tree { interval, .. } => {
+            tree::run_interactive(client::Remote::new(&cli.remote)?, interval).await
+        }
+        Command::Agents { command } => agents::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Tasks { command } => tasks::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Events { command } => events::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Whoami { json } => whoami(&client::Remote::new(&cli.remote)?, json).await,
+        Command::Keys { command } => keys::run(load_config(cli.config.as_deref(), &[])?, command).await,
+        Command::Audit { command } => audit::run(load_config(cli.config.as_deref(), &[])?, command).await,
         Command::Bench(command) => command.run().await,
+    }
+}
+
+async fn whoami(remote: &client::Remote, json: bool) -> Result<(), CliError> {
+    let me = remote.get(&["v1", "whoami"], vec![]).await?;
+    if json {
+        print_json(&me);
+    } else {
+        let row = vec![text(&me["subject"]), text(&me["role"]), text(&me["namespace"])];
+        print!("{}", table::render(&["SUBJECT", "ROLE", "NAMESPACE"], &[row]));
+    }
+    Ok(())
+}
+
+/// One JSON document on stdout.
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("a JSON value serializes"));
+}
+
+/// A JSON value as a table cell: strings without quotes, null as `-`.
+fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -15,25 +15,26 @@
 //! ```
 
 mod agents;
+mod edge;
 mod error;
 mod load;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub use agents::{AgentConfig, AgentLimitsConfig, PoolConfig, RetriesConfig};
+pub use edge::{AuthConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig, ServerConfig, TlsConfig};
 pub use error::{read_secret, ConfigError};
 pub use load::ConfigLoader;
 
 /// The top-level sections, in the order of the documented config.toml. Environment
 /// variables naming any other section are errors (see [`ConfigLoader`]).
-pub const SECTIONS: &[&str] = &["node", "server", "store", "limits", "process", "agents"];
+pub const SECTIONS: &[&str] = &["node", "server", "auth", "store", "limits", "process", "agents"];
 
 /// The whole node configuration. After [`ConfigLoader::load`] every path in it is absolute.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,7 @@ pub const SECTIONS: &[&str] = &["node", "server", "store", "limits", "process", 
 pub struct Config {
     pub node: NodeConfig,
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub process: ProcessConfig,
@@ -59,6 +61,7 @@ impl Default for Config {
         Config {
             node: NodeConfig::default(),
             server: ServerConfig::default(),
+            auth: AuthConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             process: ProcessConfig::default(),
@@ -94,30 +97,6 @@ impl Default for NodeConfig {
             lease_ttl: Duration::from_secs(30),
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// HTTP listen address. `None` (only settable from code) means no HTTP edge.
-    #[serde(deserialize_with = "de_socket_addr")]
-    pub listen: Option<SocketAddr>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))) }
-    }
-}
-
-/// SocketAddr's own error ("invalid socket address syntax") does not show the value.
-fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "invalid socket address {text:?}, expected IP:PORT such as 127.0.0.1:8080"
-        ))
-    })
 }
 
 /// SQLite's `synchronous` setting (DESIGN §13.10).
@@ -189,11 +168,36 @@ pub struct LimitsConfig {
     pub max_in_flight: usize,
     /// Queue limit of an agent pool whose definition does not set one.
     pub default_queue_limit: usize,
+    /// Requests per second each credential may make over HTTP (a token bucket); 0: unlimited.
+    pub rate_per_sec: u32,
+    /// Requests a credential may make in a burst above its rate.
+    pub rate_burst: u32,
+    /// Tasks one namespace may have accepted and unfinished (429 beyond); 0: no limit.
+    pub namespace_max_in_flight: usize,
+    /// Tasks of one namespace handed to agents at once; the rest wait in order; 0: no limit.
+    pub namespace_max_running: usize,
+    /// Per-namespace overrides of the two limits above.
+    pub namespaces: BTreeMap<String, NamespaceLimits>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespaceLimits {
+    pub max_in_flight: usize,
+    pub max_running: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_in_flight: 100_000, default_queue_limit: 1024 }
+        LimitsConfig {
+            max_in_flight: 100_000,
+            default_queue_limit: 1024,
+            rate_per_sec: 0,
+            rate_burst: 100,
+            namespace_max_in_flight: 0,
+            namespace_max_running: 0,
+            namespaces: BTreeMap::new(),
+        }
     }
 }
 
@@ -268,6 +272,8 @@ impl Config {
             ("node.lease_ttl", self.node.lease_ttl),
             ("store.retention", self.store.retention),
             ("store.prune_interval", self.store.prune_interval),
+            ("server.call_timeout", self.server.call_timeout),
+            ("server.max_wait", self.server.max_wait),
         ] {
             if value.is_zero() {
                 return invalid(key, "must be greater than zero".into());
@@ -288,9 +294,25 @@ impl Config {
             ("store.prune_batch", self.store.prune_batch),
             ("limits.max_in_flight", self.limits.max_in_flight),
             ("limits.default_queue_limit", self.limits.default_queue_limit),
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            ("server.ws_buffer", self.server.ws_buffer),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
+            }
+        }
+        if let Err((key, message)) = self.auth.jwt.check() {
+            return invalid(&format!("auth.jwt.{key}"), message);
+        }
+        if self.limits.rate_burst == 0 && self.limits.rate_per_sec > 0 {
+            return invalid("limits.rate_burst", "must be at least 1 when limits.rate_per_sec is set".into());
+        }
+        for name in self.limits.namespaces.keys() {
+            if !mark1_actors::domain::valid_name(name) {
+                return invalid(
+                    &format!("limits.namespaces.{name}"),
+                    "a namespace name must match [a-z][a-z0-9_-]*".into(),
+                );
             }
         }
         for var in &self.process.env_allow {

@@ -6,16 +6,20 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`auth`] | credentials: API keys |
 //! | [`config`] | layered configuration: defaults → `config.toml` → `MARK1_…` env → flags |
+//! | [`http`] | the HTTP edge: REST, authentication, RBAC, problem+json errors |
 //! | [`node`] | the embedding API: builder, handle, ordered shutdown |
 //! | [`runtimes`] | `AgentRuntime` implementations: process agents and their sandbox |
 //! | [`store`] | the durable `Store`: SQLite and PostgreSQL through sqlx, migrations |
 //! | [`cli`] | the `mark1` command line |
 //! | [`bench`] | `mark1 bench …`: in-process benchmarks with same-run baselines |
 
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod node;
 pub mod runtimes;
 pub mod store;

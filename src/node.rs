@@ -26,6 +26,7 @@ use mark1_actors::domain::{AgentSpec, RuntimeSpec};
 use mark1_actors::health::shared_health;
 use mark1_actors::metrics::TaskMetrics;
 use mark1_actors::node::{NodeParts, NodeSettings, NodeTree};
+use mark1_actors::orchestrator::quotas::{NamespaceQuota, QuotaSettings};
 use mark1_actors::ports::{Agent, AgentRuntime, Clock, ModelProvider, NativeRuntime, Store, SystemClock};
 use prometheus_client::registry::Registry;
 
@@ -212,12 +213,25 @@ fn sandbox_policy(config: &Config) -> SandboxPolicy {
     policy
 }
 
+fn quota_settings(limits: &crate::config::LimitsConfig) -> QuotaSettings {
+    let quota = |max_in_flight, max_running| NamespaceQuota { max_in_flight, max_running };
+    QuotaSettings {
+        default: quota(limits.namespace_max_in_flight, limits.namespace_max_running),
+        namespaces: limits
+            .namespaces
+            .iter()
+            .map(|(name, l)| (name.clone(), quota(l.max_in_flight, l.max_running)))
+            .collect(),
+    }
+}
+
 fn settings_from(config: &Config) -> NodeSettings {
     NodeSettings {
         batch_max: config.store.batch_max,
         flush_delay: config.store.flush_delay,
         store_queue_limit: config.store.queue_limit,
         max_in_flight: config.limits.max_in_flight,
+        quotas: quota_settings(&config.limits),
         lease_ttl: config.node.lease_ttl,
         retention: config.store.retention,
         prune_interval: config.store.prune_interval,

@@ -27,8 +27,10 @@ mod write;
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
-use mark1_actors::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
-use mark1_actors::ports::{AttemptRecord, NodeStart, Store, StoreError, Write};
+use mark1_actors::domain::{
+    AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
+};
+use mark1_actors::ports::{AttemptRecord, NodeStart, Store, StoreError, TaskQuery, Write};
 use serde_json::Value;
 use sqlx::database::HasStatementCache;
 use sqlx::types::Json;
@@ -39,7 +41,9 @@ pub use migrations::newest_schema_version;
 pub use open::{open, open_store, redact, with_database, OpenedStore, StoreOpenError, StoreOptions};
 
 use error::classify;
-use rows::{micros, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED};
+use rows::{
+    micros, API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED,
+};
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -116,6 +120,7 @@ where
     for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
     for<'q> i32: Decode<'q, DB> + Type<DB>,
     for<'q> i16: Decode<'q, DB> + Type<DB>,
     for<'q> bool: Decode<'q, DB> + Type<DB>,
@@ -314,6 +319,124 @@ where
         tx.commit().await.map_err(classify)?;
         // Like the in-memory store: tasks and events; a task's attempts go with it.
         Ok(ids.len() as u64 + DB::rows_affected(&events))
+    }
+
+    /// One statement text per combination of filters (at most 32, all kept prepared); a
+    /// namespace's tasks come from the `(namespace, id)` index newest first.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut n = 0;
+        let mut param = || {
+            n += 1;
+            format!("${n}")
+        };
+        let mut conditions = Vec::new();
+        if query.namespace.is_some() {
+            conditions.push(format!("namespace = {}", param()));
+        }
+        if query.state.is_some() {
+            conditions.push(format!("state = {}", param()));
+        }
+        if query.agent.is_some() {
+            // Run by it, or addressed to it and not dispatched yet (`agent` is set then).
+            conditions.push(format!("(agent = {} OR target = {})", param(), param()));
+        }
+        if query.submitter.is_some() {
+            conditions.push(format!("submitter = {}", param()));
+        }
+        if query.before.is_some() {
+            conditions.push(format!("id < {}", param()));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks{filter} ORDER BY id DESC LIMIT {}", param());
+        let mut select = sqlx::query(&sql);
+        if let Some(namespace) = &query.namespace {
+            select = select.bind(namespace.clone());
+        }
+        if let Some(state) = query.state {
+            select = select.bind(state.as_str().to_string());
+        }
+        if let Some(agent) = &query.agent {
+            let target = rows::json_text(&Target::Agent(agent.clone()))?;
+            select = select.bind(agent.clone()).bind(target);
+        }
+        if let Some(submitter) = &query.submitter {
+            select = select.bind(submitter.clone());
+        }
+        if let Some(before) = query.before {
+            select = select.bind(before.0);
+        }
+        let found =
+            select.bind(clamp_i64(query.limit as u64)).fetch_all(&self.reader).await.map_err(classify)?;
+        found.iter().map(rows::task_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1");
+        let row =
+            sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.reader).await.map_err(classify)?;
+        row.map(|r| rows::api_key_from_row(&r)).transpose().map_err(classify)
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id");
+        let found = sqlx::query(&sql).fetch_all(&self.reader).await.map_err(classify)?;
+        found.iter().map(rows::api_key_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+            .bind(id.to_string())
+            .bind(micros(at)?)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn audit_records(
+        &self,
+        node: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let (after, limit) = (clamp_i64(after_seq), clamp_i64(limit as u64));
+        let found = match node {
+            Some(node) => {
+                let sql = format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                );
+                sqlx::query(&sql).bind(node.to_string()).bind(after).bind(limit).fetch_all(&self.reader).await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY node, seq LIMIT $2"
+                );
+                sqlx::query(&sql).bind(after).bind(limit).fetch_all(&self.reader).await
+            }
+        }
+        .map_err(classify)?;
+        found.iter().map(rows::audit_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn audit_head(&self, node: &str) -> Result<Option<AuditHead>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_log WHERE node = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(node.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        row.map(|r| rows::audit_head_from_row(&r)).transpose().map_err(classify)
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        let found = sqlx::query("SELECT DISTINCT node FROM audit_log ORDER BY node")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+        found.iter().map(|r| r.try_get("node")).collect::<Result<_, _>>().map_err(classify)
     }
 }
 

@@ -2,11 +2,13 @@
 
 pub mod access;
 pub mod agent;
+pub mod audit;
 pub mod event;
 pub mod task;
 
-pub use access::{Permission, Principal, Role};
+pub use access::{ApiKeyRecord, KeyState, Permission, Principal, Role};
 pub use agent::{AgentSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy, RuntimeSpec};
+pub use audit::{AuditEntry, AuditHead, AuditOutcome, AuditRecord, ChainBreak, VerifiedChain};
 pub use event::{Event, EventKind};
 pub use task::{Target, TaskId, TaskRecord, TaskRequest, TaskState};
 

@@ -9,6 +9,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 
 pub mod agent_instance;
 pub mod agents;
+pub mod audit;
 pub mod events;
 pub mod health;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! ```text
 //! <node>               root supervisor, rest-for-one
 //! ├── store_writer     group commit over the Store port
+//! ├── audit            appends audit records to the node's hash chain (chain `<node>`)
 //! ├── events           subscriptions and history over the EventBus
 //! ├── models           supervisor: router (providers join it with the models issue)
 //! ├── agents           supervisor of one pool per agent definition
@@ -29,6 +30,7 @@ use ractor::{ActorCell, ActorRef, SpawnErr};
 use serde_json::json;
 
 use crate::agents::{AgentCatalog, AgentDefinition, PoolDefaults, PoolStarter};
+use crate::audit::{Audit, AuditArgs, AuditMsg};
 use crate::domain::EventKind;
 use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
 use crate::health::{Health, HealthArgs, SharedHealth};
@@ -45,7 +47,11 @@ pub struct NodeSettings {
     pub batch_max: usize,
     pub flush_delay: Duration,
     pub store_queue_limit: usize,
+    /// Audit entries waiting for the store before callers are refused.
+    pub audit_queue_limit: usize,
     pub max_in_flight: usize,
+    /// Per-namespace limits on tasks in flight and running.
+    pub quotas: crate::orchestrator::quotas::QuotaSettings,
     pub retain_finished: usize,
     pub event_capacity: usize,
     pub pools: PoolDefaults,
@@ -71,7 +77,9 @@ impl Default for NodeSettings {
             batch_max: 512,
             flush_delay: Duration::ZERO,
             store_queue_limit: 65_536,
+            audit_queue_limit: 4096,
             max_in_flight: 100_000,
+            quotas: Default::default(),
             retain_finished: 10_000,
             event_capacity: 65_536,
             pools: PoolDefaults::default(),
@@ -110,6 +118,8 @@ pub struct NodeTree {
     pub metrics: Arc<TaskMetrics>,
     pub store_writer_stats: Arc<StoreWriterStats>,
     pub health: SharedHealth,
+    /// The node's store, for reads that need no actor (keys, task listings, the audit log).
+    pub store: Arc<dyn Store>,
     orchestrator: RwLock<Option<Addr<OrchestratorMsg>>>,
 }
 
@@ -220,6 +230,22 @@ impl NodeTree {
             );
         }
         {
+            let (store, clock, chain, queue_limit) =
+                (store.clone(), clock.clone(), name.clone(), settings.audit_queue_limit);
+            children.push(
+                ChildSpec::actor("audit", move || {
+                    let args = AuditArgs {
+                        chain: chain.clone(),
+                        store: store.clone(),
+                        clock: clock.clone(),
+                        queue_limit,
+                    };
+                    (Audit, args)
+                })
+                .registered(true),
+            );
+        }
+        {
             let bus = events.clone();
             children.push(
                 ChildSpec::actor("events", move || (Events, EventsArgs { bus: bus.clone() }))
@@ -290,6 +316,7 @@ impl NodeTree {
                                 clock: store_clock.clone(),
                                 metrics: metrics.clone(),
                                 max_in_flight: settings.max_in_flight,
+                                quotas: settings.quotas.clone(),
                                 retain_finished: settings.retain_finished,
                                 node: node_name.clone(),
                                 lease_ttl: settings.lease_ttl,
@@ -388,6 +415,7 @@ impl NodeTree {
             metrics,
             store_writer_stats: writer_stats,
             health,
+            store,
             orchestrator: RwLock::new(None),
         })
     }
@@ -408,6 +436,10 @@ impl NodeTree {
 
     pub fn events_actor(&self) -> Option<ActorRef<EventsMsg>> {
         lookup(&actor_name(&self.name, "events"))
+    }
+
+    pub fn audit_actor(&self) -> Option<ActorRef<AuditMsg>> {
+        lookup(&actor_name(&self.name, "audit"))
     }
 
     /// The live tree, from counters only.

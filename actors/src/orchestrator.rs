@@ -11,6 +11,7 @@
 //! node's earlier starts (see `recovery`).
 
 mod attempts;
+pub mod quotas;
 mod recovery;
 mod registration;
 mod registry;
@@ -29,6 +30,7 @@ use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
 use tasks::{RecordReply, TaskEntry, TaskTable};
 
+use self::quotas::{QuotaSettings, Quotas};
 use crate::agent_instance::AttemptOutcome;
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
 use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
@@ -51,6 +53,8 @@ pub enum TaskError {
     QueueFull { agent: String, limit: usize, retry_after: Duration },
     #[error("idempotency key '{key}' was used for a different task")]
     IdempotencyConflict { key: String },
+    #[error("namespace {namespace} has {limit} tasks in flight, its quota; retry in {retry_after:?}")]
+    QuotaExceeded { namespace: String, limit: usize, retry_after: Duration },
     #[error("no task {0}")]
     NotFound(TaskId),
     #[error("invalid task: {0}")]
@@ -113,6 +117,14 @@ pub enum OrchestratorMsg {
     RemoveAgent {
         namespace: String,
         name: String,
+        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
+    },
+    /// Changes an agent's pool bounds.
+    ResizeAgent {
+        namespace: String,
+        name: String,
+        min: usize,
+        max: usize,
         reply: RpcReplyPort<Result<(), AgentRegistryError>>,
     },
     ListAgents {
@@ -180,6 +192,8 @@ pub struct OrchestratorArgs {
     pub metrics: Arc<TaskMetrics>,
     /// Intake limit: tasks accepted and not yet final.
     pub max_in_flight: usize,
+    /// Per-namespace limits within that.
+    pub quotas: QuotaSettings,
     /// Finished tasks kept in memory for `get` and `wait`.
     pub retain_finished: usize,
     /// The node's name: its lease rows carry it, so a restart finds its earlier starts.
@@ -205,6 +219,7 @@ pub struct OrchestratorState {
     /// This incarnation's lease: the owner of every task it accepts or claims.
     start: NodeStart,
     claiming: bool,
+    quotas: Quotas,
 }
 
 impl Actor for Orchestrator {
@@ -245,6 +260,7 @@ impl Actor for Orchestrator {
         // the lease alive and look for expired ones with every heartbeat.
         myself.cast(OrchestratorMsg::Claim)?;
         myself.send_interval(args.lease_ttl / 3, || OrchestratorMsg::RenewLease);
+        let quotas = Quotas::new(args.quotas.clone());
         Ok(OrchestratorState {
             args,
             tasks,
@@ -256,6 +272,7 @@ impl Actor for Orchestrator {
             flush_scheduled: false,
             start,
             claiming: false,
+            quotas,
         })
     }
 
@@ -301,6 +318,9 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
             OrchestratorMsg::RegisterAgent { definition, reply } => state.register(definition, reply),
             OrchestratorMsg::RemoveAgent { namespace, name, reply } => state.remove(&namespace, &name, reply),
+            OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply } => {
+                state.resize(&namespace, &name, (min, max), reply)
+            }
             OrchestratorMsg::ListAgents { reply } => drop(reply.send(state.registry.statuses())),
             OrchestratorMsg::Drain { reply } => {
                 state.draining = true;
@@ -415,6 +435,13 @@ impl OrchestratorState {
             Ok(entry) => entry.spec.clone(),
             Err(error) => return Err((intake, error)),
         };
+        if let Err(limit) = self.quotas.admit(&request.namespace) {
+            let namespace = request.namespace.clone();
+            return Err((
+                intake,
+                TaskError::QuotaExceeded { namespace, limit, retry_after: Duration::from_secs(1) },
+            ));
+        }
 
         let max_attempts = 1 + request.retries.unwrap_or(spec.retries.attempts);
         let now = self.args.clock.now();
@@ -432,6 +459,7 @@ impl OrchestratorState {
             accept_reply: None,
             subject: id.to_string(),
             attempt_started_at: None,
+            holds_run_slot: false,
         };
         let queued = self.args.events.emit_at(
             now,
@@ -555,6 +583,7 @@ impl OrchestratorState {
             }
             Err(error) => {
                 if let Some(entry) = self.tasks.forget(&id) {
+                    self.quotas.finished(&entry.record.namespace, id);
                     self.args.metrics.in_flight.dec();
                     self.args.metrics.rejected.inc();
                     let error = TaskError::Unavailable(error.to_string());
@@ -593,6 +622,8 @@ impl OrchestratorState {
         entry.record.error = if state == TaskState::Succeeded { None } else { error };
         entry.record.updated_at = now;
         let attempt = entry.ended_attempt(state, now);
+        let held = std::mem::take(&mut entry.holds_run_slot);
+        let quota = self.quotas.enabled().then(|| (entry.record.namespace.clone(), held));
         // Metrics, the event and the write come first: whoever hears the final state
         // can already see them.
         let metrics = &self.args.metrics;
@@ -635,7 +666,23 @@ impl OrchestratorState {
             self.write_later(writes);
         }
         self.tasks.finished(id);
+        if let Some((namespace, held)) = quota {
+            if held {
+                self.quotas.release(&namespace);
+            }
+            self.quotas.finished(&namespace, id);
+            self.run_waiting(&namespace);
+        }
         self.check_drained();
+    }
+
+    /// Dispatches the next task of `namespace` that waits for a run slot, if one is free.
+    fn run_waiting(&mut self, namespace: &str) {
+        while let Some(next) = self.quotas.next_waiting(namespace) {
+            if self.tasks.get(&next).is_some_and(|e| !e.record.state.is_final()) {
+                return self.dispatch(next);
+            }
+        }
     }
 
     fn check_drained(&mut self) {

@@ -1,27 +1,50 @@
 //! Fault injection for tests: a store that can be switched off like a database that
-//! goes away, or made to refuse one write, so outage and rejection handling are tested
-//! without a real server.
+//! goes away, made to refuse one write, or made to hold its commits like a database that
+//! hangs, so outage, rejection and queueing are tested without a real server.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
-use crate::ports::{AttemptRecord, MemoryStore, NodeStart, Store, StoreError, Write};
+use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
+use crate::ports::{AttemptRecord, MemoryStore, NodeStart, Store, StoreError, TaskQuery, Write};
 
 /// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down,
-/// and which rejects (as a constraint violation would) any batch holding the event with
-/// the poisoned `seq`.
-#[derive(Default)]
+/// which rejects (as a constraint violation would) any batch holding the event with
+/// the poisoned `seq`, and whose batches wait while held.
 pub struct SwitchableStore {
     inner: MemoryStore,
     down: AtomicBool,
     /// 0: nothing is poisoned.
     poisoned_seq: AtomicU64,
+    held: tokio::sync::watch::Sender<bool>,
+    batches: AtomicU64,
+}
+
+impl Default for SwitchableStore {
+    fn default() -> Self {
+        SwitchableStore {
+            inner: MemoryStore::default(),
+            down: AtomicBool::new(false),
+            poisoned_seq: AtomicU64::new(0),
+            held: tokio::sync::watch::Sender::new(false),
+            batches: AtomicU64::new(0),
+        }
+    }
 }
 
 impl SwitchableStore {
+    /// While held, `write_batch` waits (before it looks at the data) until released.
+    pub fn hold_writes(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
+    /// Calls of `write_batch` so far, held ones included.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Relaxed)
+    }
+
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Relaxed);
     }
@@ -46,6 +69,8 @@ impl SwitchableStore {
 #[async_trait::async_trait]
 impl Store for SwitchableStore {
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.batches.fetch_add(1, Relaxed);
+        let _ = self.held.subscribe().wait_for(|held| !held).await;
         let poisoned = self.poisoned_seq.load(Relaxed);
         if writes.iter().any(|w| matches!(w, Write::AppendEvent(e) if e.seq == poisoned)) {
             return Err(StoreError::Rejected(format!("event {poisoned} breaks a constraint")));
@@ -99,5 +124,31 @@ impl Store for SwitchableStore {
     }
     async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
         self.up()?.prune(before, limit).await
+    }
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        self.up()?.list_tasks(query).await
+    }
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.up()?.api_key(id).await
+    }
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.up()?.api_keys().await
+    }
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool, StoreError> {
+        self.up()?.revoke_api_key(id, at).await
+    }
+    async fn audit_records(
+        &self,
+        node: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.up()?.audit_records(node, after_seq, limit).await
+    }
+    async fn audit_head(&self, node: &str) -> Result<Option<AuditHead>, StoreError> {
+        self.up()?.audit_head(node).await
+    }
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        self.up()?.audit_chains().await
     }
 }

@@ -1,9 +1,12 @@
-//! `mark1 serve`: a node until SIGINT/SIGTERM; a second signal exits at once.
+//! `mark1 serve`: a node and its HTTP edge until SIGINT/SIGTERM; a second signal exits at once.
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::sync::Arc;
+
 use super::{exit, CliError};
 use crate::config::Config;
+use crate::http::Edge;
 use crate::node::Node;
 
 pub async fn run(config: Config) -> Result<(), CliError> {
@@ -12,12 +15,18 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     let mut int = signal(SignalKind::interrupt()).map_err(io_error)?;
     let shutdown_timeout = config.node.shutdown_timeout;
     let node = Node::builder().config(config).build().await?;
-    let handle = node.start().await?;
+    let handle = Arc::new(node.start().await?);
+    let edge = match Edge::start(handle.clone()).await {
+        Ok(edge) => edge,
+        Err(e) => {
+            handle.shutdown(shutdown_timeout).await;
+            return Err(CliError { code: exit::FAILURE, message: e.to_string() });
+        }
+    };
     let agents = handle.agents().await.map(|a| a.len()).unwrap_or(0);
-    let listen = handle.config().server.listen.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
-    // The HTTP edge binds `listen` once it lands; the address is logged so it can be checked.
+    let scheme = if handle.config().server.tls.is_some() { "https" } else { "http" };
     let runtime_workers = tokio::runtime::Handle::current().metrics().num_workers();
-    tracing::info!(node = %handle.name(), agents, listen, runtime_workers, "node running");
+    tracing::info!(node = %handle.name(), agents, url = %format!("{scheme}://{}", edge.local_addr()), runtime_workers, "node running");
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -35,7 +44,10 @@ pub async fn run(config: Config) -> Result<(), CliError> {
         eprintln!("second signal: exiting now");
         std::process::exit(exit::FAILURE as i32);
     });
-    let report = handle.shutdown(shutdown_timeout).await;
+    // The edge is the node's intake: it stops first, so draining sees no new work.
+    let started = std::time::Instant::now();
+    edge.shutdown(shutdown_timeout / 2).await;
+    let report = handle.shutdown(shutdown_timeout.saturating_sub(started.elapsed())).await;
     tracing::info!(?report, "node stopped");
     if report.stopped_cleanly {
         Ok(())

@@ -1,12 +1,34 @@
-//! `mark1 tree --local`: starts the configured node in-process and prints its tree.
+//! `mark1 tree`: the actor tree of a running node, interactive ([`live`]) or printed once
+//! (`--once`); `--local` starts the configured node in-process and prints its tree.
+
+mod live;
+mod model;
+mod ui;
 
 use std::time::{Duration, Instant};
 
 use mark1_supervisors::ActorSnapshot;
 
-use super::CliError;
+pub use self::live::run as run_interactive;
+use super::client::Remote;
+use super::{exit, print_json, CliError};
 use crate::config::Config;
 use crate::node::Node;
+
+/// One snapshot from `GET /v1/actors`.
+pub async fn run_once(remote: &Remote, json: bool) -> Result<(), CliError> {
+    let tree = remote.get(&["v1", "actors"], vec![]).await?;
+    if json {
+        print_json(&tree);
+        return Ok(());
+    }
+    let tree: ActorSnapshot = serde_json::from_value(tree).map_err(|e| CliError {
+        code: exit::FAILURE,
+        message: format!("the node sent a tree that does not parse: {e}"),
+    })?;
+    print!("{}", render(&tree));
+    Ok(())
+}
 
 pub async fn run_local(config: Config, json: bool) -> Result<(), CliError> {
     let expected = config.agents.len();

@@ -142,6 +142,14 @@ impl Config {
         self.agents.iter().map(|(name, agent)| self.agent_spec(name, agent)).collect()
     }
 
+    /// An agent registered at run time (over HTTP) from the keys of an `[agents.<name>]`
+    /// table: checked as config is, relative paths resolved against the config's folder.
+    pub fn agent_spec_from(&self, name: &str, mut agent: AgentConfig) -> Result<AgentSpec, ConfigError> {
+        let base = self.base_dir().to_path_buf();
+        resolve_agent_paths(&mut agent, |p| super::load::absolute(&base, p));
+        self.agent_spec(name, &agent)
+    }
+
     fn agent_spec(&self, name: &str, agent: &AgentConfig) -> Result<AgentSpec, ConfigError> {
         let err = |message: String| ConfigError::Agent { name: name.to_string(), message };
         match agent.runtime.as_str() {

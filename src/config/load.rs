@@ -140,6 +140,11 @@ impl Config {
         let base = self.base_dir.clone();
         let resolve = |p: &Path| absolute(&base, p);
         self.node.data_dir = resolve(&self.node.data_dir);
+        if let Some(tls) = &mut self.server.tls {
+            tls.cert_file = resolve(&tls.cert_file);
+            tls.key_file = resolve(&tls.key_file);
+        }
+        self.auth.jwt.resolve_paths(&resolve);
         if let Some(file) = &mut self.store.password_file {
             *file = resolve(file);
         }
@@ -160,7 +165,7 @@ impl Config {
 
 /// `base/p`, with `.` and `..` removed lexically so `starts_with` checks against
 /// `process.allowed_dirs` cannot be fooled by `allowed/../elsewhere`.
-fn absolute(base: &Path, p: &Path) -> PathBuf {
+pub(super) fn absolute(base: &Path, p: &Path) -> PathBuf {
     let joined = base.join(p);
     let mut out = PathBuf::new();
     for component in joined.components() {

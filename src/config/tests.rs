@@ -140,7 +140,8 @@ fn unknown_env_section_or_key_names_the_variable() {
     let e = load_env("MARK1_SERVER__LISEN");
     assert_eq!(
         e,
-        "unknown key 'server.lisen' in environment variable MARK1_SERVER__LISEN (expected one of: listen)"
+        "unknown key 'server.lisen' in environment variable MARK1_SERVER__LISEN (expected one of: \
+         listen, max_body_bytes, call_timeout, max_wait, ws_buffer, tls)"
     );
 }
 
@@ -335,4 +336,30 @@ fn env_values_keep_their_text_unless_bracketed() {
     assert_eq!(config.store.batch_max, 64);
     let e = ConfigLoader::new().no_file().env([("MARK1_STORE__BATCH_MAX", "many")]).load().unwrap_err();
     assert!(e.to_string().starts_with("store.batch_max: "), "{e}");
+}
+
+#[test]
+fn jwt_settings_are_checked_and_name_the_key() {
+    let e = err("[auth.jwt]\nhs256_secret_env = \"S\"\naudience = \"mark1\"\n");
+    assert!(e.starts_with("auth.jwt.issuer: required"), "{e}");
+    let e = err("[auth.jwt]\nhs256_secret_env = \"S\"\nissuer = \"i\"\n");
+    assert!(e.starts_with("auth.jwt.audience: required"), "{e}");
+    let e = err("[auth.jwt]\nleeway = \"1h\"\n");
+    assert!(e.starts_with("auth.jwt.leeway: at most 5m"), "{e}");
+    let e = err(
+        "[auth.jwt]\nhs256_secret_env = \"S\"\nhs256_secret_file = \"s\"\nissuer = \"i\"\naudience = \"a\"\n",
+    );
+    assert!(e.contains("not both"), "{e}");
+    let e = err("[auth.jwt]\npublic_keys = [{ algorithm = \"HS512\", file = \"k.pem\" }]\n");
+    assert!(e.contains("HS512"), "an unknown algorithm is named: {e}");
+    let (dir, config) =
+        load("[auth.jwt]\npublic_keys = [{ algorithm = \"EdDSA\", file = \"k.pem\" }]\nissuer = \"i\"\naudience = \"a\"\n")
+            .unwrap();
+    assert_eq!(
+        config.auth.jwt.public_keys[0].file,
+        dir.path().join("k.pem"),
+        "key files resolve against the config's folder"
+    );
+    let e = err("[limits]\nrate_per_sec = 10\nrate_burst = 0\n");
+    assert!(e.starts_with("limits.rate_burst"), "{e}");
 }

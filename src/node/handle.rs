@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mark1_actors::domain::{RuntimeSpec, TaskId, TaskRecord, TaskRequest};
+use mark1_actors::audit::{AuditError, AuditMsg};
+use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
 use mark1_actors::events::{EventFilter, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::node::NodeTree;
 use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
-use mark1_actors::ports::{Agent, NativeRuntime};
+use mark1_actors::ports::{Agent, NativeRuntime, Store};
 use mark1_actors::{agents::AgentDefinition, domain::AgentSpec};
 use mark1_supervisors::ActorSnapshot;
 use prometheus_client::registry::Registry;
@@ -18,10 +19,6 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigError};
 use crate::runtimes::process::ProcessRuntime;
-
-/// Upper bound for control calls into the tree; a core actor that does not answer
-/// within it is reported as unavailable rather than hanging the caller.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -39,9 +36,14 @@ pub enum NodeError {
     Agent(#[from] AgentRegistryError),
     #[error(transparent)]
     Events(#[from] EventsError),
-    /// A core actor is not running or did not answer in time.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A core actor is not running.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A core actor did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 /// What a graceful shutdown did.
@@ -83,9 +85,11 @@ impl NodeHandle {
         &self.config
     }
 
-    /// The bound HTTP address; the edge arrives in its own issue, so none yet.
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        None
+    /// Upper bound for control calls into the tree (`server.call_timeout`): a core actor
+    /// that does not answer within it is reported as timed out rather than hanging the
+    /// caller (HTTP 504).
+    fn call_timeout(&self) -> Duration {
+        self.config.server.call_timeout
     }
 
     async fn ask<R: Send + 'static>(
@@ -100,7 +104,7 @@ impl NodeHandle {
         match orchestrator.call(build, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => {
-                Err(NodeError::Unavailable(format!("the orchestrator did not answer within {timeout:?}")))
+                Err(NodeError::Timeout(format!("the orchestrator did not answer within {timeout:?}")))
             }
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(NodeError::Unavailable("the orchestrator stopped".into()))
@@ -116,7 +120,7 @@ impl NodeHandle {
     /// Like [`submit`](Self::submit), telling whether an idempotency key matched an earlier task.
     pub async fn submit_detailed(&self, request: TaskRequest) -> Result<Submitted, NodeError> {
         let request = std::sync::Arc::new(request);
-        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Submit { request, reply }, self.call_timeout()).await??)
     }
 
     /// Submits and waits for the final state in one message.
@@ -128,23 +132,25 @@ impl NodeHandle {
     /// Waits up to `timeout` for the task to finish; returns the task as it is then.
     pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskRecord, NodeError> {
         match self.ask(|reply| OrchestratorMsg::Wait { id, reply }, timeout).await {
-            Err(NodeError::Unavailable(_)) if self.tree.orchestrator().is_some() => self.get(id).await,
+            Err(NodeError::Timeout(_)) => self.get(id).await,
             other => Ok(other??),
         }
     }
 
     pub async fn get(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
-        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Get { id, reply }, self.call_timeout()).await??)
     }
 
     pub async fn cancel(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
-        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, CALL_TIMEOUT).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::Cancel { id, reply }, self.call_timeout()).await??)
     }
 
     /// Registers a native agent on the running node.
     pub async fn register_agent(&self, spec: AgentSpec, agent: impl Agent) -> Result<(), NodeError> {
         let definition = AgentDefinition::new(spec, std::sync::Arc::new(NativeRuntime::new(agent)));
-        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Registers a process agent on the running node. Its command must lie under
@@ -158,17 +164,45 @@ impl NodeHandle {
             .validate(process)
             .map_err(|e| NodeError::InvalidAgent(format!("agent {}: {e}", spec.key())))?;
         let definition = AgentDefinition::new(spec, self.processes.clone());
-        Ok(self.ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
+            .await??)
     }
 
     /// Removes an agent; its pool finishes the work it holds first.
     pub async fn remove_agent(&self, namespace: &str, name: &str) -> Result<(), NodeError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        Ok(self.ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, CALL_TIMEOUT).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::RemoveAgent { namespace, name, reply }, self.call_timeout())
+            .await??)
+    }
+
+    /// Changes an agent's pool bounds; the pool grows or shrinks to fit.
+    pub async fn resize_agent(
+        &self,
+        namespace: &str,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<(), NodeError> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        Ok(self
+            .ask(
+                |reply| OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply },
+                self.call_timeout(),
+            )
+            .await??)
+    }
+
+    /// Whether every core actor under the root is running (readiness).
+    pub fn core_actors_running(&self) -> bool {
+        let tree = self.tree.snapshot();
+        !tree.children.is_empty()
+            && tree.children.iter().all(|c| c.status == mark1_supervisors::Status::Running)
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {
-        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, CALL_TIMEOUT).await
+        self.ask(|reply| OrchestratorMsg::ListAgents { reply }, self.call_timeout()).await
     }
 
     /// Subscribes to events after `after` (None: new events only).
@@ -181,10 +215,37 @@ impl NodeHandle {
             .tree
             .events_actor()
             .ok_or_else(|| NodeError::Unavailable("events actor not running".into()))?;
-        match events.call(|reply| EventsMsg::Subscribe { filter, after, reply }, Some(CALL_TIMEOUT)).await {
+        match events
+            .call(|reply| EventsMsg::Subscribe { filter, after, reply }, Some(self.call_timeout()))
+            .await
+        {
             Ok(CallResult::Success(result)) => Ok(result?),
             _ => Err(NodeError::Unavailable("the events actor did not answer".into())),
         }
+    }
+
+    /// Appends an audit record to the node's chain (named after the node); returns once
+    /// it is committed.
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), NodeError> {
+        let audit = self
+            .tree
+            .audit_actor()
+            .ok_or_else(|| NodeError::Unavailable("the audit actor is not running".into()))?;
+        match audit.call(|reply| AuditMsg::Record(entry, reply), Some(self.call_timeout())).await {
+            Ok(CallResult::Success(result)) => Ok(result?),
+            Ok(CallResult::Timeout) => Err(NodeError::Timeout(format!(
+                "the audit actor did not answer within {:?}",
+                self.call_timeout()
+            ))),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(NodeError::Unavailable("the audit actor stopped".into()))
+            }
+        }
+    }
+
+    /// The node's store, for reads that need no actor: API keys, task listings, the audit log.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.tree.store.clone()
     }
 
     /// The live actor tree, read from counters without messaging any actor.

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, Pool, Postgres};
 
 use super::error::classify;
 use super::migrations::{self, Files};
-use super::write::{Grouped, Table, AGENTS, ATTEMPTS, EVENTS, TASKS};
+use super::write::{Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, TASKS};
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 
 /// Connections shared by writes and reads. Writes are funnelled through the store writer,
@@ -75,6 +75,9 @@ const TASK_TYPES: &[&str] = &[
 const ATTEMPT_TYPES: &[&str] = &["uuid", "int4", "uuid", "text", "text", "text", "int8", "int8"];
 const EVENT_TYPES: &[&str] = &["int8", "int8", "text", "text", "text", "text"];
 const AGENT_TYPES: &[&str] = &["text", "text", "text"];
+const API_KEY_TYPES: &[&str] = &["text", "bytea", "text", "text", "text", "text", "int8", "int8", "int8"];
+const AUDIT_TYPES: &[&str] =
+    &["text", "int8", "int8", "text", "text", "text", "text", "text", "text", "text", "bytea", "bytea"];
 
 /// `INSERT INTO t (cols) SELECT cols FROM UNNEST($n::type[], …) AS u(cols) [ON CONFLICT …]`,
 /// the arrays numbered from `first`: one array parameter per column whatever the number
@@ -105,28 +108,49 @@ fn unnest_sql(table: &Table, types: &[&str], first: usize) -> String {
 /// server: 2.0–2.3 ms a commit against 2.3–2.5 ms). The text is fixed, so the
 /// statement is prepared once per connection. Tables whose arrays are empty insert
 /// nothing. The parts touch different tables, except that agents are put and removed by
-/// different keys (`Grouped` keeps one write per key), so no part needs another's effect.
-static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
-    let mut next = 1;
-    let mut part = |table: &Table, types: &[&str]| {
-        let sql = unnest_sql(table, types, next);
-        next += types.len();
+/// different keys (`Grouped` keeps one write per key), and keys are put and revoked by
+/// different keys too (a key put in the batch is put revoked), so no part needs another's
+/// effect.
+static BATCH_SQL: LazyLock<String> = LazyLock::new(|| batch_sql(false));
+
+/// `BATCH_SQL` with API keys, their revocations and audit records: these are rare, so
+/// the statement of the task path keeps only the parts it uses.
+static FULL_BATCH_SQL: LazyLock<String> = LazyLock::new(|| batch_sql(true));
+
+fn batch_sql(access: bool) -> String {
+    fn part(table: &Table, types: &[&str], next: &mut usize) -> String {
+        let sql = unnest_sql(table, types, *next);
+        *next += types.len();
         sql
-    };
-    let parts = [
-        part(&TASKS, TASK_TYPES),
-        part(&ATTEMPTS, ATTEMPT_TYPES),
-        part(&EVENTS, EVENT_TYPES),
-        part(&AGENTS, AGENT_TYPES),
+    }
+    let mut next = 1;
+    let mut parts = vec![
+        part(&TASKS, TASK_TYPES, &mut next),
+        part(&ATTEMPTS, ATTEMPT_TYPES, &mut next),
+        part(&EVENTS, EVENT_TYPES, &mut next),
+        part(&AGENTS, AGENT_TYPES, &mut next),
     ];
+    let removed = next;
+    next += 2;
+    if access {
+        parts.push(part(&API_KEYS, API_KEY_TYPES, &mut next));
+        parts.push(format!(
+            "UPDATE api_keys k SET revoked_at = COALESCE(k.revoked_at, r.at) \
+             FROM UNNEST(${}::text[], ${}::int8[]) AS r(id, at) WHERE k.id = r.id",
+            next,
+            next + 1
+        ));
+        next += 2;
+        parts.push(part(&AUDIT, AUDIT_TYPES, &mut next));
+    }
     let with: Vec<String> = parts.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql})")).collect();
     format!(
         "WITH {} DELETE FROM agents WHERE (namespace, name) IN (SELECT * FROM UNNEST(${}::text[], ${}::text[]))",
         with.join(", "),
-        next,
-        next + 1
+        removed,
+        removed + 1
     )
-});
+}
 
 /// One column of a group of rows, as an array parameter.
 fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
@@ -137,7 +161,8 @@ fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
 async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> {
     let (t, a, e, g, removed) =
         (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
-    sqlx::query(&BATCH_SQL)
+    let sql: &str = if batch.is_core() { &BATCH_SQL } else { &FULL_BATCH_SQL };
+    let mut query = sqlx::query(sql)
         .bind(column(t, |r| r.id))
         .bind(column(t, |r| r.namespace.clone()))
         .bind(column(t, |r| r.target.clone()))
@@ -176,11 +201,35 @@ async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> 
         .bind(column(g, |r| r.name.clone()))
         .bind(column(g, |r| r.spec.clone()))
         .bind(column(removed, |(namespace, _)| namespace.clone()))
-        .bind(column(removed, |(_, name)| name.clone()))
-        .execute(pool)
-        .await
-        .map(drop)
-        .map_err(classify)
+        .bind(column(removed, |(_, name)| name.clone()));
+    if !batch.is_core() {
+        let (k, r, l) = (&batch.api_keys, &batch.revoked_keys, &batch.audit);
+        query = query
+            .bind(column(k, |r| r.id.clone()))
+            .bind(column(k, |r| r.sha256.clone()))
+            .bind(column(k, |r| r.name.clone()))
+            .bind(column(k, |r| r.role))
+            .bind(column(k, |r| r.namespace.clone()))
+            .bind(column(k, |r| r.created_by.clone()))
+            .bind(column(k, |r| r.created_at))
+            .bind(column(k, |r| r.expires_at))
+            .bind(column(k, |r| r.revoked_at))
+            .bind(column(r, |(id, _)| id.clone()))
+            .bind(column(r, |(_, at)| *at))
+            .bind(column(l, |r| r.node.clone()))
+            .bind(column(l, |r| r.seq))
+            .bind(column(l, |r| r.recorded_at))
+            .bind(column(l, |r| r.actor.clone()))
+            .bind(column(l, |r| r.action.clone()))
+            .bind(column(l, |r| r.namespace.clone()))
+            .bind(column(l, |r| r.subject.clone()))
+            .bind(column(l, |r| r.outcome))
+            .bind(column(l, |r| r.request_id.clone()))
+            .bind(column(l, |r| r.data.clone()))
+            .bind(column(l, |r| r.prev_hash.clone()))
+            .bind(column(l, |r| r.hash.clone()));
+    }
+    query.execute(pool).await.map(drop).map_err(classify)
 }
 
 #[cfg(test)]
@@ -189,9 +238,14 @@ mod tests {
 
     #[test]
     fn every_column_has_an_array_type() {
-        for (table, types) in
-            [(&TASKS, TASK_TYPES), (&ATTEMPTS, ATTEMPT_TYPES), (&EVENTS, EVENT_TYPES), (&AGENTS, AGENT_TYPES)]
-        {
+        for (table, types) in [
+            (&TASKS, TASK_TYPES),
+            (&ATTEMPTS, ATTEMPT_TYPES),
+            (&EVENTS, EVENT_TYPES),
+            (&AGENTS, AGENT_TYPES),
+            (&API_KEYS, API_KEY_TYPES),
+            (&AUDIT, AUDIT_TYPES),
+        ] {
             assert_eq!(table.columns().count(), types.len(), "{}", table.name);
         }
     }
@@ -207,11 +261,15 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_statement_numbers_every_array_once() {
-        let arrays = TASK_TYPES.len() + ATTEMPT_TYPES.len() + EVENT_TYPES.len() + AGENT_TYPES.len() + 2;
-        for n in 1..=arrays {
-            assert_eq!(BATCH_SQL.matches(&format!("${n}::")).count(), 1, "${n}");
+    fn the_batch_statements_number_every_array_once() {
+        let core = TASK_TYPES.len() + ATTEMPT_TYPES.len() + EVENT_TYPES.len() + AGENT_TYPES.len() + 2;
+        let full = core + API_KEY_TYPES.len() + 2 + AUDIT_TYPES.len();
+        for (sql, arrays) in [(&*BATCH_SQL, core), (&*FULL_BATCH_SQL, full)] {
+            for n in 1..=arrays {
+                assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n}");
+            }
+            assert!(!sql.contains(&format!("${}::", arrays + 1)));
         }
-        assert!(!BATCH_SQL.contains(&format!("${}::", arrays + 1)));
+        assert!(!BATCH_SQL.contains("audit_log") && FULL_BATCH_SQL.contains("audit_log"));
     }
 }

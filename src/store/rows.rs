@@ -19,6 +19,12 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
+mod access;
+pub(crate) use access::{
+    api_key_from_row, audit_from_row, audit_head_from_row, ApiKeyRow, AuditRow, API_KEY_COLUMNS,
+    AUDIT_COLUMNS,
+};
+
 pub(crate) const TASK_COLUMNS: &str = "id, namespace, target, agent, state, input, output, error, priority, \
      attempt, max_attempts, idempotency_key, durable, submitter, timeout_us, traceparent, owner, \
      created_at, updated_at, deadline_at";
@@ -54,11 +60,11 @@ fn duration_micros(duration: Duration) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Rejected(format!("duration {duration:?} is out of the storable range")))
 }
 
-fn small<T: TryFrom<u64>>(value: u64, what: &str) -> Result<T, StoreError> {
+pub(crate) fn small<T: TryFrom<u64>>(value: u64, what: &str) -> Result<T, StoreError> {
     T::try_from(value).map_err(|_| StoreError::Rejected(format!("{what} {value} is out of range")))
 }
 
-fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Rejected(format!("cannot encode JSON: {e}")))
 }
 
@@ -67,7 +73,7 @@ fn from_name<T: DeserializeOwned>(name: String, column: &str) -> Result<T, sqlx:
     serde_json::from_value(Value::String(name)).map_err(|e| decode_error(column, e))
 }
 
-fn decode_error(column: &str, error: impl std::fmt::Display) -> sqlx::Error {
+pub(crate) fn decode_error(column: &str, error: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode { index: column.into(), source: error.to_string().into() }
 }
 
@@ -184,7 +190,7 @@ impl AgentRow {
 }
 
 /// Reads one column by name.
-fn get<'r, R, T>(row: &'r R, column: &str) -> Result<T, sqlx::Error>
+pub(crate) fn get<'r, R, T>(row: &'r R, column: &str) -> Result<T, sqlx::Error>
 where
     R: Row,
     T: Decode<'r, R::Database> + Type<R::Database>,
@@ -193,7 +199,7 @@ where
     row.try_get(column)
 }
 
-fn get_time<R>(row: &R, column: &str) -> Result<SystemTime, sqlx::Error>
+pub(crate) fn get_time<R>(row: &R, column: &str) -> Result<SystemTime, sqlx::Error>
 where
     R: Row,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,

@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, Connection, Pool, Sqlite};
 
 use super::error::classify;
 use super::migrations::{self, Files};
-use super::write::{rows_per_statement, Grouped, Table, AGENTS, ATTEMPTS, EVENTS, TASKS};
+use super::write::{rows_per_statement, Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, TASKS};
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 use crate::config::SyncMode;
 
@@ -148,6 +148,41 @@ async fn write(pool: &Pool<Sqlite>, batch: Grouped) -> Result<(), StoreError> {
             chunk.iter().fold(sqlx::query(&sql), |q, (ns, name)| q.bind(ns.clone()).bind(name.clone()));
         query.persistent(false).execute(&mut *tx).await.map_err(classify)?;
     }
+    values(&mut tx, &API_KEYS, batch.api_keys, |q, k| {
+        q.bind(k.id)
+            .bind(k.sha256)
+            .bind(k.name)
+            .bind(k.role)
+            .bind(k.namespace)
+            .bind(k.created_by)
+            .bind(k.created_at)
+            .bind(k.expires_at)
+            .bind(k.revoked_at)
+    })
+    .await?;
+    for (id, at) in batch.revoked_keys {
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    values(&mut tx, &AUDIT, batch.audit, |q, a| {
+        q.bind(a.node)
+            .bind(a.seq)
+            .bind(a.recorded_at)
+            .bind(a.actor)
+            .bind(a.action)
+            .bind(a.namespace)
+            .bind(a.subject)
+            .bind(a.outcome)
+            .bind(a.request_id)
+            .bind(a.data)
+            .bind(a.prev_hash)
+            .bind(a.hash)
+    })
+    .await?;
     tx.commit().await.map_err(classify)
 }
 

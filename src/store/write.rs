@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use mark1_actors::domain::{TaskId, TaskRecord};
 use mark1_actors::ports::{AttemptRecord, StoreError, Write};
 
-use super::rows::{AgentRow, AttemptRow, EventRow, TaskRow, ATTEMPT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS};
+use super::rows::{
+    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, TaskRow, API_KEY_COLUMNS, ATTEMPT_COLUMNS,
+    AUDIT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS,
+};
 
 /// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
 /// rows a bigger statement no longer commits faster (DESIGN §8 measured 500), and parsing
@@ -24,6 +27,10 @@ pub(crate) struct Grouped {
     pub events: Vec<EventRow>,
     pub agents: Vec<AgentRow>,
     pub removed_agents: Vec<(String, String)>,
+    pub api_keys: Vec<ApiKeyRow>,
+    /// `(id, at)`, one per key: its first revocation in the batch.
+    pub revoked_keys: Vec<(String, i64)>,
+    pub audit: Vec<AuditRow>,
 }
 
 impl Grouped {
@@ -49,6 +56,9 @@ impl Grouped {
                 Write::RemoveAgent { namespace, name } => {
                     agents.insert((namespace.clone(), name.clone()), None);
                 }
+                Write::PutApiKey(key) => grouped.api_keys.push(ApiKeyRow::new(key)?),
+                Write::RevokeApiKey { id, at } => grouped.revoke(id, micros(*at)?),
+                Write::AppendAudit(record) => grouped.audit.push(AuditRow::new(record)?),
             }
         }
         grouped.tasks = tasks.into_iter().map(TaskRow::new).collect::<Result<_, _>>()?;
@@ -60,6 +70,26 @@ impl Grouped {
             }
         }
         Ok(grouped)
+    }
+}
+
+impl Grouped {
+    /// Whether the batch touches only what the hot path writes (tasks, attempts, events,
+    /// agents): PostgreSQL then runs its shorter statement.
+    pub fn is_core(&self) -> bool {
+        self.api_keys.is_empty() && self.revoked_keys.is_empty() && self.audit.is_empty()
+    }
+
+    /// A key put earlier in the same batch is stored revoked: on PostgreSQL the parts of
+    /// the batch's one statement do not see each other's rows, so the update alone would
+    /// miss it. A key revoked twice keeps the first time, as applying the writes in order.
+    fn revoke(&mut self, id: &str, at: i64) {
+        if let Some(key) = self.api_keys.iter_mut().find(|k| k.id == id) {
+            key.revoked_at.get_or_insert(at);
+        }
+        if !self.revoked_keys.iter().any(|(revoked, _)| revoked == id) {
+            self.revoked_keys.push((id.to_string(), at));
+        }
     }
 }
 
@@ -128,6 +158,10 @@ pub(super) const ATTEMPTS: Table =
 pub(super) const EVENTS: Table = Table { name: "events", columns: EVENT_COLUMNS, json: &["data"], key: &[] };
 pub(super) const AGENTS: Table =
     Table { name: "agents", columns: "namespace, name, spec", json: &["spec"], key: &["namespace", "name"] };
+/// Plain inserts: a key id or an audit `(node, seq)` already taken rejects the batch.
+pub(super) const API_KEYS: Table = Table { name: "api_keys", columns: API_KEY_COLUMNS, json: &[], key: &[] };
+pub(super) const AUDIT: Table =
+    Table { name: "audit_log", columns: AUDIT_COLUMNS, json: &["data"], key: &[] };
 
 #[cfg(test)]
 mod tests {
@@ -169,6 +203,38 @@ mod tests {
         let put: Vec<&str> = grouped.agents.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(put, vec!["y"]);
         assert_eq!(grouped.removed_agents, vec![("default".to_string(), "x".to_string())]);
+    }
+
+    #[test]
+    fn a_key_put_and_revoked_in_one_batch_is_put_revoked() {
+        use mark1_actors::domain::{ApiKeyRecord, Role};
+        use std::time::{Duration, SystemTime};
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let key = ApiKeyRecord {
+            id: "0123456789ab".into(),
+            sha256: [7; 32],
+            name: String::new(),
+            role: Role::Admin,
+            namespace: None,
+            created_by: None,
+            created_at: at(1),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let revoke = |id: &str, s| Write::RevokeApiKey { id: id.into(), at: at(s) };
+        let writes = [
+            Write::PutApiKey(Box::new(key)),
+            revoke("0123456789ab", 5),
+            revoke("0123456789ab", 9),
+            revoke("other", 7),
+        ];
+        let grouped = Grouped::new(&writes).unwrap();
+        assert_eq!(grouped.api_keys[0].revoked_at, Some(5_000_000));
+        assert_eq!(
+            grouped.revoked_keys,
+            vec![("0123456789ab".to_string(), 5_000_000), ("other".to_string(), 7_000_000)]
+        );
+        assert!(!grouped.is_core());
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Lifecycle status of a supervised slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Status {
@@ -54,7 +54,7 @@ pub enum RestartCause {
 }
 
 /// Restart counts by cause.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restarts {
     pub failed: u64,
     pub start_failed: u64,
@@ -213,7 +213,7 @@ impl ActorStats {
 }
 
 /// A serializable view of a subtree, built from [`ActorStats`] alone.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ActorSnapshot {
     pub name: String,
     /// ractor pid of the current incarnation (0 before the first start).

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod client;
+mod keys;
+
 fn mark1(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mark1"));
     cmd.current_dir(dir).env_remove("RUST_LOG");
@@ -32,10 +35,11 @@ fn write_config(dir: &Path) {
 #[test]
 fn serve_finds_config_toml_takes_env_overrides_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
     write_config(dir.path());
     let child = mark1(dir.path())
         .arg("serve")
-        .env("MARK1_SERVER__LISTEN", "127.0.0.1:9000")
+        .env("MARK1_SERVER__LISTEN", &listen)
         .env("MARK1_API_KEY", "not config, never rejected")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -53,7 +57,7 @@ fn serve_finds_config_toml_takes_env_overrides_and_stops_on_sigint() {
         }
     }
     let line = running.expect("the node reported it runs");
-    assert!(line.contains("127.0.0.1:9000"), "the env override reached the config: {line}");
+    assert!(line.contains(&format!("http://{listen}")), "the env override reached the config: {line}");
     assert!(line.contains("agents=1"), "config.toml was found: {line}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGINT)
         .unwrap();
@@ -167,4 +171,10 @@ fn benches_print_their_report() {
         }
         assert_eq!(report["bench"], args[1]);
     }
+}
+
+/// An address with a port nothing listens on now (the OS picked it, then it was freed).
+pub fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
 }

@@ -7,6 +7,7 @@ mod agents;
 mod cli;
 mod crash;
 mod durability;
+mod http;
 mod process;
 mod store;
 mod tasks;

@@ -1,6 +1,7 @@
 //! The `Store` port's behaviour, one suite run against every backend (DESIGN §8, §12):
 //! SQLite always, PostgreSQL when `MARK1_TEST_POSTGRES_URL` is set.
 
+mod access;
 pub mod backends;
 
 use std::sync::Arc;

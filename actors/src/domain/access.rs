@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,63 @@ impl Principal {
         match &self.namespace {
             None => self.role == Role::Admin,
             Some(own) => own == namespace,
+        }
+    }
+}
+
+/// A stored API key (table `api_keys`). The key itself is shown once when created and
+/// never stored: only the SHA-256 of its text, found by its public id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The public part of the key, its primary key.
+    pub id: String,
+    /// SHA-256 of the whole key text.
+    pub sha256: [u8; 32],
+    /// What the key is for, as its creator named it.
+    pub name: String,
+    pub role: Role,
+    /// `None`: every namespace (admins only).
+    pub namespace: Option<String>,
+    /// The subject of who created it.
+    pub created_by: Option<String>,
+    pub created_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+    pub revoked_at: Option<SystemTime>,
+}
+
+impl ApiKeyRecord {
+    /// The caller the key stands for: `key:<id>`.
+    pub fn principal(&self) -> Principal {
+        Principal { subject: format!("key:{}", self.id), role: self.role, namespace: self.namespace.clone() }
+    }
+
+    /// Whether it authenticates at `now`. A revocation wins over an expiry: it is the
+    /// deliberate act of the two.
+    pub fn state(&self, now: SystemTime) -> KeyState {
+        if self.revoked_at.is_some_and(|at| at <= now) {
+            KeyState::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyState::Expired
+        } else {
+            KeyState::Active
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::Revoked => "revoked",
+            KeyState::Expired => "expired",
         }
     }
 }

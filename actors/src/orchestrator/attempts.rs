@@ -32,6 +32,13 @@ impl OrchestratorState {
                 Some("deadline passed before the task could run".into()),
             );
         }
+        // Over its namespace's quota of running tasks, it waits for a slot in order.
+        if !entry.holds_run_slot {
+            if !self.quotas.try_run(&entry.record.namespace, id) {
+                return;
+            }
+            entry.holds_run_slot = true;
+        }
         let selected = self.registry.select(&entry.record.namespace, &entry.record.target);
         let agent = match selected {
             Ok(agent) => agent,
@@ -184,7 +191,12 @@ impl OrchestratorState {
             writes.push(Write::PutTask(Box::new(entry.record.clone())));
             writes.extend(ended.map(|a| Write::PutAttempt(Box::new(a))));
         }
+        let namespace = std::mem::take(&mut entry.holds_run_slot).then(|| entry.record.namespace.clone());
         self.write_later(writes);
+        if let Some(namespace) = namespace {
+            self.quotas.release(&namespace);
+            self.run_waiting(&namespace);
+        }
         if delay.is_zero() {
             self.dispatch(id);
         } else {

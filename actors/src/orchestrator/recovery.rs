@@ -93,7 +93,9 @@ impl OrchestratorState {
             waiters: Vec::new(),
             accept_reply: None,
             attempt_started_at: None,
+            holds_run_slot: false,
         };
+        self.quotas.readmit(&entry.record.namespace);
         self.tasks.insert(entry);
         self.args.metrics.in_flight.inc();
         self.dispatch(id);

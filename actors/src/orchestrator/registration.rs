@@ -1,12 +1,17 @@
 //! Agents joining and leaving: pools started and drained outside the mailbox.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use mark1_supervisors::pool::PoolMsg;
+use ractor::rpc::CallResult;
 use ractor::RpcReplyPort;
 use serde_json::{json, Value};
 
-use super::registry::AgentEntry;
+use super::registry::{agent_key, AgentEntry};
 use super::{AgentRegistryError, OrchestratorMsg, OrchestratorState};
 use crate::agents::AgentDefinition;
-use crate::domain::EventKind;
+use crate::domain::{EventKind, RuntimeSpec};
 use crate::ports::Write;
 
 impl OrchestratorState {
@@ -68,7 +73,7 @@ impl OrchestratorState {
         name: &str,
         reply: RpcReplyPort<Result<(), AgentRegistryError>>,
     ) {
-        let key = format!("{namespace}/{name}");
+        let key = agent_key(namespace, name);
         let Some(entry) = self.registry.remove(&key) else {
             let _ = reply.send(Err(AgentRegistryError::NotFound(key)));
             return;
@@ -83,6 +88,54 @@ impl OrchestratorState {
         tokio::spawn(async move {
             pools.drain_and_stop(&agents, &entry).await;
             let _ = reply.send(Ok(()));
+        });
+    }
+
+    /// Changes an agent's pool bounds: the pool grows or shrinks to fit, restarts and the
+    /// catalog keep the new size, and a stored (process) agent is stored with it.
+    pub(super) fn resize(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        (min, max): (usize, usize),
+        reply: RpcReplyPort<Result<(), AgentRegistryError>>,
+    ) {
+        let key = agent_key(namespace, name);
+        let Some(entry) = self.registry.get_mut(&key) else {
+            let _ = reply.send(Err(AgentRegistryError::NotFound(key)));
+            return;
+        };
+        let spec = Arc::new((*entry.spec).clone().pool_size(min, max));
+        if let Err(reason) = spec.validate() {
+            let _ = reply.send(Err(AgentRegistryError::Invalid(reason)));
+            return;
+        }
+        let Some(pool) = entry.pool.clone() else {
+            let _ = reply.send(Err(AgentRegistryError::StartFailed { agent: key, reason: "no pool".into() }));
+            return;
+        };
+        entry.spec = spec.clone();
+        if let Some(mut definition) = self.args.catalog.remove(&key) {
+            definition.spec = spec.clone();
+            self.args.catalog.insert(definition);
+        }
+        if matches!(spec.runtime, RuntimeSpec::Process(_)) {
+            self.write_later([Write::PutAgent(Box::new((*spec).clone()))]);
+        }
+        // The pool answers at once and resizes in its own mailbox; wait outside ours.
+        tokio::spawn(async move {
+            let outcome = match pool
+                .call(|r| PoolMsg::Resize { min, max, reply: r }, Some(Duration::from_secs(10)))
+                .await
+            {
+                Ok(CallResult::Success(Ok(()))) => Ok(()),
+                Ok(CallResult::Success(Err(e))) => Err(AgentRegistryError::Invalid(e.to_string())),
+                _ => Err(AgentRegistryError::StartFailed {
+                    agent: key,
+                    reason: "the pool did not answer".into(),
+                }),
+            };
+            let _ = reply.send(outcome);
         });
     }
 }

@@ -122,6 +122,11 @@ pub struct AgentRegistry {
     agents: HashMap<String, HashMap<String, AgentEntry, RandomState>, RandomState>,
 }
 
+/// `<namespace>/<name>`, for the paths that are not per task (errors, removal).
+pub fn agent_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 /// Splits `<namespace>/<name>` (names never contain `/`).
 fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or((key, ""))

@@ -33,6 +33,8 @@ pub struct TaskEntry {
     pub subject: String,
     /// When the current attempt started running.
     pub attempt_started_at: Option<SystemTime>,
+    /// Holds one of its namespace's run slots (quotas), from dispatch to the attempt's end.
+    pub holds_run_slot: bool,
 }
 
 impl TaskEntry {

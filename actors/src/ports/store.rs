@@ -4,7 +4,8 @@
 //! Besides tasks, events and agents, the port owns the node leases of DESIGN §4: every
 //! node start holds a row in `nodes` renewed by heartbeat, unfinished tasks point to
 //! the start that runs them, and a new start claims the tasks of expired leases (and of
-//! its own node's earlier starts at once).
+//! its own node's earlier starts at once). It also keeps API keys and the audit log's
+//! hash chains (DESIGN §9).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{AgentSpec, Event, TaskId, TaskRecord, TaskState};
+use crate::domain::{
+    AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
+};
 
 /// One change to durable state.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +33,49 @@ pub enum Write {
         namespace: String,
         name: String,
     },
+    /// Inserts a new API key; an id already taken rejects the batch.
+    PutApiKey(Box<ApiKeyRecord>),
+    /// Revokes a key as of `at`, unless it was revoked earlier; an unknown id is no change.
+    RevokeApiKey {
+        id: String,
+        at: SystemTime,
+    },
+    /// Appends an audit record; a `(node, seq)` already taken rejects the batch, so two
+    /// writers of one chain cannot fork it: the second fails and must re-read the head.
+    AppendAudit(Box<AuditRecord>),
+}
+
+/// Which tasks [`Store::list_tasks`] returns: newest first (ids are UUID v7), those
+/// matching every filter that is set, at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskQuery {
+    pub namespace: Option<String>,
+    pub state: Option<TaskState>,
+    /// Tasks run by this agent, or addressed to it by name (and not yet dispatched).
+    pub agent: Option<String>,
+    pub submitter: Option<String>,
+    /// Only tasks older than this one: the cursor of the next page is the last id of the
+    /// page before.
+    pub before: Option<TaskId>,
+    pub limit: usize,
+}
+
+impl Default for TaskQuery {
+    fn default() -> Self {
+        TaskQuery { namespace: None, state: None, agent: None, submitter: None, before: None, limit: 100 }
+    }
+}
+
+impl TaskQuery {
+    pub fn matches(&self, task: &TaskRecord) -> bool {
+        let agent =
+            |a: &String| task.agent.as_ref() == Some(a) || matches!(&task.target, Target::Agent(t) if t == a);
+        self.namespace.as_ref().is_none_or(|ns| &task.namespace == ns)
+            && self.state.is_none_or(|s| task.state == s)
+            && self.agent.as_ref().is_none_or(agent)
+            && self.submitter.as_ref().is_none_or(|s| task.submitter.as_ref() == Some(s))
+            && self.before.is_none_or(|before| task.id < before)
+    }
 }
 
 /// One execution of a task (table `task_attempts`).
@@ -117,6 +163,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `limit` finished tasks (with their attempts) last updated before
     /// `before`, and at most `limit` events older than it; returns the rows deleted.
     async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError>;
+    /// Tasks matching `query`, newest first.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Inserts a new key; an id already taken is `Rejected`. (In a batch with other
+    /// writes, such as its audit record: [`Write::PutApiKey`].)
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.write_batch(&[Write::PutApiKey(Box::new(key.clone()))]).await
+    }
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Every key, revoked and expired ones included, oldest first.
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes a key as of `at` (a key revoked earlier keeps its first revocation time);
+    /// `false` when there is no such key.
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool, StoreError>;
+
+    /// Audit records of chain `node` (of every chain when `None`, by chain then seq) with
+    /// `seq > after_seq`, oldest first, at most `limit`.
+    async fn audit_records(
+        &self,
+        node: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest record of chain `node`, where its next record links.
+    async fn audit_head(&self, node: &str) -> Result<Option<AuditHead>, StoreError>;
+    /// The names of every chain in the log.
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// A store in memory: the backend of unit tests, of benches that measure the runtime
@@ -137,6 +210,28 @@ struct MemoryTables {
     events: VecDeque<Arc<Event>>,
     agents: HashMap<(String, String), AgentSpec>,
     nodes: HashMap<Uuid, NodeStart>,
+    api_keys: BTreeMap<String, ApiKeyRecord>,
+    audit: BTreeMap<(String, u64), AuditRecord>,
+}
+
+impl MemoryTables {
+    /// What a database's unique keys would refuse, checked before anything is applied
+    /// so a batch stays all or nothing.
+    fn conflict(&self, writes: &[Write]) -> Option<String> {
+        let mut keys = std::collections::HashSet::new();
+        let mut audit = std::collections::HashSet::new();
+        writes.iter().find_map(|write| match write {
+            Write::PutApiKey(key) if self.api_keys.contains_key(&key.id) || !keys.insert(&key.id) => {
+                Some(format!("API key id {} is taken", key.id))
+            }
+            Write::AppendAudit(r)
+                if self.audit.contains_key(&(r.node.clone(), r.seq)) || !audit.insert((&r.node, r.seq)) =>
+            {
+                Some(format!("audit record {} of chain '{}' exists", r.seq, r.node))
+            }
+            _ => None,
+        })
+    }
 }
 
 impl Default for MemoryStore {
@@ -164,6 +259,9 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut t = self.inner.lock();
+        if let Some(conflict) = t.conflict(writes) {
+            return Err(StoreError::Rejected(conflict));
+        }
         for write in writes {
             match write {
                 Write::PutTask(task) => {
@@ -178,6 +276,17 @@ impl Store for MemoryStore {
                 }
                 Write::RemoveAgent { namespace, name } => {
                     t.agents.remove(&(namespace.clone(), name.clone()));
+                }
+                Write::PutApiKey(key) => {
+                    t.api_keys.insert(key.id.clone(), (**key).clone());
+                }
+                Write::RevokeApiKey { id, at } => {
+                    if let Some(key) = t.api_keys.get_mut(id) {
+                        key.revoked_at.get_or_insert(*at);
+                    }
+                }
+                Write::AppendAudit(record) => {
+                    t.audit.insert((record.node.clone(), record.seq), (**record).clone());
                 }
             }
         }
@@ -310,5 +419,55 @@ impl Store for MemoryStore {
             events += 1;
         }
         Ok((old.len() + events) as u64)
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let t = self.inner.lock();
+        Ok(t.tasks
+            .values()
+            .rev()
+            .filter(|task| query.matches(task))
+            .take(query.limit)
+            .map(|task| (**task).clone())
+            .collect())
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.inner.lock().api_keys.get(id).cloned())
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut keys: Vec<ApiKeyRecord> = self.inner.lock().api_keys.values().cloned().collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool, StoreError> {
+        let mut t = self.inner.lock();
+        Ok(t.api_keys.get_mut(id).map(|key| key.revoked_at.get_or_insert(at)).is_some())
+    }
+
+    async fn audit_records(
+        &self,
+        node: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let t = self.inner.lock();
+        let records = t.audit.values().filter(|r| node.is_none_or(|n| r.node == n) && r.seq > after_seq);
+        Ok(records.take(limit).cloned().collect())
+    }
+
+    async fn audit_head(&self, node: &str) -> Result<Option<AuditHead>, StoreError> {
+        let t = self.inner.lock();
+        let mut chain = t.audit.range((node.to_string(), 0)..=(node.to_string(), u64::MAX));
+        Ok(chain.next_back().map(|(_, r)| r.head()))
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        let t = self.inner.lock();
+        let mut chains: Vec<String> = t.audit.keys().map(|(node, _)| node.clone()).collect();
+        chains.dedup();
+        Ok(chains)
     }
 }

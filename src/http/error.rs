@@ -1,0 +1,186 @@
+//! The one place errors become HTTP (CONVENTIONS 7): a small code set → status →
+//! `application/problem+json` (RFC 9457). Internal causes are logged, never sent.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mark1_actors::orchestrator::{AgentRegistryError, TaskError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::node::NodeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: Duration },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// An actor did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged with the request's span (which carries its id); the client sees a generic text.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The problem document every error answers with.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct Problem {
+    /// A stable identifier of the error kind, e.g. `urn:mark1:not_found`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn forbidden(what: &str) -> Self {
+        ApiError::Forbidden(format!("your role may not {what}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.code();
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "an internal error occurred; the node's log has the cause under this request's id".to_string()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            kind: format!("urn:mark1:{code}"),
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            status: status.as_u16(),
+            detail,
+        };
+        let body = serde_json::to_vec(&problem).expect("a problem serializes");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::Unauthorized(_) = &self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::UnknownAgent { .. } | TaskError::NoCapableAgent { .. } | TaskError::NotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            TaskError::Overloaded { retry_after, .. }
+            | TaskError::QueueFull { retry_after, .. }
+            | TaskError::QuotaExceeded { retry_after, .. } => {
+                ApiError::TooManyRequests { message: e.to_string(), retry_after }
+            }
+            TaskError::IdempotencyConflict { .. } => ApiError::Conflict(e.to_string()),
+            TaskError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            TaskError::Unavailable(_) | TaskError::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            TaskError::AgentFailed { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AgentRegistryError> for ApiError {
+    fn from(e: AgentRegistryError) -> Self {
+        match e {
+            AgentRegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            AgentRegistryError::Duplicate(_) => ApiError::Conflict(e.to_string()),
+            AgentRegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            AgentRegistryError::StartFailed { .. } => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Task(e) => e.into(),
+            NodeError::Agent(e) => e.into(),
+            NodeError::InvalidAgent(m) => ApiError::BadRequest(m),
+            NodeError::Timeout(m) => ApiError::Timeout(m),
+            NodeError::Unavailable(m) => ApiError::Unavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<mark1_actors::ports::StoreError> for ApiError {
+    fn from(e: mark1_actors::ports::StoreError) -> Self {
+        use mark1_actors::ports::StoreError;
+        match e {
+            StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            StoreError::Rejected(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+
+    use super::ApiError;
+    use crate::node::NodeError;
+
+    #[test]
+    fn actors_that_do_not_answer_are_504_and_stopped_ones_503() {
+        let timeout = ApiError::from(NodeError::Timeout("the orchestrator did not answer within 10s".into()));
+        assert_eq!(timeout.into_response().status(), StatusCode::GATEWAY_TIMEOUT);
+        let stopped = ApiError::from(NodeError::Unavailable("the orchestrator stopped".into()));
+        assert_eq!(stopped.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn overload_carries_retry_after_and_internal_causes_stay_inside() {
+        let busy =
+            ApiError::TooManyRequests { message: "full".into(), retry_after: Duration::from_millis(1500) };
+        let response = busy.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2", "rounded up to whole seconds");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let internal = ApiError::Internal("database password is hunter2".into()).into_response();
+        let body = futures::executor::block_on(axum::body::to_bytes(internal.into_body(), 4096)).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("hunter2"), "causes are logged, not sent");
+    }
+}

@@ -1,0 +1,261 @@
+//! Authorization as DESIGN §13.5 writes it: the whole route × role matrix, API keys end
+//! to end, process agents for admins only, and the audit trail of what was refused.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::support::{json_of, serve, token, Served};
+use crate::support::eventually;
+
+const ROLES: [&str; 5] = ["admin", "operator", "developer", "viewer", "agent"];
+
+/// Whether each role may use a route, in the order of [`ROLES`], straight from §13.5.
+const READ: [bool; 5] = [true, true, true, true, true];
+const SUBMIT: [bool; 5] = [true, true, true, false, true];
+const MANAGE_AGENTS: [bool; 5] = [true, true, false, false, false];
+const ADMIN_ONLY: [bool; 5] = [true, false, false, false, false];
+
+struct Route {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    allowed: [bool; 5],
+}
+
+fn route(method: &'static str, path: &str, body: Option<Value>, allowed: [bool; 5]) -> Route {
+    Route { method, path: path.to_string(), body, allowed }
+}
+
+fn matrix(task: &str) -> Vec<Route> {
+    let agent = "/v1/agents/team-a/missing";
+    vec![
+        route("GET", "/metrics", None, READ),
+        route("GET", "/v1/whoami", None, READ),
+        route("GET", "/v1/actors", None, READ),
+        route("GET", "/v1/actors/nobody", None, READ),
+        route("GET", "/v1/tasks", None, READ),
+        route("GET", &format!("/v1/tasks/{task}"), None, READ),
+        route("POST", "/v1/tasks", Some(json!({"agent": "echo", "input": 1})), SUBMIT),
+        route("POST", &format!("/v1/tasks/{task}/cancel"), None, SUBMIT),
+        route("GET", "/v1/agents", None, READ),
+        route("GET", "/v1/agents/team-a/echo", None, READ),
+        route("POST", "/v1/agents", Some(json!({"name": "nameless-command"})), ADMIN_ONLY),
+        route("PATCH", agent, Some(json!({"min": 1, "max": 2})), MANAGE_AGENTS),
+        route("DELETE", agent, None, MANAGE_AGENTS),
+        route("POST", "/v1/keys", Some(json!({"role": "viewer", "namespace": "team-a"})), ADMIN_ONLY),
+        route("GET", "/v1/keys", None, ADMIN_ONLY),
+        route("DELETE", "/v1/keys/000000000000", None, ADMIN_ONLY),
+        route("GET", "/v1/audit", None, ADMIN_ONLY),
+    ]
+}
+
+async fn call(s: &Served, route: &Route, token: Option<&str>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
+    let mut request = s.http.request(method, s.url(&route.path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = &route.body {
+        request = request.json(body);
+    }
+    json_of(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn every_route_answers_every_role_as_the_role_table_says() {
+    let s = serve().await;
+    let (_, task) = json_of(
+        s.http
+            .post(s.url("/v1/tasks"))
+            .bearer_auth(token("agent", Some("team-a")))
+            .json(&json!({"agent": "echo"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let routes = matrix(task["id"].as_str().unwrap());
+    for route in &routes {
+        let (status, body) = call(&s, route, None).await;
+        assert_eq!(status, 401, "anonymous {} {}: {body}", route.method, route.path);
+        for (role, allowed) in ROLES.into_iter().zip(route.allowed) {
+            let namespace = (role != "admin").then_some("team-a");
+            let (status, body) = call(&s, route, Some(&token(role, namespace))).await;
+            if allowed {
+                assert!(
+                    status != 401 && status != 403,
+                    "{role} may {} {}: {status} {body}",
+                    route.method,
+                    route.path
+                );
+            } else {
+                assert_eq!(status, 403, "{role} may not {} {}: {body}", route.method, route.path);
+            }
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_work_in_both_headers_and_die_when_revoked() {
+    let s = serve().await;
+    let admin = token("admin", None);
+    let (status, created) = json_of(
+        s.http
+            .post(s.url("/v1/keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"role": "developer", "namespace": "team-a", "name": "ci"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("mk1_") && key.contains(&id));
+
+    let (_, listed) = json_of(s.http.get(s.url("/v1/keys")).bearer_auth(&admin).send().await.unwrap()).await;
+    let text = listed.to_string();
+    assert!(
+        text.contains(&id) && !text.contains(&key[key.len() - 20..]),
+        "listings never show the secret: {text}"
+    );
+
+    let (status, me) =
+        json_of(s.http.get(s.url("/v1/whoami")).header("X-API-Key", &key).send().await.unwrap()).await;
+    assert_eq!((status, &me["subject"]), (200, &json!(format!("key:{id}"))), "{me}");
+    let (status, _) = json_of(s.http.get(s.url("/v1/whoami")).bearer_auth(&key).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let forged = format!("{}A", &key[..key.len() - 1]);
+    let (status, _) =
+        json_of(s.http.get(s.url("/v1/whoami")).bearer_auth(&forged).send().await.unwrap()).await;
+    assert_eq!(status, 401, "a key with a changed secret is refused");
+
+    let (status, _) =
+        json_of(s.http.delete(s.url(&format!("/v1/keys/{id}"))).bearer_auth(&admin).send().await.unwrap())
+            .await;
+    assert_eq!(status, 204);
+    let (status, body) =
+        json_of(s.http.get(s.url("/v1/whoami")).bearer_auth(&key).send().await.unwrap()).await;
+    assert_eq!(status, 401, "a revoked key is refused at once: {body}");
+    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_register_process_agents_and_only_from_allowed_folders() {
+    let s = serve().await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents");
+    let allowed = json!({"name": "echo-proc", "namespace": "team-a", "command": examples.join("echo.py"), "capabilities": ["text.echo"]});
+    let (status, _) = json_of(
+        s.http
+            .post(s.url("/v1/agents"))
+            .bearer_auth(token("operator", Some("team-a")))
+            .json(&allowed)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "operators may not run commands on the node");
+    let admin = token("admin", None);
+    let outside = json!({"name": "sh", "namespace": "team-a", "command": "/bin/sh"});
+    let (status, body) =
+        json_of(s.http.post(s.url("/v1/agents")).bearer_auth(&admin).json(&outside).send().await.unwrap())
+            .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("allowed_dirs"), "{body}");
+    let typo = json!({"name": "echo-proc", "namespace": "team-a", "command": examples.join("echo.py"), "capabilites": []});
+    let (status, body) =
+        json_of(s.http.post(s.url("/v1/agents")).bearer_auth(&admin).json(&typo).send().await.unwrap()).await;
+    assert!(status == 400 && body["detail"].as_str().unwrap().contains("capabilites"), "{body}");
+
+    let (status, agent) =
+        json_of(s.http.post(s.url("/v1/agents")).bearer_auth(&admin).json(&allowed).send().await.unwrap())
+            .await;
+    assert_eq!(status, 201, "{agent}");
+    let dev = token("developer", Some("team-a"));
+    let (status, task) = json_of(
+        s.http
+            .post(s.url("/v1/tasks?wait=20s"))
+            .bearer_auth(&dev)
+            .json(&json!({"agent": "echo-proc", "input": {"n": 1}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &task["state"]), (200, &json!("succeeded")), "{task}");
+
+    let operator = token("operator", Some("team-a"));
+    let (status, resized) = json_of(
+        s.http
+            .patch(s.url("/v1/agents/team-a/echo-proc"))
+            .bearer_auth(&operator)
+            .json(&json!({"min": 2, "max": 3}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{resized}");
+    let node = s.node.clone();
+    eventually(Duration::from_secs(20), "the pool grew to its new minimum", || async {
+        node.agents().await.unwrap().iter().any(|a| a.name == "echo-proc" && a.workers == 2)
+    })
+    .await;
+    let (status, _) = json_of(
+        s.http.delete(s.url("/v1/agents/team-a/echo-proc")).bearer_auth(&operator).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) =
+        json_of(s.http.get(s.url("/v1/agents/team-a/echo-proc")).bearer_auth(&dev).send().await.unwrap())
+            .await;
+    assert_eq!(status, 404);
+
+    let (_, audit) =
+        json_of(s.http.get(s.url("/v1/audit?limit=1000")).bearer_auth(&admin).send().await.unwrap()).await;
+    let actions: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    for expected in [("agent.register", "success"), ("agent.resize", "success"), ("agent.remove", "success")]
+    {
+        assert!(actions.contains(&expected), "{expected:?} in {actions:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn refused_requests_are_audited_with_who_and_what() {
+    let s = serve().await;
+    let viewer = token("viewer", Some("team-a"));
+    let (status, _) = json_of(s.http.get(s.url("/v1/keys")).bearer_auth(&viewer).send().await.unwrap()).await;
+    assert_eq!(status, 403);
+    let (status, _) =
+        json_of(s.http.get(s.url("/v1/tasks")).bearer_auth("mk1_000000000000_nope").send().await.unwrap())
+            .await;
+    assert_eq!(status, 401);
+    let admin = token("admin", None);
+    let audit = || async {
+        let (_, records) =
+            json_of(s.http.get(s.url("/v1/audit")).bearer_auth(&admin).send().await.unwrap()).await;
+        records.as_array().unwrap().clone()
+    };
+    eventually(Duration::from_secs(5), "both refusals audited", || async { audit().await.len() >= 2 }).await;
+    let records = audit().await;
+    let denied: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["action"] == "http.denied" && r["outcome"] == "denied")
+        .map(|r| (r["actor"].as_str().unwrap(), r["target"].as_str().unwrap()))
+        .collect();
+    assert!(denied.contains(&("jwt:viewer-user", "GET /v1/keys")), "{records:?}");
+    assert!(denied.contains(&("anonymous", "GET /v1/tasks")), "{records:?}");
+    assert!(records.iter().all(|r| r["request_id"].is_string()), "request ids recorded: {records:?}");
+    s.stop().await;
+}
