@@ -178,7 +178,12 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init(if cli.log_json { LogFormat::Json } else { cli.log_format });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if matches!(cli.command, Command::Serve { .. }) && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        runtime.worker_threads(serve_workers());
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -194,6 +199,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// Runtime workers for `serve`: one per core but one, at least one (`TOKIO_WORKER_THREADS`
+/// overrides it). The store commits on its own thread and process agents are processes
+/// of their own, so a worker per core leaves them none, and on two cores the node spent
+/// 25-40 % more CPU per task with two workers, in hand-offs between them (figures in
+/// docs/architecture.md, Measuring). Benches keep one worker per core: they measure
+/// the peak.
+fn serve_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -79,17 +80,21 @@ impl EventBus {
 
 impl EventSink for EventBus {
     fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Value) -> Arc<Event> {
+        self.emit_at(self.clock.now(), kind, namespace, subject, data)
+    }
+
+    fn emit_at(
+        &self,
+        time: SystemTime,
+        kind: EventKind,
+        namespace: &str,
+        subject: String,
+        data: Value,
+    ) -> Arc<Event> {
         let mut ring = self.ring.lock();
         // seq is taken under the ring lock so the ring stays in seq order.
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
-        let event = Arc::new(Event {
-            seq,
-            time: self.clock.now(),
-            kind,
-            namespace: namespace.to_string(),
-            subject,
-            data,
-        });
+        let event = Arc::new(Event { seq, time, kind, namespace: namespace.to_string(), subject, data });
         if ring.len() == self.capacity {
             ring.pop_front();
         }

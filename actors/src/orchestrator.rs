@@ -444,7 +444,8 @@ impl OrchestratorState {
         }
 
         let max_attempts = 1 + request.retries.unwrap_or(spec.retries.attempts);
-        let record = TaskRecord::queued(&request, max_attempts, Some(self.start.id), self.args.clock.now());
+        let now = self.args.clock.now();
+        let record = TaskRecord::queued(&request, max_attempts, Some(self.start.id), now);
         let id = record.id;
         let durable = request.durable;
         let mut entry = TaskEntry {
@@ -461,7 +462,8 @@ impl OrchestratorState {
             holds_run_slot: false,
         };
         let data = entry.event_agent().map_or(Value::Null, |agent| json!({"agent": agent}));
-        let queued = self.args.events.emit(
+        let queued = self.args.events.emit_at(
+            now,
             EventKind::TaskQueued,
             &entry.record.namespace,
             entry.subject.clone(),
@@ -639,8 +641,8 @@ impl OrchestratorState {
         };
         // The last event of the task: its subject text is not needed afterwards.
         let subject = std::mem::take(&mut entry.subject);
-        let event =
-            self.args.events.emit(EventKind::for_task_state(state), &entry.record.namespace, subject, data);
+        let kind = EventKind::for_task_state(state);
+        let event = self.args.events.emit_at(now, kind, &entry.record.namespace, subject, data);
         let mut writes = vec![Write::PutTask(Box::new(entry.record.clone())), Write::AppendEvent(event)];
         if let Some(reply) = entry.accept_reply.take() {
             // Finished before its commit was acknowledged (cancelled at once, say).

@@ -16,7 +16,7 @@ use mark1_actors::ports::MemoryStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 
-use super::{median, paced, quantile, report, round3, PACER_TICK};
+use super::{cpu_us, median, paced, quantile, report, round3, PACER_TICK};
 use crate::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext, TaskRequest, TaskState};
 
 #[derive(Args, Debug, Clone)]
@@ -79,17 +79,24 @@ pub async fn run(p: Params) -> Result<Value, String> {
 
     // Warm-up, not measured.
     closed_loop(&handle, &p, p.tasks / 10).await?;
-    let (mut tps, mut p50, mut p99, mut calls) = (vec![], vec![], vec![], vec![]);
+    let (mut tps, mut p50, mut p99, mut cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut calls, mut base_cpu) = (vec![], vec![]);
     for _ in 0..p.rounds {
+        let cpu_before = cpu_us();
         let (rate, mut lat) = closed_loop(&handle, &p, p.tasks).await?;
+        cpu.push((cpu_us() - cpu_before) as f64 / lat.len() as f64);
         lat.sort_unstable();
         tps.push(rate);
         p50.push(quantile(&lat, 0.5) as f64);
         p99.push(quantile(&lat, 0.99) as f64);
-        calls.push(bare_calls(&baseline_actor, p.concurrency, p.tasks).await);
+        let cpu_before = cpu_us();
+        let (rate, done) = bare_calls(&baseline_actor, p.concurrency, p.tasks).await;
+        base_cpu.push((cpu_us() - cpu_before) as f64 / done as f64);
+        calls.push(rate);
     }
     let tasks_per_sec = median(&mut tps);
     let calls_per_sec = median(&mut calls);
+    let (cpu_per_task, base_cpu_per_call) = (median(&mut cpu), median(&mut base_cpu));
     let rate = p.rate.unwrap_or(tasks_per_sec * p.open_loop_fraction);
     let open = open_loop(&handle, &p, rate).await?;
 
@@ -110,10 +117,12 @@ pub async fn run(p: Params) -> Result<Value, String> {
             "tasks_per_sec": tasks_per_sec.round(),
             "p50_us": median(&mut p50),
             "p99_us": median(&mut p99),
+            "cpu_us_per_task": round3(cpu_per_task),
             "open_loop": open,
         }),
-        json!({"calls_per_sec": calls_per_sec.round()}),
-        json!({"tasks_per_sec_vs_calls_per_sec": round3(tasks_per_sec / calls_per_sec)}),
+        json!({"calls_per_sec": calls_per_sec.round(), "cpu_us_per_call": round3(base_cpu_per_call)}),
+        json!({"tasks_per_sec_vs_calls_per_sec": round3(tasks_per_sec / calls_per_sec),
+               "cpu_us_per_task_vs_per_call": round3(cpu_per_task / base_cpu_per_call)}),
         work,
     ))
 }
@@ -209,7 +218,8 @@ impl Actor for Echo {
     }
 }
 
-async fn bare_calls(actor: &ActorRef<RpcReplyPort<()>>, concurrency: usize, calls: usize) -> f64 {
+/// Returns calls/s and the number of calls made.
+async fn bare_calls(actor: &ActorRef<RpcReplyPort<()>>, concurrency: usize, calls: usize) -> (f64, usize) {
     let per = calls.div_ceil(concurrency);
     let started = Instant::now();
     let mut joins = Vec::new();
@@ -224,5 +234,5 @@ async fn bare_calls(actor: &ActorRef<RpcReplyPort<()>>, concurrency: usize, call
     for j in joins {
         let _ = j.await;
     }
-    (per * concurrency) as f64 / started.elapsed().as_secs_f64()
+    ((per * concurrency) as f64 / started.elapsed().as_secs_f64(), per * concurrency)
 }

@@ -25,7 +25,8 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     };
     let agents = handle.agents().await.map(|a| a.len()).unwrap_or(0);
     let scheme = if handle.config().server.tls.is_some() { "https" } else { "http" };
-    tracing::info!(node = %handle.name(), agents, url = %format!("{scheme}://{}", edge.local_addr()), "node running");
+    let runtime_workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(node = %handle.name(), agents, url = %format!("{scheme}://{}", edge.local_addr()), runtime_workers, "node running");
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

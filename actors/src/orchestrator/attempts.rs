@@ -15,13 +15,13 @@ use crate::ports::{AgentError, Write};
 impl OrchestratorState {
     /// Starts the next attempt of a task on the best agent.
     pub(super) fn dispatch(&mut self, id: TaskId) {
-        let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         if entry.record.state.is_final() {
             return;
         }
+        // The clock is read only for a task with a deadline.
         let remaining = match entry.record.deadline {
-            Some(deadline) => deadline.duration_since(now).unwrap_or(Duration::ZERO),
+            Some(deadline) => deadline.duration_since(self.args.clock.now()).unwrap_or(Duration::ZERO),
             None => Duration::MAX,
         };
         if remaining.is_zero() {
@@ -51,7 +51,7 @@ impl OrchestratorState {
             // of the token tree's lock.)
             entry.cancel = CancellationToken::new();
         }
-        entry.agent_key = Some(agent.spec.key());
+        entry.agent_key = Some(agent.key.clone());
         entry.record.agent = Some(agent.spec.name.clone());
         let job = AgentJob {
             task_id: id,
@@ -73,7 +73,7 @@ impl OrchestratorState {
         if let Err(MessagingErr::SendErr(PoolMsg::Submit(job))) = sent {
             // The pool is gone: its agent failed. Report it like any rejection.
             let _ = self.myself.cast(OrchestratorMsg::AgentExited {
-                key: agent.spec.key(),
+                key: agent.key.to_string(),
                 reason: "its pool has stopped".into(),
             });
             job.reject_with(PoolError::NoWorkers);
@@ -90,7 +90,8 @@ impl OrchestratorState {
         entry.record.updated_at = now;
         entry.attempt_started_at = Some(now);
         let data = json!({"attempt": attempt, "agent": entry.record.agent});
-        let event = self.args.events.emit(
+        let event = self.args.events.emit_at(
+            now,
             EventKind::TaskRunning,
             &entry.record.namespace,
             entry.subject.clone(),
@@ -141,12 +142,12 @@ impl OrchestratorState {
                 self.finish(id, TaskState::TimedOut, None, Some("the task ran out of time".into()))
             }
             AttemptOutcome::Rejected(PoolError::QueueFull { limit }) => {
-                let agent = agent_key.unwrap_or_default();
+                let agent = agent_key.as_deref().unwrap_or_default().to_string();
                 let error = TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) };
                 self.finish(id, TaskState::Failed, None, Some(error.to_string()))
             }
             AttemptOutcome::Rejected(error) => {
-                let agent = agent_key.unwrap_or_default();
+                let agent = agent_key.as_deref().unwrap_or_default();
                 self.finish(
                     id,
                     TaskState::Failed,
@@ -178,7 +179,8 @@ impl OrchestratorState {
         let ended = entry.ended_attempt(ended, now);
         self.args.metrics.retried.inc();
         let data = json!({"agent": entry.event_agent(), "attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
-        let event = self.args.events.emit(
+        let event = self.args.events.emit_at(
+            now,
             EventKind::TaskRetrying,
             &entry.record.namespace,
             entry.subject.clone(),

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
 use mark1_supervisors::{Addr, PoolLoad, PoolMsg};
 use serde::Serialize;
 
@@ -26,6 +27,8 @@ pub enum AgentHealth {
 
 pub struct AgentEntry {
     pub spec: Arc<AgentSpec>,
+    /// `<namespace>/<name>`, made once: every attempt carries it.
+    pub key: Arc<str>,
     /// `None` when the pool never started.
     pub pool: Option<Addr<PoolMsg<AgentJob>>>,
     pub load: Arc<PoolLoad>,
@@ -53,6 +56,7 @@ pub struct AgentStatus {
 impl AgentEntry {
     pub fn new(spec: Arc<AgentSpec>, pool: Option<Addr<PoolMsg<AgentJob>>>, load: Arc<PoolLoad>) -> Self {
         AgentEntry {
+            key: spec.key().into(),
             spec,
             pool,
             load,
@@ -110,46 +114,65 @@ impl AgentEntry {
     }
 }
 
-/// Agents by `<namespace>/<name>`.
+/// Agents by namespace, then name. Two levels rather than one map keyed by
+/// `<namespace>/<name>`, so selecting a named agent for a task builds no key text.
+/// foldhash: two lookups per selection, twice per task; the names are our own.
 #[derive(Default)]
 pub struct AgentRegistry {
-    agents: HashMap<String, AgentEntry>,
+    agents: HashMap<String, HashMap<String, AgentEntry, RandomState>, RandomState>,
 }
 
+/// `<namespace>/<name>`, for the paths that are not per task (errors, removal).
 pub fn agent_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
+/// Splits `<namespace>/<name>` (names never contain `/`).
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or((key, ""))
+}
+
 impl AgentRegistry {
     pub fn insert(&mut self, entry: AgentEntry) {
-        self.agents.insert(entry.spec.key(), entry);
+        let spec = entry.spec.clone();
+        self.agents.entry(spec.namespace.clone()).or_default().insert(spec.name.clone(), entry);
     }
 
     pub fn remove(&mut self, key: &str) -> Option<AgentEntry> {
-        self.agents.remove(key)
+        let (namespace, name) = split_key(key);
+        let agents = self.agents.get_mut(namespace)?;
+        let entry = agents.remove(name);
+        if agents.is_empty() {
+            self.agents.remove(namespace);
+        }
+        entry
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut AgentEntry> {
-        self.agents.get_mut(key)
+        let (namespace, name) = split_key(key);
+        self.agents.get_mut(namespace)?.get_mut(name)
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.agents.contains_key(key)
+        let (namespace, name) = split_key(key);
+        self.agents.get(namespace).is_some_and(|a| a.contains_key(name))
     }
 
     pub fn statuses(&self) -> Vec<AgentStatus> {
-        let mut all: Vec<_> = self.agents.values().map(AgentEntry::status).collect();
+        let mut all: Vec<_> = self.agents.values().flat_map(|a| a.values()).map(AgentEntry::status).collect();
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }
 
     /// Picks the agent for a task: the named one, or among those with every wanted
-    /// capability, the healthy one with the best score. Returns its key.
+    /// capability, the healthy one with the best score.
     pub fn select(&self, namespace: &str, target: &Target) -> Result<&AgentEntry, TaskError> {
+        let agents = self.agents.get(namespace);
         match target {
             Target::Agent(name) => {
-                let entry = self.agents.get(&agent_key(namespace, name)).ok_or_else(|| {
-                    TaskError::UnknownAgent { namespace: namespace.into(), name: name.clone() }
+                let entry = agents.and_then(|a| a.get(name)).ok_or_else(|| TaskError::UnknownAgent {
+                    namespace: namespace.into(),
+                    name: name.clone(),
                 })?;
                 match &entry.health {
                     AgentHealth::Ready => Ok(entry),
@@ -159,10 +182,10 @@ impl AgentRegistry {
                 }
             }
             Target::Capabilities(wanted) => {
-                let mut capable = self
-                    .agents
-                    .values()
-                    .filter(|e| e.spec.namespace == namespace && e.spec.has_capabilities(wanted))
+                let mut capable = agents
+                    .into_iter()
+                    .flat_map(|a| a.values())
+                    .filter(|e| e.spec.has_capabilities(wanted))
                     .peekable();
                 if capable.peek().is_none() {
                     return Err(TaskError::NoCapableAgent {

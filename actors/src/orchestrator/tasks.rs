@@ -19,7 +19,7 @@ pub struct TaskEntry {
     pub record: TaskRecord,
     pub request: Arc<TaskRequest>,
     /// The agent (`<namespace>/<name>`) of the current attempt.
-    pub agent_key: Option<String>,
+    pub agent_key: Option<Arc<str>>,
     /// Time one attempt may take.
     pub attempt_timeout: Duration,
     pub retry_backoff: Duration,

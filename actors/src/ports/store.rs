@@ -203,7 +203,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryTables {
-    tasks: BTreeMap<TaskId, TaskRecord>,
+    /// Boxed: a B-tree node of inline records is kilobytes, so every insert and eviction
+    /// moved kilobytes and the nodes churned through the allocator's large pages.
+    tasks: BTreeMap<TaskId, Box<TaskRecord>>,
     attempts: BTreeMap<(TaskId, u32), AttemptRecord>,
     events: VecDeque<Arc<Event>>,
     agents: HashMap<(String, String), AgentSpec>,
@@ -263,7 +265,7 @@ impl Store for MemoryStore {
         for write in writes {
             match write {
                 Write::PutTask(task) => {
-                    t.tasks.insert(task.id, (**task).clone());
+                    t.tasks.insert(task.id, task.clone());
                 }
                 Write::PutAttempt(attempt) => {
                     t.attempts.insert((attempt.task_id, attempt.attempt), (**attempt).clone());
@@ -290,7 +292,14 @@ impl Store for MemoryStore {
         }
         while t.tasks.len() > self.retain {
             if let Some((id, _)) = t.tasks.pop_first() {
-                t.attempts.retain(|(task, _), _| *task != id);
+                // The oldest task goes first, so its attempts and those of any task older
+                // still are at the front.
+                while let Some(attempt) = t.attempts.first_entry() {
+                    if attempt.key().0 > id {
+                        break;
+                    }
+                    attempt.remove();
+                }
             }
         }
         while t.events.len() > self.retain {
@@ -300,7 +309,7 @@ impl Store for MemoryStore {
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.inner.lock().tasks.get(&id).cloned())
+        Ok(self.inner.lock().tasks.get(&id).map(|task| (**task).clone()))
     }
 
     async fn task_by_idempotency_key(
@@ -313,7 +322,7 @@ impl Store for MemoryStore {
             .tasks
             .values()
             .find(|task| task.namespace == namespace && task.idempotency_key.as_deref() == Some(key));
-        Ok(found.cloned())
+        Ok(found.map(|task| (**task).clone()))
     }
 
     async fn count_tasks(&self, state: TaskState) -> Result<u64, StoreError> {
@@ -385,7 +394,7 @@ impl Store for MemoryStore {
             }
             if !task.state.is_final() && task.owner.is_some_and(|o| !live.contains(&o)) {
                 task.owner = Some(start.id);
-                claimed.push(task.clone());
+                claimed.push((**task).clone());
             }
         }
         Ok(claimed)
@@ -414,7 +423,13 @@ impl Store for MemoryStore {
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         let t = self.inner.lock();
-        Ok(t.tasks.values().rev().filter(|task| query.matches(task)).take(query.limit).cloned().collect())
+        Ok(t.tasks
+            .values()
+            .rev()
+            .filter(|task| query.matches(task))
+            .take(query.limit)
+            .map(|task| (**task).clone())
+            .collect())
     }
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
