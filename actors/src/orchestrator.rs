@@ -18,7 +18,7 @@ mod registry;
 mod tasks;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mark1_supervisors::{ActorStats, Addr, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use registry::AgentEntry;
 use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
-use tasks::{RecordReply, TaskEntry, TaskTable};
+use tasks::{RecordReply, TaskEntry, TaskTable, Waiter};
 
 use self::quotas::{QuotaSettings, Quotas};
 use crate::agent_instance::AttemptOutcome;
@@ -92,10 +92,16 @@ pub enum OrchestratorMsg {
         request: Arc<TaskRequest>,
         reply: RpcReplyPort<Result<Submitted, TaskError>>,
     },
-    /// Submits and replies when the task is final.
+    /// Submits and replies when the task is final or, with `wait`, once that long has
+    /// passed, with the task as it is then: one message for "submit and wait up to".
     SubmitAndWait {
         request: Arc<TaskRequest>,
+        wait: Option<Duration>,
         reply: RecordReply,
+    },
+    /// Internal: bounded waits of a task are due.
+    WaitElapsed {
+        id: TaskId,
     },
     /// Replies when the task is final.
     Wait {
@@ -301,16 +307,17 @@ impl Actor for Orchestrator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             OrchestratorMsg::Submit { request, reply } => state.submit(request, Intake::Accept(reply), false),
-            OrchestratorMsg::SubmitAndWait { request, reply } => {
-                state.submit(request, Intake::Wait(reply), false)
+            OrchestratorMsg::SubmitAndWait { request, wait, reply } => {
+                state.submit(request, Intake::Wait(reply, wait), false)
             }
+            OrchestratorMsg::WaitElapsed { id } => state.wait_elapsed(id),
             OrchestratorMsg::IdempotencyChecked { request, intake, found } => {
                 state.idempotency_checked(request, intake, found)
             }
             OrchestratorMsg::Claim => state.claim(),
             OrchestratorMsg::Claimed(result) => state.claimed(result),
             OrchestratorMsg::RenewLease => state.renew_lease(),
-            OrchestratorMsg::Wait { id, reply } => state.wait(id, reply),
+            OrchestratorMsg::Wait { id, reply } => state.wait(id, reply, None),
             OrchestratorMsg::Get { id, reply } => match state.tasks.get(&id) {
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
                 None => state.read_from_store(id, reply),
@@ -361,15 +368,15 @@ impl Actor for Orchestrator {
 pub enum Intake {
     /// Replies "accepted" (after the commit, when durable).
     Accept(RpcReplyPort<Result<Submitted, TaskError>>),
-    /// Replies with the finished task.
-    Wait(RecordReply),
+    /// Replies with the finished task, or after the bound with the task as it is.
+    Wait(RecordReply, Option<Duration>),
 }
 
 impl Intake {
     fn refuse(self, error: TaskError) {
         match self {
             Intake::Accept(reply) => drop(reply.send(Err(error))),
-            Intake::Wait(reply) => drop(reply.send(Err(error))),
+            Intake::Wait(reply, _) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -411,7 +418,7 @@ impl OrchestratorState {
                 let id = existing.record.id;
                 match intake {
                     Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id, existing: true }))),
-                    Intake::Wait(reply) => self.wait(id, reply),
+                    Intake::Wait(reply, wait) => self.wait(id, reply, wait),
                 }
                 return Ok(());
             }
@@ -474,7 +481,10 @@ impl OrchestratorState {
         // §13.10: it may be lost).
         let accept_write = durable.then(|| Write::PutTask(Box::new(entry.record.clone())));
         match intake {
-            Intake::Wait(reply) => entry.waiters.push(reply),
+            Intake::Wait(reply, wait) => {
+                let waiter = self.waiter(id, reply, wait);
+                entry.waiters.push(waiter)
+            }
             Intake::Accept(reply) if durable => entry.accept_reply = Some(reply),
             Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id, existing: false }))),
         }
@@ -523,14 +533,15 @@ impl OrchestratorState {
     /// committed: a task that finished moments ago may still have its final write in the
     /// store writer, so the reply goes through a barrier there (acked once everything
     /// sent before it is committed).
-    fn wait(&mut self, id: TaskId, reply: RecordReply) {
+    fn wait(&mut self, id: TaskId, reply: RecordReply, wait: Option<Duration>) {
+        if self.tasks.get(&id).is_some_and(|e| !e.record.state.is_final()) {
+            let waiter = self.waiter(id, reply, wait);
+            return self.tasks.get_mut(&id).expect("just seen").waiters.push(waiter);
+        }
         let Some(entry) = self.tasks.get_mut(&id) else {
             // Not held here: finished long ago (or unknown); the store has the last word.
             return self.read_from_store(id, reply);
         };
-        if !entry.record.state.is_final() {
-            return entry.waiters.push(reply);
-        }
         if !entry.record.durable {
             return drop(reply.send(Ok(entry.record.clone())));
         }
@@ -592,7 +603,7 @@ impl OrchestratorState {
                         let _ = reply.send(Err(error.clone()));
                     }
                     for waiter in entry.waiters {
-                        let _ = waiter.send(Err(error.clone()));
+                        waiter.send(Err(error.clone()));
                     }
                 }
             }
@@ -657,13 +668,13 @@ impl OrchestratorState {
                     .map(|()| record)
                     .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
                 for waiter in waiters {
-                    let _ = waiter.send(reply.clone());
+                    waiter.send(reply.clone());
                 }
             });
             self.write_now(writes, ack, Retry::UntilCommitted);
         } else {
             for waiter in entry.waiters.drain(..) {
-                let _ = waiter.send(Ok(entry.record.clone()));
+                waiter.send(Ok(entry.record.clone()));
             }
             self.write_later(writes);
         }
@@ -684,6 +695,31 @@ impl OrchestratorState {
             if self.tasks.get(&next).is_some_and(|e| !e.record.state.is_final()) {
                 return self.dispatch(next);
             }
+        }
+    }
+
+    /// A waiter of task `id`; a bounded one gets a timer that answers it at its bound.
+    fn waiter(&self, id: TaskId, reply: RecordReply, wait: Option<Duration>) -> Waiter {
+        let until = wait.map(|wait| {
+            self.myself.send_after(wait, move || OrchestratorMsg::WaitElapsed { id });
+            Instant::now() + wait
+        });
+        Waiter { reply, until }
+    }
+
+    /// Answers the bounded waiters of an unfinished task whose bound has passed, with the
+    /// task as it is now. (A finished task's waiters were answered when it finished.)
+    fn wait_elapsed(&mut self, id: TaskId) {
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        if entry.record.state.is_final() {
+            return;
+        }
+        let now = Instant::now();
+        let (due, waiting): (Vec<Waiter>, Vec<Waiter>) =
+            std::mem::take(&mut entry.waiters).into_iter().partition(|w| w.until.is_some_and(|u| u <= now));
+        entry.waiters = waiting;
+        for waiter in due {
+            waiter.send(Ok(entry.record.clone()));
         }
     }
 

@@ -134,7 +134,20 @@ impl NodeHandle {
     /// Submits and waits for the final state in one message.
     pub async fn run(&self, request: TaskRequest, timeout: Duration) -> Result<TaskRecord, NodeError> {
         let request = std::sync::Arc::new(request);
-        Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, reply }, timeout).await??)
+        Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait: None, reply }, timeout).await??)
+    }
+
+    /// Submits and waits up to `wait` for the task to finish, in one message: returns the
+    /// task finished, or as it is when `wait` ends.
+    pub async fn submit_and_wait(
+        &self,
+        request: TaskRequest,
+        wait: Duration,
+    ) -> Result<TaskRecord, NodeError> {
+        let request = std::sync::Arc::new(request);
+        let wait = Some(wait);
+        let deadline = wait.unwrap_or_default() + self.call_timeout();
+        Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait, reply }, deadline).await??)
     }
 
     /// Waits up to `timeout` for the task to finish; returns the task as it is then.

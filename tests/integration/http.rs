@@ -291,3 +291,27 @@ async fn openapi_documents_every_route() {
     assert_eq!(list["$ref"], "#/components/schemas/EventList", "{list}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_wait_that_ends_first_answers_202_with_the_task_still_running() {
+    let s = serve().await;
+    let dev = token("developer", Some("team-a"));
+    let started = std::time::Instant::now();
+    let (status, task) = json_of(
+        s.http
+            .post(s.url("/v1/tasks?wait=200ms"))
+            .bearer_auth(&dev)
+            .json(&json!({"agent": "sleeper", "input": {"ms": 1500}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert!(task["state"] == "running" || task["state"] == "queued", "{task}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1400), "the answer came when the wait ended");
+    let path = format!("/v1/tasks/{}?wait=5s", task["id"].as_str().unwrap());
+    let (status, done) = json_of(s.http.get(s.url(&path)).bearer_auth(&dev).send().await.unwrap()).await;
+    assert_eq!((status, &done["state"]), (200, &json!("succeeded")), "{done}");
+    s.stop().await;
+}

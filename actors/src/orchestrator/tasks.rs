@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::RandomState;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ractor::RpcReplyPort;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,19 @@ use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::ports::AttemptRecord;
 
 pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
+
+/// Someone waiting for a task to finish; a bounded wait is answered with the task as it
+/// is at `until` if it has not finished by then.
+pub struct Waiter {
+    pub reply: RecordReply,
+    pub until: Option<Instant>,
+}
+
+impl Waiter {
+    pub fn send(self, answer: Result<TaskRecord, TaskError>) {
+        let _ = self.reply.send(answer);
+    }
+}
 
 pub struct TaskEntry {
     pub record: TaskRecord,
@@ -26,7 +39,7 @@ pub struct TaskEntry {
     /// Cancels the current attempt (and, through `cancel`, the task).
     pub cancel: CancellationToken,
     /// Waiting for the task to finish.
-    pub waiters: Vec<RecordReply>,
+    pub waiters: Vec<Waiter>,
     /// A durable submission waiting for its commit before it hears "accepted".
     pub accept_reply: Option<RpcReplyPort<Result<Submitted, TaskError>>>,
     /// The task id as text, made once: it is the subject of every event of the task.

@@ -148,21 +148,21 @@ pub async fn submit(
     let submission: SubmitTask = body::parse(&bytes)?;
     let wait = query.duration(edge.server.max_wait)?;
     let request = task_request(&caller, submission, &headers)?;
-    let submitted = edge.node.submit_detailed(request).await?;
-    tracing::Span::current().record("task_id", tracing::field::display(submitted.id));
-    let (record, finished) = match wait {
+    let (record, status) = match wait {
+        // One message: the task, finished or as it is when the wait ends (a replayed
+        // idempotency key answers with the first task either way).
         Some(wait) => {
-            let record = edge.node.wait(submitted.id, wait).await?;
-            let finished = record.state.is_final();
-            (record, finished)
+            let record = edge.node.submit_and_wait(request, wait).await?;
+            let status = if record.state.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
+            (record, status)
         }
-        None => (edge.node.get(submitted.id).await?, false),
+        None => {
+            let submitted = edge.node.submit_detailed(request).await?;
+            let status = if submitted.existing { StatusCode::OK } else { StatusCode::CREATED };
+            (edge.node.get(submitted.id).await?, status)
+        }
     };
-    let status = match (submitted.existing, wait) {
-        (_, Some(_)) if !finished => StatusCode::ACCEPTED,
-        (true, _) | (false, Some(_)) => StatusCode::OK,
-        (false, None) => StatusCode::CREATED,
-    };
+    tracing::Span::current().record("task_id", tracing::field::display(record.id));
     Ok((status, Json(TaskView::new(record, caller.principal.role.sees_payloads()))).into_response())
 }
 
