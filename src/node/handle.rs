@@ -145,8 +145,8 @@ impl NodeHandle {
         wait: Duration,
     ) -> Result<TaskRecord, NodeError> {
         let request = std::sync::Arc::new(request);
+        let deadline = wait + self.call_timeout();
         let wait = Some(wait);
-        let deadline = wait.unwrap_or_default() + self.call_timeout();
         Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait, reply }, deadline).await??)
     }
 
