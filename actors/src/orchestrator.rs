@@ -498,10 +498,8 @@ impl OrchestratorState {
                     Box::new(move |result| drop(me.cast(OrchestratorMsg::Accepted { id, result })));
                 self.write_now(vec![write, Write::AppendEvent(queued)], ack, Retry::No);
             }
-            None => {
-                self.write_later([Write::AppendEvent(queued)]);
-                self.dispatch(id);
-            }
+            // A non-durable task's events live in the event ring only (DESIGN §13.4).
+            None => self.dispatch(id),
         }
         Ok(())
     }
@@ -654,12 +652,13 @@ impl OrchestratorState {
         let subject = std::mem::take(&mut entry.subject);
         let kind = EventKind::for_task_state(state);
         let event = self.args.events.emit_at(now, kind, &entry.record.namespace, subject, data);
-        let mut writes = vec![Write::PutTask(Box::new(entry.record.clone())), Write::AppendEvent(event)];
+        let mut writes = vec![Write::PutTask(Box::new(entry.record.clone()))];
         if let Some(reply) = entry.accept_reply.take() {
             // Finished before its commit was acknowledged (cancelled at once, say).
             let _ = reply.send(Ok(Submitted { id, existing: false }));
         }
         if entry.record.durable {
+            writes.push(Write::AppendEvent(event));
             writes.extend(attempt.map(|a| Write::PutAttempt(Box::new(a))));
             let waiters = std::mem::take(&mut entry.waiters);
             let record = entry.record.clone();

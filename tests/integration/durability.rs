@@ -294,3 +294,39 @@ async fn finished_tasks_and_their_events_are_pruned_after_the_retention() {
     opened.close().await;
     stop(handle).await;
 }
+
+/// DESIGN §13.10 and §13.4: a non-durable task is written once, in the background, marked
+/// as such; its events live in the event ring only, never in the store.
+#[tokio::test]
+async fn a_non_durable_task_is_stored_once_finished_and_its_events_only_in_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SwitchableStore::default());
+    let handle =
+        started(builder(dir.path()).store(store.clone()).agent(AgentSpec::native("echo"), Echo), 1).await;
+    let done = handle
+        .run(TaskRequest::to_agent("echo", json!({"n": 1})).durable(false), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Succeeded);
+    let subject = done.id.to_string();
+    eventually(Duration::from_secs(5), "the finished task is written in the background", || async {
+        store
+            .inner()
+            .task(done.id)
+            .await
+            .unwrap()
+            .is_some_and(|t| t.state == TaskState::Succeeded && !t.durable)
+    })
+    .await;
+    let stored = store.inner().events_after(0, 1000).await.unwrap();
+    assert!(stored.iter().all(|e| e.subject != subject), "no event of it is stored: {stored:?}");
+    let listed = handle.list_events(Default::default(), 0, 100).await.unwrap();
+    let kinds: Vec<EventKind> =
+        listed.events.iter().filter(|e| e.subject == subject).map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::TaskQueued, EventKind::TaskRunning, EventKind::TaskSucceeded],
+        "the ring has them"
+    );
+    stop(handle).await;
+}

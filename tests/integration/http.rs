@@ -309,7 +309,10 @@ async fn a_wait_that_ends_first_answers_202_with_the_task_still_running() {
     .await;
     assert_eq!(status, 202, "{task}");
     assert!(task["state"] == "running" || task["state"] == "queued", "{task}");
-    assert!(started.elapsed() < std::time::Duration::from_millis(1400), "the answer came when the wait ended");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1400),
+        "the answer came when the wait ended"
+    );
     let path = format!("/v1/tasks/{}?wait=5s", task["id"].as_str().unwrap());
     let (status, done) = json_of(s.http.get(s.url(&path)).bearer_auth(&dev).send().await.unwrap()).await;
     assert_eq!((status, &done["state"]), (200, &json!("succeeded")), "{done}");

@@ -98,9 +98,12 @@ impl OrchestratorState {
             data,
         );
         // A durable task's row says which attempt runs, so a re-run after a crash keeps
-        // its number (and so its idempotency key).
-        let running = entry.record.durable.then(|| Write::PutTask(Box::new(entry.record.clone())));
-        self.write_later(running.into_iter().chain([Write::AppendEvent(event)]));
+        // its number (and so its idempotency key). A non-durable task's events live in
+        // the event ring only (DESIGN §13.4).
+        if entry.record.durable {
+            let running = Write::PutTask(Box::new(entry.record.clone()));
+            self.write_later([running, Write::AppendEvent(event)]);
+        }
     }
 
     pub(super) fn attempt_done(
@@ -186,13 +189,12 @@ impl OrchestratorState {
             entry.subject.clone(),
             data,
         );
-        let mut writes = vec![Write::AppendEvent(event)];
-        if entry.record.durable {
-            writes.push(Write::PutTask(Box::new(entry.record.clone())));
-            writes.extend(ended.map(|a| Write::PutAttempt(Box::new(a))));
-        }
         let namespace = std::mem::take(&mut entry.holds_run_slot).then(|| entry.record.namespace.clone());
-        self.write_later(writes);
+        if entry.record.durable {
+            let mut writes = vec![Write::AppendEvent(event), Write::PutTask(Box::new(entry.record.clone()))];
+            writes.extend(ended.map(|a| Write::PutAttempt(Box::new(a))));
+            self.write_later(writes);
+        }
         if let Some(namespace) = namespace {
             self.quotas.release(&namespace);
             self.run_waiting(&namespace);
