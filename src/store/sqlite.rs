@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn padded_rows_are_left_out() {
-        let agents = Table { name: "agents", columns: "namespace, name, spec", json: &[], key: &[] };
+        let agents =
+            Table { name: "agents", columns: "namespace, name, spec", json: &[], key: &[], fixed: &[] };
         assert_eq!(
             padded_insert(&agents, 3, 2),
             "INSERT INTO agents (namespace, name, spec) SELECT * FROM (VALUES (?, ?, ?), (?, ?, ?)) \

@@ -109,12 +109,13 @@ fn last_wins<'a, K: std::hash::Hash + Eq, V>(
     }
 }
 
-/// `col = excluded.col` for every column but the key: an upsert replaces the whole row.
-fn update_all(columns: &str, key: &[&str]) -> String {
+/// `col = excluded.col` for every column but the key and the fixed ones: an upsert
+/// replaces what can change.
+fn update_all(columns: &str, key: &[&str], fixed: &[&str]) -> String {
     let set: Vec<String> = columns
         .split(',')
         .map(str::trim)
-        .filter(|c| !key.contains(c))
+        .filter(|c| !key.contains(c) && !fixed.contains(c))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), set.join(", "))
@@ -134,6 +135,10 @@ pub(super) struct Table {
     pub json: &'static [&'static str],
     /// The conflict target of the upsert; empty: a plain insert.
     pub key: &'static [&'static str],
+    /// Set when the row is made and never changed: left out of the upsert's `SET`, so a
+    /// change of state does not rewrite the indexes over them (SQLite rewrites an index
+    /// whose column is assigned, even to the same value).
+    pub fixed: &'static [&'static str],
 }
 
 impl Table {
@@ -146,22 +151,52 @@ impl Table {
         if self.key.is_empty() {
             String::new()
         } else {
-            update_all(self.columns, self.key)
+            update_all(self.columns, self.key, self.fixed)
         }
     }
 }
 
-pub(super) const TASKS: Table =
-    Table { name: "tasks", columns: TASK_COLUMNS, json: &["input", "output"], key: &["id"] };
-pub(super) const ATTEMPTS: Table =
-    Table { name: "task_attempts", columns: ATTEMPT_COLUMNS, json: &[], key: &["task_id", "attempt"] };
-pub(super) const EVENTS: Table = Table { name: "events", columns: EVENT_COLUMNS, json: &["data"], key: &[] };
-pub(super) const AGENTS: Table =
-    Table { name: "agents", columns: "namespace, name, spec", json: &["spec"], key: &["namespace", "name"] };
+pub(super) const TASKS: Table = Table {
+    name: "tasks",
+    columns: TASK_COLUMNS,
+    json: &["input", "output"],
+    key: &["id"],
+    fixed: &[
+        "namespace",
+        "target",
+        "input",
+        "priority",
+        "max_attempts",
+        "idempotency_key",
+        "durable",
+        "submitter",
+        "timeout_us",
+        "traceparent",
+        "created_at",
+        "deadline_at",
+    ],
+};
+pub(super) const ATTEMPTS: Table = Table {
+    name: "task_attempts",
+    columns: ATTEMPT_COLUMNS,
+    json: &[],
+    key: &["task_id", "attempt"],
+    fixed: &[],
+};
+pub(super) const EVENTS: Table =
+    Table { name: "events", columns: EVENT_COLUMNS, json: &["data"], key: &[], fixed: &[] };
+pub(super) const AGENTS: Table = Table {
+    name: "agents",
+    columns: "namespace, name, spec",
+    json: &["spec"],
+    key: &["namespace", "name"],
+    fixed: &[],
+};
 /// Plain inserts: a key id or an audit `(node, seq)` already taken rejects the batch.
-pub(super) const API_KEYS: Table = Table { name: "api_keys", columns: API_KEY_COLUMNS, json: &[], key: &[] };
+pub(super) const API_KEYS: Table =
+    Table { name: "api_keys", columns: API_KEY_COLUMNS, json: &[], key: &[], fixed: &[] };
 pub(super) const AUDIT: Table =
-    Table { name: "audit_log", columns: AUDIT_COLUMNS, json: &["data"], key: &[] };
+    Table { name: "audit_log", columns: AUDIT_COLUMNS, json: &["data"], key: &[], fixed: &[] };
 
 #[cfg(test)]
 mod tests {
@@ -173,8 +208,13 @@ mod tests {
     #[test]
     fn upserts_replace_every_column_but_the_key() {
         assert_eq!(
-            update_all("task_id, attempt, state", &["task_id", "attempt"]),
+            update_all("task_id, attempt, state", &["task_id", "attempt"], &[]),
             " ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state"
+        );
+        assert_eq!(
+            update_all("id, namespace, state", &["id"], &["namespace"]),
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            "fixed columns are written once"
         );
     }
 
