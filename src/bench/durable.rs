@@ -45,13 +45,14 @@ use crate::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext, TaskReq
 #[derive(Args, Debug, Clone)]
 pub struct Params {
     /// `sqlite` (fresh files in a temp folder) or `postgres` (fresh databases on the server
-    /// at `--url`, dropped after the run; nothing else on it is touched).
+    /// at `--postgres-url`, dropped after the run; nothing else on it is touched).
     #[arg(long, value_parser = parse_backend, default_value = "sqlite")]
     backend: Backend,
     /// PostgreSQL server; default: `MARK1_TEST_POSTGRES_URL`, else a local server as user
-    /// postgres. Its own database only serves to create and drop the bench's.
-    #[arg(long)]
-    url: Option<String>,
+    /// postgres. Its own database only serves to create and drop the bench's. (Not
+    /// `--url`: that global flag names the node the CLI client talks to.)
+    #[arg(long, value_name = "URL")]
+    postgres_url: Option<String>,
     /// SQLite's `synchronous`: `normal` (what the issue's scale figure used) or `full`
     /// (the shipped default; survives power loss). PostgreSQL commits with
     /// `synchronous_commit=on` whatever this says.
@@ -329,4 +330,22 @@ async fn subject_round(handle: &Arc<NodeHandle>, p: &Params, tasks: usize) -> Re
     accept_us.sort_unstable();
     done_us.sort_unstable();
     Ok((Round { tasks_per_sec, accept_us, done_us }, stats.commits.load(Relaxed) - commits_before))
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::Parser;
+
+    /// The CLI client's global `--url` (the node's address) once swallowed this bench's
+    /// own server flag; the two must stay apart.
+    #[test]
+    fn the_postgres_server_flag_is_apart_from_the_clients_global_url() {
+        let args = ["mark1", "--url", "http://h:1", "bench", "durable", "--backend", "postgres"];
+        let cli =
+            crate::cli::Cli::try_parse_from(args.iter().chain(&["--postgres-url", "postgres://u@h/db"]))
+                .unwrap();
+        let text = format!("{cli:?}");
+        assert!(text.contains(r#"postgres_url: Some("postgres://u@h/db")"#), "{text}");
+        assert!(text.contains(r#"url: "http://h:1""#), "{text}");
+    }
 }

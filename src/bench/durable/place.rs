@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::Params;
 use crate::store::{redact, with_database, Backend};
 
-/// The server a PostgreSQL run creates its databases on when neither `--url` nor the
+/// The server a PostgreSQL run creates its databases on when neither `--postgres-url` nor the
 /// tests' variable names one.
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -37,7 +37,7 @@ impl Place {
             }),
             Backend::Postgres => {
                 let server = p
-                    .url
+                    .postgres_url
                     .clone()
                     .or_else(|| std::env::var("MARK1_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()))
                     .unwrap_or_else(|| DEFAULT_POSTGRES_URL.into());
