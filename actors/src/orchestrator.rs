@@ -699,11 +699,9 @@ impl OrchestratorState {
 
     /// A waiter of task `id`; a bounded one gets a timer that answers it at its bound.
     fn waiter(&self, id: TaskId, reply: RecordReply, wait: Option<Duration>) -> Waiter {
-        let until = wait.map(|wait| {
-            self.myself.send_after(wait, move || OrchestratorMsg::WaitElapsed { id });
-            Instant::now() + wait
-        });
-        Waiter { reply, until }
+        let Some(wait) = wait else { return Waiter { reply, until: None, timer: None } };
+        let timer = self.myself.send_after(wait, move || OrchestratorMsg::WaitElapsed { id });
+        Waiter { reply, until: Some(Instant::now() + wait), timer: Some(timer.abort_handle()) }
     }
 
     /// Answers the bounded waiters of an unfinished task whose bound has passed, with the

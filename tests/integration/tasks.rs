@@ -352,3 +352,22 @@ async fn one_long_task(dir: &std::path::Path) -> (mark1::NodeHandle, Arc<AtomicU
     running(&handle, id).await;
     (handle, cancelled, id)
 }
+
+/// A bounded wait answered early cancels its timer: a client waiting up to minutes on
+/// quick tasks leaves nothing sleeping behind.
+#[tokio::test]
+async fn a_bounded_wait_answered_early_leaves_no_timer_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = started(builder(dir.path()).agent(AgentSpec::native("echo"), Echo), 1).await;
+    let alive = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = alive();
+    for n in 0..200 {
+        let done = handle
+            .submit_and_wait(TaskRequest::to_agent("echo", json!(n)).durable(false), Duration::from_secs(300))
+            .await
+            .unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+    }
+    eventually(Duration::from_secs(5), "the 200 timers are gone", || async { alive() < before + 20 }).await;
+    stop(handle).await;
+}

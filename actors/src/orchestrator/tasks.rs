@@ -20,10 +20,16 @@ pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
 pub struct Waiter {
     pub reply: RecordReply,
     pub until: Option<Instant>,
+    /// The timer that reminds the orchestrator at `until`. Cancelled when the waiter is
+    /// answered, so a long `?wait=` on a quick task leaves no sleeping timer behind.
+    pub timer: Option<tokio::task::AbortHandle>,
 }
 
 impl Waiter {
     pub fn send(self, answer: Result<TaskRecord, TaskError>) {
+        if let Some(timer) = self.timer {
+            timer.abort();
+        }
         let _ = self.reply.send(answer);
     }
 }
