@@ -16,6 +16,7 @@ mod recovery;
 mod registration;
 mod registry;
 mod tasks;
+mod wait_slots;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ pub use registry::AgentEntry;
 use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
 use tasks::{RecordReply, TaskEntry, TaskTable, Waiter};
+use wait_slots::WaitSlots;
 
 use self::quotas::{QuotaSettings, Quotas};
 use crate::agent_instance::AttemptOutcome;
@@ -99,9 +101,9 @@ pub enum OrchestratorMsg {
         wait: Option<Duration>,
         reply: RecordReply,
     },
-    /// Internal: bounded waits of a task are due.
+    /// Internal: the bounded waits filed under this slot are due.
     WaitElapsed {
-        id: TaskId,
+        slot: u64,
     },
     /// Replies when the task is final.
     Wait {
@@ -226,6 +228,7 @@ pub struct OrchestratorState {
     start: NodeStart,
     claiming: bool,
     quotas: Quotas,
+    wait_slots: WaitSlots,
 }
 
 impl Actor for Orchestrator {
@@ -279,6 +282,7 @@ impl Actor for Orchestrator {
             start,
             claiming: false,
             quotas,
+            wait_slots: WaitSlots::new(),
         })
     }
 
@@ -310,7 +314,7 @@ impl Actor for Orchestrator {
             OrchestratorMsg::SubmitAndWait { request, wait, reply } => {
                 state.submit(request, Intake::Wait(reply, wait), false)
             }
-            OrchestratorMsg::WaitElapsed { id } => state.wait_elapsed(id),
+            OrchestratorMsg::WaitElapsed { slot } => state.wait_elapsed(slot),
             OrchestratorMsg::IdempotencyChecked { request, intake, found } => {
                 state.idempotency_checked(request, intake, found)
             }
@@ -600,6 +604,7 @@ impl OrchestratorState {
                     if let Some(reply) = entry.accept_reply {
                         let _ = reply.send(Err(error.clone()));
                     }
+                    self.wait_slots.unfile(id, &entry.waiters);
                     for waiter in entry.waiters {
                         waiter.send(Err(error.clone()));
                     }
@@ -633,6 +638,7 @@ impl OrchestratorState {
         entry.record.updated_at = now;
         let attempt = entry.ended_attempt(state, now);
         let held = std::mem::take(&mut entry.holds_run_slot);
+        self.wait_slots.unfile(id, &entry.waiters);
         let quota = self.quotas.enabled().then(|| (entry.record.namespace.clone(), held));
         // Metrics, the event and the write come first: whoever hears the final state
         // can already see them.
@@ -698,25 +704,35 @@ impl OrchestratorState {
     }
 
     /// A waiter of task `id`; a bounded one gets a timer that answers it at its bound.
-    fn waiter(&self, id: TaskId, reply: RecordReply, wait: Option<Duration>) -> Waiter {
-        let Some(wait) = wait else { return Waiter { reply, until: None, timer: None } };
-        let timer = self.myself.send_after(wait, move || OrchestratorMsg::WaitElapsed { id });
-        Waiter { reply, until: Some(Instant::now() + wait), timer: Some(timer.abort_handle()) }
+    /// A waiter of task `id`; a bounded one is filed in the wait slots (a new slot gets a
+    /// timer message).
+    fn waiter(&mut self, id: TaskId, reply: RecordReply, wait: Option<Duration>) -> Waiter {
+        let Some(wait) = wait else { return Waiter { reply, until: None, slot: None } };
+        let until = Instant::now() + wait;
+        let (slot, timer) = self.wait_slots.add(id, until);
+        if let Some(delay) = timer {
+            let timer = self.myself.send_after(delay, move || OrchestratorMsg::WaitElapsed { slot });
+            self.wait_slots.timer(slot, timer.abort_handle());
+        }
+        Waiter { reply, until: Some(until), slot: Some(slot) }
     }
 
-    /// Answers the bounded waiters of an unfinished task whose bound has passed, with the
-    /// task as it is now. (A finished task's waiters were answered when it finished.)
-    fn wait_elapsed(&mut self, id: TaskId) {
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
-        if entry.record.state.is_final() {
-            return;
-        }
+    /// Answers the bounded waiters whose bound has passed, with their task as it is now.
+    /// (A finished task's waiters were answered, and its ids taken out, when it finished.)
+    fn wait_elapsed(&mut self, slot: u64) {
         let now = Instant::now();
-        let (due, waiting): (Vec<Waiter>, Vec<Waiter>) =
-            std::mem::take(&mut entry.waiters).into_iter().partition(|w| w.until.is_some_and(|u| u <= now));
-        entry.waiters = waiting;
-        for waiter in due {
-            waiter.send(Ok(entry.record.clone()));
+        for id in self.wait_slots.take(slot) {
+            let Some(entry) = self.tasks.get_mut(&id) else { continue };
+            if entry.record.state.is_final() {
+                continue;
+            }
+            let (due, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut entry.waiters)
+                .into_iter()
+                .partition(|w| w.until.is_some_and(|u| u <= now));
+            entry.waiters = waiting;
+            for waiter in due {
+                waiter.send(Ok(entry.record.clone()));
+            }
         }
     }
 

@@ -353,7 +353,7 @@ async fn one_long_task(dir: &std::path::Path) -> (mark1::NodeHandle, Arc<AtomicU
     (handle, cancelled, id)
 }
 
-/// A bounded wait answered early cancels its timer: a client waiting up to minutes on
+/// Bounded waits answered early cancel their timers: a client waiting up to minutes on
 /// quick tasks leaves nothing sleeping behind.
 #[tokio::test]
 async fn a_bounded_wait_answered_early_leaves_no_timer_behind() {

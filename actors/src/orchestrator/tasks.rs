@@ -20,16 +20,12 @@ pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
 pub struct Waiter {
     pub reply: RecordReply,
     pub until: Option<Instant>,
-    /// The timer that reminds the orchestrator at `until`. Cancelled when the waiter is
-    /// answered, so a long `?wait=` on a quick task leaves no sleeping timer behind.
-    pub timer: Option<tokio::task::AbortHandle>,
+    /// The slot of the orchestrator's wait timers `until` is filed under.
+    pub slot: Option<u64>,
 }
 
 impl Waiter {
     pub fn send(self, answer: Result<TaskRecord, TaskError>) {
-        if let Some(timer) = self.timer {
-            timer.abort();
-        }
         let _ = self.reply.send(answer);
     }
 }
