@@ -11,15 +11,17 @@
 //! node's earlier starts (see `recovery`).
 
 mod attempts;
+mod outcomes;
 pub mod quotas;
 mod recovery;
 mod registration;
 mod registry;
 mod tasks;
 mod wait_slots;
+mod waiting;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mark1_supervisors::{ActorStats, Addr, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
@@ -29,13 +31,13 @@ use tokio_util::sync::CancellationToken;
 pub use registry::AgentEntry;
 use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
-use tasks::{RecordReply, TaskEntry, TaskTable, Waiter};
+use tasks::{RecordReply, TaskEntry, TaskTable};
 use wait_slots::WaitSlots;
 
 use self::quotas::{QuotaSettings, Quotas};
 use crate::agent_instance::AttemptOutcome;
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
-use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest, TaskState};
+use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest};
 use crate::metrics::TaskMetrics;
 use crate::ports::{Clock, EventSink, NodeStart, Store, StoreError, Write};
 use crate::store_writer::{Ack, Retry, StoreWriterMsg};
@@ -531,46 +533,6 @@ impl OrchestratorState {
         }
     }
 
-    /// Replies when the task is final, and for a durable task once its final state is
-    /// committed: a task that finished moments ago may still have its final write in the
-    /// store writer, so the reply goes through a barrier there (acked once everything
-    /// sent before it is committed).
-    fn wait(&mut self, id: TaskId, reply: RecordReply, wait: Option<Duration>) {
-        if self.tasks.get(&id).is_some_and(|e| !e.record.state.is_final()) {
-            let waiter = self.waiter(id, reply, wait);
-            return self.tasks.get_mut(&id).expect("just seen").waiters.push(waiter);
-        }
-        let Some(entry) = self.tasks.get_mut(&id) else {
-            // Not held here: finished long ago (or unknown); the store has the last word.
-            return self.read_from_store(id, reply);
-        };
-        if !entry.record.durable {
-            return drop(reply.send(Ok(entry.record.clone())));
-        }
-        let record = entry.record.clone();
-        let ack: Ack = Box::new(move |result| {
-            let answer = result
-                .map(|()| record)
-                .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
-            let _ = reply.send(answer);
-        });
-        self.write_now(Vec::new(), ack, Retry::UntilCommitted);
-    }
-
-    /// Answers from the store for a task no longer held in memory; the read runs outside
-    /// the mailbox.
-    fn read_from_store(&self, id: TaskId, reply: RecordReply) {
-        let store = self.args.store.clone();
-        tokio::spawn(async move {
-            let result = match store.task(id).await {
-                Ok(Some(record)) => Ok(record),
-                Ok(None) => Err(TaskError::NotFound(id)),
-                Err(error) => Err(TaskError::Unavailable(error.to_string())),
-            };
-            let _ = reply.send(result);
-        });
-    }
-
     /// Queues writes of accepted work nobody waits for; they are kept until committed.
     /// The flush message goes to the back of the mailbox, so every write made while the
     /// current backlog is handled joins it.
@@ -578,169 +540,6 @@ impl OrchestratorState {
         self.unacked_writes.extend(writes);
         if !self.flush_scheduled {
             self.flush_scheduled = self.myself.cast(OrchestratorMsg::FlushWrites).is_ok();
-        }
-    }
-
-    /// A durable task's commit finished: accept it and dispatch, or refuse it.
-    fn accepted(&mut self, id: TaskId, result: Result<(), StoreError>) {
-        // Cancelled while its commit was in flight: it already has its final state, and
-        // the submitter already heard "accepted".
-        if self.tasks.get(&id).is_none_or(|e| e.record.state.is_final()) {
-            return;
-        }
-        match result {
-            Ok(()) => {
-                if let Some(reply) = self.tasks.get_mut(&id).and_then(|e| e.accept_reply.take()) {
-                    let _ = reply.send(Ok(Submitted { id, existing: false }));
-                }
-                self.dispatch(id);
-            }
-            Err(error) => {
-                if let Some(entry) = self.tasks.forget(&id) {
-                    self.quotas.finished(&entry.record.namespace, id);
-                    self.args.metrics.in_flight.dec();
-                    self.args.metrics.rejected.inc();
-                    let error = TaskError::Unavailable(error.to_string());
-                    if let Some(reply) = entry.accept_reply {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                    self.wait_slots.unfile(id, &entry.waiters);
-                    for waiter in entry.waiters {
-                        waiter.send(Err(error.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    fn cancel(&mut self, id: TaskId, reply: RecordReply) {
-        let Some(entry) = self.tasks.get(&id) else {
-            let _ = reply.send(Err(TaskError::NotFound(id)));
-            return;
-        };
-        if !entry.record.state.is_final() {
-            // The token reaches the attempt wherever it is: queued in a pool (it will not
-            // start) or running (the agent is told; a process gets `cancel`, then a kill).
-            entry.cancel.cancel();
-            self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()));
-        }
-        let _ = reply.send(self.tasks.get(&id).map(|e| e.record.clone()).ok_or(TaskError::NotFound(id)));
-    }
-
-    /// Records the final state, emits the event, writes the record and tells the waiters:
-    /// those of a durable task once the final state is committed.
-    fn finish(&mut self, id: TaskId, state: TaskState, output: Option<Value>, error: Option<String>) {
-        let now = self.args.clock.now();
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
-        entry.record.state = state;
-        entry.record.output = output;
-        entry.record.error = if state == TaskState::Succeeded { None } else { error };
-        entry.record.updated_at = now;
-        let attempt = entry.ended_attempt(state, now);
-        let held = std::mem::take(&mut entry.holds_run_slot);
-        self.wait_slots.unfile(id, &entry.waiters);
-        let quota = self.quotas.enabled().then(|| (entry.record.namespace.clone(), held));
-        // Metrics, the event and the write come first: whoever hears the final state
-        // can already see them.
-        let metrics = &self.args.metrics;
-        metrics.finished(state);
-        metrics.in_flight.dec();
-        metrics
-            .duration
-            .observe(now.duration_since(entry.record.created_at).unwrap_or_default().as_secs_f64());
-        let agent = entry.event_agent();
-        let data = match state {
-            // The record has the attempt count; the common case carries only the agent.
-            TaskState::Succeeded => json!({"agent": agent}),
-            _ => json!({"agent": agent, "attempt": entry.record.attempt, "error": entry.record.error}),
-        };
-        // The last event of the task: its subject text is not needed afterwards.
-        let subject = std::mem::take(&mut entry.subject);
-        let kind = EventKind::for_task_state(state);
-        let event = self.args.events.emit_at(now, kind, &entry.record.namespace, subject, data);
-        let mut writes = vec![Write::PutTask(Box::new(entry.record.clone()))];
-        if let Some(reply) = entry.accept_reply.take() {
-            // Finished before its commit was acknowledged (cancelled at once, say).
-            let _ = reply.send(Ok(Submitted { id, existing: false }));
-        }
-        if entry.record.durable {
-            writes.push(Write::AppendEvent(event));
-            writes.extend(attempt.map(|a| Write::PutAttempt(Box::new(a))));
-            let waiters = std::mem::take(&mut entry.waiters);
-            let record = entry.record.clone();
-            let ack: Ack = Box::new(move |result| {
-                let reply = result
-                    .map(|()| record)
-                    .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
-                for waiter in waiters {
-                    waiter.send(reply.clone());
-                }
-            });
-            self.write_now(writes, ack, Retry::UntilCommitted);
-        } else {
-            for waiter in entry.waiters.drain(..) {
-                waiter.send(Ok(entry.record.clone()));
-            }
-            self.write_later(writes);
-        }
-        self.tasks.finished(id);
-        if let Some((namespace, held)) = quota {
-            if held {
-                self.quotas.release(&namespace);
-            }
-            self.quotas.finished(&namespace, id);
-            self.run_waiting(&namespace);
-        }
-        self.check_drained();
-    }
-
-    /// Dispatches the next task of `namespace` that waits for a run slot, if one is free.
-    fn run_waiting(&mut self, namespace: &str) {
-        while let Some(next) = self.quotas.next_waiting(namespace) {
-            if self.tasks.get(&next).is_some_and(|e| !e.record.state.is_final()) {
-                return self.dispatch(next);
-            }
-        }
-    }
-
-    /// A waiter of task `id`; a bounded one gets a timer that answers it at its bound.
-    /// A waiter of task `id`; a bounded one is filed in the wait slots (a new slot gets a
-    /// timer message).
-    fn waiter(&mut self, id: TaskId, reply: RecordReply, wait: Option<Duration>) -> Waiter {
-        let Some(wait) = wait else { return Waiter { reply, until: None, slot: None } };
-        let until = Instant::now() + wait;
-        let (slot, timer) = self.wait_slots.add(id, until);
-        if let Some(delay) = timer {
-            let timer = self.myself.send_after(delay, move || OrchestratorMsg::WaitElapsed { slot });
-            self.wait_slots.timer(slot, timer.abort_handle());
-        }
-        Waiter { reply, until: Some(until), slot: Some(slot) }
-    }
-
-    /// Answers the bounded waiters whose bound has passed, with their task as it is now.
-    /// (A finished task's waiters were answered, and its ids taken out, when it finished.)
-    fn wait_elapsed(&mut self, slot: u64) {
-        let now = Instant::now();
-        for id in self.wait_slots.take(slot) {
-            let Some(entry) = self.tasks.get_mut(&id) else { continue };
-            if entry.record.state.is_final() {
-                continue;
-            }
-            let (due, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut entry.waiters)
-                .into_iter()
-                .partition(|w| w.until.is_some_and(|u| u <= now));
-            entry.waiters = waiting;
-            for waiter in due {
-                waiter.send(Ok(entry.record.clone()));
-            }
-        }
-    }
-
-    fn check_drained(&mut self) {
-        if self.draining && self.tasks.live() == 0 {
-            for reply in self.drain_waiters.drain(..) {
-                let _ = reply.send(());
-            }
         }
     }
 }
