@@ -1,5 +1,6 @@
-//! The `health` actor: probes the store and the agents periodically and keeps the
-//! latest report where `/health`, `/ready` and the CLI read it without messaging.
+//! The `health` actor: probes the store, the agents and the model providers periodically
+//! and keeps the latest report where `/health`, `/ready` and the CLI read it without
+//! messaging.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 
 use crate::orchestrator::{AgentHealth, AgentStatus, OrchestratorMsg};
-use crate::ports::{Clock, Store};
+use crate::ports::{Clock, ModelProvider, Store};
 use crate::store_writer::StoreWriterStats;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,6 +24,15 @@ pub struct HealthReport {
     /// Agents whose pools failed, with the reason.
     pub failed_agents: Vec<(String, String)>,
     pub agents: usize,
+    /// Every model provider and whether it answered its last probe (listing its models).
+    pub providers: Vec<ProviderHealth>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProviderHealth {
+    pub name: String,
+    pub ok: bool,
+    pub error: Option<String>,
 }
 
 impl HealthReport {
@@ -41,6 +51,7 @@ pub fn shared_health() -> SharedHealth {
         store_error: None,
         failed_agents: Vec::new(),
         agents: 0,
+        providers: Vec::new(),
     }))
 }
 
@@ -60,6 +71,7 @@ pub struct HealthArgs {
     /// The store writer's view: commits failing means the store is down even if a ping
     /// gets through.
     pub writer: Arc<StoreWriterStats>,
+    pub providers: Vec<Arc<dyn ModelProvider>>,
 }
 
 pub struct Health;
@@ -92,8 +104,10 @@ impl Actor for Health {
                 let clock = args.clock.clone();
                 let timeout = args.interval;
                 let writer = args.writer.clone();
+                let providers = args.providers.clone();
                 tokio::spawn(async move {
-                    let report = probe(store, writer, orchestrator, clock, timeout).await;
+                    let mut report = probe(store, writer, orchestrator, clock, timeout).await;
+                    report.providers = probe_providers(&providers, timeout).await;
                     let _ = myself.send_message(HealthMsg::Checked(report));
                 });
             }
@@ -138,5 +152,18 @@ async fn probe(
         store_error: store_result.err(),
         failed_agents,
         agents: agents.len(),
+        providers: Vec::new(),
     }
+}
+
+/// Lists each provider's models: a provider that cannot is degraded (the node runs on).
+async fn probe_providers(providers: &[Arc<dyn ModelProvider>], timeout: Duration) -> Vec<ProviderHealth> {
+    let probes = providers.iter().map(|provider| async move {
+        let result = match tokio::time::timeout(timeout, provider.models()).await {
+            Ok(result) => result.map(drop).map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        };
+        ProviderHealth { name: provider.name().to_string(), ok: result.is_ok(), error: result.err() }
+    });
+    futures::future::join_all(probes).await
 }

@@ -369,6 +369,7 @@ impl NodeTree {
                         interval,
                         report: report.clone(),
                         writer: writer_stats.clone(),
+                        providers: providers.clone(),
                     };
                     (Health, args)
                 })

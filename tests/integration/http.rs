@@ -318,3 +318,59 @@ async fn a_wait_that_ends_first_answers_202_with_the_task_still_running() {
     assert_eq!((status, &done["state"]), (200, &json!("succeeded")), "{done}");
     s.stop().await;
 }
+
+/// A model provider for health checks: lists its one model, or fails as if unreachable.
+struct Provider {
+    name: &'static str,
+    up: bool,
+}
+
+#[async_trait::async_trait]
+impl mark1_actors::ports::ModelProvider for Provider {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn models(&self) -> Result<Vec<mark1_actors::ports::ModelInfo>, mark1_actors::ports::ModelError> {
+        if !self.up {
+            let reason = "connection refused".to_string();
+            return Err(mark1_actors::ports::ModelError::Unavailable { provider: self.name.into(), reason });
+        }
+        Ok(vec![mark1_actors::ports::ModelInfo {
+            id: "tiny".into(),
+            provider: self.name.into(),
+            context_length: Some(2048),
+            capabilities: vec!["chat".into()],
+        }])
+    }
+    async fn chat(
+        &self,
+        _: mark1_actors::ports::ChatRequest,
+    ) -> Result<mark1_actors::ports::ChatResponse, mark1_actors::ports::ModelError> {
+        Err(mark1_actors::ports::ModelError::UnknownModel("none".into()))
+    }
+}
+
+#[tokio::test]
+async fn health_names_a_provider_that_does_not_answer_and_the_node_runs_on() {
+    let s = support::serve_built(
+        |l| l,
+        |b| {
+            b.provider(std::sync::Arc::new(Provider { name: "local", up: true }))
+                .provider(std::sync::Arc::new(Provider { name: "remote", up: false }))
+        },
+    )
+    .await;
+    let health = || async { json_of(s.http.get(s.url("/health")).send().await.unwrap()).await.1 };
+    crate::support::eventually(std::time::Duration::from_secs(10), "the first health check", || async {
+        health().await["status"] != "starting"
+    })
+    .await;
+    let body = health().await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["providers"][0], json!({"name": "local", "ok": true, "error": null}), "{body}");
+    assert_eq!(body["providers"][1]["ok"], false, "{body}");
+    assert!(body["providers"][1]["error"].as_str().unwrap().contains("connection refused"), "{body}");
+    let (status, _) = json_of(s.http.get(s.url("/ready")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "a degraded provider does not make the node unready");
+    s.stop().await;
+}

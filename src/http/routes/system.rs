@@ -18,7 +18,8 @@ use crate::http::state::EdgeState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Liveness {
-    /// `ok`; `degraded` when a pool failed or the store does not answer; `starting`
+    /// `ok`; `degraded` when a pool failed, a model provider or the store does not
+    /// answer; `starting`
     /// before the first health check.
     pub status: &'static str,
     pub node: String,
@@ -27,6 +28,15 @@ pub struct Liveness {
     /// Agents whose pools failed, with the reason.
     pub failed_agents: Vec<FailedAgent>,
     pub agents: usize,
+    /// Model providers and whether they answered their last probe.
+    pub providers: Vec<ProviderView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderView {
+    pub name: String,
+    pub ok: bool,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,7 +51,7 @@ pub async fn health(State(edge): State<Arc<EdgeState>>) -> Json<Liveness> {
     let report: HealthReport = edge.node.health();
     let status = if report.checked_at.is_none() {
         "starting"
-    } else if !report.store_ok || !report.failed_agents.is_empty() {
+    } else if !report.store_ok || !report.failed_agents.is_empty() || report.providers.iter().any(|p| !p.ok) {
         "degraded"
     } else {
         "ok"
@@ -57,6 +67,11 @@ pub async fn health(State(edge): State<Arc<EdgeState>>) -> Json<Liveness> {
             .map(|(agent, reason)| FailedAgent { agent, reason })
             .collect(),
         agents: report.agents,
+        providers: report
+            .providers
+            .into_iter()
+            .map(|p| ProviderView { name: p.name, ok: p.ok, error: p.error })
+            .collect(),
     })
 }
 

@@ -29,8 +29,24 @@ pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Serv
     serve_in(tempfile::tempdir().unwrap(), tune).await
 }
 
+/// As [`serve_with`], with `extend` adding to the node (providers, agents).
+pub async fn serve_built(
+    tune: impl FnOnce(ConfigLoader) -> ConfigLoader,
+    extend: impl FnOnce(mark1::NodeBuilder) -> mark1::NodeBuilder,
+) -> Served {
+    start(tempfile::tempdir().unwrap(), tune, extend).await
+}
+
 /// Like [`serve_with`], on the data (the SQLite store) of `dir`: a node started again.
 pub async fn serve_in(dir: tempfile::TempDir, tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Served {
+    start(dir, tune, |b| b).await
+}
+
+async fn start(
+    dir: tempfile::TempDir,
+    tune: impl FnOnce(ConfigLoader) -> ConfigLoader,
+    extend: impl FnOnce(mark1::NodeBuilder) -> mark1::NodeBuilder,
+) -> Served {
     let secret_file = dir.path().join("jwt.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let loader = ConfigLoader::new()
@@ -52,7 +68,8 @@ pub async fn serve_in(dir: tempfile::TempDir, tune: impl FnOnce(ConfigLoader) ->
                 Sleeper { cancelled: Default::default() },
             );
     }
-    let node = Arc::new(builder.build().await.expect("node builds").start().await.expect("node starts"));
+    let node =
+        Arc::new(extend(builder).build().await.expect("node builds").start().await.expect("node starts"));
     agents_ready(&node, 4).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge = Edge::start_on(node.clone(), listener).await.expect("edge starts");
