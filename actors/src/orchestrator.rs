@@ -107,9 +107,11 @@ pub enum OrchestratorMsg {
     WaitElapsed {
         slot: u64,
     },
-    /// Replies when the task is final.
+    /// Replies when the task is final or, with `wait`, once that long has passed, with
+    /// the task as it is then.
     Wait {
         id: TaskId,
+        wait: Option<Duration>,
         reply: RecordReply,
     },
     Get {
@@ -323,7 +325,7 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Claim => state.claim(),
             OrchestratorMsg::Claimed(result) => state.claimed(result),
             OrchestratorMsg::RenewLease => state.renew_lease(),
-            OrchestratorMsg::Wait { id, reply } => state.wait(id, reply, None),
+            OrchestratorMsg::Wait { id, wait, reply } => state.wait(id, reply, wait),
             OrchestratorMsg::Get { id, reply } => match state.tasks.get(&id) {
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
                 None => state.read_from_store(id, reply),

@@ -152,10 +152,12 @@ impl NodeHandle {
 
     /// Waits up to `timeout` for the task to finish; returns the task as it is then.
     pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskRecord, NodeError> {
-        match self.ask(|reply| OrchestratorMsg::Wait { id, reply }, timeout).await {
-            Err(NodeError::Timeout(_)) => self.get(id).await,
-            other => Ok(other??),
-        }
+        // One message: the orchestrator answers at the bound with the task as it is, so no
+        // waiter is left behind for a task that runs on.
+        let wait = Some(timeout);
+        Ok(self
+            .ask(|reply| OrchestratorMsg::Wait { id, wait, reply }, timeout + self.call_timeout())
+            .await??)
     }
 
     pub async fn get(&self, id: TaskId) -> Result<TaskRecord, NodeError> {
