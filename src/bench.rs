@@ -17,6 +17,17 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{exit, CliError};
+use crate::{Agent, AgentError, TaskContext};
+
+/// The agent of the task benches: answers with its input, so what is measured is the
+/// runtime around it.
+pub(crate) struct Noop;
+
+impl Agent for Noop {
+    async fn handle(&self, _: TaskContext, input: Value) -> Result<Value, AgentError> {
+        Ok(input)
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct BenchCommand {

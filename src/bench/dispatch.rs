@@ -16,8 +16,8 @@ use mark1_actors::ports::MemoryStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 
-use super::{cpu_us, median, paced, quantile, report, round3, PACER_TICK};
-use crate::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext, TaskRequest, TaskState};
+use super::{cpu_us, median, paced, quantile, report, round3, Noop, PACER_TICK};
+use crate::{AgentSpec, Node, NodeHandle, TaskRequest, TaskState};
 
 #[derive(Args, Debug, Clone)]
 pub struct Params {
@@ -48,14 +48,6 @@ pub struct Params {
     /// Accepted for the contract (`--json`); output is always JSON.
     #[arg(long)]
     json: bool,
-}
-
-struct Noop;
-
-impl Agent for Noop {
-    async fn handle(&self, _: TaskContext, input: Value) -> Result<Value, AgentError> {
-        Ok(input)
-    }
 }
 
 pub async fn run(p: Params) -> Result<Value, String> {

@@ -37,10 +37,10 @@ use serde_json::{json, Value};
 use baseline::Bare;
 use place::Place;
 
-use super::{cpu_us, median, paced, quantile, report, round3, PACER_TICK};
+use super::{cpu_us, median, paced, quantile, report, round3, Noop, PACER_TICK};
 use crate::config::{Config, StoreConfig, SyncMode};
 use crate::store::{open, Backend, StoreOptions};
-use crate::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext, TaskRequest};
+use crate::{AgentSpec, Node, NodeHandle, TaskRequest};
 
 #[derive(Args, Debug, Clone)]
 pub struct Params {
@@ -103,14 +103,6 @@ fn parse_sync(text: &str) -> Result<SyncMode, String> {
         "normal" => Ok(SyncMode::Normal),
         "full" => Ok(SyncMode::Full),
         _ => Err("expected normal or full".into()),
-    }
-}
-
-struct Noop;
-
-impl Agent for Noop {
-    async fn handle(&self, _: TaskContext, input: Value) -> Result<Value, AgentError> {
-        Ok(input)
     }
 }
 

@@ -20,11 +20,11 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::dispatch::wait_for_agent;
-use super::{cpu_us, median, quantile, report, round3};
+use super::{cpu_us, median, quantile, report, round3, Noop};
 use crate::auth::keys::{self, KeySpec};
 use crate::config::ConfigLoader;
 use crate::http::Edge;
-use crate::{Agent, AgentError, AgentSpec, Node, TaskContext};
+use crate::{AgentSpec, Node};
 
 #[derive(Args, Debug, Clone)]
 pub struct Params {
@@ -46,14 +46,6 @@ pub struct Params {
     /// Accepted for the contract (`--json`); output is always JSON.
     #[arg(long)]
     json: bool,
-}
-
-struct Noop;
-
-impl Agent for Noop {
-    async fn handle(&self, _: TaskContext, input: Value) -> Result<Value, AgentError> {
-        Ok(input)
-    }
 }
 
 /// One phase's request, sent on every connection until the phase's count is reached.
