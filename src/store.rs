@@ -39,6 +39,15 @@ use uuid::Uuid;
 
 pub use migrations::newest_schema_version;
 pub use open::{open, open_store, redact, with_database, OpenedStore, StoreOpenError, StoreOptions};
+pub(crate) use rows::{ATTEMPT_COLUMNS as ATTEMPT_ROW, EVENT_COLUMNS as EVENT_ROW, TASK_COLUMNS as TASK_ROW};
+/// For `bench durable`'s bare-sqlx baseline, which must write exactly the node's rows.
+pub(crate) use write::MAX_ROWS;
+
+/// The node's task upsert tail (`ON CONFLICT (id) DO UPDATE SET …` of the columns that
+/// can change), for the same baseline.
+pub(crate) fn task_upsert() -> String {
+    write::TASKS.tail()
+}
 
 use error::classify;
 use rows::{

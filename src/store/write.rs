@@ -15,7 +15,7 @@ use super::rows::{
 /// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
 /// rows a bigger statement no longer commits faster (DESIGN §8 measured 500), and parsing
 /// it costs more. A power of two, the largest of SQLite's statement sizes (`sqlite.rs`).
-pub(super) const MAX_ROWS: usize = 512;
+pub(crate) const MAX_ROWS: usize = 512;
 
 /// A batch's writes, grouped by table, with repeated keys resolved as applying the writes
 /// one by one would: the last write of a key wins. PostgreSQL's multi-row upsert may not

@@ -144,19 +144,11 @@ fn now_us() -> i64 {
 /// writer that does not know them in advance would.
 const TARGET: &str = r#"{"agent":"noop"}"#;
 const NAMESPACE: &str = "default";
-const TASK_COLUMNS: &str = "id, namespace, target, agent, state, input, output, error, priority, attempt, \
-     max_attempts, idempotency_key, durable, submitter, timeout_us, traceparent, owner, created_at, updated_at, \
-     deadline_at";
-/// The completion replaces the row, as the node's does.
-const TASK_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, target = \
-     excluded.target, agent = excluded.agent, state = excluded.state, input = excluded.input, output = \
-     excluded.output, error = excluded.error, priority = excluded.priority, attempt = excluded.attempt, \
-     max_attempts = excluded.max_attempts, idempotency_key = excluded.idempotency_key, durable = \
-     excluded.durable, submitter = excluded.submitter, timeout_us = excluded.timeout_us, traceparent = \
-     excluded.traceparent, owner = excluded.owner, created_at = excluded.created_at, updated_at = \
-     excluded.updated_at, deadline_at = excluded.deadline_at";
-const EVENT_COLUMNS: &str = "seq, emitted_at, kind, namespace, subject, data";
-const ATTEMPT_COLUMNS: &str = "task_id, attempt, node_start, agent, state, error, started_at, finished_at";
+/// The node's own column lists and task upsert (the completion updates the columns
+/// that can change, as the node's does), so both sides write the same rows.
+use crate::store::{
+    task_upsert, ATTEMPT_ROW as ATTEMPT_COLUMNS, EVENT_ROW as EVENT_COLUMNS, TASK_ROW as TASK_COLUMNS,
+};
 
 /// A task row's varying columns: queued (inserted) or succeeded (completed).
 struct TaskValues<'a> {
@@ -177,16 +169,16 @@ impl<'a> TaskValues<'a> {
     }
 }
 
-/// `VALUES` lists of bare `?`, at most 500 rows a statement (DESIGN §8).
+/// `VALUES` lists of bare `?`, at most the store's rows per statement (DESIGN §8).
 mod sqlite {
     use sqlx::sqlite::{SqliteArguments, SqliteConnection};
     use sqlx::{Connection, Sqlite};
     use uuid::Uuid;
 
+    use super::{task_upsert, TASK_COLUMNS};
     use super::{BareEvent, BareTask, TaskValues, ATTEMPT_COLUMNS, EVENT_COLUMNS, NAMESPACE, TARGET};
-    use super::{TASK_COLUMNS, TASK_UPSERT};
 
-    const ROWS: usize = 500;
+    const ROWS: usize = crate::store::MAX_ROWS;
 
     type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -204,10 +196,10 @@ mod sqlite {
         now: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = conn.begin().await?;
+        let upsert = task_upsert();
         for (tasks, completed) in [(new, false), (done, true)] {
             for chunk in tasks.chunks(ROWS) {
-                let sql =
-                    insert("tasks", TASK_COLUMNS, chunk.len(), if completed { TASK_UPSERT } else { "" });
+                let sql = insert("tasks", TASK_COLUMNS, chunk.len(), if completed { &upsert } else { "" });
                 let mut q: Query = sqlx::query(&sql);
                 for t in chunk.iter().map(|t| TaskValues::of(t, completed)) {
                     q = q
@@ -276,7 +268,7 @@ mod postgres {
     use sqlx::Connection;
     use uuid::Uuid;
 
-    use super::{BareEvent, BareTask, TaskValues, NAMESPACE, TARGET, TASK_COLUMNS, TASK_UPSERT};
+    use super::{task_upsert, BareEvent, BareTask, TaskValues, NAMESPACE, TARGET, TASK_COLUMNS};
 
     fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
         rows.iter().map(value).collect()
@@ -304,7 +296,7 @@ mod postgres {
                 continue;
             }
             let rows: Vec<TaskValues> = tasks.iter().map(|t| TaskValues::of(t, completed)).collect();
-            let sql = if completed { format!("{insert}{TASK_UPSERT}") } else { insert.clone() };
+            let sql = if completed { format!("{insert}{}", task_upsert()) } else { insert.clone() };
             sqlx::query(&sql)
                 .bind(column(&rows, |t| t.task.id))
                 .bind(column(&rows, |_| NAMESPACE))
