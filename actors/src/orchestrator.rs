@@ -420,7 +420,10 @@ impl OrchestratorState {
         }
         if let Some(key) = &request.idempotency_key {
             if let Some(existing) = self.tasks.by_idempotency_key(&request.namespace, key) {
-                if !existing.request.same_work(&request) {
+                // The record's comparison, as for keys found in the store: a task claimed
+                // after a crash holds a request rebuilt from its row (retries spelled out,
+                // times to the microsecond).
+                if !existing.record.same_work(&request) {
                     return Err((intake, TaskError::IdempotencyConflict { key: key.clone() }));
                 }
                 let id = existing.record.id;

@@ -330,3 +330,31 @@ async fn a_non_durable_task_is_stored_once_finished_and_its_events_only_in_the_r
     );
     stop(handle).await;
 }
+
+/// A task taken over after a stop is held again in memory, rebuilt from its stored row;
+/// resubmitting its request (retries left to the agent) still finds it, as it would in
+/// the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_task_still_matches_its_idempotent_resubmission() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("claimed");
+    let node = || {
+        let sleeper = Sleeper { cancelled: Arc::new(AtomicU32::new(0)) };
+        mark1::Node::builder().config(config(dir.path(), &name)).agent(AgentSpec::native("sleeper"), sleeper)
+    };
+    let request = || TaskRequest::to_agent("sleeper", json!({"ms": 1000})).idempotency_key("long-1");
+    let first = started(node(), 1).await;
+    let id = first.submit(request()).await.unwrap();
+    running(&first, id).await;
+    let report = first.shutdown(Duration::from_millis(50)).await;
+    assert!(!report.drained, "the task was left unfinished: {report:?}");
+
+    let second = started(node(), 1).await;
+    eventually(Duration::from_secs(10), "the second start took the task over", || async {
+        second.get(id).await.is_ok_and(|t| t.owner.is_some() && !t.state.is_final())
+    })
+    .await;
+    let again = second.submit_detailed(request()).await;
+    assert!(matches!(again, Ok(ref s) if s.id == id && s.existing), "{again:?}");
+    stop(second).await;
+}
