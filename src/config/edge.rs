@@ -75,8 +75,8 @@ pub struct JwtConfig {
     pub hs256_secret_file: Option<PathBuf>,
     /// PEM public keys for RS256 or EdDSA tokens.
     pub public_keys: Vec<PublicKeyConfig>,
-    /// An external issuer's JWKS document (RS256, EdDSA), fetched at start and again
-    /// when a token names an unknown `kid`.
+    /// An external issuer's JWKS document (RS256, EdDSA), fetched when a token's key is
+    /// not among those configured (at most every 30 s).
     pub jwks_url: Option<String>,
     /// Required `iss` claim.
     pub issuer: Option<String>,
@@ -156,7 +156,8 @@ pub struct PublicKeyConfig {
     pub algorithm: PublicKeyAlgorithm,
     /// PEM file of the public key.
     pub file: PathBuf,
-    /// The `kid` tokens signed with it carry; when unset, it is tried for tokens without one.
+    /// The `kid` tokens signed with it carry; when unset, it is tried for any token of its
+    /// algorithm after the keys whose `kid` matches.
     pub kid: Option<String>,
 }
 

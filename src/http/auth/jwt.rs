@@ -40,6 +40,8 @@ pub struct JwtVerifier {
     fixed: Vec<Key>,
     jwks: RwLock<Jwks>,
     http: reqwest::Client,
+    /// One per accepted algorithm, built once rather than per token.
+    validations: [(Algorithm, Validation); 3],
 }
 
 #[derive(Default)]
@@ -83,8 +85,11 @@ impl JwtVerifier {
             let key = key.map_err(|e| JwtSetupError::PublicKey { path, message: e.to_string() })?;
             fixed.push(Key { kid: public.kid.clone(), algorithm, key });
         }
+        let validations =
+            [Algorithm::HS256, Algorithm::RS256, Algorithm::EdDSA].map(|a| (a, validation(config, a)));
         Ok(JwtVerifier {
             config: config.clone(),
+            validations,
             fixed,
             jwks: RwLock::default(),
             http: reqwest::Client::new(),
@@ -108,21 +113,35 @@ impl JwtVerifier {
         self.principal(claims)
     }
 
-    /// `None` when no key in `keys` fits the header (try elsewhere).
+    /// Tries the keys of `keys` with the token's algorithm until one verifies it: those
+    /// with the token's `kid` first, then those without a `kid`. `None` when none fits,
+    /// or when a token naming a `kid` found only keys without one and none of them
+    /// verified it (its key may be elsewhere: the JWKS); else the claims, or the error of
+    /// the last key tried.
     fn decode_with(
         &self,
         keys: &[Key],
         header: &jsonwebtoken::Header,
         token: &str,
     ) -> Option<Result<HashMap<String, Value>, TokenRejected>> {
-        let key = keys.iter().find(|k| {
-            k.algorithm == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
-        })?;
-        let result =
-            jsonwebtoken::decode::<HashMap<String, Value>>(token, &key.key, &self.validation(key.algorithm))
+        let validation = self.validations.iter().find(|(a, _)| *a == header.alg).map(|(_, v)| v)?;
+        let named = |k: &&Key| header.kid.is_some() && k.kid == header.kid;
+        let exact: Vec<&Key> = keys.iter().filter(|k| k.algorithm == header.alg).filter(named).collect();
+        let unnamed = keys.iter().filter(|k| k.algorithm == header.alg && k.kid.is_none());
+        let mut outcome = None;
+        for key in exact.iter().copied().chain(unnamed) {
+            let result = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key.key, validation)
                 .map(|data| data.claims)
                 .map_err(|e| TokenRejected::Invalid(e.to_string()));
-        Some(result)
+            if result.is_ok() {
+                return Some(result);
+            }
+            outcome = Some(result);
+        }
+        if header.kid.is_some() && exact.is_empty() {
+            return None;
+        }
+        outcome
     }
 
     async fn decode_with_jwks(
@@ -176,20 +195,6 @@ impl JwtVerifier {
         Ok(keys)
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = self.config.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        if let Some(issuer) = &self.config.issuer {
-            validation.set_issuer(&[issuer]);
-        }
-        if let Some(audience) = &self.config.audience {
-            validation.set_audience(&[audience]);
-        }
-        validation
-    }
-
     fn principal(&self, claims: HashMap<String, Value>) -> Result<Principal, TokenRejected> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
         let sub = text("sub").ok_or_else(|| TokenRejected::Claims("`sub` must be a string".into()))?;
@@ -207,4 +212,19 @@ impl JwtVerifier {
         }
         Ok(Principal { subject: format!("jwt:{sub}"), role, namespace })
     }
+}
+
+/// The checks a token must pass, made once per algorithm this node accepts.
+fn validation(config: &JwtConfig, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = config.leeway.as_secs();
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    if let Some(issuer) = &config.issuer {
+        validation.set_issuer(&[issuer]);
+    }
+    if let Some(audience) = &config.audience {
+        validation.set_audience(&[audience]);
+    }
+    validation
 }

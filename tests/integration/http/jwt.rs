@@ -70,3 +70,39 @@ async fn keys_from_an_issuers_jwks_verify_tokens_by_kid() {
     s.stop().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn every_configured_key_is_tried_and_a_named_key_is_looked_up_in_the_jwks() {
+    let (first, first_public) = ed25519();
+    let (second, second_public) = ed25519();
+    let (issued, issued_public) = ed25519();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = |name: &str, public: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, public_pem(public)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let keys = json!([{"algorithm": "EdDSA", "file": pem("a.pem", &first_public)},
+        {"algorithm": "EdDSA", "file": pem("b.pem", &second_public)}]);
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "rotated",
+        "x": URL_SAFE_NO_PAD.encode(&issued_public)}]});
+    let issuer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", issuer.local_addr().unwrap());
+    let app =
+        axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+    let server = tokio::spawn(async move { axum::serve(issuer, app).await });
+    let s =
+        serve_with(|l| l.set("auth.jwt.public_keys", keys).set("auth.jwt.jwks_url", jwks_url.as_str())).await;
+    let whoami = |token: String| s.http.get(s.url("/v1/whoami")).bearer_auth(token).send();
+    let claims = claims("viewer", Some("team-a"));
+    for (what, token) in [
+        ("the first configured key", sign_ed(&claims, &first, None)),
+        ("the second configured key", sign_ed(&claims, &second, None)),
+        ("a JWKS key named by kid, past keys without one", sign_ed(&claims, &issued, Some("rotated"))),
+    ] {
+        let (status, body) = json_of(whoami(token).await.unwrap()).await;
+        assert_eq!(status, 200, "{what}: {body}");
+    }
+    s.stop().await;
+    server.abort();
+}
