@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use mark1_actors::domain::{valid_name, ApiKeyRecord, KeyState, Principal, Role};
+use mark1_actors::domain::{valid_name, ApiKeyRecord, AuditEntry, AuditOutcome, KeyState, Principal, Role};
 use mark1_actors::ports::{Store, StoreError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -166,6 +166,26 @@ pub async fn authenticate(
     let id = parse(plaintext).map_err(KeyRejected::from)?.id;
     let record = store.api_key(id).await?.ok_or(KeyRejected::Unknown)?;
     Ok(verify(&record, plaintext, now)?)
+}
+
+/// The audit record of a key's creation: the same whether the edge or the command line
+/// made the key, so one search of the log finds every record of a key.
+pub fn created_entry(actor: String, record: &ApiKeyRecord) -> AuditEntry {
+    let mut entry = AuditEntry::new(actor, "key.create", AuditOutcome::Success);
+    entry.namespace = record.namespace.clone();
+    entry.subject = Some(format!("key:{}", record.id));
+    let expires_at = record.expires_at.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    entry.data = serde_json::json!({"role": record.role, "name": record.name, "expires_at": expires_at});
+    entry
+}
+
+/// The audit record of a key's revocation (`record` as it was before).
+pub fn revoked_entry(actor: String, record: &ApiKeyRecord) -> AuditEntry {
+    let mut entry = AuditEntry::new(actor, "key.revoke", AuditOutcome::Success);
+    entry.namespace = record.namespace.clone();
+    entry.subject = Some(format!("key:{}", record.id));
+    entry.data = serde_json::json!({"already_revoked": record.revoked_at.is_some()});
+    entry
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
-use mark1_actors::domain::{ApiKeyRecord, AuditEntry, AuditOutcome, Role};
+use mark1_actors::domain::{ApiKeyRecord, Role};
 use mark1_actors::ports::{Store, Write};
 use serde_json::{json, Value};
 
@@ -84,10 +84,7 @@ async fn create(
     };
     let (key, record) =
         keys::generate(spec, now).map_err(|e| CliError { code: exit::USAGE, message: e.to_string() })?;
-    let mut entry = AuditEntry::new(actor, "key.create", AuditOutcome::Success);
-    entry.namespace = record.namespace.clone();
-    entry.subject = Some(format!("key:{}", record.id));
-    entry.data = json!({"role": role, "name": record.name, "expires_at": expires_at.map(rfc3339)});
+    let entry = keys::created_entry(actor, &record);
     let put = Write::PutApiKey(Box::new(record.clone()));
     append(store, chain, entry, vec![put], now).await.map_err(store_error)?;
     if json {
@@ -133,10 +130,7 @@ async fn revoke(store: &dyn Store, chain: &str, id: &str, json: bool) -> Result<
         return Err(CliError { code: exit::NOT_FOUND, message: format!("no API key with id '{id}'") });
     };
     let (now, actor) = (SystemTime::now(), cli_actor());
-    let mut entry = AuditEntry::new(actor, "key.revoke", AuditOutcome::Success);
-    entry.namespace = key.namespace.clone();
-    entry.subject = Some(format!("key:{id}"));
-    entry.data = json!({"already_revoked": key.revoked_at.is_some()});
+    let entry = keys::revoked_entry(actor, &key);
     let write = Write::RevokeApiKey { id: id.to_string(), at: now };
     append(store, chain, entry, vec![write], now).await.map_err(store_error)?;
     // A key revoked before keeps its first revocation time.

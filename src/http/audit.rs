@@ -14,8 +14,17 @@ use serde_json::{json, Value};
 use super::auth::{Caller, CallerSlot};
 use super::state::EdgeState;
 
-/// Records an action the caller took. An audit write that fails is logged: the action
-/// already happened, and the caller should hear its outcome.
+/// Records `entry`, an action the caller took, with the request's id. An audit write
+/// that fails is logged: the action already happened, and the caller should hear its
+/// outcome.
+pub async fn record(edge: &EdgeState, caller: &Caller, mut entry: AuditEntry) {
+    entry.request_id = caller.request_id.clone();
+    if let Err(error) = edge.node.audit(entry).await {
+        tracing::error!(%error, "audit record not written");
+    }
+}
+
+/// Records an action the caller took on `target`.
 pub async fn audit(
     edge: &EdgeState,
     caller: &Caller,
@@ -25,18 +34,11 @@ pub async fn audit(
     outcome: AuditOutcome,
     data: Value,
 ) {
-    let entry = AuditEntry {
-        actor: caller.principal.subject.clone(),
-        action: action.to_string(),
-        namespace: namespace.map(str::to_string),
-        subject: target.map(str::to_string),
-        outcome,
-        request_id: caller.request_id.clone(),
-        data,
-    };
-    if let Err(error) = edge.node.audit(entry).await {
-        tracing::error!(%error, action, "audit record not written");
-    }
+    let mut entry = AuditEntry::new(caller.principal.subject.clone(), action, outcome);
+    entry.namespace = namespace.map(str::to_string);
+    entry.subject = target.map(str::to_string);
+    entry.data = data;
+    record(edge, caller, entry).await
 }
 
 /// Records every request refused with 401 or 403, after the fact and off the response

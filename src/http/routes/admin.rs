@@ -7,14 +7,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use mark1_actors::domain::{ApiKeyRecord, AuditOutcome, Permission, Role};
+use mark1_actors::domain::{ApiKeyRecord, Permission, Role};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::tasks::rfc3339;
 use crate::auth::keys;
-use crate::http::audit::audit;
+use crate::http::audit;
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
@@ -96,17 +96,7 @@ pub async fn create(
     };
     let (key, record) = keys::generate(spec, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     edge.node.store().put_api_key(&record).await?;
-    let data = json!({"role": record.role, "namespace": record.namespace});
-    audit(
-        &edge,
-        &caller,
-        "key.create",
-        record.namespace.as_deref(),
-        Some(&record.id),
-        AuditOutcome::Success,
-        data,
-    )
-    .await;
+    audit::record(&edge, &caller, keys::created_entry(caller.principal.subject.clone(), &record)).await;
     let created =
         CreatedKey { key, id: record.id, role: record.role.to_string(), namespace: record.namespace };
     Ok((StatusCode::CREATED, Json(created)))
@@ -130,11 +120,13 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::Administer, "manage keys")?;
-    if !edge.node.store().revoke_api_key(&id, SystemTime::now()).await? {
+    let store = edge.node.store();
+    let Some(key) = store.api_key(&id).await? else {
         return Err(ApiError::NotFound(format!("no key {id}")));
-    }
+    };
+    store.revoke_api_key(&id, SystemTime::now()).await?;
     edge.auth.forget_key(&id);
-    audit(&edge, &caller, "key.revoke", None, Some(&id), AuditOutcome::Success, Value::Null).await;
+    audit::record(&edge, &caller, keys::revoked_entry(caller.principal.subject.clone(), &key)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

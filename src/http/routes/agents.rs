@@ -122,7 +122,16 @@ pub async fn register(
     let data = json!({"runtime": "process", "command": command_of(&spec)});
     let outcome = edge.node.register_process_agent(spec).await;
     let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
-    audit(&edge, &caller, "agent.register", Some(&namespace), Some(&name), result, data).await;
+    audit(
+        &edge,
+        &caller,
+        "agent.register",
+        Some(&namespace),
+        Some(&format!("agent:{namespace}/{name}")),
+        result,
+        data,
+    )
+    .await;
     outcome?;
     Ok((StatusCode::CREATED, Json(visible_agent(&edge, &caller, &namespace, &name).await?.into())))
 }
@@ -150,7 +159,16 @@ pub async fn resize(
     let outcome = edge.node.resize_agent(&namespace, &name, size.min, size.max).await;
     let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
     let data = json!({"min": size.min, "max": size.max});
-    audit(&edge, &caller, "agent.resize", Some(&namespace), Some(&name), result, data).await;
+    audit(
+        &edge,
+        &caller,
+        "agent.resize",
+        Some(&namespace),
+        Some(&format!("agent:{namespace}/{name}")),
+        result,
+        data,
+    )
+    .await;
     outcome?;
     Ok(Json(visible_agent(&edge, &caller, &namespace, &name).await?.into()))
 }
@@ -168,7 +186,16 @@ pub async fn remove(
     visible_agent(&edge, &caller, &namespace, &name).await?;
     let outcome = edge.node.remove_agent(&namespace, &name).await;
     let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
-    audit(&edge, &caller, "agent.remove", Some(&namespace), Some(&name), result, Value::Null).await;
+    audit(
+        &edge,
+        &caller,
+        "agent.remove",
+        Some(&namespace),
+        Some(&format!("agent:{namespace}/{name}")),
+        result,
+        Value::Null,
+    )
+    .await;
     outcome?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -143,6 +143,17 @@ async fn api_keys_are_shown_once_work_in_both_headers_and_die_when_revoked() {
         json_of(s.http.get(s.url("/v1/whoami")).bearer_auth(&key).send().await.unwrap()).await;
     assert_eq!(status, 401, "a revoked key is refused at once: {body}");
     assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+
+    // The edge audits keys as `mark1 keys` does: one search by target finds both records.
+    let (_, audit) = json_of(s.http.get(s.url("/v1/audit")).bearer_auth(&admin).send().await.unwrap()).await;
+    let of_key: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target"] == json!(format!("key:{id}")))
+        .map(|r| (r["action"].as_str().unwrap(), r["namespace"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(of_key, [("key.create", "team-a"), ("key.revoke", "team-a")], "{audit}");
     s.stop().await;
 }
 
