@@ -385,8 +385,6 @@ impl NodeTree {
                     keep: settings.retention,
                     interval: settings.prune_interval,
                     batch: settings.prune_batch,
-                    // The actor logs what it deletes; nothing reads this count yet.
-                    pruned: Arc::default(),
                 };
                 (Retention, args)
             }));

@@ -266,7 +266,12 @@ impl Actor for Orchestrator {
             started_at: now,
             lease_until: now + args.lease_ttl,
         };
-        args.store.open_lease(&start).await?;
+        args.store.open_lease(&start).await.map_err(|e| {
+            format!(
+                "node '{}': cannot open its lease in the store ({e}); check that the store is reachable",
+                args.node
+            )
+        })?;
         let tasks = TaskTable::new(args.retain_finished);
         let myself = Addr::new(myself, args.stats.clone());
         // Claim what earlier starts left unfinished as soon as the mailbox runs, then keep

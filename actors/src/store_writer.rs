@@ -273,7 +273,8 @@ impl Actor for StoreWriter {
                         Some("the store is down; retry later".to_string())
                     } else if waiting + writes.len() > state.args.queue_limit {
                         Some(format!(
-                            "the store writer's queue is full ({} writes waiting)",
+                            "the store writer's queue is full ({waiting} writes waiting, limit {}: \
+                             store.queue_limit); retry later",
                             state.args.queue_limit
                         ))
                     } else {

@@ -175,11 +175,6 @@ impl Subscription {
     pub fn caught_up(&self) -> bool {
         self.live_now && self.pending.is_empty()
     }
-
-    /// The seq of the last event read (matching or not): the cursor to resume from.
-    pub fn cursor(&self) -> u64 {
-        self.replay.last
-    }
 }
 
 #[cfg(test)]

@@ -88,7 +88,8 @@ impl OrchestratorState {
         }
         entry.record.state = TaskState::Running;
         entry.record.updated_at = now;
-        entry.attempt_started_at = Some(now);
+        // Only a durable task stores its attempts (`task_attempts`).
+        entry.attempt_started_at = entry.record.durable.then_some(now);
         let data = json!({"attempt": attempt, "agent": entry.record.agent});
         let event = self.args.events.emit_at(
             now,

@@ -161,16 +161,18 @@ mod tests {
         q.finished("team-a", a);
         assert_eq!(q.admit("team-a"), Ok(()));
         q.readmit("team-a");
+        assert_eq!(q.admit("team-a"), Err(2), "a task taken over after a crash counts too");
         q.finished("team-a", b);
+        q.finished("team-a", a);
+        assert_eq!(q.admit("team-a"), Ok(()));
     }
 
     #[test]
     fn running_is_capped_and_waiting_tasks_go_in_order() {
         let mut q = quotas(0, 1);
         let (a, b, c) = (TaskId::new(), TaskId::new(), TaskId::new());
-        for id in [a, b, c] {
+        for _ in [a, b, c] {
             q.admit("team-a").unwrap();
-            let _ = id;
         }
         assert!(q.try_run("team-a", a));
         assert!(!q.try_run("team-a", b));

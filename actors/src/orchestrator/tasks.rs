@@ -47,6 +47,8 @@ pub struct TaskEntry {
     /// The task id as text, made once: it is the subject of every event of the task.
     pub subject: String,
     /// When the current attempt started running.
+    /// When the current attempt started running; kept for durable tasks only, whose
+    /// attempts are stored.
     pub attempt_started_at: Option<SystemTime>,
     /// Holds one of its namespace's run slots (quotas), from dispatch to the attempt's end.
     pub holds_run_slot: bool,

@@ -38,7 +38,8 @@ impl WaitSlots {
         let entry = self.slots.entry(slot).or_default();
         let new = entry.ids.is_empty();
         entry.ids.insert(id);
-        let fires_at = self.epoch + SLOT * slot as u32;
+        // In nanoseconds: `SLOT * u32` would wrap after 497 days of uptime.
+        let fires_at = self.epoch + Duration::from_nanos(slot * SLOT.as_nanos() as u64);
         (slot, new.then(|| fires_at.saturating_duration_since(Instant::now())))
     }
 
