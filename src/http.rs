@@ -60,6 +60,17 @@ use self::auth::Authenticator;
 use self::error::ApiError;
 use self::limits::Limiter;
 pub use self::state::EdgeState;
+pub use self::ws::{CURSOR_EXPIRED, SLOW_CLIENT};
+
+/// Whether a request asks to become a WebSocket.
+fn wants_websocket(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The request's `x-request-id` (set by the edge when the client sent none).
+fn request_id(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+}
 use crate::node::NodeHandle;
 
 #[derive(OpenApi)]

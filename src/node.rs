@@ -76,7 +76,7 @@ impl Node {
         &self.config
     }
 
-    /// Spawns the actor tree. HTTP joins it with the edge issue.
+    /// Spawns the actor tree. The HTTP edge is started beside it: [`crate::http::Edge`].
     pub async fn start(self) -> Result<NodeHandle, NodeError> {
         let mut registry = Registry::default();
         let metrics = Arc::new(TaskMetrics::register(&mut registry));

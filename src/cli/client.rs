@@ -62,9 +62,15 @@ impl Remote {
             Url::parse(&args.url).map_err(|e| usage(format!("--url {:?} is not a URL: {e}", args.url)))?;
         match base.scheme() {
             "http" => {}
-            // The client is built without TLS (see README): refuse plainly rather than let
-            // the request fail with a transport error.
-            "https" => return Err(usage("https URLs are not supported by this build of mark1 yet".into())),
+            // The WebSocket client (events watch, tree) has no TLS yet, so the commands
+            // refuse https alike rather than half work.
+            "https" => {
+                return Err(usage(
+                    "https URLs are not supported by the mark1 client yet; reach the node over http:// \
+                     (for example on 127.0.0.1, or through a TLS-terminating proxy)"
+                        .into(),
+                ))
+            }
             other => return Err(usage(format!("--url: unsupported scheme {other:?}; use http://HOST:PORT"))),
         }
         let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build().map_err(|e| {

@@ -145,7 +145,7 @@ pub async fn watch(
 /// others (slow client, shutdown) resume from the last seq; a credential that stopped
 /// working fails the reconnection's upgrade with its own exit code.
 fn closed(code: CloseCode, reason: &str) -> Result<(), CliError> {
-    if u16::from(code) == 4001 {
+    if u16::from(code) == crate::http::CURSOR_EXPIRED {
         return Err(CliError {
             code: exit::FAILURE,
             message: format!(

@@ -101,9 +101,7 @@ fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// cannot set headers on a WebSocket. Other requests must use a header, so the token
 /// does not end up in URLs (and logs) where a header would do.
 fn upgrade_token(parts: &Parts) -> Option<String> {
-    let upgrade =
-        parts.headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if !upgrade
+    if !super::wants_websocket(&parts.headers)
         || parts.headers.contains_key("x-api-key")
         || parts.headers.contains_key(header::AUTHORIZATION)
     {
@@ -168,7 +166,7 @@ impl FromRequestParts<Arc<EdgeState>> for Caller {
             let _ = slot.0.set(principal.subject.clone());
         }
         state.limiter.check(&principal)?;
-        let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request_id = super::request_id(&parts.headers).map(str::to_string);
         let caller = Caller { principal, request_id };
         parts.extensions.insert(caller.clone());
         Ok(caller)

@@ -219,9 +219,9 @@ impl NodeHandle {
 
     /// Whether every core actor under the root is running (readiness).
     pub fn core_actors_running(&self) -> bool {
-        let tree = self.tree.snapshot();
-        !tree.children.is_empty()
-            && tree.children.iter().all(|c| c.status == mark1_supervisors::Status::Running)
+        // The root's children only, read from their counters: no snapshot of every worker.
+        let core = self.tree.stats.children();
+        !core.is_empty() && core.iter().all(|c| c.status() == mark1_supervisors::Status::Running)
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentStatus>, NodeError> {

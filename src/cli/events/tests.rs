@@ -62,7 +62,7 @@ async fn stand_in(close_with: u16) -> (Remote, Seen) {
 
 #[tokio::test]
 async fn watch_resumes_after_the_last_seq_when_dropped_as_a_slow_client() {
-    let (remote, seen) = stand_in(4008).await;
+    let (remote, seen) = stand_in(crate::http::SLOW_CLIENT).await;
     let filter = Filter { kinds: vec!["task.succeeded".into(), "task.failed".into()], ..Filter::default() };
     let mut got = Vec::new();
     let watched = watch(&remote, filter, |event| {
@@ -83,7 +83,7 @@ async fn watch_resumes_after_the_last_seq_when_dropped_as_a_slow_client() {
 
 #[tokio::test]
 async fn an_expired_cursor_ends_the_watch_with_failure() {
-    let (remote, _) = stand_in(4001).await;
+    let (remote, _) = stand_in(crate::http::CURSOR_EXPIRED).await;
     let watched = watch(&remote, Filter::default(), |_| ControlFlow::Continue(()));
     let e = tokio::time::timeout(Duration::from_secs(10), watched).await.expect("in time").unwrap_err();
     assert_eq!(e.code, exit::FAILURE);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mark1_actors::domain::{Event, EventKind, Permission, Role};
@@ -109,7 +109,7 @@ pub async fn events(
     caller.require(Permission::Read, "read events")?;
     let filter = filter(&edge, &caller, &query).await?;
     let payloads = caller.principal.role.sees_payloads();
-    if !wants_upgrade(&headers) {
+    if !crate::http::wants_websocket(&headers) {
         if query.access_token.is_some() {
             return Err(ApiError::BadRequest("access_token: accepted on WebSocket upgrades only".into()));
         }
@@ -165,10 +165,6 @@ pub async fn watch_tree(
 }
 
 /// Whether the request asks for a WebSocket (otherwise it is a listing).
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-}
-
 fn list(text: &Option<String>) -> Vec<&str> {
     text.as_deref()
         .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
