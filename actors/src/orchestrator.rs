@@ -26,7 +26,6 @@ use std::time::Duration;
 use mark1_supervisors::{ActorStats, Addr, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 pub use registry::AgentEntry;
 use registry::AgentRegistry;
@@ -471,19 +470,7 @@ impl OrchestratorState {
         let record = TaskRecord::queued(&request, max_attempts, Some(self.start.id), now);
         let id = record.id;
         let durable = request.durable;
-        let mut entry = TaskEntry {
-            attempt_timeout: request.timeout.unwrap_or(spec.timeout),
-            retry_backoff: spec.retries.backoff,
-            request,
-            record,
-            agent_key: None,
-            cancel: CancellationToken::new(),
-            waiters: Vec::new(),
-            accept_reply: None,
-            subject: id.to_string(),
-            attempt_started_at: None,
-            holds_run_slot: false,
-        };
+        let mut entry = TaskEntry::new(request, record, spec.timeout, spec.retries.backoff);
         let data = entry.event_agent().map_or(Value::Null, |agent| json!({"agent": agent}));
         let queued = self.args.events.emit_at(
             now,

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 
 use super::tasks::TaskEntry;
 use super::{Intake, OrchestratorMsg, OrchestratorState, Submitted, TaskError};
@@ -82,19 +81,7 @@ impl OrchestratorState {
             // Dispatch finds no agent either and fails the task with the reason.
             Err(_) => (Duration::from_secs(60), Duration::ZERO),
         };
-        let entry = TaskEntry {
-            attempt_timeout: request.timeout.unwrap_or(timeout),
-            retry_backoff: backoff,
-            request,
-            subject: id.to_string(),
-            record,
-            agent_key: None,
-            cancel: CancellationToken::new(),
-            waiters: Vec::new(),
-            accept_reply: None,
-            attempt_started_at: None,
-            holds_run_slot: false,
-        };
+        let entry = TaskEntry::new(request, record, timeout, backoff);
         self.quotas.readmit(&entry.record.namespace);
         self.tasks.insert(entry);
         self.args.metrics.in_flight.inc();

@@ -55,6 +55,24 @@ pub struct TaskEntry {
 }
 
 impl TaskEntry {
+    /// A task just accepted or taken over: queued, nobody waiting yet. `timeout` and
+    /// `backoff` are the agent's, for what the request leaves unset.
+    pub fn new(request: Arc<TaskRequest>, record: TaskRecord, timeout: Duration, backoff: Duration) -> Self {
+        TaskEntry {
+            attempt_timeout: request.timeout.unwrap_or(timeout),
+            retry_backoff: backoff,
+            subject: record.id.to_string(),
+            request,
+            record,
+            agent_key: None,
+            cancel: CancellationToken::new(),
+            waiters: Vec::new(),
+            accept_reply: None,
+            attempt_started_at: None,
+            holds_run_slot: false,
+        }
+    }
+
     /// The agent a task event names in `data.agent` (so `/v1/events?agents=` finds it):
     /// the one that ran the latest attempt, else the one the submission named; none
     /// while a capability task waits for its first dispatch.
