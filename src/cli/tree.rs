@@ -61,7 +61,7 @@ pub fn render(tree: &ActorSnapshot) -> String {
 
 /// Children are shown by their name relative to their parent (`pool:default/echo`).
 fn walk(node: &ActorSnapshot, parent: &str, depth: usize, out: &mut String) {
-    let short = node.name.strip_prefix(parent).and_then(|n| n.strip_prefix('/')).unwrap_or(&node.name);
+    let short = model::relative_name(&node.name, parent);
     out.push_str(&format!(
         "{:indent$}{short}  [{status:?}] restarts={restarts} handled={handled} mailbox={depth_}\n",
         "",

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use super::tasks::TaskEntry;
 use super::{Intake, OrchestratorMsg, OrchestratorState, Submitted, TaskError};
 use crate::domain::{TaskRecord, TaskRequest, TaskState};

@@ -67,7 +67,7 @@ impl TreeView {
     }
 
     fn walk<'a>(&'a self, actor: &'a ActorSnapshot, parent: &str, depth: usize, rows: &mut Vec<Row<'a>>) {
-        let label = actor.name.strip_prefix(parent).and_then(|n| n.strip_prefix('/')).unwrap_or(&actor.name);
+        let label = relative_name(&actor.name, parent);
         let expanded = self.is_expanded(actor, depth);
         rows.push(Row { depth, label, actor, expanded });
         if expanded {
@@ -130,6 +130,11 @@ impl TreeView {
     fn set_expanded(&mut self, name: String, expanded: bool) {
         self.toggled.insert(name, expanded);
     }
+}
+
+/// An actor's name as shown under its parent: `pool:default/echo` under `mark1/agents`.
+pub fn relative_name<'a>(name: &'a str, parent: &str) -> &'a str {
+    name.strip_prefix(parent).and_then(|n| n.strip_prefix('/')).unwrap_or(name)
 }
 
 #[cfg(test)]
