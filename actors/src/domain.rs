@@ -5,6 +5,7 @@ pub mod agent;
 pub mod audit;
 pub mod event;
 pub mod task;
+pub mod workflow;
 
 pub use access::{ApiKeyRecord, KeyState, Permission, Principal, Role};
 pub use agent::{AgentSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy, RuntimeSpec};

@@ -1,0 +1,15 @@
+//! Workflows (DESIGN §5, §13.7): definitions as data, their templates, and what the
+//! store keeps about runs.
+
+pub mod definition;
+pub mod run;
+pub mod template;
+
+pub use definition::{
+    ApprovalDef, Decision, OnError, StepDef, StepKind, StepRetry, WorkflowDef, WorkflowRef,
+};
+pub use run::{
+    step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunRecord, RunState, StepState,
+    WorkflowRecord,
+};
+pub use template::{TemplateError, Templates, Usage};
