@@ -2,12 +2,14 @@
 //! store keeps about runs.
 
 pub mod definition;
+pub mod progress;
 pub mod run;
 pub mod template;
 
 pub use definition::{
     ApprovalDef, Decision, OnError, StepDef, StepKind, StepRetry, WorkflowDef, WorkflowRef,
 };
+pub use progress::{ChangeError, ItemProgress, RunProgress, SkipReason, StepProgress, UnitOutcome};
 pub use run::{
     step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunRecord, RunState, StepState,
     WorkflowRecord,

@@ -192,6 +192,10 @@ pub enum JournalKind {
     /// `data`: `{"output"}`.
     #[serde(rename = "step.succeeded")]
     StepSucceeded,
+    /// The attempt failed and the step will run again. `data`: `{"error", "state",
+    /// "retry_at"}` (milliseconds since the Unix epoch); the step is `queued` until then.
+    #[serde(rename = "step.retrying")]
+    StepRetrying,
     /// `data`: `{"error", "state"}` (`failed`, `timed_out` or `cancelled`).
     #[serde(rename = "step.failed")]
     StepFailed,
@@ -222,6 +226,7 @@ impl JournalKind {
             JournalKind::ItemSucceeded => "item.succeeded",
             JournalKind::ItemFailed => "item.failed",
             JournalKind::StepSucceeded => "step.succeeded",
+            JournalKind::StepRetrying => "step.retrying",
             JournalKind::StepFailed => "step.failed",
             JournalKind::StepSkipped => "step.skipped",
             JournalKind::StepWaitingApproval => "step.waiting_approval",
@@ -235,7 +240,7 @@ impl JournalKind {
     }
 }
 
-const ALL_KINDS: [JournalKind; 15] = [
+const ALL_KINDS: [JournalKind; 16] = [
     JournalKind::RunStarted,
     JournalKind::RunSucceeded,
     JournalKind::RunFailed,
@@ -246,6 +251,7 @@ const ALL_KINDS: [JournalKind; 15] = [
     JournalKind::ItemSucceeded,
     JournalKind::ItemFailed,
     JournalKind::StepSucceeded,
+    JournalKind::StepRetrying,
     JournalKind::StepFailed,
     JournalKind::StepSkipped,
     JournalKind::StepWaitingApproval,
