@@ -470,7 +470,7 @@ impl RunProgress {
             match step.state {
                 StepState::Queued if step.retry_at.is_none_or(|at| at <= now) => {
                     let deps: Vec<Dep> = def.depends_on.iter().map(|d| self.dep(d)).collect();
-                    if deps.iter().any(|d| *d == Dep::Blocks) {
+                    if deps.contains(&Dep::Blocks) {
                         drafts.push(self.step_draft(
                             JournalKind::StepSkipped,
                             i,
@@ -479,7 +479,7 @@ impl RunProgress {
                         ));
                         continue;
                     }
-                    if deps.iter().any(|d| *d == Dep::Pending)
+                    if deps.contains(&Dep::Pending)
                         || (self.is_route(&step.id) && !self.routed.contains(&step.id))
                     {
                         continue;
