@@ -3,7 +3,9 @@
 
 pub mod definition;
 pub mod run;
+pub mod source;
 pub mod template;
+pub mod validate;
 
 pub use definition::{
     ApprovalDef, Decision, OnError, StepDef, StepKind, StepRetry, WorkflowDef, WorkflowRef,
@@ -12,4 +14,6 @@ pub use run::{
     step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunRecord, RunState, StepState,
     WorkflowRecord,
 };
+pub use source::{check, parse, parse_value, Diagnostic, ParsedDefinition, Position, Positions};
 pub use template::{TemplateError, Templates, Usage};
+pub use validate::{valid_step_id, validate, validate_input, KnownNames, Problem};
