@@ -4,7 +4,9 @@
 pub mod definition;
 pub mod progress;
 pub mod run;
+pub mod source;
 pub mod template;
+pub mod validate;
 
 pub use definition::{
     ApprovalDef, Decision, OnError, StepDef, StepKind, StepRetry, WorkflowDef, WorkflowRef,
@@ -14,4 +16,6 @@ pub use run::{
     step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunRecord, RunState, StepState,
     WorkflowRecord,
 };
+pub use source::{check, parse, parse_value, Diagnostic, ParsedDefinition, Position, Positions};
 pub use template::{TemplateError, Templates, Usage};
+pub use validate::{valid_step_id, validate, validate_input, KnownNames, Problem};

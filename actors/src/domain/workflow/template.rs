@@ -142,16 +142,36 @@ impl Templates {
         })
     }
 
+    /// Whether `name` is one of minijinja's global functions (`range`, `dict`, `namespace`…):
+    /// templates may call them, so a reference to one is not an unknown variable.
+    pub fn is_global(&self, name: &str) -> bool {
+        self.env.globals().any(|(global, _)| global == name)
+    }
+
     /// [`references`](Self::references) of every string inside `value`, each with the
     /// JSON pointer (relative to `value`) of the string that failed to compile.
     pub fn value_references(&self, value: &Value) -> (BTreeSet<String>, Vec<(String, TemplateError)>) {
         let mut refs = BTreeSet::new();
         let mut errors = Vec::new();
-        walk_strings(value, String::new(), &mut |pointer, text| match self.references(text, Usage::Value) {
-            Ok(r) => refs.extend(r),
-            Err(e) => errors.push((pointer, e)),
-        });
+        for (pointer, found) in self.string_references(value) {
+            match found {
+                Ok(r) => refs.extend(r),
+                Err(e) => errors.push((pointer, e)),
+            }
+        }
         (refs, errors)
+    }
+
+    /// [`references`](Self::references) of each string inside `value` that reads
+    /// something or fails to compile, with its JSON pointer (relative to `value`), so a
+    /// problem can name the very string.
+    pub fn string_references(&self, value: &Value) -> Vec<(String, Result<BTreeSet<String>, TemplateError>)> {
+        let mut found = Vec::new();
+        walk_strings(value, String::new(), &mut |pointer, text| match self.references(text, Usage::Value) {
+            Ok(r) if r.is_empty() => {}
+            other => found.push((pointer, other)),
+        });
+        found
     }
 }
 
