@@ -142,6 +142,10 @@ pub fn agent_of(event: &Event) -> Option<&str> {
         TaskQueued | TaskRunning | TaskRetrying | TaskSucceeded | TaskFailed | TaskCancelled
         | TaskTimedOut => event.data.get("agent")?.as_str(),
         TaskProgress | ActorRestarted => None,
+        // Runs name the agents of their steps in `data.agent` where one is set.
+        RunStarted | RunSucceeded | RunFailed | RunCancelled | RunChanged | StepRunning | StepSucceeded
+        | StepFailed | StepRetrying | StepSkipped | StepWaitingApproval | StepDecided | StepItemRunning
+        | StepItemSucceeded | StepItemFailed => event.data.get("agent")?.as_str(),
     }
 }
 

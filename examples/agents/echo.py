@@ -3,6 +3,8 @@
 
 Returns its input unchanged. If the input carries {"delay": seconds}, it waits that
 long first, checking for a cancel message meanwhile, so cancellation can be tried out.
+If it carries {"fail": "reason"}, it answers with that error instead (not retryable), so
+error handling can be tried out.
 Protocol: docs/process-protocol.md. Standard library only.
 """
 import json
@@ -69,6 +71,9 @@ def main():
         delay = data.get("delay", 0) if isinstance(data, dict) else 0
         if delay and wait_or_cancel(stdin, task_id, float(delay)):
             send({"type": "error", "id": task_id, "message": "cancelled", "retryable": False})
+            continue
+        if isinstance(data, dict) and data.get("fail"):
+            send({"type": "error", "id": task_id, "message": str(data["fail"]), "retryable": False})
             continue
         send({"type": "result", "id": task_id, "output": data})
 

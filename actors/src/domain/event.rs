@@ -46,6 +46,38 @@ pub enum EventKind {
     AgentRestarted,
     #[serde(rename = "actor.restarted")]
     ActorRestarted,
+    #[serde(rename = "run.started")]
+    RunStarted,
+    #[serde(rename = "run.succeeded")]
+    RunSucceeded,
+    #[serde(rename = "run.failed")]
+    RunFailed,
+    #[serde(rename = "run.cancelled")]
+    RunCancelled,
+    /// Someone changed a running run: added steps, or asked for a failed step again.
+    #[serde(rename = "run.changed")]
+    RunChanged,
+    #[serde(rename = "step.running")]
+    StepRunning,
+    #[serde(rename = "step.succeeded")]
+    StepSucceeded,
+    #[serde(rename = "step.failed")]
+    StepFailed,
+    #[serde(rename = "step.retrying")]
+    StepRetrying,
+    #[serde(rename = "step.skipped")]
+    StepSkipped,
+    #[serde(rename = "step.waiting_approval")]
+    StepWaitingApproval,
+    #[serde(rename = "step.decided")]
+    StepDecided,
+    /// One item of a `for_each` step started, succeeded or failed.
+    #[serde(rename = "step.item_running")]
+    StepItemRunning,
+    #[serde(rename = "step.item_succeeded")]
+    StepItemSucceeded,
+    #[serde(rename = "step.item_failed")]
+    StepItemFailed,
 }
 
 impl EventKind {
@@ -64,6 +96,43 @@ impl EventKind {
             EventKind::AgentFailed => "agent.failed",
             EventKind::AgentRestarted => "agent.restarted",
             EventKind::ActorRestarted => "actor.restarted",
+            EventKind::RunStarted => "run.started",
+            EventKind::RunSucceeded => "run.succeeded",
+            EventKind::RunFailed => "run.failed",
+            EventKind::RunCancelled => "run.cancelled",
+            EventKind::RunChanged => "run.changed",
+            EventKind::StepRunning => "step.running",
+            EventKind::StepSucceeded => "step.succeeded",
+            EventKind::StepFailed => "step.failed",
+            EventKind::StepRetrying => "step.retrying",
+            EventKind::StepSkipped => "step.skipped",
+            EventKind::StepWaitingApproval => "step.waiting_approval",
+            EventKind::StepDecided => "step.decided",
+            EventKind::StepItemRunning => "step.item_running",
+            EventKind::StepItemSucceeded => "step.item_succeeded",
+            EventKind::StepItemFailed => "step.item_failed",
+        }
+    }
+
+    /// The event that reports a run's journal entry of `kind`.
+    pub fn for_journal(kind: crate::domain::workflow::JournalKind) -> EventKind {
+        use crate::domain::workflow::JournalKind as J;
+        match kind {
+            J::RunStarted => EventKind::RunStarted,
+            J::RunSucceeded => EventKind::RunSucceeded,
+            J::RunFailed => EventKind::RunFailed,
+            J::RunCancelled => EventKind::RunCancelled,
+            J::StepsAdded | J::StepRetryRequested => EventKind::RunChanged,
+            J::StepRunning => EventKind::StepRunning,
+            J::ItemRunning => EventKind::StepItemRunning,
+            J::ItemSucceeded => EventKind::StepItemSucceeded,
+            J::ItemFailed => EventKind::StepItemFailed,
+            J::StepSucceeded => EventKind::StepSucceeded,
+            J::StepRetrying => EventKind::StepRetrying,
+            J::StepFailed => EventKind::StepFailed,
+            J::StepSkipped => EventKind::StepSkipped,
+            J::StepWaitingApproval => EventKind::StepWaitingApproval,
+            J::StepDecided => EventKind::StepDecided,
         }
     }
 

@@ -15,6 +15,7 @@
 //! - a failure with `on_error: fail` fails the run at once.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -127,7 +128,24 @@ pub enum UnitOutcome {
     },
 }
 
-#[derive(Clone, Debug)]
+/// What templates see of the steps, kept up to date as entries apply: each step is
+/// converted once per transition, so a template costs the steps it reads, not every
+/// step of the run (a long chain would otherwise be quadratic).
+#[derive(Debug, Default)]
+struct StepValues(parking_lot::RwLock<BTreeMap<String, minijinja::Value>>);
+
+impl minijinja::value::Object for StepValues {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.0.read().get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let keys = self.0.read().keys().map(|k| minijinja::Value::from(k.as_str())).collect();
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
+#[derive(Debug)]
 pub struct RunProgress {
     pub run: RunId,
     pub def: WorkflowDef,
@@ -139,6 +157,10 @@ pub struct RunProgress {
     /// The `seq` of the next journal entry.
     pub next_seq: u64,
     routed: HashSet<String>,
+    /// The template context's `input`, `run` and `steps`, built as the run goes.
+    ctx_input: minijinja::Value,
+    ctx_run: minijinja::Value,
+    ctx_steps: Arc<StepValues>,
 }
 
 /// A journal entry before it has a run, a seq and a time.
@@ -159,8 +181,12 @@ fn from_millis(ms: u64) -> SystemTime {
 
 impl RunProgress {
     pub fn new(run: RunId, def: WorkflowDef, input: Value) -> Self {
-        let steps = def.steps.iter().map(|s| StepProgress::new(&s.id)).collect();
-        RunProgress {
+        let steps: Vec<StepProgress> = def.steps.iter().map(|s| StepProgress::new(&s.id)).collect();
+        let ctx_input = minijinja::Value::from_serialize(&input);
+        let ctx_run = minijinja::Value::from_serialize(json!({
+            "id": run.to_string(), "workflow": def.name, "version": def.version,
+        }));
+        let progress = RunProgress {
             run,
             def,
             input,
@@ -170,7 +196,22 @@ impl RunProgress {
             error: None,
             next_seq: 1,
             routed: HashSet::new(),
+            ctx_input,
+            ctx_run,
+            ctx_steps: Arc::default(),
+        };
+        for i in 0..progress.steps.len() {
+            progress.refresh_context(i);
         }
+        progress
+    }
+
+    /// Shows step `i` as it is now to templates.
+    fn refresh_context(&self, i: usize) {
+        let s = &self.steps[i];
+        let value =
+            minijinja::Value::from_serialize(json!({"output": s.output, "state": s.state, "error": s.error}));
+        self.ctx_steps.0.write().insert(s.id.clone(), value);
     }
 
     /// Rebuilds a run's progress from its journal.
@@ -197,6 +238,15 @@ impl RunProgress {
     /// Applies one journal entry. Entries are applied in `seq` order; the last applied
     /// decides `next_seq`.
     pub fn apply(&mut self, entry: &JournalEntry) {
+        self.apply_entry(entry);
+        match entry.step.as_deref().and_then(|id| self.index(id)) {
+            Some(i) => self.refresh_context(i),
+            // Run-level entries may touch every step (added, cancelled, reopened).
+            None => (0..self.steps.len()).for_each(|i| self.refresh_context(i)),
+        }
+    }
+
+    fn apply_entry(&mut self, entry: &JournalEntry) {
         self.next_seq = self.next_seq.max(entry.seq + 1);
         let data = &entry.data;
         let index = entry.step.as_deref().and_then(|id| self.index(id));
@@ -390,24 +440,17 @@ impl RunProgress {
 
     /// The template context: `input`, `steps`, `run`, and `item`/`index` when given.
     pub fn context(&self, item: Option<(usize, &Value)>) -> minijinja::Value {
-        let steps: BTreeMap<&str, Value> = self
-            .steps
-            .iter()
-            .map(|s| {
-                let state = serde_json::to_value(s.state).unwrap_or(Value::Null);
-                (s.id.as_str(), json!({"output": s.output, "state": state, "error": s.error}))
-            })
-            .collect();
-        let mut ctx = json!({
-            "input": self.input,
-            "steps": steps,
-            "run": {"id": self.run.to_string(), "workflow": self.def.name, "version": self.def.version},
-        });
-        if let Some((index, item)) = item {
-            ctx["item"] = item.clone();
-            ctx["index"] = json!(index);
+        let steps = minijinja::Value::from_dyn_object(self.ctx_steps.clone());
+        match item {
+            None => minijinja::context! { input => self.ctx_input, run => self.ctx_run, steps },
+            Some((index, item)) => minijinja::context! {
+                input => self.ctx_input,
+                run => self.ctx_run,
+                steps,
+                item => minijinja::Value::from_serialize(item),
+                index,
+            },
         }
-        minijinja::Value::from_serialize(&ctx)
     }
 
     /// The input of step `i` (of one of its items), rendered now.
