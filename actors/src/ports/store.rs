@@ -4,8 +4,9 @@
 //! Besides tasks, events and agents, the port owns the node leases of DESIGN §4: every
 //! node start holds a row in `nodes` renewed by heartbeat, unfinished tasks point to
 //! the start that runs them, and a new start claims the tasks of expired leases (and of
-//! its own node's earlier starts at once). It also keeps API keys and the audit log's
-//! hash chains (DESIGN §9).
+//! its own node's earlier starts at once). Workflow runs (DESIGN §5) are leased the same
+//! way; the port keeps every version of each workflow definition, the runs and each run's
+//! journal. It also keeps API keys and the audit log's hash chains (DESIGN §9).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::workflow::{JournalEntry, RunId, RunRecord, RunState, WorkflowRecord};
 use crate::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
 };
@@ -45,6 +47,14 @@ pub enum Write {
     /// Appends an audit record; a `(node, seq)` already taken rejects the batch, so two
     /// writers of one chain cannot fork it: the second fails and must re-read the head.
     AppendAudit(Box<AuditRecord>),
+    /// Inserts a version of a workflow definition; a `(namespace, name, version)` already
+    /// stored rejects the batch: a stored version never changes, since runs pin it.
+    PutWorkflow(Box<WorkflowRecord>),
+    /// Inserts or replaces a run record. Several puts of one run in a batch: the last wins.
+    PutRun(Box<RunRecord>),
+    /// Appends an entry to a run's journal; a `(run, seq)` already taken rejects the
+    /// batch, so two drivers of one run cannot both journal the same transition.
+    AppendJournal(Box<JournalEntry>),
 }
 
 /// Which tasks [`Store::list_tasks`] returns: newest first (ids are UUID v7), those
@@ -77,6 +87,35 @@ impl TaskQuery {
             && self.agent.as_ref().is_none_or(agent)
             && self.submitter.as_ref().is_none_or(|s| task.submitter.as_ref() == Some(s))
             && self.before.is_none_or(|before| task.id < before)
+    }
+}
+
+/// Which runs [`Store::list_runs`] returns: newest first (ids are UUID v7), those matching
+/// every filter that is set, at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunQuery {
+    pub namespace: Option<String>,
+    pub state: Option<RunState>,
+    /// Runs of this workflow, whatever the version.
+    pub workflow: Option<String>,
+    /// Only runs older than this one: the cursor of the next page is the last id of the
+    /// page before.
+    pub before: Option<RunId>,
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery { namespace: None, state: None, workflow: None, before: None, limit: 100 }
+    }
+}
+
+impl RunQuery {
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| &run.namespace == ns)
+            && self.state.is_none_or(|s| run.state == s)
+            && self.workflow.as_ref().is_none_or(|w| &run.workflow == w)
+            && self.before.is_none_or(|before| run.id < before)
     }
 }
 
@@ -162,11 +201,45 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Deletes at most `limit` finished tasks (with their attempts) last updated before
-    /// `before`, and at most `limit` events older than it; returns the rows deleted.
+    /// Deletes at most `limit` finished tasks (with their attempts) and at most `limit`
+    /// finished runs (with their journals) last updated before `before`, and at most
+    /// `limit` events older than it; returns the tasks, runs and events deleted.
     async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError>;
     /// Tasks matching `query`, newest first.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Version `version` of workflow `name` in `namespace`; its newest version when `None`.
+    async fn workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>, StoreError>;
+    /// Every stored version of the workflows of `namespace` (of every namespace when
+    /// `None`), by namespace, name, then version.
+    async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError>;
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
+    /// The run submitted in `namespace` with this idempotency key, if any.
+    async fn run_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<RunRecord>, StoreError>;
+    /// Runs matching `query`, newest first.
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+    /// The journal of run `run`, by seq; empty for a run that journaled nothing.
+    async fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError>;
+    /// [`claim_orphans`](Store::claim_orphans) for runs: takes over at most `limit`
+    /// unfinished runs (not in a final state) owned by an earlier start of `start.node`,
+    /// by a start whose lease ended before `now`, or by a start with no row; their owner
+    /// becomes `start.id`, in one transaction, and they are returned oldest first. Runs
+    /// of `start` itself are never claimed.
+    async fn claim_orphan_runs(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Inserts a new key; an id already taken is `Rejected`. (In a batch with other
     /// writes, such as its audit record: [`Write::PutApiKey`].)

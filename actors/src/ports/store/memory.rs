@@ -7,13 +7,15 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::{AttemptRecord, NodeStart, Store, StoreError, TaskQuery, Write};
+use super::{AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
+use crate::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
 
 /// A store in memory: the backend of unit tests, of benches that measure the runtime
 /// without a database, and of nodes run without one. It keeps the most recent
 /// `retain` tasks and events (ids are time-ordered, so the oldest go first), so a
-/// long-running node does not grow without limit.
+/// long-running node does not grow without limit. Runs and their journals stay until
+/// `prune` removes the finished ones: an unfinished run must never be dropped.
 pub struct MemoryStore {
     inner: Mutex<MemoryTables>,
     retain: usize,
@@ -30,6 +32,9 @@ struct MemoryTables {
     nodes: HashMap<Uuid, NodeStart>,
     api_keys: BTreeMap<String, ApiKeyRecord>,
     audit: BTreeMap<(String, u64), AuditRecord>,
+    workflows: BTreeMap<(String, String, u32), WorkflowRecord>,
+    runs: BTreeMap<RunId, RunRecord>,
+    journal: BTreeMap<(RunId, u64), JournalEntry>,
 }
 
 impl MemoryTables {
@@ -38,6 +43,8 @@ impl MemoryTables {
     fn conflict(&self, writes: &[Write]) -> Option<String> {
         let mut keys = std::collections::HashSet::new();
         let mut audit = std::collections::HashSet::new();
+        let mut workflows = std::collections::HashSet::new();
+        let mut journal = std::collections::HashSet::new();
         writes.iter().find_map(|write| match write {
             Write::PutApiKey(key) if self.api_keys.contains_key(&key.id) || !keys.insert(&key.id) => {
                 Some(format!("API key id {} is taken", key.id))
@@ -47,8 +54,29 @@ impl MemoryTables {
             {
                 Some(format!("audit record {} of chain '{}' exists", r.seq, r.node))
             }
+            Write::PutWorkflow(w)
+                if self.workflows.contains_key(&(w.namespace.clone(), w.name.clone(), w.version))
+                    || !workflows.insert((&w.namespace, &w.name, w.version)) =>
+            {
+                Some(format!("version {} of workflow '{}/{}' exists", w.version, w.namespace, w.name))
+            }
+            Write::AppendJournal(e)
+                if self.journal.contains_key(&(e.run, e.seq)) || !journal.insert((e.run, e.seq)) =>
+            {
+                Some(format!("journal entry {} of run {} exists", e.seq, e.run))
+            }
             _ => None,
         })
+    }
+
+    /// Node starts whose work is not orphaned at `now`: live leases of other nodes, and
+    /// `start` itself (an earlier start of its own node is over, whatever its lease says).
+    fn holders(&self, start: &NodeStart, now: SystemTime) -> Vec<Uuid> {
+        self.nodes
+            .values()
+            .filter(|n| n.id == start.id || (n.node != start.node && n.lease_until >= now))
+            .map(|n| n.id)
+            .collect()
     }
 }
 
@@ -105,6 +133,15 @@ impl Store for MemoryStore {
                 }
                 Write::AppendAudit(record) => {
                     t.audit.insert((record.node.clone(), record.seq), (**record).clone());
+                }
+                Write::PutWorkflow(w) => {
+                    t.workflows.insert((w.namespace.clone(), w.name.clone(), w.version), (**w).clone());
+                }
+                Write::PutRun(run) => {
+                    t.runs.insert(run.id, (**run).clone());
+                }
+                Write::AppendJournal(entry) => {
+                    t.journal.insert((entry.run, entry.seq), (**entry).clone());
                 }
             }
         }
@@ -198,13 +235,7 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut t = self.inner.lock();
-        // Starts whose tasks are not orphans: live leases of other nodes, and this start.
-        let live: Vec<Uuid> = t
-            .nodes
-            .values()
-            .filter(|n| n.id == start.id || (n.node != start.node && n.lease_until >= now))
-            .map(|n| n.id)
-            .collect();
+        let live = t.holders(start, now);
         let mut claimed = Vec::new();
         for task in t.tasks.values_mut() {
             if claimed.len() == limit {
@@ -231,12 +262,27 @@ impl Store for MemoryStore {
             t.tasks.remove(id);
         }
         t.attempts.retain(|(task, _), _| !old.contains(task));
+        let old_runs: Vec<RunId> = t
+            .runs
+            .values()
+            .filter(|run| run.state.is_final() && run.updated_at < before)
+            .take(limit)
+            .map(|run| run.id)
+            .collect();
+        for id in &old_runs {
+            t.runs.remove(id);
+            let entries: Vec<(RunId, u64)> =
+                t.journal.range((*id, 0)..=(*id, u64::MAX)).map(|(k, _)| *k).collect();
+            for key in entries {
+                t.journal.remove(&key);
+            }
+        }
         let mut events = 0;
         while events < limit && t.events.front().is_some_and(|e| e.time < before) {
             t.events.pop_front();
             events += 1;
         }
-        Ok((old.len() + events) as u64)
+        Ok((old.len() + old_runs.len() + events) as u64)
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
@@ -247,6 +293,73 @@ impl Store for MemoryStore {
             .filter(|task| query.matches(task))
             .take(query.limit)
             .map(|task| (**task).clone())
+            .collect())
+    }
+
+    async fn workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let t = self.inner.lock();
+        let key = |v| (namespace.to_string(), name.to_string(), v);
+        let found = match version {
+            Some(v) => t.workflows.get(&key(v)),
+            None => t.workflows.range(key(0)..=key(u32::MAX)).next_back().map(|(_, w)| w),
+        };
+        Ok(found.cloned())
+    }
+
+    async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let t = self.inner.lock();
+        let found = t.workflows.values().filter(|w| namespace.is_none_or(|ns| w.namespace == ns));
+        Ok(found.cloned().collect())
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.inner.lock().runs.get(&id).cloned())
+    }
+
+    async fn run_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        let t = self.inner.lock();
+        let found =
+            t.runs.values().find(|r| r.namespace == namespace && r.idempotency_key.as_deref() == Some(key));
+        Ok(found.cloned())
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let t = self.inner.lock();
+        Ok(t.runs.values().rev().filter(|run| query.matches(run)).take(query.limit).cloned().collect())
+    }
+
+    async fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let t = self.inner.lock();
+        Ok(t.journal.range((run, 0)..=(run, u64::MAX)).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn claim_orphan_runs(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut t = self.inner.lock();
+        let live = t.holders(start, now);
+        let orphans = t
+            .runs
+            .values_mut()
+            .filter(|run| !run.state.is_final() && run.owner.is_some_and(|o| !live.contains(&o)));
+        Ok(orphans
+            .take(limit)
+            .map(|run| {
+                run.owner = Some(start.id);
+                run.clone()
+            })
             .collect())
     }
 
@@ -289,3 +402,6 @@ impl Store for MemoryStore {
         Ok(chains)
     }
 }
+
+#[cfg(test)]
+mod tests;
