@@ -14,7 +14,8 @@ use super::error::classify;
 use super::rows::{self, micros, JOURNAL_COLUMNS, RUN_COLUMNS, RUN_UNFINISHED, WORKFLOW_COLUMNS};
 use super::{claim_sql, clamp_i64, Dialect, SqlStore};
 
-/// The bounds of `SqlStore`'s `Store` implementation.
+/// Bounded as `SqlStore`'s `Store` implementation in `store.rs` is (less what these
+/// methods do not use), so that implementation can call them.
 impl<DB> SqlStore<DB>
 where
     DB: Dialect,
