@@ -8,6 +8,7 @@
 //! | `write` | `write_batch`'s grouping of writes by table, and the tables' column lists |
 //! | `migrations` | the migrations embedded in the binary |
 //! | `rows` | how domain values become columns and back (times, ids, JSON) |
+//! | `runs` | the reads of workflows, runs and journals, and the claim of orphaned runs |
 //! | `error` | which database failures are `Unavailable` and which `Rejected` |
 //! | `io` | the store's own thread, on which batches are committed |
 //!
@@ -21,16 +22,18 @@ mod migrations;
 mod open;
 mod postgres;
 mod rows;
+mod runs;
 mod sqlite;
 mod write;
 
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
+use mark1_actors::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use mark1_actors::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
 };
-use mark1_actors::ports::{AttemptRecord, NodeStart, Store, StoreError, TaskQuery, Write};
+use mark1_actors::ports::{AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
 use serde_json::Value;
 use sqlx::database::HasStatementCache;
 use sqlx::types::Json;
@@ -51,7 +54,8 @@ pub(crate) fn task_upsert() -> String {
 
 use error::classify;
 use rows::{
-    micros, API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED,
+    micros, API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, RUN_FINISHED, TASK_COLUMNS,
+    UNFINISHED,
 };
 
 /// Which database a store runs on.
@@ -118,6 +122,27 @@ impl<DB: Database> SqlStore<DB> {
 
 fn clamp_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The claim of orphans of `table` (tasks or runs), bound `$1` the claiming start, `$2`
+/// its node, `$3` now, `$4` the limit; returns the claimed rows' `columns`.
+///
+/// One statement, so the claim is atomic. SQLite has no UPDATE … LIMIT by default, hence
+/// the selection first, in a WITH clause that runs once. When PostgreSQL locks a row that
+/// another claim has just taken, it re-checks the row's condition on its new version, but
+/// not a join's: with the live leases as a join (a LEFT JOIN, or NOT EXISTS, which it
+/// turns into one) the taken row passed again and was claimed twice. `NOT IN (subselect)`
+/// stays a condition on the row, re-checked with the new owner.
+fn claim_sql(table: &str, unfinished: &str, columns: &str, lock: &str) -> String {
+    format!(
+        "WITH orphans AS (\
+           SELECT t.id AS orphan FROM {table} t \
+           WHERE t.state IN {unfinished} AND t.owner <> $1 \
+           AND t.owner NOT IN (SELECT n.id FROM nodes n WHERE n.name <> $2 AND n.lease_expires_at >= $3) \
+           ORDER BY t.id LIMIT $4 {lock}) \
+         UPDATE {table} SET owner = $1 WHERE id IN (SELECT orphan FROM orphans) \
+         RETURNING {columns}"
+    )
 }
 
 #[async_trait::async_trait]
@@ -261,23 +286,7 @@ where
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // One statement, so the claim is atomic. SQLite has no UPDATE … LIMIT by default,
-        // hence the selection first, in a WITH clause that runs once. When PostgreSQL
-        // locks a row that another claim has just taken, it re-checks the row's condition
-        // on its new version, but not a join's: with the live leases as a join (a LEFT
-        // JOIN, or NOT EXISTS, which it turns into one) the taken row passed again and was
-        // claimed twice. `NOT IN (subselect)` stays a condition on the row, re-checked
-        // with the new owner.
-        let sql = format!(
-            "WITH orphans AS (\
-               SELECT t.id AS orphan FROM tasks t \
-               WHERE t.state IN {UNFINISHED} AND t.owner <> $1 \
-               AND t.owner NOT IN (SELECT n.id FROM nodes n WHERE n.name <> $2 AND n.lease_expires_at >= $3) \
-               ORDER BY t.id LIMIT $4 {lock}) \
-             UPDATE tasks SET owner = $1 WHERE id IN (SELECT orphan FROM orphans) \
-             RETURNING {TASK_COLUMNS}",
-            lock = DB::CLAIM_LOCK
-        );
+        let sql = claim_sql("tasks", UNFINISHED, TASK_COLUMNS, DB::CLAIM_LOCK);
         let claimed = sqlx::query(&sql)
             .bind(start.id)
             .bind(start.node.clone())
@@ -299,23 +308,30 @@ where
         }
         let (before, limit) = (micros(before)?, clamp_i64(limit as u64));
         let mut tx = self.writer.begin().await.map_err(classify)?;
-        let old = sqlx::query(&format!(
-            "SELECT id FROM tasks WHERE state IN {FINISHED} AND updated_at < $1 LIMIT $2"
-        ))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let ids: Vec<Uuid> =
-            old.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(classify)?;
-        for chunk in ids.chunks(write::MAX_ROWS) {
-            let list: Vec<String> = (1..=chunk.len()).map(DB::param).collect();
-            for (table, column) in [("task_attempts", "task_id"), ("tasks", "id")] {
-                let sql = format!("DELETE FROM {table} WHERE {column} IN ({})", list.join(", "));
-                let query = chunk.iter().fold(sqlx::query::<DB>(&sql), |q, id| q.bind(*id));
-                query.persistent(false).execute(&mut *tx).await.map_err(classify)?;
+        let mut deleted = 0;
+        // Finished tasks with their attempts, finished runs with their journals.
+        for (table, finished, child, parent) in
+            [("tasks", FINISHED, "task_attempts", "task_id"), ("runs", RUN_FINISHED, "run_journal", "run_id")]
+        {
+            let old = sqlx::query(&format!(
+                "SELECT id FROM {table} WHERE state IN {finished} AND updated_at < $1 LIMIT $2"
+            ))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+            let ids: Vec<Uuid> =
+                old.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(classify)?;
+            for chunk in ids.chunks(write::MAX_ROWS) {
+                let list: Vec<String> = (1..=chunk.len()).map(DB::param).collect();
+                for (table, column) in [(child, parent), (table, "id")] {
+                    let sql = format!("DELETE FROM {table} WHERE {column} IN ({})", list.join(", "));
+                    let query = chunk.iter().fold(sqlx::query::<DB>(&sql), |q, id| q.bind(*id));
+                    query.persistent(false).execute(&mut *tx).await.map_err(classify)?;
+                }
             }
+            deleted += ids.len() as u64;
         }
         let events = sqlx::query(
             "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE emitted_at < $1 ORDER BY seq LIMIT $2)",
@@ -326,8 +342,9 @@ where
         .await
         .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        // Like the in-memory store: tasks and events; a task's attempts go with it.
-        Ok(ids.len() as u64 + DB::rows_affected(&events))
+        // Like the in-memory store: tasks, runs and events; a task's attempts and a run's
+        // journal go with it.
+        Ok(deleted + DB::rows_affected(&events))
     }
 
     /// One statement text per combination of filters (at most 32, all kept prepared); a
@@ -381,6 +398,48 @@ where
         let found =
             select.bind(clamp_i64(query.limit as u64)).fetch_all(&self.reader).await.map_err(classify)?;
         found.iter().map(rows::task_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        self.find_workflow(namespace, name, version).await
+    }
+
+    async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError> {
+        self.list_workflows(namespace).await
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.find_run(id).await
+    }
+
+    async fn run_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        self.find_run_by_key(namespace, key).await
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.select_runs(query).await
+    }
+
+    async fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        self.select_journal(run).await
+    }
+
+    async fn claim_orphan_runs(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.claim_runs(start, now, limit).await
     }
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {

@@ -1,4 +1,4 @@
-//! The `retention` actor: prunes finished tasks and old events in the background.
+//! The `retention` actor: prunes finished tasks and runs and old events in the background.
 //!
 //! Every `interval` it deletes what is older than `keep`, in batches of `batch` rows
 //! per store call, so no single transaction holds the database for long; a batch that
@@ -22,7 +22,7 @@ pub enum RetentionMsg {
 pub struct RetentionArgs {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    /// Finished tasks and events older than this are deleted.
+    /// Finished tasks and runs and events older than this are deleted.
     pub keep: Duration,
     pub interval: Duration,
     pub batch: usize,
@@ -79,7 +79,7 @@ impl Actor for Retention {
                     if rows > 0 {
                         tracing::debug!(rows, "pruned old tasks and events");
                     }
-                    // A full batch (tasks and events each up to `batch`) may leave more.
+                    // A full batch (tasks, runs and events each up to `batch`) may leave more.
                     if rows >= state.args.batch as u64 {
                         myself.send_message(RetentionMsg::Prune)?;
                     }

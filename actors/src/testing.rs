@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use crate::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
-use crate::ports::{AttemptRecord, MemoryStore, NodeStart, Store, StoreError, TaskQuery, Write};
+use crate::ports::{AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
 
 /// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down,
 /// which rejects (as a constraint violation would) any batch holding the event with
@@ -127,6 +128,41 @@ impl Store for SwitchableStore {
     }
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         self.up()?.list_tasks(query).await
+    }
+    async fn workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        self.up()?.workflow(namespace, name, version).await
+    }
+    async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError> {
+        self.up()?.workflows(namespace).await
+    }
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.up()?.run(id).await
+    }
+    async fn run_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        self.up()?.run_by_idempotency_key(namespace, key).await
+    }
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.up()?.list_runs(query).await
+    }
+    async fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        self.up()?.journal(run).await
+    }
+    async fn claim_orphan_runs(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.up()?.claim_orphan_runs(start, now, limit).await
     }
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.up()?.api_key(id).await

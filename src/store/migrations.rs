@@ -21,8 +21,10 @@ macro_rules! embed {
     };
 }
 
-pub(super) const SQLITE: Files = embed!("sqlite": "0001_schema.sql", "0002_keys_audit_listing.sql");
-pub(super) const POSTGRES: Files = embed!("postgres": "0001_schema.sql", "0002_keys_audit_listing.sql");
+pub(super) const SQLITE: Files =
+    embed!("sqlite": "0001_schema.sql", "0002_keys_audit_listing.sql", "0003_workflow_runs.sql");
+pub(super) const POSTGRES: Files =
+    embed!("postgres": "0001_schema.sql", "0002_keys_audit_listing.sql", "0003_workflow_runs.sql");
 
 /// The newest schema version this build carries (both backends share the numbering).
 pub fn newest_schema_version() -> i64 {

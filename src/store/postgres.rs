@@ -11,7 +11,9 @@ use sqlx::{ConnectOptions, Connection, Pool, Postgres};
 
 use super::error::classify;
 use super::migrations::{self, Files};
-use super::write::{Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, TASKS};
+use super::write::{
+    Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS, WORKFLOWS,
+};
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 
 /// Connections shared by writes and reads. Writes are funnelled through the store writer,
@@ -78,6 +80,12 @@ const AGENT_TYPES: &[&str] = &["text", "text", "text"];
 const API_KEY_TYPES: &[&str] = &["text", "bytea", "text", "text", "text", "text", "int8", "int8", "int8"];
 const AUDIT_TYPES: &[&str] =
     &["text", "int8", "int8", "text", "text", "text", "text", "text", "text", "text", "bytea", "bytea"];
+const WORKFLOW_TYPES: &[&str] = &["text", "text", "int4", "text", "int8"];
+const RUN_TYPES: &[&str] = &[
+    "uuid", "text", "text", "int4", "text", "text", "text", "text", "text", "text", "bool", "uuid", "text",
+    "uuid", "int8", "int8",
+];
+const JOURNAL_TYPES: &[&str] = &["uuid", "int8", "text", "int4", "text", "text", "int8"];
 
 /// `INSERT INTO t (cols) SELECT cols FROM UNNEST($n::type[], …) AS u(cols) [ON CONFLICT …]`,
 /// the arrays numbered from `first`: one array parameter per column whatever the number
@@ -111,13 +119,20 @@ fn unnest_sql(table: &Table, types: &[&str], first: usize) -> String {
 /// different keys (`Grouped` keeps one write per key), and keys are put and revoked by
 /// different keys too (a key put in the batch is put revoked), so no part needs another's
 /// effect.
-static BATCH_SQL: LazyLock<String> = LazyLock::new(|| batch_sql(false));
+///
+/// API keys, their revocations and audit records are rare, and workflow definitions,
+/// runs and journal entries absent from a node that runs no workflow, so each group's
+/// parts are in the statement only for a batch that has some: the statement of the task
+/// path keeps only the parts it uses. Four fixed texts, indexed by [`batch_index`].
+static BATCH_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
+    [(false, false), (true, false), (false, true), (true, true)].map(|(a, r)| batch_sql(a, r))
+});
 
-/// `BATCH_SQL` with API keys, their revocations and audit records: these are rare, so
-/// the statement of the task path keeps only the parts it uses.
-static FULL_BATCH_SQL: LazyLock<String> = LazyLock::new(|| batch_sql(true));
+fn batch_index(access: bool, runs: bool) -> usize {
+    usize::from(access) | usize::from(runs) << 1
+}
 
-fn batch_sql(access: bool) -> String {
+fn batch_sql(access: bool, runs: bool) -> String {
     fn part(table: &Table, types: &[&str], next: &mut usize) -> String {
         let sql = unnest_sql(table, types, *next);
         *next += types.len();
@@ -143,6 +158,11 @@ fn batch_sql(access: bool) -> String {
         next += 2;
         parts.push(part(&AUDIT, AUDIT_TYPES, &mut next));
     }
+    if runs {
+        parts.push(part(&WORKFLOWS, WORKFLOW_TYPES, &mut next));
+        parts.push(part(&RUNS, RUN_TYPES, &mut next));
+        parts.push(part(&JOURNAL, JOURNAL_TYPES, &mut next));
+    }
     let with: Vec<String> = parts.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql})")).collect();
     format!(
         "WITH {} DELETE FROM agents WHERE (namespace, name) IN (SELECT * FROM UNNEST(${}::text[], ${}::text[]))",
@@ -161,7 +181,8 @@ fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
 async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> {
     let (t, a, e, g, removed) =
         (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
-    let sql: &str = if batch.is_core() { &BATCH_SQL } else { &FULL_BATCH_SQL };
+    let (access, runs) = (batch.has_access(), batch.has_runs());
+    let sql: &str = &BATCH_SQL[batch_index(access, runs)];
     let mut query = sqlx::query(sql)
         .bind(column(t, |r| r.id))
         .bind(column(t, |r| r.namespace.clone()))
@@ -202,7 +223,7 @@ async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> 
         .bind(column(g, |r| r.spec.clone()))
         .bind(column(removed, |(namespace, _)| namespace.clone()))
         .bind(column(removed, |(_, name)| name.clone()));
-    if !batch.is_core() {
+    if access {
         let (k, r, l) = (&batch.api_keys, &batch.revoked_keys, &batch.audit);
         query = query
             .bind(column(k, |r| r.id.clone()))
@@ -229,6 +250,38 @@ async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> 
             .bind(column(l, |r| r.prev_hash.clone()))
             .bind(column(l, |r| r.hash.clone()));
     }
+    if runs {
+        let (w, r, j) = (&batch.workflows, &batch.runs, &batch.journal);
+        query = query
+            .bind(column(w, |r| r.namespace.clone()))
+            .bind(column(w, |r| r.name.clone()))
+            .bind(column(w, |r| r.version))
+            .bind(column(w, |r| r.spec.clone()))
+            .bind(column(w, |r| r.created_at))
+            .bind(column(r, |r| r.id))
+            .bind(column(r, |r| r.namespace.clone()))
+            .bind(column(r, |r| r.workflow.clone()))
+            .bind(column(r, |r| r.workflow_version))
+            .bind(column(r, |r| r.state))
+            .bind(column(r, |r| r.input.clone()))
+            .bind(column(r, |r| r.output.clone()))
+            .bind(column(r, |r| r.error.clone()))
+            .bind(column(r, |r| r.idempotency_key.clone()))
+            .bind(column(r, |r| r.submitter.clone()))
+            .bind(column(r, |r| r.durable))
+            .bind(column(r, |r| r.parent_run))
+            .bind(column(r, |r| r.parent_step.clone()))
+            .bind(column(r, |r| r.owner))
+            .bind(column(r, |r| r.created_at))
+            .bind(column(r, |r| r.updated_at))
+            .bind(column(j, |r| r.run_id))
+            .bind(column(j, |r| r.seq))
+            .bind(column(j, |r| r.step.clone()))
+            .bind(column(j, |r| r.attempt))
+            .bind(column(j, |r| r.kind))
+            .bind(column(j, |r| r.data.clone()))
+            .bind(column(j, |r| r.recorded_at));
+    }
     query.execute(pool).await.map(drop).map_err(classify)
 }
 
@@ -245,6 +298,9 @@ mod tests {
             (&AGENTS, AGENT_TYPES),
             (&API_KEYS, API_KEY_TYPES),
             (&AUDIT, AUDIT_TYPES),
+            (&WORKFLOWS, WORKFLOW_TYPES),
+            (&RUNS, RUN_TYPES),
+            (&JOURNAL, JOURNAL_TYPES),
         ] {
             assert_eq!(table.columns().count(), types.len(), "{}", table.name);
         }
@@ -263,13 +319,17 @@ mod tests {
     #[test]
     fn the_batch_statements_number_every_array_once() {
         let core = TASK_TYPES.len() + ATTEMPT_TYPES.len() + EVENT_TYPES.len() + AGENT_TYPES.len() + 2;
-        let full = core + API_KEY_TYPES.len() + 2 + AUDIT_TYPES.len();
-        for (sql, arrays) in [(&*BATCH_SQL, core), (&*FULL_BATCH_SQL, full)] {
+        let access = API_KEY_TYPES.len() + 2 + AUDIT_TYPES.len();
+        let runs = WORKFLOW_TYPES.len() + RUN_TYPES.len() + JOURNAL_TYPES.len();
+        for (with_access, with_runs) in [(false, false), (true, false), (false, true), (true, true)] {
+            let sql = &BATCH_SQL[batch_index(with_access, with_runs)];
+            let arrays = core + if with_access { access } else { 0 } + if with_runs { runs } else { 0 };
             for n in 1..=arrays {
                 assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n}");
             }
             assert!(!sql.contains(&format!("${}::", arrays + 1)));
+            assert_eq!(sql.contains("audit_log"), with_access);
+            assert_eq!(sql.contains("run_journal"), with_runs);
         }
-        assert!(!BATCH_SQL.contains("audit_log") && FULL_BATCH_SQL.contains("audit_log"));
     }
 }

@@ -24,6 +24,11 @@ pub(crate) use access::{
     api_key_from_row, audit_from_row, audit_head_from_row, ApiKeyRow, AuditRow, API_KEY_COLUMNS,
     AUDIT_COLUMNS,
 };
+mod runs;
+pub(crate) use runs::{
+    journal_from_row, run_from_row, workflow_from_row, JournalRow, RunRow, WorkflowRow, JOURNAL_COLUMNS,
+    RUN_COLUMNS, RUN_FINISHED, RUN_UNFINISHED, WORKFLOW_COLUMNS,
+};
 
 pub(crate) const TASK_COLUMNS: &str = "id, namespace, target, agent, state, input, output, error, priority, \
      attempt, max_attempts, idempotency_key, durable, submitter, timeout_us, traceparent, owner, \

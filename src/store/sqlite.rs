@@ -14,7 +14,10 @@ use sqlx::{ConnectOptions, Connection, Pool, Sqlite};
 
 use super::error::classify;
 use super::migrations::{self, Files};
-use super::write::{rows_per_statement, Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, TASKS};
+use super::write::{
+    rows_per_statement, Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS,
+    WORKFLOWS,
+};
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 use crate::config::SyncMode;
 
@@ -181,6 +184,39 @@ async fn write(pool: &Pool<Sqlite>, batch: Grouped) -> Result<(), StoreError> {
             .bind(a.data)
             .bind(a.prev_hash)
             .bind(a.hash)
+    })
+    .await?;
+    values(&mut tx, &WORKFLOWS, batch.workflows, |q, w| {
+        q.bind(w.namespace).bind(w.name).bind(w.version).bind(w.spec).bind(w.created_at)
+    })
+    .await?;
+    values(&mut tx, &RUNS, batch.runs, |q, r| {
+        q.bind(r.id)
+            .bind(r.namespace)
+            .bind(r.workflow)
+            .bind(r.workflow_version)
+            .bind(r.state)
+            .bind(r.input)
+            .bind(r.output)
+            .bind(r.error)
+            .bind(r.idempotency_key)
+            .bind(r.submitter)
+            .bind(r.durable)
+            .bind(r.parent_run)
+            .bind(r.parent_step)
+            .bind(r.owner)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+    })
+    .await?;
+    values(&mut tx, &JOURNAL, batch.journal, |q, j| {
+        q.bind(j.run_id)
+            .bind(j.seq)
+            .bind(j.step)
+            .bind(j.attempt)
+            .bind(j.kind)
+            .bind(j.data)
+            .bind(j.recorded_at)
     })
     .await?;
     tx.commit().await.map_err(classify)

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
+use mark1_actors::domain::workflow::{RunId, RunRecord};
 use mark1_actors::domain::{TaskId, TaskRecord};
 use mark1_actors::ports::{AttemptRecord, StoreError, Write};
 
 use super::rows::{
-    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, TaskRow, API_KEY_COLUMNS, ATTEMPT_COLUMNS,
-    AUDIT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS,
+    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, JournalRow, RunRow, TaskRow, WorkflowRow,
+    API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS,
+    TASK_COLUMNS, WORKFLOW_COLUMNS,
 };
 
 /// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
@@ -31,6 +33,9 @@ pub(crate) struct Grouped {
     /// `(id, at)`, one per key: its first revocation in the batch.
     pub revoked_keys: Vec<(String, i64)>,
     pub audit: Vec<AuditRow>,
+    pub workflows: Vec<WorkflowRow>,
+    pub runs: Vec<RunRow>,
+    pub journal: Vec<JournalRow>,
 }
 
 impl Grouped {
@@ -39,9 +44,11 @@ impl Grouped {
     pub fn new(writes: &[Write]) -> Result<Self, StoreError> {
         let mut tasks: Vec<&TaskRecord> = Vec::new();
         let mut attempts: Vec<&AttemptRecord> = Vec::new();
+        let mut runs: Vec<&RunRecord> = Vec::new();
         let mut grouped = Grouped::default();
         let mut task_at: HashMap<TaskId, usize> = HashMap::new();
         let mut attempt_at: HashMap<(TaskId, u32), usize> = HashMap::new();
+        let mut run_at: HashMap<RunId, usize> = HashMap::new();
         // Puts and removals of one agent interleave; only the last of each key counts.
         let mut agents: HashMap<(String, String), Option<AgentRow>> = HashMap::new();
         for write in writes {
@@ -59,10 +66,14 @@ impl Grouped {
                 Write::PutApiKey(key) => grouped.api_keys.push(ApiKeyRow::new(key)?),
                 Write::RevokeApiKey { id, at } => grouped.revoke(id, micros(*at)?),
                 Write::AppendAudit(record) => grouped.audit.push(AuditRow::new(record)?),
+                Write::PutWorkflow(workflow) => grouped.workflows.push(WorkflowRow::new(workflow)?),
+                Write::PutRun(run) => last_wins(&mut runs, &mut run_at, run.id, run),
+                Write::AppendJournal(entry) => grouped.journal.push(JournalRow::new(entry)?),
             }
         }
         grouped.tasks = tasks.into_iter().map(TaskRow::new).collect::<Result<_, _>>()?;
         grouped.attempts = attempts.into_iter().map(AttemptRow::new).collect::<Result<_, _>>()?;
+        grouped.runs = runs.into_iter().map(RunRow::new).collect::<Result<_, _>>()?;
         for (key, last) in agents {
             match last {
                 Some(row) => grouped.agents.push(row),
@@ -74,10 +85,16 @@ impl Grouped {
 }
 
 impl Grouped {
-    /// Whether the batch touches only what the hot path writes (tasks, attempts, events,
-    /// agents): PostgreSQL then runs its shorter statement.
-    pub fn is_core(&self) -> bool {
-        self.api_keys.is_empty() && self.revoked_keys.is_empty() && self.audit.is_empty()
+    /// Whether the batch writes API keys, revocations or audit records. PostgreSQL's
+    /// batch statement carries these parts, and the runs', only when a batch has some, so
+    /// the task path keeps its short statement.
+    pub fn has_access(&self) -> bool {
+        !(self.api_keys.is_empty() && self.revoked_keys.is_empty() && self.audit.is_empty())
+    }
+
+    /// Whether the batch writes workflow definitions, runs or journal entries.
+    pub fn has_runs(&self) -> bool {
+        !(self.workflows.is_empty() && self.runs.is_empty() && self.journal.is_empty())
     }
 
     /// A key put earlier in the same batch is stored revoked: on PostgreSQL the parts of
@@ -197,6 +214,31 @@ pub(super) const API_KEYS: Table =
     Table { name: "api_keys", columns: API_KEY_COLUMNS, json: &[], key: &[], fixed: &[] };
 pub(super) const AUDIT: Table =
     Table { name: "audit_log", columns: AUDIT_COLUMNS, json: &["data"], key: &[], fixed: &[] };
+/// Plain inserts: a stored version never changes (runs pin it), and a journal entry is
+/// written once, so a `(namespace, name, version)` or `(run_id, seq)` already taken
+/// rejects the batch.
+pub(super) const WORKFLOWS: Table =
+    Table { name: "workflows", columns: WORKFLOW_COLUMNS, json: &["spec"], key: &[], fixed: &[] };
+pub(super) const JOURNAL: Table =
+    Table { name: "run_journal", columns: JOURNAL_COLUMNS, json: &["data"], key: &[], fixed: &[] };
+pub(super) const RUNS: Table = Table {
+    name: "runs",
+    columns: RUN_COLUMNS,
+    json: &["input", "output"],
+    key: &["id"],
+    fixed: &[
+        "namespace",
+        "workflow",
+        "workflow_version",
+        "input",
+        "idempotency_key",
+        "submitter",
+        "durable",
+        "parent_run",
+        "parent_step",
+        "created_at",
+    ],
+};
 
 #[cfg(test)]
 mod tests {
@@ -233,6 +275,50 @@ mod tests {
         let grouped = Grouped::new(&writes).unwrap();
         let states: Vec<(Uuid, &str)> = grouped.tasks.iter().map(|t| (t.id, t.state)).collect();
         assert_eq!(states, vec![(a.0, "running"), (b.0, "queued")]);
+    }
+
+    #[test]
+    fn repeated_runs_keep_the_last_put_and_journal_entries_all_stay() {
+        use mark1_actors::domain::workflow::{JournalEntry, JournalKind, RunState};
+        let run = |id: RunId, state: RunState| {
+            Write::PutRun(Box::new(RunRecord {
+                id,
+                namespace: "default".into(),
+                workflow: "triage".into(),
+                version: 1,
+                state,
+                input: serde_json::json!({}),
+                output: None,
+                error: None,
+                idempotency_key: None,
+                submitter: None,
+                durable: true,
+                parent: None,
+                owner: None,
+                created_at: std::time::SystemTime::now(),
+                updated_at: std::time::SystemTime::now(),
+            }))
+        };
+        let entry = |run: RunId, seq| {
+            Write::AppendJournal(Box::new(JournalEntry {
+                run,
+                seq,
+                step: None,
+                attempt: None,
+                kind: JournalKind::RunStarted,
+                data: serde_json::json!({}),
+                recorded_at: std::time::SystemTime::now(),
+            }))
+        };
+        let (a, b) = (RunId::new(), RunId::new());
+        let writes =
+            [run(a, RunState::Running), entry(a, 1), run(b, RunState::Running), run(a, RunState::Failed)];
+        let grouped = Grouped::new(&writes).unwrap();
+        let states: Vec<(Uuid, &str)> = grouped.runs.iter().map(|r| (r.id, r.state)).collect();
+        assert_eq!(states, vec![(a.0, "failed"), (b.0, "running")]);
+        assert_eq!(grouped.journal.len(), 1);
+        assert!(grouped.has_runs() && !grouped.has_access());
+        assert!(!Grouped::new(&[task(TaskId::new(), TaskState::Queued)]).unwrap().has_runs());
     }
 
     #[test]
@@ -274,7 +360,7 @@ mod tests {
             grouped.revoked_keys,
             vec![("0123456789ab".to_string(), 5_000_000), ("other".to_string(), 7_000_000)]
         );
-        assert!(!grouped.is_core());
+        assert!(grouped.has_access() && !grouped.has_runs());
     }
 
     #[test]

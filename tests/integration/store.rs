@@ -3,6 +3,7 @@
 
 mod access;
 pub mod backends;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,20 +4,24 @@
 //! Besides tasks, events and agents, the port owns the node leases of DESIGN §4: every
 //! node start holds a row in `nodes` renewed by heartbeat, unfinished tasks point to
 //! the start that runs them, and a new start claims the tasks of expired leases (and of
-//! its own node's earlier starts at once). It also keeps API keys and the audit log's
-//! hash chains (DESIGN §9).
+//! its own node's earlier starts at once). Workflow runs (DESIGN §5) are leased the same
+//! way; the port keeps every version of each workflow definition, the runs and each run's
+//! journal. It also keeps API keys and the audit log's hash chains (DESIGN §9).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::workflow::{JournalEntry, RunId, RunRecord, RunState, WorkflowRecord};
 use crate::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
 };
+
+mod memory;
+
+pub use memory::MemoryStore;
 
 /// One change to durable state.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +47,14 @@ pub enum Write {
     /// Appends an audit record; a `(node, seq)` already taken rejects the batch, so two
     /// writers of one chain cannot fork it: the second fails and must re-read the head.
     AppendAudit(Box<AuditRecord>),
+    /// Inserts a version of a workflow definition; a `(namespace, name, version)` already
+    /// stored rejects the batch: a stored version never changes, since runs pin it.
+    PutWorkflow(Box<WorkflowRecord>),
+    /// Inserts or replaces a run record. Several puts of one run in a batch: the last wins.
+    PutRun(Box<RunRecord>),
+    /// Appends an entry to a run's journal; a `(run, seq)` already taken rejects the
+    /// batch, so two drivers of one run cannot both journal the same transition.
+    AppendJournal(Box<JournalEntry>),
 }
 
 /// Which tasks [`Store::list_tasks`] returns: newest first (ids are UUID v7), those
@@ -75,6 +87,35 @@ impl TaskQuery {
             && self.agent.as_ref().is_none_or(agent)
             && self.submitter.as_ref().is_none_or(|s| task.submitter.as_ref() == Some(s))
             && self.before.is_none_or(|before| task.id < before)
+    }
+}
+
+/// Which runs [`Store::list_runs`] returns: newest first (ids are UUID v7), those matching
+/// every filter that is set, at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunQuery {
+    pub namespace: Option<String>,
+    pub state: Option<RunState>,
+    /// Runs of this workflow, whatever the version.
+    pub workflow: Option<String>,
+    /// Only runs older than this one: the cursor of the next page is the last id of the
+    /// page before.
+    pub before: Option<RunId>,
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery { namespace: None, state: None, workflow: None, before: None, limit: 100 }
+    }
+}
+
+impl RunQuery {
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| &run.namespace == ns)
+            && self.state.is_none_or(|s| run.state == s)
+            && self.workflow.as_ref().is_none_or(|w| &run.workflow == w)
+            && self.before.is_none_or(|before| run.id < before)
     }
 }
 
@@ -160,11 +201,45 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Deletes at most `limit` finished tasks (with their attempts) last updated before
-    /// `before`, and at most `limit` events older than it; returns the rows deleted.
+    /// Deletes at most `limit` finished tasks (with their attempts) and at most `limit`
+    /// finished runs (with their journals) last updated before `before`, and at most
+    /// `limit` events older than it; returns the tasks, runs and events deleted.
     async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError>;
     /// Tasks matching `query`, newest first.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Version `version` of workflow `name` in `namespace`; its newest version when `None`.
+    async fn workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>, StoreError>;
+    /// Every stored version of the workflows of `namespace` (of every namespace when
+    /// `None`), by namespace, name, then version.
+    async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError>;
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
+    /// The run submitted in `namespace` with this idempotency key, if any.
+    async fn run_by_idempotency_key(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<RunRecord>, StoreError>;
+    /// Runs matching `query`, newest first.
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+    /// The journal of run `run`, by seq; empty for a run that journaled nothing.
+    async fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError>;
+    /// [`claim_orphans`](Store::claim_orphans) for runs: takes over at most `limit`
+    /// unfinished runs (not in a final state) owned by an earlier start of `start.node`,
+    /// by a start whose lease ended before `now`, or by a start with no row; their owner
+    /// becomes `start.id`, in one transaction, and they are returned oldest first. Runs
+    /// of `start` itself are never claimed.
+    async fn claim_orphan_runs(
+        &self,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Inserts a new key; an id already taken is `Rejected`. (In a batch with other
     /// writes, such as its audit record: [`Write::PutApiKey`].)
@@ -190,284 +265,4 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_head(&self, node: &str) -> Result<Option<AuditHead>, StoreError>;
     /// The names of every chain in the log.
     async fn audit_chains(&self) -> Result<Vec<String>, StoreError>;
-}
-
-/// A store in memory: the backend of unit tests, of benches that measure the runtime
-/// without a database, and of nodes run without one. It keeps the most recent
-/// `retain` tasks and events (ids are time-ordered, so the oldest go first), so a
-/// long-running node does not grow without limit.
-pub struct MemoryStore {
-    inner: Mutex<MemoryTables>,
-    retain: usize,
-}
-
-#[derive(Default)]
-struct MemoryTables {
-    /// Boxed: a B-tree node of inline records is kilobytes, so every insert and eviction
-    /// moved kilobytes and the nodes churned through the allocator's large pages.
-    tasks: BTreeMap<TaskId, Box<TaskRecord>>,
-    attempts: BTreeMap<(TaskId, u32), AttemptRecord>,
-    events: VecDeque<Arc<Event>>,
-    agents: HashMap<(String, String), AgentSpec>,
-    nodes: HashMap<Uuid, NodeStart>,
-    api_keys: BTreeMap<String, ApiKeyRecord>,
-    audit: BTreeMap<(String, u64), AuditRecord>,
-}
-
-impl MemoryTables {
-    /// What a database's unique keys would refuse, checked before anything is applied
-    /// so a batch stays all or nothing.
-    fn conflict(&self, writes: &[Write]) -> Option<String> {
-        let mut keys = std::collections::HashSet::new();
-        let mut audit = std::collections::HashSet::new();
-        writes.iter().find_map(|write| match write {
-            Write::PutApiKey(key) if self.api_keys.contains_key(&key.id) || !keys.insert(&key.id) => {
-                Some(format!("API key id {} is taken", key.id))
-            }
-            Write::AppendAudit(r)
-                if self.audit.contains_key(&(r.node.clone(), r.seq)) || !audit.insert((&r.node, r.seq)) =>
-            {
-                Some(format!("audit record {} of chain '{}' exists", r.seq, r.node))
-            }
-            _ => None,
-        })
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::with_retention(100_000)
-    }
-}
-
-impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Keeps at most `retain` tasks and `retain` events.
-    pub fn with_retention(retain: usize) -> Self {
-        MemoryStore { inner: Mutex::new(MemoryTables::default()), retain: retain.max(1) }
-    }
-
-    pub fn events(&self) -> Vec<Arc<Event>> {
-        self.inner.lock().events.iter().cloned().collect()
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for MemoryStore {
-    async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
-        let mut t = self.inner.lock();
-        if let Some(conflict) = t.conflict(writes) {
-            return Err(StoreError::Rejected(conflict));
-        }
-        for write in writes {
-            match write {
-                Write::PutTask(task) => {
-                    t.tasks.insert(task.id, task.clone());
-                }
-                Write::PutAttempt(attempt) => {
-                    t.attempts.insert((attempt.task_id, attempt.attempt), (**attempt).clone());
-                }
-                Write::AppendEvent(event) => t.events.push_back(event.clone()),
-                Write::PutAgent(spec) => {
-                    t.agents.insert((spec.namespace.clone(), spec.name.clone()), (**spec).clone());
-                }
-                Write::RemoveAgent { namespace, name } => {
-                    t.agents.remove(&(namespace.clone(), name.clone()));
-                }
-                Write::PutApiKey(key) => {
-                    t.api_keys.insert(key.id.clone(), (**key).clone());
-                }
-                Write::RevokeApiKey { id, at } => {
-                    if let Some(key) = t.api_keys.get_mut(id) {
-                        key.revoked_at.get_or_insert(*at);
-                    }
-                }
-                Write::AppendAudit(record) => {
-                    t.audit.insert((record.node.clone(), record.seq), (**record).clone());
-                }
-            }
-        }
-        while t.tasks.len() > self.retain {
-            if let Some((id, _)) = t.tasks.pop_first() {
-                // The oldest task goes first, so its attempts and those of any task older
-                // still are at the front.
-                while let Some(attempt) = t.attempts.first_entry() {
-                    if attempt.key().0 > id {
-                        break;
-                    }
-                    attempt.remove();
-                }
-            }
-        }
-        while t.events.len() > self.retain {
-            t.events.pop_front();
-        }
-        Ok(())
-    }
-
-    async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.inner.lock().tasks.get(&id).map(|task| (**task).clone()))
-    }
-
-    async fn task_by_idempotency_key(
-        &self,
-        namespace: &str,
-        key: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        let t = self.inner.lock();
-        let found = t
-            .tasks
-            .values()
-            .find(|task| task.namespace == namespace && task.idempotency_key.as_deref() == Some(key));
-        Ok(found.map(|task| (**task).clone()))
-    }
-
-    async fn count_tasks(&self, state: TaskState) -> Result<u64, StoreError> {
-        Ok(self.inner.lock().tasks.values().filter(|t| t.state == state).count() as u64)
-    }
-
-    async fn attempts(&self, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {
-        let t = self.inner.lock();
-        Ok(t.attempts.range((id, 0)..=(id, u32::MAX)).map(|(_, a)| a.clone()).collect())
-    }
-
-    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let t = self.inner.lock();
-        Ok(t.events.iter().filter(|e| e.seq > after).take(limit).map(|e| (**e).clone()).collect())
-    }
-
-    async fn last_event_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.lock().events.back().map_or(0, |e| e.seq))
-    }
-
-    async fn agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
-        Ok(self.inner.lock().agents.values().cloned().collect())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn open_lease(&self, start: &NodeStart) -> Result<(), StoreError> {
-        self.inner.lock().nodes.insert(start.id, start.clone());
-        Ok(())
-    }
-
-    async fn renew_lease(&self, start: Uuid, until: SystemTime) -> Result<(), StoreError> {
-        match self.inner.lock().nodes.get_mut(&start) {
-            Some(node) => {
-                node.lease_until = until;
-                Ok(())
-            }
-            None => Err(StoreError::Rejected(format!("no lease for node start {start}"))),
-        }
-    }
-
-    async fn close_lease(&self, start: Uuid) -> Result<(), StoreError> {
-        if let Some(node) = self.inner.lock().nodes.get_mut(&start) {
-            node.lease_until = SystemTime::UNIX_EPOCH;
-        }
-        Ok(())
-    }
-
-    async fn claim_orphans(
-        &self,
-        start: &NodeStart,
-        now: SystemTime,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        let mut t = self.inner.lock();
-        // Starts whose tasks are not orphans: live leases of other nodes, and this start.
-        let live: Vec<Uuid> = t
-            .nodes
-            .values()
-            .filter(|n| n.id == start.id || (n.node != start.node && n.lease_until >= now))
-            .map(|n| n.id)
-            .collect();
-        let mut claimed = Vec::new();
-        for task in t.tasks.values_mut() {
-            if claimed.len() == limit {
-                break;
-            }
-            if !task.state.is_final() && task.owner.is_some_and(|o| !live.contains(&o)) {
-                task.owner = Some(start.id);
-                claimed.push((**task).clone());
-            }
-        }
-        Ok(claimed)
-    }
-
-    async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {
-        let mut t = self.inner.lock();
-        let old: Vec<TaskId> = t
-            .tasks
-            .values()
-            .filter(|task| task.state.is_final() && task.updated_at < before)
-            .take(limit)
-            .map(|task| task.id)
-            .collect();
-        for id in &old {
-            t.tasks.remove(id);
-        }
-        t.attempts.retain(|(task, _), _| !old.contains(task));
-        let mut events = 0;
-        while events < limit && t.events.front().is_some_and(|e| e.time < before) {
-            t.events.pop_front();
-            events += 1;
-        }
-        Ok((old.len() + events) as u64)
-    }
-
-    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        let t = self.inner.lock();
-        Ok(t.tasks
-            .values()
-            .rev()
-            .filter(|task| query.matches(task))
-            .take(query.limit)
-            .map(|task| (**task).clone())
-            .collect())
-    }
-
-    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self.inner.lock().api_keys.get(id).cloned())
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut keys: Vec<ApiKeyRecord> = self.inner.lock().api_keys.values().cloned().collect();
-        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(keys)
-    }
-
-    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool, StoreError> {
-        let mut t = self.inner.lock();
-        Ok(t.api_keys.get_mut(id).map(|key| key.revoked_at.get_or_insert(at)).is_some())
-    }
-
-    async fn audit_records(
-        &self,
-        node: Option<&str>,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let t = self.inner.lock();
-        let records = t.audit.values().filter(|r| node.is_none_or(|n| r.node == n) && r.seq > after_seq);
-        Ok(records.take(limit).cloned().collect())
-    }
-
-    async fn audit_head(&self, node: &str) -> Result<Option<AuditHead>, StoreError> {
-        let t = self.inner.lock();
-        let mut chain = t.audit.range((node.to_string(), 0)..=(node.to_string(), u64::MAX));
-        Ok(chain.next_back().map(|(_, r)| r.head()))
-    }
-
-    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
-        let t = self.inner.lock();
-        let mut chains: Vec<String> = t.audit.keys().map(|(node, _)| node.clone()).collect();
-        chains.dedup();
-        Ok(chains)
-    }
 }

@@ -85,16 +85,36 @@ impl TestDatabase {
 }
 
 /// The name of the migrated template, creating it on first use. A schema change makes a
-/// new name, so a template of another version is never cloned.
+/// new name, so a template of another schema is never cloned: the name carries the
+/// schema version and a digest of the migrations, since builds of other branches may
+/// share the server with migrations of the same number but other contents.
 async fn template(admin: &str) -> &'static str {
     static TEMPLATE: OnceCell<String> = OnceCell::const_new();
     TEMPLATE.get_or_init(|| build_template(admin)).await
 }
 
+/// The first 8 bytes (hex) of the SHA-256 of the PostgreSQL migrations, names and texts.
+fn migrations_digest() -> String {
+    use sha2::{Digest, Sha256};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(file.file_name().unwrap().as_encoded_bytes());
+        hash.update(std::fs::read(&file).unwrap());
+    }
+    hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn build_template(admin: &str) -> String {
     // Any constant: test processes running at once agree on it.
     const LOCK: i64 = 0x6d61_726b_3174;
-    let name = format!("mark1_test_template_v{}", newest_schema_version());
+    let name = format!("mark1_test_template_v{}_{}", newest_schema_version(), migrations_digest());
     let mut conn = PgConnection::connect(admin).await.expect("MARK1_TEST_POSTGRES_URL is reachable");
     sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK).execute(&mut conn).await.unwrap();
     let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
