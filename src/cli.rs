@@ -1,6 +1,7 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
-//! `serve`, `migrate`, `keys`, `audit` work on the local config and store; `agents`,
-//! `tasks`, `events`, `whoami` and `tree` talk to a running node ([`client`]).
+//! `serve`, `migrate`, `keys`, `audit` and `workflows validate` work on the local config
+//! and store; `agents`, `tasks`, `events`, `whoami` and `tree` talk to a running node
+//! ([`client`]).
 
 mod agents;
 mod audit;
@@ -12,6 +13,7 @@ mod serve;
 mod table;
 mod tasks;
 mod tree;
+mod workflows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +105,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Checks workflow definitions.
+    Workflows {
+        #[command(subcommand)]
+        command: workflows::WorkflowsCommand,
     },
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
@@ -236,6 +243,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Whoami { json } => whoami(&client::Remote::new(&cli.remote)?, json).await,
         Command::Keys { command } => keys::run(load_config(cli.config.as_deref(), &[])?, command).await,
         Command::Audit { command } => audit::run(load_config(cli.config.as_deref(), &[])?, command).await,
+        // `validate` is offline; commands that talk to a node get their own arm.
+        Command::Workflows { command: workflows::WorkflowsCommand::Validate(args) } => {
+            workflows::validate(&load_config(cli.config.as_deref(), &[])?, args)
+        }
         Command::Bench(command) => command.run().await,
     }
 }

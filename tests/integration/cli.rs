@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod client;
 mod keys;
+mod workflows;
 
 fn mark1(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mark1"));
