@@ -9,6 +9,7 @@ mod durable;
 mod http;
 mod restart;
 mod spawn;
+mod workflow;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -47,6 +48,8 @@ enum Bench {
     Spawn(spawn::Params),
     /// Time from a child's failure to its replacement handling a message.
     Restart(restart::Params),
+    /// Workflow runs (a long chain, fan-outs, many small runs), durability off and on.
+    Workflow(workflow::Params),
 }
 
 impl BenchCommand {
@@ -57,6 +60,7 @@ impl BenchCommand {
             Bench::Http(p) => http::run(p).await,
             Bench::Spawn(p) => spawn::run(p).await,
             Bench::Restart(p) => restart::run(p).await,
+            Bench::Workflow(p) => workflow::run(p).await,
         }
         .map_err(|message| CliError { code: exit::FAILURE, message })?;
         println!("{}", serde_json::to_string_pretty(&report).expect("json serializes"));

@@ -30,5 +30,11 @@ pub use config::Config;
 pub use mark1_actors::domain::{AgentSpec, ProcessSpec, TaskId, TaskRecord, TaskRequest, TaskState};
 pub use mark1_actors::orchestrator::TaskError;
 pub use mark1_actors::ports::{Agent, AgentError, TaskContext};
+/// Workflow definitions, runs, and the requests and changes the embedding API takes.
+pub mod workflows {
+    pub use mark1_actors::domain::workflow::*;
+    pub use mark1_actors::ports::RunQuery;
+    pub use mark1_actors::workflows::{RunChange, RunView, StartRun, WorkflowError};
+}
 pub use mark1_supervisors::ActorSnapshot;
 pub use node::{Node, NodeBuilder, NodeError, NodeHandle, ShutdownReport};

@@ -17,6 +17,7 @@
 //! ```
 
 mod handle;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

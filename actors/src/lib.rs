@@ -19,3 +19,4 @@ pub mod retention;
 pub mod router;
 pub mod store_writer;
 pub mod testing;
+pub mod workflows;

@@ -8,7 +8,7 @@
 //! ├── models           supervisor: router (providers join it with the models issue)
 //! ├── agents           supervisor of one pool per agent definition
 //! ├── orchestrator     intake, selection, dispatch, retries, deadlines, lease, recovery
-//! ├── workflows        supervisor of workflow runs (empty until the workflow issue)
+//! ├── workflows        supervisor: the workflow engine, then one `run:<id>` per live run
 //! ├── health           probes; keeps the latest report readable without messaging
 //! └── retention        prunes finished tasks and old events in small batches
 //! ```
@@ -40,6 +40,7 @@ use crate::ports::{Clock, EventSink, ModelProvider, Store};
 use crate::retention::{Retention, RetentionArgs};
 use crate::router::{Router, RouterArgs};
 use crate::store_writer::{StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
+use crate::workflows::{Engine, EngineArgs, EngineMsg, RunDirectory};
 
 /// Settings of the actor tree, filled from the node's configuration.
 #[derive(Clone, Debug)]
@@ -123,6 +124,8 @@ pub struct NodeTree {
     /// The node's store, for reads that need no actor (keys, task listings, the audit log).
     pub store: Arc<dyn Store>,
     orchestrator: RwLock<Option<Addr<OrchestratorMsg>>>,
+    /// The actors of live workflow runs.
+    pub runs: Arc<RunDirectory>,
 }
 
 /// Registry name of a core actor of node `node`.
@@ -146,6 +149,63 @@ where
     M: ractor::Message,
 {
     result.map(|(addr, _)| addr.actor().get_cell())
+}
+
+/// The workflow engine, first child of `workflows`; runs join it there as they start.
+#[allow(clippy::too_many_arguments)]
+fn workflow_engine(
+    node: &str,
+    root_stats: &Arc<ActorStats>,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    events: &Arc<EventBus>,
+    catalog: &Arc<AgentCatalog>,
+    directory: &Arc<RunDirectory>,
+    settings: &NodeSettings,
+) -> ChildSpec {
+    let (node, root_stats, store, clock, bus, catalog, directory, lease_ttl) = (
+        node.to_string(),
+        root_stats.clone(),
+        store.clone(),
+        clock.clone(),
+        events.clone(),
+        catalog.clone(),
+        directory.clone(),
+        settings.lease_ttl,
+    );
+    ChildSpec::new("engine", move |ctx: StartCtx| {
+        let writer = addr_of::<StoreWriterMsg>(&root_stats, &actor_name(&node, "store_writer"));
+        let orchestrator: Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> + Send + Sync> = {
+            let (root_stats, name) = (root_stats.clone(), actor_name(&node, "orchestrator"));
+            Arc::new(move || addr_of(&root_stats, &name))
+        };
+        let engine: Arc<dyn Fn() -> Option<Addr<EngineMsg>> + Send + Sync> = {
+            let (root_stats, name) = (root_stats.clone(), actor_name(&node, "workflows/engine"));
+            Arc::new(move || addr_of(&root_stats, &name))
+        };
+        let args = writer.map(|writer| {
+            EngineArgs::new(
+                node.clone(),
+                store.clone(),
+                writer,
+                orchestrator,
+                engine,
+                bus.clone(),
+                clock.clone(),
+                catalog.clone(),
+                directory.clone(),
+                ActorRef::from(ctx.supervisor.clone()),
+                lease_ttl,
+                ctx.stats.clone(),
+            )
+        });
+        async move {
+            let args =
+                args.ok_or_else(|| SpawnErr::StartupFailed("the store writer is not running".into()))?;
+            spawned(spawn_instrumented(ctx.name, Engine, args, ctx.stats, Some(ctx.supervisor)).await)
+        }
+    })
+    .registered(true)
 }
 
 /// A child that is itself a [`Supervisor`], with its own slot as its stats.
@@ -202,6 +262,7 @@ impl NodeTree {
             .map_err(|e| SpawnErr::StartupFailed(format!("cannot read the stored events: {e}").into()))?;
         events.continue_from(last_seq);
         let catalog = Arc::new(AgentCatalog::default());
+        let directory = Arc::new(RunDirectory::default());
         for definition in agents {
             if !catalog.insert(definition.clone()) {
                 tracing::warn!(agent = %definition.spec.key(), "agent defined twice; the first definition is kept");
@@ -342,9 +403,11 @@ impl NodeTree {
             );
         }
         {
+            let engine =
+                workflow_engine(&name, &stats, &store, &clock, &events, &catalog, &directory, &settings);
             let (settings, bus) = (settings.clone(), events.clone());
             children.push(supervisor_child("workflows", move |stats| {
-                one_for_one(&settings, stats, Vec::new(), restart_events(bus.clone()))
+                one_for_one(&settings, stats, vec![engine.clone()], restart_events(bus.clone()))
             }));
         }
         {
@@ -421,6 +484,7 @@ impl NodeTree {
             health,
             store,
             orchestrator: RwLock::new(None),
+            runs: directory,
         })
     }
 
@@ -436,6 +500,11 @@ impl NodeTree {
         let fresh = addr_of(&self.stats, &actor_name(&self.name, "orchestrator"));
         self.orchestrator.write().clone_from(&fresh);
         fresh
+    }
+
+    /// The workflow engine's current incarnation.
+    pub fn workflow_engine(&self) -> Option<Addr<EngineMsg>> {
+        addr_of(&self.stats, &actor_name(&self.name, "workflows/engine"))
     }
 
     pub fn events_actor(&self) -> Option<ActorRef<EventsMsg>> {

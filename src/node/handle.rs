@@ -39,6 +39,8 @@ pub enum NodeError {
     Events(#[from] EventsError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Workflow(#[from] mark1_actors::workflows::WorkflowError),
     /// A core actor is not running.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -11,3 +11,4 @@ mod http;
 mod process;
 mod store;
 mod tasks;
+mod workflows;

@@ -59,7 +59,11 @@ impl OrchestratorState {
             priority: entry.record.priority,
             input: entry.record.input.clone(),
             namespace: entry.record.namespace.clone(),
-            idempotency_key: attempt_key(&entry.subject, entry.record.attempt),
+            // The submitter's key when it gave one (a workflow step's `run:<run>:<step>:<attempt>`).
+            idempotency_key: match &entry.record.idempotency_key {
+                Some(key) => key.clone(),
+                None => attempt_key(&entry.subject, entry.record.attempt),
+            },
             deadline: entry.record.deadline,
             timeout: entry.attempt_timeout.min(remaining),
             traceparent: entry.request.traceparent.clone(),
