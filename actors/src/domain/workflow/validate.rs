@@ -335,10 +335,23 @@ impl<'a> Validator<'a> {
         }
         if let Some(approval) = &step.approval {
             let pointless = [
-                ("input", step.input.is_some(), "an approval step gives no task an input: put what the approver reads in approval.message"),
-                ("for_each", step.for_each.is_some(), "an approval step pauses once for one decision: remove for_each"),
+                (
+                    "input",
+                    step.input.is_some(),
+                    "an approval step gives no task an input: put what the approver reads in \
+                     approval.message",
+                ),
+                (
+                    "for_each",
+                    step.for_each.is_some(),
+                    "an approval step pauses once for one decision: remove for_each",
+                ),
                 ("retry", step.retry.is_some(), "an approval step is decided, not retried: remove retry"),
-                ("timeout", step.timeout.is_some(), "an approval step waits for a person: set how long in approval.timeout instead"),
+                (
+                    "timeout",
+                    step.timeout.is_some(),
+                    "an approval step waits for a person: set how long in approval.timeout instead",
+                ),
             ];
             for (key, set, message) in pointless {
                 if set {

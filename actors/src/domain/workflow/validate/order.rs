@@ -166,8 +166,8 @@ impl Validator<'_> {
                 name if self.templates.is_global(name) => {}
                 name => {
                     let message = format!(
-                        "{name} is not defined: templates read input, steps.<id>.output|state|error, run, and \
-                         item and index in a for_each step"
+                        "{name} is not defined: templates read input, steps.<id>.output|state|error, \
+                         run, and item and index in a for_each step"
                     );
                     self.problem(at, message);
                 }
@@ -224,5 +224,8 @@ enum Items {
 }
 
 fn compile_message(e: &TemplateError) -> String {
-    format!("this template does not compile: {e}; write values as {{{{ expression }}}} and statements as {{% … %}}")
+    format!(
+        "this template does not compile: {e}; write values as {{{{ expression }}}} and statements \
+         as {{% … %}}"
+    )
 }

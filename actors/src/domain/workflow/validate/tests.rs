@@ -298,6 +298,12 @@ fn an_input_schema_must_be_a_json_schema() {
     one(text, "/input_schema/type", "objekt", "not a valid JSON Schema");
     let text = "name: t\ninput_schema: [1]\nsteps:\n  - {id: a, agent: scanner}\n";
     one(text, "/input_schema", "[1]", "must be a JSON Schema");
+    // Nothing is fetched: a meta-schema or a $ref elsewhere is a problem, not a request.
+    let text = "name: t\ninput_schema: {$schema: \"http://127.0.0.1:9/meta\"}\nsteps:\n  - {id: a, agent: scanner}\n";
+    one(text, "/input_schema", "{$schema", "cannot be checked");
+    let text =
+        "name: t\ninput_schema: {$ref: \"http://127.0.0.1:9/s.json\"}\nsteps:\n  - {id: a, agent: scanner}\n";
+    one(text, "/input_schema", "{$ref", "cannot be used");
 }
 
 #[test]
