@@ -103,7 +103,11 @@ pub fn validate(def: &WorkflowDef, known: &KnownNames) -> Vec<Problem> {
         v.step(i, step);
     }
     v.cycles();
-    v.references();
+    // What each step may read is found by walking its dependencies, in time quadratic in
+    // the steps: past the bound the definition is refused before that work.
+    if def.steps.len() <= MAX_STEPS {
+        v.references();
+    }
     v.problems
 }
 
@@ -132,6 +136,9 @@ pub fn validate_input(schema: &Value, input: &Value) -> Vec<Problem> {
 
 /// Schema errors reported at most, so a huge input cannot make a huge answer.
 const MAX_SCHEMA_ERRORS: usize = 100;
+
+/// Steps of one workflow at most; a larger graph is split into sub-workflows.
+pub const MAX_STEPS: usize = 1000;
 
 /// Names listed at most in a message.
 const MAX_LISTED: usize = 12;
@@ -167,6 +174,13 @@ impl<'a> Validator<'a> {
         }
         if def.steps.is_empty() {
             self.problem("/steps", "a workflow needs at least one step: add one under steps");
+        } else if def.steps.len() > MAX_STEPS {
+            let message = format!(
+                "a workflow has at most {MAX_STEPS} steps and this one has {}: move some into \
+                 sub-workflows (steps with workflow: {{name: …}})",
+                def.steps.len()
+            );
+            self.problem("/steps", message);
         }
         if def.concurrency == Some(0) {
             self.problem(

@@ -346,3 +346,25 @@ fn step_ids_are_names_without_dashes() {
     assert!(!valid_step_id("Scan"));
     assert!(!valid_step_id(""));
 }
+
+#[test]
+fn a_workflow_has_a_bounded_number_of_steps() {
+    let steps: Vec<StepDef> = (0..=MAX_STEPS)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": format!("s{i}"), "agent": "scanner",
+                "depends_on": if i > 0 { vec![format!("s{}", i - 1)] } else { vec![] },
+                "input": if i > 0 { "{{ steps.s0.output }}" } else { "first" },
+            }))
+            .unwrap()
+        })
+        .collect();
+    let mut def: WorkflowDef = serde_json::from_value(json!({"name": "big", "steps": []})).unwrap();
+    def.steps = steps;
+    let problems = validate(&def, &known());
+    assert_eq!(problems, [Problem::new("/steps", problems[0].message.clone())]);
+    assert!(problems[0].message.contains("at most 1000 steps"), "{problems:?}");
+    def.steps.truncate(MAX_STEPS);
+    let problems = validate(&def, &known());
+    assert!(problems.is_empty(), "a chain of {MAX_STEPS} steps is fine: {:?}", problems.first());
+}
