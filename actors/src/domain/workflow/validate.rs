@@ -7,7 +7,7 @@
 //!
 //! [`source`]: super::source
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -102,10 +102,10 @@ pub fn validate(def: &WorkflowDef, known: &KnownNames) -> Vec<Problem> {
     for (i, step) in def.steps.iter().enumerate() {
         v.step(i, step);
     }
-    v.cycles();
-    // What each step may read is found by walking its dependencies, in time quadratic in
-    // the steps: past the bound the definition is refused before that work.
+    // Cycles and what each step may read are found by walking dependencies, in time
+    // quadratic in the steps: past the bound the definition is refused before that work.
     if def.steps.len() <= MAX_STEPS {
+        v.cycles();
         v.references();
     }
     v.problems
@@ -242,6 +242,7 @@ impl<'a> Validator<'a> {
             );
         }
         self.kind(&at, step);
+        let mut listed = HashSet::new();
         for (j, dep) in step.depends_on.iter().enumerate() {
             let here = format!("{at}/depends_on/{j}");
             if *dep == step.id {
@@ -250,7 +251,7 @@ impl<'a> Validator<'a> {
                 let message =
                     format!("depends on {dep:?}, which is not a step: steps are {}", self.step_list());
                 self.problem(here, message);
-            } else if step.depends_on[..j].contains(dep) {
+            } else if !listed.insert(dep) {
                 self.problem(here, format!("{dep:?} is listed twice: remove one"));
             }
         }
@@ -437,11 +438,12 @@ pub fn valid_step_id(id: &str) -> bool {
 }
 
 fn list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
-    let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_string()).collect();
-    match names.len() {
-        0 => "none".to_string(),
-        n if n <= MAX_LISTED => names.join(", "),
-        n => format!("{} and {} more", names[..MAX_LISTED].join(", "), n - MAX_LISTED),
+    let mut names = names.into_iter();
+    let shown: Vec<String> = names.by_ref().take(MAX_LISTED).map(|n| n.as_ref().to_string()).collect();
+    match (shown.len(), names.count()) {
+        (0, _) => "none".to_string(),
+        (_, 0) => shown.join(", "),
+        (_, more) => format!("{} and {more} more", shown.join(", ")),
     }
 }
 

@@ -368,3 +368,11 @@ fn a_workflow_has_a_bounded_number_of_steps() {
     let problems = validate(&def, &known());
     assert!(problems.is_empty(), "a chain of {MAX_STEPS} steps is fine: {:?}", problems.first());
 }
+
+#[test]
+fn long_lists_of_names_are_cut() {
+    let names: Vec<String> = (0..14).map(|i| format!("n{i}")).collect();
+    assert_eq!(list(&names), "n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11 and 2 more");
+    assert_eq!(list(&names[..2]), "n0, n1");
+    assert_eq!(list(Vec::<String>::new()), "none");
+}
