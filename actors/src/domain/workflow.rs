@@ -18,4 +18,4 @@ pub use run::{
 };
 pub use source::{check, parse, parse_value, Diagnostic, ParsedDefinition, Position, Positions};
 pub use template::{TemplateError, Templates, Usage};
-pub use validate::{valid_step_id, validate, validate_input, KnownNames, Problem};
+pub use validate::{valid_step_id, validate, validate_input, KnownNames, Problem, MAX_STEPS};

@@ -91,3 +91,29 @@ fn a_missing_file_or_argument_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
     assert_eq!(validate(dir.path(), &[]).status.code(), Some(2));
 }
+
+#[test]
+fn the_example_workflows_are_valid_for_the_repository_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let examples = root.join("examples/workflows");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "json") {
+            let out = mark1(root)
+                .args(["workflows", "validate", "--config", "config.toml"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "examples/workflows has definitions");
+}

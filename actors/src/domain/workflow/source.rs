@@ -221,6 +221,10 @@ fn escape(key: &str) -> String {
 /// Nodes one text may expand to (aliases included).
 const MAX_NODES: usize = 200_000;
 
+/// Lists and mappings nested at most, so that deserializing, templating and dropping
+/// the value (all recursive) cannot exhaust a thread's stack.
+const MAX_DEPTH: usize = 64;
+
 /// Reads YAML or JSON into a value and the positions of its parts. No definition shape
 /// is checked here: any document is a value.
 pub fn parse_value(text: &str) -> Result<(Value, Positions), Diagnostic> {
@@ -337,6 +341,11 @@ impl Builder {
         }
         if let Some(tag) = tag.filter(|t| !(t.is_yaml_core_schema() && t.suffix == kind)) {
             return Err(self.error(at, format!("tag {tag} is not supported: definitions are plain data")));
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            let message =
+                format!("lists and mappings nest deeper than {MAX_DEPTH} levels here: flatten them");
+            return Err(self.error(at, message));
         }
         self.grow(1, at)?;
         let pointer = self.next_pointer();

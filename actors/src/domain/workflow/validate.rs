@@ -7,7 +7,7 @@
 //!
 //! [`source`]: super::source
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -102,8 +102,12 @@ pub fn validate(def: &WorkflowDef, known: &KnownNames) -> Vec<Problem> {
     for (i, step) in def.steps.iter().enumerate() {
         v.step(i, step);
     }
-    v.cycles();
-    v.references();
+    // Cycles and what each step may read are found by walking dependencies, in time
+    // quadratic in the steps: past the bound the definition is refused before that work.
+    if def.steps.len() <= MAX_STEPS {
+        v.cycles();
+        v.references();
+    }
     v.problems
 }
 
@@ -132,6 +136,9 @@ pub fn validate_input(schema: &Value, input: &Value) -> Vec<Problem> {
 
 /// Schema errors reported at most, so a huge input cannot make a huge answer.
 const MAX_SCHEMA_ERRORS: usize = 100;
+
+/// Steps of one workflow at most; a larger graph is split into sub-workflows.
+pub const MAX_STEPS: usize = 1000;
 
 /// Names listed at most in a message.
 const MAX_LISTED: usize = 12;
@@ -167,6 +174,13 @@ impl<'a> Validator<'a> {
         }
         if def.steps.is_empty() {
             self.problem("/steps", "a workflow needs at least one step: add one under steps");
+        } else if def.steps.len() > MAX_STEPS {
+            let message = format!(
+                "a workflow has at most {MAX_STEPS} steps and this one has {}: move some into \
+                 sub-workflows (steps with workflow: {{name: …}})",
+                def.steps.len()
+            );
+            self.problem("/steps", message);
         }
         if def.concurrency == Some(0) {
             self.problem(
@@ -228,6 +242,7 @@ impl<'a> Validator<'a> {
             );
         }
         self.kind(&at, step);
+        let mut listed = HashSet::new();
         for (j, dep) in step.depends_on.iter().enumerate() {
             let here = format!("{at}/depends_on/{j}");
             if *dep == step.id {
@@ -236,7 +251,7 @@ impl<'a> Validator<'a> {
                 let message =
                     format!("depends on {dep:?}, which is not a step: steps are {}", self.step_list());
                 self.problem(here, message);
-            } else if step.depends_on[..j].contains(dep) {
+            } else if !listed.insert(dep) {
                 self.problem(here, format!("{dep:?} is listed twice: remove one"));
             }
         }
@@ -335,10 +350,23 @@ impl<'a> Validator<'a> {
         }
         if let Some(approval) = &step.approval {
             let pointless = [
-                ("input", step.input.is_some(), "an approval step gives no task an input: put what the approver reads in approval.message"),
-                ("for_each", step.for_each.is_some(), "an approval step pauses once for one decision: remove for_each"),
+                (
+                    "input",
+                    step.input.is_some(),
+                    "an approval step gives no task an input: put what the approver reads in \
+                     approval.message",
+                ),
+                (
+                    "for_each",
+                    step.for_each.is_some(),
+                    "an approval step pauses once for one decision: remove for_each",
+                ),
                 ("retry", step.retry.is_some(), "an approval step is decided, not retried: remove retry"),
-                ("timeout", step.timeout.is_some(), "an approval step waits for a person: set how long in approval.timeout instead"),
+                (
+                    "timeout",
+                    step.timeout.is_some(),
+                    "an approval step waits for a person: set how long in approval.timeout instead",
+                ),
             ];
             for (key, set, message) in pointless {
                 if set {
@@ -410,11 +438,12 @@ pub fn valid_step_id(id: &str) -> bool {
 }
 
 fn list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
-    let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_string()).collect();
-    match names.len() {
-        0 => "none".to_string(),
-        n if n <= MAX_LISTED => names.join(", "),
-        n => format!("{} and {} more", names[..MAX_LISTED].join(", "), n - MAX_LISTED),
+    let mut names = names.into_iter();
+    let shown: Vec<String> = names.by_ref().take(MAX_LISTED).map(|n| n.as_ref().to_string()).collect();
+    match (shown.len(), names.count()) {
+        (0, _) => "none".to_string(),
+        (_, 0) => shown.join(", "),
+        (_, more) => format!("{} and {more} more", shown.join(", ")),
     }
 }
 

@@ -121,7 +121,7 @@ fn scalars_follow_the_yaml_1_2_core_schema() {
 }
 
 #[test]
-fn aliases_are_expanded_within_a_bound() {
+fn aliases_and_nesting_are_bounded() {
     let (value, _) = parse_value("base: &b {agent: x}\nother: *b\n").unwrap();
     assert_eq!(value["other"], json!({"agent": "x"}));
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
@@ -133,6 +133,10 @@ fn aliases_are_expanded_within_a_bound() {
     }
     let err = parse_value(&bomb).unwrap_err();
     assert!(err.message.contains("more than"), "{err}");
+    let deep = format!("a: {}{}", "[".repeat(100), "]".repeat(100));
+    let err = parse_value(&deep).unwrap_err();
+    assert!(err.message.contains("deeper than 64"), "{err}");
+    assert_eq!((err.line, err.column), (1, 4 + 63));
 }
 
 #[test]

@@ -72,8 +72,9 @@ impl Validator<'_> {
     pub(super) fn references(&mut self) {
         let def = self.def;
         let steps = &def.steps;
+        let before = self.predecessors();
         for (i, step) in steps.iter().enumerate() {
-            let ancestors = self.ancestors(i);
+            let ancestors = Self::ancestors(&before, i);
             let scope = Scope::Step { index: i, ancestors: &ancestors };
             let at = format!("/steps/{i}");
             for (key, text) in [("when", &step.when), ("for_each", &step.for_each)] {
@@ -107,23 +108,32 @@ impl Validator<'_> {
     }
 
     /// Steps whose state exists when step `i` starts: its dependencies, and the steps whose
-    /// failure routes to it, transitively.
-    fn ancestors(&self, i: usize) -> BTreeSet<usize> {
-        let steps = &self.def.steps;
-        let before = |n: usize| {
-            let deps = steps[n].depends_on.iter().filter_map(|d| self.ids.get(d.as_str()).copied());
-            let routed =
-                steps.iter().enumerate().filter(move |(_, s)| s.on_error.route() == Some(&steps[n].id));
-            deps.chain(routed.map(|(k, _)| k)).collect::<Vec<_>>()
-        };
+    /// failure routes to it, transitively. `before[n]` are the direct ones of step `n`.
+    fn ancestors(before: &[Vec<usize>], i: usize) -> BTreeSet<usize> {
         let mut seen = BTreeSet::new();
-        let mut todo = before(i);
+        let mut todo = before[i].clone();
         while let Some(n) = todo.pop() {
             if n != i && seen.insert(n) {
-                todo.extend(before(n));
+                todo.extend(&before[n]);
             }
         }
         seen
+    }
+
+    /// For each step, the steps done right before it may start: its dependencies and the
+    /// steps whose `on_error` routes to it.
+    fn predecessors(&self) -> Vec<Vec<usize>> {
+        let steps = &self.def.steps;
+        let mut before: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|s| s.depends_on.iter().filter_map(|d| self.ids.get(d.as_str()).copied()).collect())
+            .collect();
+        for (k, step) in steps.iter().enumerate() {
+            if let Some(&target) = step.on_error.route().and_then(|r| self.ids.get(r)) {
+                before[target].push(k);
+            }
+        }
+        before
     }
 
     /// Checks the variables one template (or one value's templates) reads.
@@ -166,8 +176,8 @@ impl Validator<'_> {
                 name if self.templates.is_global(name) => {}
                 name => {
                     let message = format!(
-                        "{name} is not defined: templates read input, steps.<id>.output|state|error, run, and \
-                         item and index in a for_each step"
+                        "{name} is not defined: templates read input, steps.<id>.output|state|error, \
+                         run, and item and index in a for_each step"
                     );
                     self.problem(at, message);
                 }
@@ -224,5 +234,8 @@ enum Items {
 }
 
 fn compile_message(e: &TemplateError) -> String {
-    format!("this template does not compile: {e}; write values as {{{{ expression }}}} and statements as {{% … %}}")
+    format!(
+        "this template does not compile: {e}; write values as {{{{ expression }}}} and statements \
+         as {{% … %}}"
+    )
 }

@@ -298,6 +298,12 @@ fn an_input_schema_must_be_a_json_schema() {
     one(text, "/input_schema/type", "objekt", "not a valid JSON Schema");
     let text = "name: t\ninput_schema: [1]\nsteps:\n  - {id: a, agent: scanner}\n";
     one(text, "/input_schema", "[1]", "must be a JSON Schema");
+    // Nothing is fetched: a meta-schema or a $ref elsewhere is a problem, not a request.
+    let text = "name: t\ninput_schema: {$schema: \"http://127.0.0.1:9/meta\"}\nsteps:\n  - {id: a, agent: scanner}\n";
+    one(text, "/input_schema", "{$schema", "cannot be checked");
+    let text =
+        "name: t\ninput_schema: {$ref: \"http://127.0.0.1:9/s.json\"}\nsteps:\n  - {id: a, agent: scanner}\n";
+    one(text, "/input_schema", "{$ref", "cannot be used");
 }
 
 #[test]
@@ -339,4 +345,34 @@ fn step_ids_are_names_without_dashes() {
     assert!(!valid_step_id("scan-2"));
     assert!(!valid_step_id("Scan"));
     assert!(!valid_step_id(""));
+}
+
+#[test]
+fn a_workflow_has_a_bounded_number_of_steps() {
+    let steps: Vec<StepDef> = (0..=MAX_STEPS)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": format!("s{i}"), "agent": "scanner",
+                "depends_on": if i > 0 { vec![format!("s{}", i - 1)] } else { vec![] },
+                "input": if i > 0 { "{{ steps.s0.output }}" } else { "first" },
+            }))
+            .unwrap()
+        })
+        .collect();
+    let mut def: WorkflowDef = serde_json::from_value(json!({"name": "big", "steps": []})).unwrap();
+    def.steps = steps;
+    let problems = validate(&def, &known());
+    assert_eq!(problems, [Problem::new("/steps", problems[0].message.clone())]);
+    assert!(problems[0].message.contains("at most 1000 steps"), "{problems:?}");
+    def.steps.truncate(MAX_STEPS);
+    let problems = validate(&def, &known());
+    assert!(problems.is_empty(), "a chain of {MAX_STEPS} steps is fine: {:?}", problems.first());
+}
+
+#[test]
+fn long_lists_of_names_are_cut() {
+    let names: Vec<String> = (0..14).map(|i| format!("n{i}")).collect();
+    assert_eq!(list(&names), "n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11 and 2 more");
+    assert_eq!(list(&names[..2]), "n0, n1");
+    assert_eq!(list(Vec::<String>::new()), "none");
 }
