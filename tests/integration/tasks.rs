@@ -123,6 +123,9 @@ async fn retryable_failures_retry_with_new_attempts_and_others_do_not() {
     let key = done.output.unwrap()["key"].as_str().unwrap().to_string();
     assert!(key.ends_with(":3"), "the idempotency key names the attempt: {key}");
     assert_eq!(flaky_calls.load(Ordering::SeqCst), 3);
+    let keyed = TaskRequest::to_agent("flaky", json!(null)).idempotency_key("order-7");
+    let done = handle.run(keyed, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done.output.unwrap()["key"], json!("order-7"), "a submitter's key names the first attempt");
 
     let done = handle.run(TaskRequest::to_agent("hard", json!(null)), Duration::from_secs(5)).await.unwrap();
     assert_eq!(done.state, TaskState::Failed);

@@ -59,10 +59,12 @@ impl OrchestratorState {
             priority: entry.record.priority,
             input: entry.record.input.clone(),
             namespace: entry.record.namespace.clone(),
-            // The submitter's key when it gave one (a workflow step's `run:<run>:<step>:<attempt>`).
-            idempotency_key: match &entry.record.idempotency_key {
-                Some(key) => key.clone(),
-                None => attempt_key(&entry.subject, entry.record.attempt),
+            // The submitter's key names the first attempt (a workflow step's is
+            // `run:<run>:<step>:<attempt>`); a retry after a failure gets a new key.
+            idempotency_key: match (&entry.record.idempotency_key, entry.record.attempt) {
+                (Some(key), 1) => key.clone(),
+                (Some(key), attempt) => attempt_key(key, attempt),
+                (None, attempt) => attempt_key(&entry.subject, attempt),
             },
             deadline: entry.record.deadline,
             timeout: entry.attempt_timeout.min(remaining),
@@ -218,7 +220,7 @@ impl OrchestratorState {
     }
 }
 
-/// `<task id>:<attempt>`, built without the formatting machinery (once per attempt).
+/// `<task id or key>:<attempt>`, built without the formatting machinery (once per attempt).
 fn attempt_key(task: &str, attempt: u32) -> String {
     let attempt = attempt.to_string();
     let mut key = String::with_capacity(task.len() + 1 + attempt.len());

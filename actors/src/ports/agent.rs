@@ -15,8 +15,9 @@ pub struct TaskContext {
     pub task_id: TaskId,
     /// 1 for the first attempt; a re-run after a crash keeps its number.
     pub attempt: u32,
-    /// Stable across re-runs of the same attempt: `<task id>:<attempt>` unless the
-    /// submitter gave one.
+    /// Stable across re-runs of the same attempt (after a crash), new for each retry after
+    /// a failure: `<task id>:<attempt>`, or the submitter's key for the first attempt and
+    /// `<key>:<attempt>` for later ones.
     pub idempotency_key: String,
     pub deadline: Option<SystemTime>,
     pub namespace: String,
