@@ -18,7 +18,7 @@ mod engine;
 mod run;
 mod units;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::SystemTime;
 
 use mark1_supervisors::Addr;
@@ -110,15 +110,38 @@ impl RunChange {
 
 pub type ViewReply = RpcReplyPort<Result<RunView, WorkflowError>>;
 
-/// The actors of live runs, by run id.
+/// Finished runs kept in memory, so reading a run that just ended does not depend on
+/// its background writes having reached the store (durability off).
+const RECENTLY_FINISHED: usize = 10_000;
+
+/// The actors of live runs, by run id, and the views of the runs that ended last.
 #[derive(Default)]
 pub struct RunDirectory {
     runs: RwLock<HashMap<RunId, Addr<RunMsg>>>,
+    finished: parking_lot::Mutex<(HashMap<RunId, RunView>, VecDeque<RunId>)>,
 }
 
 impl RunDirectory {
     pub fn get(&self, id: RunId) -> Option<Addr<RunMsg>> {
         self.runs.read().get(&id).cloned()
+    }
+
+    /// A run that ended recently, as it ended.
+    pub fn finished(&self, id: RunId) -> Option<RunView> {
+        self.finished.lock().0.get(&id).cloned()
+    }
+
+    fn remember(&self, view: RunView) {
+        let mut finished = self.finished.lock();
+        let (views, order) = &mut *finished;
+        if views.insert(view.record.id, view.clone()).is_none() {
+            order.push_back(view.record.id);
+        }
+        while order.len() > RECENTLY_FINISHED {
+            if let Some(oldest) = order.pop_front() {
+                views.remove(&oldest);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

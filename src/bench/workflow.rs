@@ -23,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
 use super::{median, report, round3, Noop};
-use crate::config::SyncMode;
+use crate::config::{ConfigLoader, SyncMode};
 use crate::store::{open, StoreOptions};
 use crate::{AgentSpec, Node, NodeHandle};
 
@@ -74,11 +74,13 @@ struct Samples {
 pub async fn run(p: Params) -> Result<Value, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let memory = start_node(Arc::new(MemoryStore::with_retention(1 << 20)), &p).await?;
+    let memory =
+        start_node("bench-workflow-memory", dir.path(), Arc::new(MemoryStore::with_retention(1 << 20)), &p)
+            .await?;
     let mut options = StoreOptions::new(&sqlite_url);
     options.sync = p.sync;
     let opened = open(&options).await.map_err(|e| e.to_string())?;
-    let sqlite = start_node(opened.store.clone(), &p).await?;
+    let sqlite = start_node("bench-workflow-sqlite", dir.path(), opened.store.clone(), &p).await?;
     let call = Actor::spawn(None, Echo, ()).await.map_err(|e| e.to_string())?.0;
     let mut commit = BareCommit::connect(&dir.path().join("baseline.db"), p.sync).await?;
 
@@ -140,9 +142,23 @@ pub async fn run(p: Params) -> Result<Value, String> {
     ))
 }
 
-async fn start_node(store: Arc<dyn Store>, p: &Params) -> Result<Arc<NodeHandle>, String> {
+/// A node named `name` (two run side by side) on `store`, with the bench's workflows.
+async fn start_node(
+    name: &str,
+    dir: &std::path::Path,
+    store: Arc<dyn Store>,
+    p: &Params,
+) -> Result<Arc<NodeHandle>, String> {
     let settings = NodeSettings { max_in_flight: 1_000_000, ..NodeSettings::default() };
+    let config = ConfigLoader::new()
+        .no_file()
+        .env(Vec::<(String, String)>::new())
+        .set("node.name", name)
+        .set("node.data_dir", dir.to_str().unwrap_or("."))
+        .load()
+        .map_err(|e| e.to_string())?;
     let node = Node::builder()
+        .config(config)
         .store(store)
         .settings(settings)
         .agent(AgentSpec::native("noop").pool_size(4, 4).queue_limit(1 << 20), Noop)

@@ -91,13 +91,16 @@ impl NodeHandle {
     }
 
     async fn stored_run(&self, id: RunId) -> Result<RunView, NodeError> {
+        if let Some(view) = self.tree_internals().runs.finished(id) {
+            return Ok(view);
+        }
         let store = self.store();
         let record =
             store.run(id).await.map_err(WorkflowError::from)?.ok_or(WorkflowError::UnknownRun(id))?;
         let def = self.workflow(&record.namespace, &record.workflow, Some(record.version)).await?.def;
         let journal = store.journal(id).await.map_err(WorkflowError::from)?;
         let progress = RunProgress::replay(id, def, record.input.clone(), &journal);
-        Ok(RunView { record, steps: progress.steps })
+        Ok(RunView { record, steps: progress.into_steps() })
     }
 
     /// Waits up to `wait` for a run to end; returns it as it is then.

@@ -255,7 +255,7 @@ impl Actor for RunActor {
 
 impl RunDriver {
     fn view(&self) -> RunView {
-        RunView { record: self.record.clone(), steps: self.progress.steps.clone() }
+        RunView { record: self.record.clone(), steps: self.progress.steps().to_vec() }
     }
 
     fn wait(&mut self, wait: Option<Duration>, reply: ViewReply) {
@@ -274,7 +274,7 @@ impl RunDriver {
     async fn change(&mut self, change: RunChange, by: &str) -> Result<Vec<JournalEntry>, WorkflowError> {
         if let RunChange::AddSteps { steps } = &change {
             // Checked against the run's definition as it is now, added steps included.
-            self.env.check_added_steps(&self.record.namespace, &self.progress.def, steps).await?;
+            self.env.check_added_steps(&self.record.namespace, self.progress.def(), steps).await?;
         }
         change.apply(&mut self.progress, &self.env.templates, by, self.env.clock.now())
     }
@@ -282,7 +282,7 @@ impl RunDriver {
     /// Picks up what a crash (or a restart) left in flight.
     fn resume(&mut self) {
         let mut units = Vec::new();
-        for step in &self.progress.steps {
+        for step in self.progress.steps() {
             if step.state != crate::domain::workflow::StepState::Running {
                 continue;
             }
@@ -405,8 +405,8 @@ impl RunDriver {
 
     /// Submits a unit's task, or starts its sub-run.
     fn start_unit(&mut self, unit: UnitKey) {
-        let Some(i) = self.progress.steps.iter().position(|s| s.id == unit.step) else { return };
-        let def = &self.progress.def.steps[i];
+        let Some(i) = self.progress.steps().iter().position(|s| s.id == unit.step) else { return };
+        let def = &self.progress.def().steps[i];
         let (env, run, record) = (self.env.clone(), self.myself.clone(), &self.record);
         let key = step_task_key(record.id, &unit.step, unit.item, unit.attempt);
         let input = match self.progress.render_input(&env.templates, i, unit.item) {
@@ -501,6 +501,7 @@ impl RunDriver {
             let _ = parent.cast(RunMsg::ChildFinished { child: self.record.id, record });
         }
         let view = self.view();
+        self.env.directory.remember(view.clone());
         for (_, reply) in self.waiters.drain(..) {
             let _ = reply.send(Ok(view.clone()));
         }

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use self::index::Index;
 use super::{
     Decision, JournalEntry, JournalKind, OnError, RunId, RunState, StepDef, StepKind, StepState,
     TemplateError, Templates, Usage, WorkflowDef,
@@ -148,9 +149,11 @@ impl minijinja::value::Object for StepValues {
 #[derive(Debug)]
 pub struct RunProgress {
     pub run: RunId,
-    pub def: WorkflowDef,
+    /// The definition, with any steps added to the run. Changed only through entries.
+    def: WorkflowDef,
     pub input: Value,
-    pub steps: Vec<StepProgress>,
+    /// One per step of `def`, in its order. Changed only through entries.
+    steps: Vec<StepProgress>,
     pub state: RunState,
     pub output: Option<Value>,
     pub error: Option<String>,
@@ -161,6 +164,7 @@ pub struct RunProgress {
     ctx_input: minijinja::Value,
     ctx_run: minijinja::Value,
     ctx_steps: Arc<StepValues>,
+    index: Index,
 }
 
 /// A journal entry before it has a run, a seq and a time.
@@ -186,7 +190,7 @@ impl RunProgress {
         let ctx_run = minijinja::Value::from_serialize(json!({
             "id": run.to_string(), "workflow": def.name, "version": def.version,
         }));
-        let progress = RunProgress {
+        let mut progress = RunProgress {
             run,
             def,
             input,
@@ -199,11 +203,19 @@ impl RunProgress {
             ctx_input,
             ctx_run,
             ctx_steps: Arc::default(),
+            index: Index::default(),
         };
-        for i in 0..progress.steps.len() {
-            progress.refresh_context(i);
-        }
+        progress.reindex();
         progress
+    }
+
+    /// Rebuilds the index and the template context of every step: after a change that
+    /// touches many steps (steps added, a run ended or reopened).
+    fn reindex(&mut self) {
+        self.index = Index::build(&self.def, &self.steps);
+        for i in 0..self.steps.len() {
+            self.refresh_context(i);
+        }
     }
 
     /// Shows step `i` as it is now to templates.
@@ -223,16 +235,28 @@ impl RunProgress {
         progress
     }
 
+    pub fn def(&self) -> &WorkflowDef {
+        &self.def
+    }
+
+    pub fn steps(&self) -> &[StepProgress] {
+        &self.steps
+    }
+
+    pub fn into_steps(self) -> Vec<StepProgress> {
+        self.steps
+    }
+
     pub fn step(&self, id: &str) -> Option<&StepProgress> {
-        self.steps.iter().find(|s| s.id == id)
+        self.index(id).map(|i| &self.steps[i])
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.id == id)
+        self.index.position(id)
     }
 
     fn is_route(&self, id: &str) -> bool {
-        self.def.steps.iter().any(|s| s.on_error.route() == Some(id))
+        self.index.is_route(id)
     }
 
     /// Applies one journal entry. Entries are applied in `seq` order; the last applied
@@ -240,9 +264,12 @@ impl RunProgress {
     pub fn apply(&mut self, entry: &JournalEntry) {
         self.apply_entry(entry);
         match entry.step.as_deref().and_then(|id| self.index(id)) {
-            Some(i) => self.refresh_context(i),
-            // Run-level entries may touch every step (added, cancelled, reopened).
-            None => (0..self.steps.len()).for_each(|i| self.refresh_context(i)),
+            Some(i) if entry.kind != JournalKind::StepRetryRequested => {
+                self.index.update(i, &self.steps[i], &self.steps);
+                self.refresh_context(i);
+            }
+            // Entries that may touch every step (added, cancelled, failed, reopened).
+            _ => self.reindex(),
         }
     }
 
@@ -414,7 +441,8 @@ impl RunProgress {
                 _ => Dep::Blocks,
             },
             StepState::Failed | StepState::TimedOut | StepState::Cancelled => {
-                if self.def.step(id).is_some_and(|d| d.on_error == OnError::Continue) {
+                let i = self.index(id).expect("a step found above");
+                if self.def.steps[i].on_error == OnError::Continue {
                     Dep::Satisfied
                 } else {
                     Dep::Blocks
@@ -426,8 +454,10 @@ impl RunProgress {
 
     /// Units of work running now: steps (sub-workflows included) and `for_each` items.
     pub fn running_units(&self) -> usize {
-        self.steps
+        self.index
+            .live
             .iter()
+            .map(|&i| &self.steps[i])
             .map(|s| match (s.state, &s.items) {
                 (StepState::Running, Some(_)) => {
                     s.item_states.iter().filter(|i| i.state == StepState::Running).count()
@@ -508,8 +538,13 @@ impl RunProgress {
     fn next_drafts(&self, templates: &Templates, now: SystemTime) -> Vec<Draft> {
         let mut drafts = Vec::new();
         let mut free = self.def.concurrency().saturating_sub(self.running_units());
-        for (i, step) in self.steps.iter().enumerate() {
-            let def = &self.def.steps[i];
+        // Only steps that can move: ready to start or skip, running, or with a timer.
+        let mut look: Vec<usize> =
+            self.index.ready.iter().chain(&self.index.live).chain(&self.index.timed).copied().collect();
+        look.sort_unstable();
+        look.dedup();
+        for i in look {
+            let (step, def) = (&self.steps[i], &self.def.steps[i]);
             match step.state {
                 StepState::Queued if step.retry_at.is_none_or(|at| at <= now) => {
                     let deps: Vec<Dep> = def.depends_on.iter().map(|d| self.dep(d)).collect();
@@ -680,11 +715,10 @@ impl RunProgress {
 
     /// When nothing else can move: skips routes nothing went to, then ends the run.
     fn finish(&self, templates: &Templates) -> Vec<Draft> {
-        if self.steps.iter().any(|s| matches!(s.state, StepState::Running | StepState::WaitingApproval)) {
+        if !self.index.live.is_empty() {
             return Vec::new();
         }
-        let queued: Vec<usize> =
-            (0..self.steps.len()).filter(|&i| self.steps[i].state == StepState::Queued).collect();
+        let queued: Vec<usize> = self.index.queued.iter().copied().collect();
         if queued.iter().any(|&i| self.steps[i].retry_at.is_some()) {
             return Vec::new(); // a retry is due later
         }
@@ -827,7 +861,7 @@ impl RunProgress {
 
     /// The `run.failed` a failed step with `on_error: fail` calls for, if there is one.
     fn unhandled_failure(&self) -> Option<Draft> {
-        let failed = self.steps.iter().find(|s| s.is_failure() && !s.handled)?;
+        let failed = &self.steps[*self.index.unhandled.first()?];
         let error =
             format!("step '{}' failed: {}", failed.id, failed.error.as_deref().unwrap_or("unknown error"));
         Some(Draft { kind: JournalKind::RunFailed, step: None, attempt: None, data: json!({"error": error}) })
@@ -984,7 +1018,7 @@ impl RunProgress {
     pub fn record_state(&self) -> RunState {
         if self.state == RunState::Running
             && self.running_units() == 0
-            && self.steps.iter().any(|s| s.state == StepState::WaitingApproval)
+            && self.index.live.iter().any(|&i| self.steps[i].state == StepState::WaitingApproval)
         {
             RunState::WaitingApproval
         } else {
@@ -994,9 +1028,10 @@ impl RunProgress {
 
     /// The earliest time a retry or an approval's default is due.
     pub fn next_timer(&self) -> Option<SystemTime> {
-        self.steps.iter().filter_map(|s| s.retry_at.or(s.decide_at)).min()
+        self.index.timed.iter().filter_map(|&i| self.steps[i].retry_at.or(self.steps[i].decide_at)).min()
     }
 }
 
+mod index;
 #[cfg(test)]
 mod tests;

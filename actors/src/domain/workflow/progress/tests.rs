@@ -59,6 +59,8 @@ impl Sim {
     fn assert_replays(&self) {
         let fresh = RunProgress::replay(self.p.run, self.original_def(), self.p.input.clone(), &self.journal);
         assert_eq!(fresh.steps, self.p.steps);
+        let rebuilt = Index::build(&self.p.def, &self.p.steps);
+        assert_eq!(self.p.index, rebuilt, "the index kept entry by entry is the one built from scratch");
         assert_eq!(
             (fresh.state, &fresh.output, fresh.next_seq),
             (self.p.state, &self.p.output, self.p.next_seq)
