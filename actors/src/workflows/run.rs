@@ -452,7 +452,10 @@ impl RunDriver {
             // retry policy applies to the task as to any other.
             retries: def.retry.as_ref().map(|_| 0),
             idempotency_key: Some(key),
-            durable: record.durable,
+            // The run's journal is what survives a crash: a step in flight is submitted
+            // again with the same key, and its completion is recorded by the journal, not
+            // the task. Committing the task as well would double the commits of a step.
+            durable: false,
             submitter: record.submitter.clone(),
             traceparent: None,
         };
