@@ -162,7 +162,7 @@ pub async fn run(remote: &Remote, command: RunsCommand) -> Result<(), CliError> 
             let (wait, json) = (start.wait, start.json);
             let request = start_request(start)?;
             let (_, view) = remote.send(Method::POST, &["v1", "runs"], request).await?;
-            show(&view, json);
+            show(remote, &view, json).await;
             wait.map_or(Ok(()), |wait| finished(&view, Some(wait)))
         }
         RunsCommand::List { workflow, state, limit, all, json } => {
@@ -172,7 +172,7 @@ pub async fn run(remote: &Remote, command: RunsCommand) -> Result<(), CliError> 
             let query = wait_query(wait);
             let request = Request { query, wait, ..Request::default() };
             let (_, view) = remote.send(Method::GET, &["v1", "runs", &id], request).await?;
-            show(&view, json);
+            show(remote, &view, json).await;
             wait.map_or(Ok(()), |wait| finished(&view, Some(wait)))
         }
         RunsCommand::Events { id, after, limit, json } => {
@@ -193,7 +193,7 @@ pub async fn run(remote: &Remote, command: RunsCommand) -> Result<(), CliError> 
             let body = reason.map_or(json!({}), |reason| json!({"reason": reason}));
             let request = Request { body: Some(body), ..Request::default() };
             let (_, view) = remote.send(Method::POST, &["v1", "runs", &id, "cancel"], request).await?;
-            show(&view, json);
+            show(remote, &view, json).await;
             Ok(())
         }
         RunsCommand::Retry { id, step, json } => {
@@ -282,7 +282,7 @@ async fn list(
 async fn change(remote: &Remote, id: &str, body: Value, json: bool) -> Result<(), CliError> {
     let request = Request { body: Some(body), ..Request::default() };
     let (_, view) = remote.send(Method::PATCH, &["v1", "runs", id], request).await?;
-    show(&view, json);
+    show(remote, &view, json).await;
     Ok(())
 }
 
@@ -293,7 +293,7 @@ async fn decide_step(remote: &Remote, d: Decide, approved: bool) -> Result<(), C
     }
     let request = Request { body: Some(body), ..Request::default() };
     let (_, view) = remote.send(Method::POST, &["v1", "runs", &d.id, "approvals", &d.step], request).await?;
-    show(&view, d.json);
+    show(remote, &view, d.json).await;
     Ok(())
 }
 
@@ -319,7 +319,7 @@ async fn add_steps(remote: &Remote, id: &str, file: &Path, json: bool) -> Result
     let request = Request { body: Some(body), ..Request::default() };
     let (status, answer) = remote.exchange(Method::PATCH, &["v1", "runs", id], request).await?;
     if status.is_success() {
-        show(&remote.json(&["v1", "runs", id], status, &answer)?, json);
+        show(remote, &remote.json(&["v1", "runs", id], status, &answer)?, json).await;
         return Ok(());
     }
     let problem: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
@@ -386,12 +386,17 @@ fn step_rows(model: &RunModel, now: SystemTime) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn show(view: &Value, json: bool) {
+/// A run view: as JSON, or as tables (its steps in dependency order, which a read of
+/// its definition gives).
+async fn show(remote: &Remote, view: &Value, json: bool) {
     if json {
         return print_json(view);
     }
     print!("{}", table::render(&RUN_HEADERS, &[run_row(view)]));
-    let model = RunModel::of_view(view);
+    let mut model = RunModel::of_view(view);
+    if let Some(deps) = watch::definition_deps(remote, view).await {
+        model.set_depends_on(deps);
+    }
     if model.ordered().is_empty() {
         return;
     }

@@ -60,7 +60,7 @@ fn query(id: &str, after: Option<u64>) -> Vec<(&'static str, String)> {
 
 /// The `depends_on` of the run's definition version; none when it cannot be read (the
 /// view works without them).
-async fn definition_deps(
+pub(super) async fn definition_deps(
     remote: &Remote,
     view: &Value,
 ) -> Option<std::collections::HashMap<String, Vec<String>>> {
