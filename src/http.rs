@@ -8,6 +8,8 @@
 //! | `/v1/events` (list or WebSocket), `/v1/actors/watch` (WebSocket) | [`routes::events`], [`ws`] |
 //! | `/v1/tasks…` | [`routes::tasks`] |
 //! | `/v1/agents…` | [`routes::agents`] |
+//! | `/v1/workflows…` | [`routes::workflows`] |
+//! | `/v1/runs…` | [`routes::runs`], [`routes::runs::changes`] |
 //! | `/v1/keys…`, `/v1/audit` | [`routes::admin`] |
 //! | `/openapi.json` | generated from the handlers' annotations |
 //!
@@ -78,7 +80,7 @@ use crate::node::NodeHandle;
     info(title = "Mark-1", description = "An orchestrator for AI agents, built as an actor-model runtime."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "tasks"), (name = "events"), (name = "agents"), (name = "actors"), (name = "admin"), (name = "system"))
+    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "events"), (name = "agents"), (name = "actors"), (name = "admin"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -113,6 +115,14 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .routes(routes!(routes::tasks::submit, routes::tasks::list))
         .routes(routes!(routes::tasks::get))
         .routes(routes!(routes::tasks::cancel))
+        .routes(routes!(routes::workflows::create, routes::workflows::list))
+        .routes(routes!(routes::workflows::validate))
+        .routes(routes!(routes::workflows::get))
+        .routes(routes!(routes::runs::start, routes::runs::list))
+        .routes(routes!(routes::runs::get, routes::runs::changes::patch))
+        .routes(routes!(routes::runs::events))
+        .routes(routes!(routes::runs::changes::cancel))
+        .routes(routes!(routes::runs::changes::decide))
         .routes(routes!(routes::agents::list, routes::agents::register))
         .routes(routes!(routes::agents::get, routes::agents::resize, routes::agents::remove))
         .routes(routes!(routes::admin::create, routes::admin::list))
@@ -123,6 +133,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
     let max_body = state.server.max_body_bytes;
     let metrics = state.node.http_metrics().clone();
     router
+        .route("/v1/workflows/validate", get(routes::workflows::get_named_validate))
         .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), audit::audit_denials))

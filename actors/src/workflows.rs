@@ -27,6 +27,7 @@ use ractor::RpcReplyPort;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use check::known_names;
 pub use engine::{Engine, EngineArgs, EngineMsg, RunEnv, StartRun};
 pub use run::{RunActor, RunMsg};
 

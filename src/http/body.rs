@@ -20,3 +20,16 @@ pub fn duration(what: &str, text: &str) -> Result<std::time::Duration, ApiError>
     humantime::parse_duration(text)
         .map_err(|e| ApiError::BadRequest(format!("{what}: {text:?} is not a duration such as 30s ({e})")))
 }
+
+/// A `?wait=` duration, at most the node's `server.max_wait`.
+pub fn wait(text: Option<&str>, max: std::time::Duration) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let wait = duration("wait", text)?;
+    if wait > max {
+        return Err(ApiError::BadRequest(format!(
+            "wait: {text} is longer than this node's server.max_wait ({})",
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(Some(wait))
+}

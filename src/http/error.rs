@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use mark1_actors::domain::workflow::{ChangeError, Diagnostic, Positions, Problem as DefinitionProblem};
 use mark1_actors::events::EventsError;
 use mark1_actors::orchestrator::{AgentRegistryError, TaskError};
+use mark1_actors::workflows::WorkflowError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -39,6 +41,48 @@ pub enum ApiError {
     /// Logged with the request's span (which carries its id); the client sees a generic text.
     #[error("{0}")]
     Internal(String),
+    /// A bad request with every problem found (a workflow definition, a run input), each
+    /// listed in the problem document's `errors`.
+    #[error("{detail}")]
+    Invalid { detail: String, errors: Vec<ErrorDetail> },
+}
+
+/// One problem of a request body: what is wrong, where (a JSON pointer), and, when the
+/// body was a definition's text, at which line and column.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A JSON pointer into the document, e.g. `/steps/2/depends_on/0`; `""` is the whole.
+    pub pointer: String,
+    pub message: String,
+    /// 1-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based, in characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+impl From<DefinitionProblem> for ErrorDetail {
+    fn from(p: DefinitionProblem) -> Self {
+        ErrorDetail { pointer: p.pointer, message: p.message, line: None, column: None }
+    }
+}
+
+impl From<Diagnostic> for ErrorDetail {
+    fn from(d: Diagnostic) -> Self {
+        ErrorDetail { pointer: d.pointer, message: d.message, line: Some(d.line), column: Some(d.column) }
+    }
+}
+
+impl ErrorDetail {
+    /// This problem at its place in a text whose parts are at `positions`.
+    pub fn located(mut self, positions: &Positions) -> Self {
+        if self.line.is_none() {
+            let at = positions.locate(&self.pointer);
+            (self.line, self.column) = (Some(at.line), Some(at.column));
+        }
+        self
+    }
 }
 
 /// The problem document every error answers with.
@@ -50,6 +94,9 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
+    /// Every problem of an invalid definition or input (400 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ErrorDetail>>,
 }
 
 impl ApiError {
@@ -66,6 +113,28 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+        }
+    }
+
+    /// A 400 listing `errors`, its detail summing them up.
+    pub fn invalid(what: &str, errors: Vec<ErrorDetail>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] if one.pointer.is_empty() => format!("{what}: {}", one.message),
+            [one] => format!("{what}: {} (at {})", one.message, one.pointer),
+            many => format!("{what}: {} problems, listed in `errors`", many.len()),
+        };
+        ApiError::Invalid { detail, errors }
+    }
+
+    /// The problems of an invalid definition at their line and column in its text.
+    pub fn located(self, positions: &Positions) -> Self {
+        match self {
+            ApiError::Invalid { detail, errors } => ApiError::Invalid {
+                detail,
+                errors: errors.into_iter().map(|e| e.located(positions)).collect(),
+            },
+            other => other,
         }
     }
 
@@ -84,11 +153,16 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let errors = match &self {
+            ApiError::Invalid { errors, .. } => Some(errors.clone()),
+            _ => None,
+        };
         let problem = Problem {
             kind: format!("urn:mark1:{code}"),
             title: status.canonical_reason().unwrap_or("error").to_string(),
             status: status.as_u16(),
             detail,
+            errors,
         };
         let body = serde_json::to_vec(&problem).expect("a problem serializes");
         let mut response = (status, body).into_response();
@@ -144,7 +218,31 @@ impl From<NodeError> for ApiError {
             NodeError::Timeout(m) => ApiError::Timeout(m),
             NodeError::Unavailable(m) => ApiError::Unavailable(m),
             NodeError::Events(e) => e.into(),
+            NodeError::Workflow(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        let details =
+            |problems: Vec<DefinitionProblem>| problems.into_iter().map(ErrorDetail::from).collect();
+        match e {
+            WorkflowError::UnknownWorkflow { .. }
+            | WorkflowError::UnknownRun(_)
+            | WorkflowError::Change(ChangeError::UnknownStep(_)) => ApiError::NotFound(e.to_string()),
+            WorkflowError::Invalid(problems) => ApiError::invalid("invalid workflow", details(problems)),
+            WorkflowError::InvalidInput(problems) => ApiError::invalid(
+                "the run input does not match the workflow's input_schema",
+                details(problems),
+            ),
+            WorkflowError::VersionExists { .. }
+            | WorkflowError::IdempotencyConflict { .. }
+            | WorkflowError::Change(ChangeError::WrongState { .. } | ChangeError::RunFinal(_)) => {
+                ApiError::Conflict(e.to_string())
+            }
+            WorkflowError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -184,6 +282,38 @@ mod tests {
         assert_eq!(timeout.into_response().status(), StatusCode::GATEWAY_TIMEOUT);
         let stopped = ApiError::from(NodeError::Unavailable("the orchestrator stopped".into()));
         assert_eq!(stopped.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn workflow_errors_map_to_one_status_each_and_invalid_ones_list_every_problem() {
+        use mark1_actors::domain::workflow::{ChangeError, Positions, Problem, RunId, RunState, StepState};
+        use mark1_actors::workflows::WorkflowError;
+
+        let status = |e: WorkflowError| ApiError::from(NodeError::Workflow(e)).into_response().status();
+        assert_eq!(status(WorkflowError::UnknownRun(RunId::new())), StatusCode::NOT_FOUND);
+        assert_eq!(status(ChangeError::UnknownStep("x".into()).into()), StatusCode::NOT_FOUND);
+        let wrong = ChangeError::WrongState { step: "x".into(), state: StepState::Running, wanted: "…" };
+        assert_eq!(status(wrong.into()), StatusCode::CONFLICT);
+        assert_eq!(status(ChangeError::RunFinal(RunState::Failed).into()), StatusCode::CONFLICT);
+        assert_eq!(status(WorkflowError::IdempotencyConflict { key: "k".into() }), StatusCode::CONFLICT);
+        assert_eq!(status(WorkflowError::Unavailable("down".into())), StatusCode::SERVICE_UNAVAILABLE);
+
+        let invalid =
+            WorkflowError::Invalid(vec![Problem::new("/steps/0/agent", "no agent"), Problem::new("", "too")]);
+        let response = ApiError::from(invalid).located(&Positions::default()).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096)).unwrap();
+        let problem: super::Problem = serde_json::from_slice(&body).unwrap();
+        let errors = problem.errors.expect("the problems are listed");
+        assert_eq!(errors.len(), 2);
+        assert_eq!(
+            (errors[0].pointer.as_str(), errors[0].line, errors[0].column),
+            ("/steps/0/agent", Some(1), Some(1))
+        );
+        assert!(problem.detail.contains("2 problems"), "{}", problem.detail);
+
+        let one = ApiError::from(WorkflowError::InvalidInput(vec![Problem::new("/input", "missing text")]));
+        assert!(one.to_string().contains("missing text (at /input)"), "{one}");
     }
 
     #[test]

@@ -29,9 +29,9 @@ pub async fn count(State(metrics): State<Arc<HttpMetrics>>, request: Request<Bod
 }
 
 /// The span every request's logs carry: method, path, request id, and the task id once
-/// a handler knows it (`Span::current().record("task_id", …)`).
+/// a handler knows it, or the run id (`Span::current().record("task_id", …)`).
 pub fn span(request: &Request<Body>) -> tracing::Span {
     let id = super::request_id(request.headers()).unwrap_or("");
     tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id,
-        task_id = tracing::field::Empty)
+        task_id = tracing::field::Empty, run_id = tracing::field::Empty)
 }

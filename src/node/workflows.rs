@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use mark1_actors::domain::workflow::{RunId, RunProgress, RunRecord, WorkflowDef, WorkflowRecord};
+use mark1_actors::domain::workflow::{
+    validate, Problem, RunId, RunProgress, RunRecord, WorkflowDef, WorkflowRecord,
+};
 use mark1_actors::ports::RunQuery;
-use mark1_actors::workflows::{EngineMsg, RunChange, RunMsg, RunView, StartRun, WorkflowError};
+use mark1_actors::workflows::{known_names, EngineMsg, RunChange, RunMsg, RunView, StartRun, WorkflowError};
 use mark1_supervisors::Addr;
 use ractor::rpc::CallResult;
 use ractor::RpcReplyPort;
@@ -51,6 +53,20 @@ impl NodeHandle {
             timeout,
         )
         .await??)
+    }
+
+    /// Every problem of `def` against the agents and the stored workflows of `namespace`,
+    /// as [`create_workflow`](Self::create_workflow) would find them; empty when it may be
+    /// stored. Nothing is written.
+    pub async fn validate_workflow(
+        &self,
+        namespace: &str,
+        def: &WorkflowDef,
+    ) -> Result<Vec<Problem>, NodeError> {
+        let catalog = &self.tree_internals().catalog;
+        let known =
+            known_names(catalog, self.store().as_ref(), namespace).await.map_err(WorkflowError::from)?;
+        Ok(validate(def, &known))
     }
 
     /// A stored definition: that version, or the latest.

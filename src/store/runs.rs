@@ -95,7 +95,7 @@ where
         row.map(|r| rows::run_from_row(&r)).transpose().map_err(classify)
     }
 
-    /// As `list_tasks`: one statement text per combination of filters (at most 16); a
+    /// As `list_tasks`: one statement text per combination of filters (at most 32); a
     /// namespace's runs come from the `(namespace, id)` index newest first.
     pub(super) async fn select_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
         let mut conditions = Vec::new();
@@ -108,6 +108,9 @@ where
         }
         if query.workflow.is_some() {
             param("workflow =");
+        }
+        if query.submitter.is_some() {
+            param("submitter =");
         }
         if query.before.is_some() {
             param("id <");
@@ -130,6 +133,9 @@ where
         }
         if let Some(workflow) = &query.workflow {
             select = select.bind(workflow.clone());
+        }
+        if let Some(submitter) = &query.submitter {
+            select = select.bind(submitter.clone());
         }
         if let Some(before) = query.before {
             select = select.bind(before.0);

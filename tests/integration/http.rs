@@ -7,6 +7,7 @@ mod quotas;
 mod support;
 mod telemetry;
 mod tls;
+mod workflows;
 
 use serde_json::json;
 
@@ -284,11 +285,26 @@ async fn openapi_documents_every_route() {
         ("/v1/actors/{name}", "get"),
         ("/v1/actors/watch", "get"),
         ("/v1/events", "get"),
+        ("/v1/workflows", "post"),
+        ("/v1/workflows", "get"),
+        ("/v1/workflows/validate", "post"),
+        ("/v1/workflows/{name}", "get"),
+        ("/v1/runs", "post"),
+        ("/v1/runs", "get"),
+        ("/v1/runs/{id}", "get"),
+        ("/v1/runs/{id}", "patch"),
+        ("/v1/runs/{id}/events", "get"),
+        ("/v1/runs/{id}/cancel", "post"),
+        ("/v1/runs/{id}/approvals/{step}", "post"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
     }
     let list = &paths["/v1/events"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
     assert_eq!(list["$ref"], "#/components/schemas/EventList", "{list}");
+    let problem = &doc["components"]["schemas"]["Problem"]["properties"];
+    assert!(problem.get("errors").is_some(), "invalid requests list their problems: {problem}");
+    let yaml = &paths["/v1/workflows"]["post"]["requestBody"]["content"];
+    assert!(yaml.get("application/yaml").is_some(), "definitions may be YAML: {yaml}");
     s.stop().await;
 }
 

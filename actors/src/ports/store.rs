@@ -98,6 +98,8 @@ pub struct RunQuery {
     pub state: Option<RunState>,
     /// Runs of this workflow, whatever the version.
     pub workflow: Option<String>,
+    /// Runs this principal submitted (role `agent` sees only its own).
+    pub submitter: Option<String>,
     /// Only runs older than this one: the cursor of the next page is the last id of the
     /// page before.
     pub before: Option<RunId>,
@@ -106,7 +108,7 @@ pub struct RunQuery {
 
 impl Default for RunQuery {
     fn default() -> Self {
-        RunQuery { namespace: None, state: None, workflow: None, before: None, limit: 100 }
+        RunQuery { namespace: None, state: None, workflow: None, submitter: None, before: None, limit: 100 }
     }
 }
 
@@ -115,6 +117,7 @@ impl RunQuery {
         self.namespace.as_ref().is_none_or(|ns| &run.namespace == ns)
             && self.state.is_none_or(|s| run.state == s)
             && self.workflow.as_ref().is_none_or(|w| &run.workflow == w)
+            && self.submitter.as_ref().is_none_or(|s| run.submitter.as_ref() == Some(s))
             && self.before.is_none_or(|before| run.id < before)
     }
 }

@@ -4,8 +4,27 @@
 use serde_json::Value;
 
 use super::{RunEnv, WorkflowError};
+use crate::agents::AgentCatalog;
 use crate::domain::workflow::validate::{validate, validate_input, KnownNames};
 use crate::domain::workflow::WorkflowDef;
+use crate::ports::{Store, StoreError};
+
+/// What a definition of `namespace` may name: the agents of the catalog there (with
+/// their capabilities) and the workflow versions the store holds there.
+pub async fn known_names(
+    catalog: &AgentCatalog,
+    store: &dyn Store,
+    namespace: &str,
+) -> Result<KnownNames, StoreError> {
+    let mut known = KnownNames::empty();
+    for agent in catalog.all().into_iter().filter(|a| a.spec.namespace == namespace) {
+        known = known.with_agent(agent.spec.name.clone(), agent.spec.capabilities.iter().cloned());
+    }
+    for stored in store.workflows(Some(namespace)).await? {
+        known = known.with_workflow(stored.name, stored.version);
+    }
+    Ok(known)
+}
 
 /// Every problem of `def` in `namespace`, or `Ok`.
 pub(super) async fn definition(
@@ -13,13 +32,7 @@ pub(super) async fn definition(
     namespace: &str,
     def: &WorkflowDef,
 ) -> Result<(), WorkflowError> {
-    let mut known = KnownNames::empty();
-    for agent in env.catalog.all().into_iter().filter(|a| a.spec.namespace == namespace) {
-        known = known.with_agent(agent.spec.name.clone(), agent.spec.capabilities.iter().cloned());
-    }
-    for stored in env.store.workflows(Some(namespace)).await? {
-        known = known.with_workflow(stored.name, stored.version);
-    }
+    let known = known_names(&env.catalog, env.store.as_ref(), namespace).await?;
     let problems = validate(def, &known);
     if problems.is_empty() {
         Ok(())

@@ -2,9 +2,10 @@
 //! stream, both from a cursor; `/v1/actors/watch`: the actor tree, pushed periodically.
 //!
 //! What a caller sees: admins every namespace, everyone else their own; role `agent` only
-//! events of tasks it submitted, which it names with `tasks=` (events carry no submitter,
-//! so they are checked once, up front, rather than per event); viewers get `task.progress`
-//! events without their `data` (the agent's own payload, like a task's output).
+//! events of tasks and runs it submitted, which it names with `tasks=` and `runs=` (events
+//! carry no submitter, so they are checked once, up front, rather than per event); viewers
+//! get `task.progress` events without their `data` (the agent's own payload, like a
+//! task's output). Run and step events carry no inputs or outputs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +24,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::routes::runs::visible_run;
 use crate::http::routes::tasks::{rfc3339, visible_task};
 use crate::http::state::EdgeState;
 use crate::http::ws;
 
-/// Most task ids one request may name.
+/// Most task and run ids one request may name.
 const MAX_TASKS: usize = 100;
 /// The shortest `interval` of `/v1/actors/watch`.
 const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -44,6 +46,8 @@ pub struct EventsQuery {
     pub kinds: Option<String>,
     /// Comma-separated task ids (the subjects of task events).
     pub tasks: Option<String>,
+    /// Comma-separated run ids (the subjects of `run.*` and `step.*` events).
+    pub runs: Option<String>,
     /// Comma-separated agent names: `agent.*` events of those agents and task events
     /// naming them in `data.agent` (the agent asked for, then the one that ran).
     pub agents: Option<String>,
@@ -180,27 +184,37 @@ async fn filter(edge: &EdgeState, caller: &Caller, query: &EventsQuery) -> Resul
                 .map_err(|_| ApiError::BadRequest(format!("kinds: unknown event kind {k:?}")))
         })
         .collect::<Result<_, _>>()?;
-    let tasks = list(&query.tasks);
-    if tasks.len() > MAX_TASKS {
-        return Err(ApiError::BadRequest(format!("tasks: at most {MAX_TASKS} ids")));
+    let (tasks, runs) = (list(&query.tasks), list(&query.runs));
+    if tasks.len() + runs.len() > MAX_TASKS {
+        return Err(ApiError::BadRequest(format!("tasks and runs: at most {MAX_TASKS} ids")));
     }
     if caller.principal.role == Role::Agent {
-        if tasks.is_empty() {
+        if tasks.is_empty() && runs.is_empty() {
             return Err(ApiError::Forbidden(
-                "role agent sees only events of tasks it submitted: name them with tasks=".into(),
+                "role agent sees only events of tasks and runs it submitted: name them with tasks= or runs="
+                    .into(),
             ));
         }
         for id in &tasks {
             visible_task(edge, caller, id).await?;
         }
+        for id in &runs {
+            visible_run(edge, caller, id).await?;
+        }
     }
-    let subjects = tasks
+    let mut subjects: Vec<String> = tasks
         .into_iter()
         .map(|id| match id.parse::<mark1_actors::domain::TaskId>() {
             Ok(id) => Ok(id.to_string()),
             Err(_) => Err(ApiError::BadRequest(format!("tasks: {id:?} is not a task id"))),
         })
         .collect::<Result<_, _>>()?;
+    for id in runs {
+        match id.parse::<mark1_actors::domain::workflow::RunId>() {
+            Ok(id) => subjects.push(id.to_string()),
+            Err(_) => return Err(ApiError::BadRequest(format!("runs: {id:?} is not a run id"))),
+        }
+    }
     Ok(EventFilter {
         kinds,
         namespaces: caller.principal.namespace.iter().cloned().collect(),

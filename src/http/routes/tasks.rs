@@ -111,21 +111,13 @@ impl TaskView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
-    /// Wait up to this long for the task to finish, e.g. `5s`.
+    /// Wait up to this long for it to finish, e.g. `5s`.
     pub wait: Option<String>,
 }
 
 impl WaitQuery {
-    fn duration(&self, max: Duration) -> Result<Option<Duration>, ApiError> {
-        let Some(text) = &self.wait else { return Ok(None) };
-        let wait = body::duration("wait", text)?;
-        if wait > max {
-            return Err(ApiError::BadRequest(format!(
-                "wait: {text} is longer than this node's server.max_wait ({})",
-                humantime::format_duration(max)
-            )));
-        }
-        Ok(Some(wait))
+    pub(crate) fn duration(&self, max: Duration) -> Result<Option<Duration>, ApiError> {
+        body::wait(self.wait.as_deref(), max)
     }
 }
 
@@ -200,7 +192,7 @@ fn task_request(caller: &Caller, s: SubmitTask, headers: &HeaderMap) -> Result<T
     Ok(request)
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
     headers
         .get(name)
         .map(|v| {

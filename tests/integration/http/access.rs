@@ -13,6 +13,8 @@ const ROLES: [&str; 5] = ["admin", "operator", "developer", "viewer", "agent"];
 /// Whether each role may use a route, in the order of [`ROLES`], straight from §13.5.
 const READ: [bool; 5] = [true, true, true, true, true];
 const SUBMIT: [bool; 5] = [true, true, true, false, true];
+const WRITE_WORKFLOWS: [bool; 5] = [true, true, true, false, false];
+const PATCH_RUNS: [bool; 5] = [true, true, false, false, false];
 const MANAGE_AGENTS: [bool; 5] = [true, true, false, false, false];
 const ADMIN_ONLY: [bool; 5] = [true, false, false, false, false];
 
@@ -27,8 +29,9 @@ fn route(method: &'static str, path: &str, body: Option<Value>, allowed: [bool; 
     Route { method, path: path.to_string(), body, allowed }
 }
 
-fn matrix(task: &str) -> Vec<Route> {
+fn matrix(task: &str, run: &str) -> Vec<Route> {
     let agent = "/v1/agents/team-a/missing";
+    let definition = json!({"name": "matrix", "steps": [{"id": "a", "agent": "echo"}]});
     vec![
         route("GET", "/metrics", None, READ),
         route("GET", "/v1/whoami", None, READ),
@@ -40,6 +43,28 @@ fn matrix(task: &str) -> Vec<Route> {
         route("GET", &format!("/v1/tasks/{task}"), None, READ),
         route("POST", "/v1/tasks", Some(json!({"agent": "echo", "input": 1})), SUBMIT),
         route("POST", &format!("/v1/tasks/{task}/cancel"), None, SUBMIT),
+        route("POST", "/v1/workflows", Some(definition.clone()), WRITE_WORKFLOWS),
+        route("POST", "/v1/workflows/validate", Some(definition), WRITE_WORKFLOWS),
+        route("GET", "/v1/workflows", None, READ),
+        route("GET", "/v1/workflows/gate", None, READ),
+        route("POST", "/v1/runs", Some(json!({"workflow": "gate"})), SUBMIT),
+        route("GET", "/v1/runs", None, READ),
+        route("GET", &format!("/v1/runs/{run}"), None, READ),
+        route("GET", &format!("/v1/runs/{run}/events"), None, READ),
+        route("GET", &format!("/v1/events?runs={run}"), None, READ),
+        route(
+            "POST",
+            &format!("/v1/runs/{run}/approvals/approve"),
+            Some(json!({"approved": true})),
+            PATCH_RUNS,
+        ),
+        route(
+            "PATCH",
+            &format!("/v1/runs/{run}"),
+            Some(json!({"action": "skip_step", "step": "b"})),
+            PATCH_RUNS,
+        ),
+        route("POST", &format!("/v1/runs/{run}/cancel"), None, SUBMIT),
         route("GET", "/v1/agents", None, READ),
         route("GET", "/v1/agents/team-a/echo", None, READ),
         route("POST", "/v1/agents", Some(json!({"name": "nameless-command"})), ADMIN_ONLY),
@@ -77,7 +102,31 @@ async fn every_route_answers_every_role_as_the_role_table_says() {
             .unwrap(),
     )
     .await;
-    let routes = matrix(task["id"].as_str().unwrap());
+    let gate = json!({"name": "gate", "steps": [
+        {"id": "approve", "approval": {}}, {"id": "b", "agent": "echo", "depends_on": ["approve"]}]});
+    let (status, stored) = json_of(
+        s.http
+            .post(s.url("/v1/workflows"))
+            .bearer_auth(token("developer", Some("team-a")))
+            .json(&gate)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{stored}");
+    let (status, run) = json_of(
+        s.http
+            .post(s.url("/v1/runs"))
+            .bearer_auth(token("agent", Some("team-a")))
+            .json(&json!({"workflow": "gate"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let routes = matrix(task["id"].as_str().unwrap(), run["id"].as_str().unwrap());
     for route in &routes {
         let (status, body) = call(&s, route, None).await;
         assert_eq!(status, 401, "anonymous {} {}: {body}", route.method, route.path);

@@ -272,3 +272,50 @@ async fn actors_watch_pushes_the_tree_periodically() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_websocket_filtered_on_a_run_sees_its_events_in_order() {
+    let s = serve().await;
+    let dev = token("developer", Some("team-a"));
+    let definition = json!({"name": "pair", "steps": [
+        {"id": "nap", "agent": "sleeper", "input": {"ms": 300}},
+        {"id": "echo", "agent": "echo", "depends_on": ["nap"]},
+    ]});
+    let response =
+        s.http.post(s.url("/v1/workflows")).bearer_auth(&dev).json(&definition).send().await.unwrap();
+    assert_eq!(json_of(response).await.0, 201);
+    let start = |n: u32| {
+        s.http
+            .post(s.url("/v1/runs"))
+            .bearer_auth(&dev)
+            .json(&json!({"workflow": "pair", "input": {"n": n}}))
+            .send()
+    };
+    let (_, other) = json_of(start(0).await.unwrap()).await;
+    let (status, run) = json_of(start(1).await.unwrap()).await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap();
+
+    // From the start of what is kept: the run's stored events, then live ones.
+    let mut ws = open(&s, &format!("/v1/events?runs={id}&after=0"), Some(&dev)).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let event = frame(&mut ws).await;
+        assert_eq!(event["subject"], json!(id), "only the run named: {event}");
+        let kind = event["kind"].as_str().unwrap().to_string();
+        got.push(event);
+        if kind.starts_with("run.") && kind != "run.started" {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = got.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["run.started", "step.running", "step.succeeded", "step.running", "step.succeeded", "run.succeeded"],
+        "{got:?}"
+    );
+    assert!(increasing(&seqs(&got)));
+    assert_eq!(got[1]["data"]["step"], "nap", "{got:?}");
+    assert_ne!(other["id"], run["id"]);
+    s.stop().await;
+}

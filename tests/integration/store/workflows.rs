@@ -203,7 +203,7 @@ async fn workflow_versions_and_journal_seqs_are_written_once() {
 
 async fn listing_suite(store: &dyn Store) {
     // Oldest first: namespaces, workflows and states mixed.
-    let made: Vec<RunRecord> = [
+    let mut made: Vec<RunRecord> = [
         ("team-a", "triage", RunState::Running),
         ("team-a", "deploy", RunState::Succeeded),
         ("team-a", "triage", RunState::WaitingApproval),
@@ -213,6 +213,7 @@ async fn listing_suite(store: &dyn Store) {
     .into_iter()
     .map(|(namespace, workflow, state)| run(namespace, workflow, state, now()))
     .collect();
+    made[2].submitter = Some("key:other".into());
     store.write_batch(&made.iter().map(put_run).collect::<Vec<_>>()).await.unwrap();
     let position = |found: Vec<RunRecord>| {
         found.iter().map(|r| made.iter().position(|m| m.id == r.id).unwrap()).collect::<Vec<_>>()
@@ -224,10 +225,13 @@ async fn listing_suite(store: &dyn Store) {
     assert_eq!(list(RunQuery { workflow: Some("triage".into()), ..in_a.clone() }).await, [3, 2, 0]);
     assert_eq!(list(RunQuery { state: Some(RunState::Succeeded), ..RunQuery::default() }).await, [3, 1]);
     assert_eq!(list(RunQuery { state: Some(RunState::WaitingApproval), ..in_a.clone() }).await, [2]);
+    let theirs = RunQuery { submitter: Some("key:other".into()), ..in_a.clone() };
+    assert_eq!(list(theirs).await, [2]);
     let everything = RunQuery {
         namespace: Some("team-a".into()),
         state: Some(RunState::Running),
         workflow: Some("triage".into()),
+        submitter: Some("key:0123456789ab".into()),
         before: Some(made[2].id),
         limit: 10,
     };

@@ -155,7 +155,9 @@ async fn runs_are_listed_newest_first_by_filter_and_by_cursor() {
     assert_eq!(list(in_a.clone()).await, [2, 1, 0]);
     assert_eq!(list(RunQuery { workflow: Some("triage".into()), ..in_a.clone() }).await, [2, 0]);
     assert_eq!(list(RunQuery { state: Some(RunState::Succeeded), ..in_a.clone() }).await, [2, 1]);
-    assert_eq!(list(RunQuery { before: Some(made[2].id), limit: 1, ..in_a }).await, [1]);
+    assert_eq!(list(RunQuery { before: Some(made[2].id), limit: 1, ..in_a.clone() }).await, [1]);
+    assert_eq!(list(RunQuery { submitter: Some("key:alice".into()), ..in_a.clone() }).await, [2, 1, 0]);
+    assert_eq!(list(RunQuery { submitter: Some("key:bob".into()), ..in_a }).await, Vec::<usize>::new());
 }
 
 #[tokio::test]
