@@ -30,6 +30,9 @@ pub enum RunsCommand {
         /// running, waiting_approval, succeeded, failed or cancelled.
         #[arg(long)]
         state: Option<String>,
+        /// Admins only: one namespace.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Runs per page (at most 1000).
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -134,6 +137,9 @@ pub struct Start {
     /// Makes starting safe to repeat: the same key answers with the first run.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Admins only: the namespace to start the run in.
+    #[arg(long)]
+    namespace: Option<String>,
     /// Journals in the background: faster, but a crash may lose the run's last steps.
     #[arg(long)]
     no_durable: bool,
@@ -165,8 +171,12 @@ pub async fn run(remote: &Remote, command: RunsCommand) -> Result<(), CliError> 
             show(remote, &view, json).await;
             wait.map_or(Ok(()), |wait| finished(&view, Some(wait)))
         }
-        RunsCommand::List { workflow, state, limit, all, json } => {
-            list(remote, workflow, state, limit, all, json).await
+        RunsCommand::List { workflow, state, namespace, limit, all, json } => {
+            let mut query: Vec<(&'static str, String)> = vec![("limit", limit.to_string())];
+            query.extend(workflow.map(|w| ("workflow", w)));
+            query.extend(state.map(|s| ("state", s)));
+            query.extend(namespace.map(|n| ("namespace", n)));
+            list(remote, query, all, json).await
         }
         RunsCommand::Get { id, wait, json } => {
             let query = wait_query(wait);
@@ -236,7 +246,9 @@ fn start_request(s: Start) -> Result<Request, CliError> {
     if let Some(key) = s.idempotency_key {
         body["idempotency_key"] = json!(key);
     }
-    Ok(Request { query: wait_query(s.wait), body: Some(body), wait: s.wait, ..Request::default() })
+    let mut query = wait_query(s.wait);
+    query.extend(s.namespace.map(|n| ("namespace", n)));
+    Ok(Request { query, body: Some(body), wait: s.wait, ..Request::default() })
 }
 
 /// A YAML or JSON file as a value, and its text.
@@ -250,15 +262,10 @@ fn read_yaml(file: &Path) -> Result<(Value, String), CliError> {
 
 async fn list(
     remote: &Remote,
-    workflow: Option<String>,
-    state: Option<String>,
-    limit: usize,
+    query: Vec<(&'static str, String)>,
     all: bool,
     json: bool,
 ) -> Result<(), CliError> {
-    let mut query: Vec<(&'static str, String)> = vec![("limit", limit.to_string())];
-    query.extend(workflow.map(|w| ("workflow", w)));
-    query.extend(state.map(|s| ("state", s)));
     let mut runs = Vec::new();
     let mut page = remote.get(&["v1", "runs"], query.clone()).await?;
     loop {
@@ -302,11 +309,10 @@ async fn decide_step(remote: &Remote, d: Decide, approved: bool) -> Result<(), C
 async fn add_steps(remote: &Remote, id: &str, file: &Path, json: bool) -> Result<(), CliError> {
     let name = file.display().to_string();
     let (value, text) = read_yaml(file)?;
-    // Pointers of the body's `/steps/…` are `/…` in a file that is the list itself.
-    let (steps, prefix) = match value {
-        Value::Array(_) => (value, "/steps"),
+    let (steps, listed) = match value {
+        Value::Array(_) => (value, true),
         Value::Object(mut map) if map.len() == 1 && map.contains_key("steps") => {
-            (map.remove("steps").unwrap_or_default(), "")
+            (map.remove("steps").unwrap_or_default(), false)
         }
         _ => {
             return Err(CliError {
@@ -315,6 +321,9 @@ async fn add_steps(remote: &Remote, id: &str, file: &Path, json: bool) -> Result
             })
         }
     };
+    // The node's pointers index the run's steps with the new ones appended.
+    let before = remote.get(&["v1", "runs", id], vec![]).await?;
+    let offset = before["steps"].as_array().map_or(0, Vec::len);
     let body = json!({"action": "add_steps", "steps": steps});
     let request = Request { body: Some(body), ..Request::default() };
     let (status, answer) = remote.exchange(Method::PATCH, &["v1", "runs", id], request).await?;
@@ -326,13 +335,26 @@ async fn add_steps(remote: &Remote, id: &str, file: &Path, json: bool) -> Result
     let Some(errors) = problem["errors"].as_array().filter(|_| status == StatusCode::BAD_REQUEST) else {
         return Err(refusal(status, &answer));
     };
-    let found = locate(&name, &text, errors, prefix);
+    let found = locate(&name, &text, errors, |pointer| added_pointer(pointer, offset, listed));
     for problem in &found {
         println!("{problem}");
     }
     let n = found.len();
     let message = format!("{name}: refused by the node ({n} problem{})", if n == 1 { "" } else { "s" });
     Err(CliError { code: exit::USAGE, message })
+}
+
+/// A pointer of the run's steps with the added ones appended (`/steps/5/agent`) as one of
+/// the file that lists the added ones (`/0/agent` for a list, `/steps/0/agent` under
+/// `steps:`); other pointers as they are.
+fn added_pointer(pointer: &str, offset: usize, listed: bool) -> String {
+    let Some(rest) = pointer.strip_prefix("/steps/") else { return pointer.to_string() };
+    let (index, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match index.parse::<usize>().ok().and_then(|i| i.checked_sub(offset)) {
+        Some(i) if listed => format!("/{i}{}{tail}", if tail.is_empty() { "" } else { "/" }),
+        Some(i) => format!("/steps/{i}{}{tail}", if tail.is_empty() { "" } else { "/" }),
+        None => pointer.to_string(),
+    }
 }
 
 /// After a wait, a run that did not succeed is a failure of the command (exit 1); the
@@ -376,7 +398,7 @@ fn step_rows(model: &RunModel, now: SystemTime) -> Vec<Vec<String>> {
         .map(|step| {
             vec![
                 step.id.clone(),
-                if step.depends_on.is_empty() { "-".into() } else { step.depends_on.join(",") },
+                step.depends_text(),
                 step.state.clone(),
                 step.attempt.to_string(),
                 step.item_progress().unwrap_or_else(|| "-".into()),
@@ -484,6 +506,15 @@ mod tests {
         ] {
             assert_eq!(start(args).err().map(|e| e.code), Some(exit::USAGE), "{args:?}");
         }
+    }
+
+    #[test]
+    fn pointers_of_added_steps_are_those_of_the_file() {
+        assert_eq!(added_pointer("/steps/5/agent", 3, true), "/2/agent");
+        assert_eq!(added_pointer("/steps/3", 3, true), "/0");
+        assert_eq!(added_pointer("/steps/4/input/text", 3, false), "/steps/1/input/text");
+        assert_eq!(added_pointer("/steps/1/agent", 3, true), "/steps/1/agent", "a step of the run");
+        assert_eq!(added_pointer("/output", 3, true), "/output");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum WorkflowsCommand {
     Validate(ValidateArgs),
     /// Lists the stored definitions of a running node, every version.
     List {
+        /// Admins only: one namespace.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -32,6 +35,9 @@ pub enum WorkflowsCommand {
         name: String,
         #[arg(long, value_name = "N")]
         version: Option<u32>,
+        /// Admins only: the namespace to read.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -41,6 +47,9 @@ pub enum WorkflowsCommand {
     /// FILE:LINE:COLUMN: message and exits 2.
     Create {
         file: PathBuf,
+        /// Admins only: the namespace to store it in.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Prints JSON for scripts (on refusal, the problems as `validate --json` does).
         #[arg(long)]
         json: bool,
@@ -101,8 +110,9 @@ pub async fn run(remote: &Remote, command: WorkflowsCommand) -> Result<(), CliEr
     match command {
         // cli::run gives `validate` the local config before it gets here.
         WorkflowsCommand::Validate(_) => unreachable!("validate is offline"),
-        WorkflowsCommand::List { json } => {
-            let records = remote.get(&["v1", "workflows"], vec![]).await?;
+        WorkflowsCommand::List { namespace, json } => {
+            let query = namespace.map(|n| ("namespace", n)).into_iter().collect();
+            let records = remote.get(&["v1", "workflows"], query).await?;
             if json {
                 print_json(&records);
             } else {
@@ -111,26 +121,30 @@ pub async fn run(remote: &Remote, command: WorkflowsCommand) -> Result<(), CliEr
             }
             Ok(())
         }
-        WorkflowsCommand::Get { name, version, json } => {
-            let query = version.map(|v| ("version", v.to_string())).into_iter().collect();
+        WorkflowsCommand::Get { name, version, namespace, json } => {
+            let mut query: Vec<(&'static str, String)> = vec![];
+            query.extend(version.map(|v| ("version", v.to_string())));
+            query.extend(namespace.map(|n| ("namespace", n)));
             let record = remote.get(&["v1", "workflows", &name], query).await?;
             if json {
                 print_json(&record);
             } else {
                 print!("{}", table::render(&HEADERS, &[row(&record)]));
+                println!();
                 print!("{}", table::render(&STEP_HEADERS, &step_rows(&record["def"])));
             }
             Ok(())
         }
-        WorkflowsCommand::Create { file, json } => create(remote, &file, json).await,
+        WorkflowsCommand::Create { file, namespace, json } => create(remote, &file, namespace, json).await,
     }
 }
 
-async fn create(remote: &Remote, file: &Path, json: bool) -> Result<(), CliError> {
+async fn create(remote: &Remote, file: &Path, namespace: Option<String>, json: bool) -> Result<(), CliError> {
     let name = file.display().to_string();
     let source = std::fs::read_to_string(file)
         .map_err(|e| CliError { code: exit::USAGE, message: format!("cannot read {name}: {e}") })?;
-    let request = Request { text: Some((content_type(file), source.clone())), ..Request::default() };
+    let query = namespace.map(|n| ("namespace", n)).into_iter().collect();
+    let request = Request { query, text: Some((content_type(file), source.clone())), ..Request::default() };
     let (status, body) = remote.exchange(Method::POST, &["v1", "workflows"], request).await?;
     if status.is_success() {
         let record = remote.json(&["v1", "workflows"], status, &body)?;
@@ -145,7 +159,7 @@ async fn create(remote: &Remote, file: &Path, json: bool) -> Result<(), CliError
     let Some(errors) = problem["errors"].as_array().filter(|_| status == StatusCode::BAD_REQUEST) else {
         return Err(refusal(status, &body));
     };
-    let found = locate(&name, &source, errors, "");
+    let found = locate(&name, &source, errors, str::to_string);
     if json {
         print_json(&Value::Array(found.iter().map(Located::to_json).collect()));
     } else {
@@ -194,19 +208,24 @@ impl std::fmt::Display for Located {
 }
 
 /// The node's `errors` (`{pointer, message, line?, column?}`) at their places in `text`:
-/// where the node gave no line, the pointer is looked up in the file itself, with
-/// `prefix` taken off first (a body that wraps the file, as `{"steps": FILE}` does).
-pub(super) fn locate(file: &str, text: &str, errors: &[Value], prefix: &str) -> Vec<Located> {
+/// where the node gave no line, the pointer, translated by `in_file` to the file's own
+/// (a body that wraps the file has other pointers), is looked up in the file itself.
+pub(super) fn locate(
+    file: &str,
+    text: &str,
+    errors: &[Value],
+    in_file: impl Fn(&str) -> String,
+) -> Vec<Located> {
     let positions = parse_value(text).ok().map(|(_, positions)| positions);
     errors
         .iter()
         .map(|e| {
-            let pointer = e["pointer"].as_str().unwrap_or_default().to_string();
+            let pointer = in_file(e["pointer"].as_str().unwrap_or_default());
             let given = (e["line"].as_u64(), e["column"].as_u64());
             let (line, column) = match (given, &positions) {
                 ((Some(line), Some(column)), _) => (line as usize, column as usize),
                 (_, Some(positions)) => {
-                    let at = positions.locate(pointer.strip_prefix(prefix).unwrap_or(&pointer));
+                    let at = positions.locate(&pointer);
                     (at.line, at.column)
                 }
                 (_, None) => (1, 1),

@@ -20,8 +20,9 @@ use serde_json::Value;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Step {
     pub id: String,
-    /// From the definition; empty when unknown (a step added to the run).
-    pub depends_on: Vec<String>,
+    /// From the definition; `None` when it does not have the step (one added to the run)
+    /// or could not be read.
+    pub depends_on: Option<Vec<String>>,
     /// queued, running, succeeded, failed, cancelled, timed_out, skipped, waiting_approval.
     pub state: String,
     pub attempt: u32,
@@ -37,6 +38,15 @@ pub struct Step {
 }
 
 impl Step {
+    /// `a,b`; `-` for none, `?` when unknown.
+    pub fn depends_text(&self) -> String {
+        match &self.depends_on {
+            None => "?".into(),
+            Some(deps) if deps.is_empty() => "-".into(),
+            Some(deps) => deps.join(","),
+        }
+    }
+
     /// Items finished (succeeded, failed…) of `items`: `7/10`.
     pub fn item_progress(&self) -> Option<String> {
         let total = self.items?;
@@ -211,7 +221,7 @@ impl RunModel {
     /// The definition's `depends_on`, by step id.
     pub fn set_depends_on(&mut self, depends_on: HashMap<String, Vec<String>>) {
         for step in &mut self.steps {
-            step.depends_on = depends_on.get(&step.id).cloned().unwrap_or_default();
+            step.depends_on = depends_on.get(&step.id).cloned();
         }
         self.depends_on = depends_on;
     }
@@ -235,7 +245,10 @@ impl RunModel {
         while order.len() < self.steps.len() {
             let ready = self.steps.iter().find(|s| {
                 !placed.contains(s.id.as_str())
-                    && s.depends_on.iter().all(|d| placed.contains(d.as_str()) || !known.contains(d.as_str()))
+                    && s.depends_on
+                        .iter()
+                        .flatten()
+                        .all(|d| placed.contains(d.as_str()) || !known.contains(d.as_str()))
             });
             // A cycle cannot be stored, but a model is no place to loop forever over one.
             let next = ready.or_else(|| self.steps.iter().find(|s| !placed.contains(s.id.as_str())));
@@ -255,7 +268,7 @@ impl RunModel {
         let i = match self.steps.iter().position(|s| s.id == id) {
             Some(i) => i,
             None => {
-                let depends_on = self.depends_on.get(id).cloned().unwrap_or_default();
+                let depends_on = self.depends_on.get(id).cloned();
                 let state = "queued".to_string();
                 self.steps.push(Step { id: id.to_string(), depends_on, state, ..Step::default() });
                 self.steps.len() - 1
@@ -280,7 +293,7 @@ impl RunModel {
         for dto in view.steps {
             let fresh = Step {
                 id: dto.id.clone(),
-                depends_on: self.depends_on.get(&dto.id).cloned().unwrap_or_default(),
+                depends_on: self.depends_on.get(&dto.id).cloned(),
                 state: dto.state,
                 attempt: dto.attempt,
                 items: dto.items.as_ref().map(Vec::len),

@@ -46,7 +46,7 @@ pub fn draw(frame: &mut Frame, model: &RunModel, header: &Header, selected: usiz
     let rows = ordered.iter().map(|step| {
         Row::new(vec![
             Line::from(step.id.clone()),
-            Line::from(if step.depends_on.is_empty() { "-".into() } else { step.depends_on.join(",") }),
+            Line::from(step.depends_text()),
             Line::from(step.state.clone()).style(state_style(&step.state)),
             Line::from(step.attempt.to_string()).right_aligned(),
             Line::from(step.item_progress().unwrap_or_default()).right_aligned(),

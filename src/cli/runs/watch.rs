@@ -51,9 +51,9 @@ pub async fn run(remote: &Remote, id: &str, plain: bool, interval: Duration) -> 
     }
 }
 
-/// The filter of `/v1/events`: this run's events (their subject is the run id).
+/// The filter of `/v1/events`: this run's events.
 fn query(id: &str, after: Option<u64>) -> Vec<(&'static str, String)> {
-    let mut query = vec![("tasks", id.to_string())];
+    let mut query = vec![("runs", id.to_string())];
     query.extend(after.map(|a| ("after", a.to_string())));
     query
 }
@@ -65,7 +65,10 @@ pub(super) async fn definition_deps(
     view: &Value,
 ) -> Option<std::collections::HashMap<String, Vec<String>>> {
     let workflow = view["workflow"].as_str()?;
-    let query = view["version"].as_u64().map(|v| ("version", v.to_string())).into_iter().collect();
+    let mut query: Vec<(&'static str, String)> = vec![];
+    query.extend(view["version"].as_u64().map(|v| ("version", v.to_string())));
+    // The run's namespace: an admin may watch a run of any.
+    query.extend(view["namespace"].as_str().map(|n| ("namespace", n.to_string())));
     let record = remote.get(&["v1", "workflows", workflow], query).await.ok()?;
     Some(depends_on(&record["def"]))
 }

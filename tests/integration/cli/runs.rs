@@ -148,6 +148,8 @@ fn workflows_are_created_listed_and_shown_and_runs_started_and_listed() {
     assert_eq!(kinds.first(), Some(&"run.started"), "{events}");
     assert_eq!(kinds.last(), Some(&"run.succeeded"), "{events}");
     assert!(stdout(&node.cli(&["runs", "events", &id])).contains("step.succeeded"));
+    let listed = node.json(&["events", "list", "--run", &id, "--json"]);
+    assert_eq!(listed["events"].as_array().map(Vec::len), Some(kinds.len()), "{listed}");
 
     // Exit codes: not found 3, bad input 2, unauthorized 4.
     assert_eq!(node.code(&["runs", "start", "nothing"]), Some(3));
@@ -186,7 +188,11 @@ struct Watch {
 impl Watch {
     fn start(node: &Served, id: &str) -> Watch {
         let mut child = KillOnDrop(
-            node.command(&["runs", "watch", id, "--plain"]).stdout(Stdio::piped()).spawn().unwrap(),
+            node.command(&["runs", "watch", id, "--plain"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
         );
         let out = BufReader::new(child.0.stdout.take().unwrap());
         let (tx, lines) = std::sync::mpsc::channel();

@@ -61,7 +61,8 @@ fn a_first_view_reports_the_run_and_every_step_that_started() {
     );
     let ids: Vec<&str> = model.ordered().iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["fetch", "each", "approve", "report"], "dependency order");
-    assert_eq!(model.step("report").unwrap().depends_on, ["each", "approve"]);
+    assert_eq!(model.step("report").unwrap().depends_text(), "each,approve");
+    assert_eq!(model.step("fetch").unwrap().depends_text(), "-");
     assert_eq!(model.step("each").unwrap().item_progress().as_deref(), Some("2/3"));
     assert!(lines(model.apply_view(&view())).is_empty(), "the same view again changes nothing");
 }
@@ -143,6 +144,7 @@ fn steps_added_to_the_run_appear_after_their_dependencies() {
     let running = event("step.running", json!({"step": "late", "attempt": 1}));
     assert_eq!(lines(model.apply_event(&running)), ["step late running (attempt 1)"]);
     assert_eq!(model.ordered().len(), 6);
+    assert_eq!(model.step("late").unwrap().depends_text(), "?", "the definition does not have it");
 }
 
 #[test]

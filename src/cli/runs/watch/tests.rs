@@ -138,7 +138,7 @@ async fn plain_prints_each_transition_once_across_a_reconnection() {
     );
     let queries = stand.queries.lock().clone();
     assert_eq!(queries.len(), 2, "{queries:?}");
-    assert_eq!(queries[0], [("tasks".to_string(), ID.to_string())]);
+    assert_eq!(queries[0], [("runs".to_string(), ID.to_string())]);
     assert!(queries[1].contains(&("after".to_string(), "2".to_string())), "resumed after seq 2: {queries:?}");
 }
 
