@@ -108,7 +108,16 @@ impl<'a> Watcher<'a> {
         interval: Duration,
         plain: bool,
     ) -> Result<(Watcher<'a>, Vec<String>), CliError> {
-        let socket = remote.websocket(EVENTS, &query(id, None)).await?;
+        let socket = match remote.websocket(EVENTS, &query(id, None)).await {
+            Ok(socket) => socket,
+            // An id that is no run id is refused by the filter; a read says "not found"
+            // for it, as `runs get` does.
+            Err(e) if e.code == exit::USAGE => {
+                remote.get(&["v1", "runs", id], vec![]).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let view = remote.get(&["v1", "runs", id], vec![]).await?;
         let mut model = RunModel::new(id);
         if let Some(deps) = definition_deps(remote, &view).await {

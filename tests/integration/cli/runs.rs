@@ -155,6 +155,7 @@ fn workflows_are_created_listed_and_shown_and_runs_started_and_listed() {
     assert_eq!(node.code(&["runs", "start", "nothing"]), Some(3));
     assert_eq!(node.code(&["runs", "get", "01a00000-0000-7000-8000-000000000000"]), Some(3));
     assert_eq!(node.code(&["runs", "watch", "01a00000-0000-7000-8000-000000000000", "--plain"]), Some(3));
+    assert_eq!(node.code(&["runs", "watch", "no-such-run", "--plain"]), Some(3));
     assert_eq!(node.code(&["runs", "approve", "01a00000-0000-7000-8000-000000000000", "gate"]), Some(3));
     assert_eq!(node.code(&["runs", "start", "pair", "--input", "{not json"]), Some(2));
     let forged = format!("mk1_000000000000_{}", "A".repeat(43));
