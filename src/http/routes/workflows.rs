@@ -170,8 +170,7 @@ pub async fn list(
         (None, named) => named,
         (Some(_), named) => Some(caller.namespace(named.as_deref())?),
     };
-    let mut records = edge.node.workflows(namespace.as_deref()).await?;
-    records.sort_by(|a, b| (&a.namespace, &a.name, a.version).cmp(&(&b.namespace, &b.name, b.version)));
+    let records = edge.node.workflows(namespace.as_deref()).await?;
     Ok(Json(records.into_iter().map(WorkflowView::from).collect()))
 }
 
