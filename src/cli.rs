@@ -1,7 +1,7 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
 //! `serve`, `migrate`, `keys`, `audit` and `workflows validate` work on the local config
-//! and store; `agents`, `tasks`, `events`, `whoami` and `tree` talk to a running node
-//! ([`client`]).
+//! and store; `agents`, `tasks`, `events`, `workflows list|get|create`, `runs`, `whoami`
+//! and `tree` talk to a running node ([`client`]).
 
 mod agents;
 mod audit;
@@ -9,6 +9,7 @@ mod client;
 mod events;
 mod keys;
 mod migrate;
+mod runs;
 mod serve;
 mod table;
 mod tasks;
@@ -106,10 +107,15 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
-    /// Checks workflow definitions.
+    /// Checks workflow definitions (offline), stores and shows them on a running node.
     Workflows {
         #[command(subcommand)]
         command: workflows::WorkflowsCommand,
+    },
+    /// Starts, shows, changes and watches workflow runs on a running node.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
     },
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
@@ -243,10 +249,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Whoami { json } => whoami(&client::Remote::new(&cli.remote)?, json).await,
         Command::Keys { command } => keys::run(load_config(cli.config.as_deref(), &[])?, command).await,
         Command::Audit { command } => audit::run(load_config(cli.config.as_deref(), &[])?, command).await,
-        // `validate` is offline; commands that talk to a node get their own arm.
         Command::Workflows { command: workflows::WorkflowsCommand::Validate(args) } => {
             workflows::validate(&load_config(cli.config.as_deref(), &[])?, args)
         }
+        Command::Workflows { command } => workflows::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Runs { command } => runs::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Bench(command) => command.run().await,
     }
 }

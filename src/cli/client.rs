@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite;
@@ -43,6 +43,9 @@ pub type WebSocket =
 pub struct Request {
     pub query: Vec<(&'static str, String)>,
     pub body: Option<Value>,
+    /// A body sent as it is, with its content type (a definition file's YAML text);
+    /// instead of `body`.
+    pub text: Option<(&'static str, String)>,
     pub headers: Vec<(&'static str, String)>,
     /// Added to the request timeout: the server holds the answer this long.
     pub wait: Option<Duration>,
@@ -105,10 +108,26 @@ impl Remote {
         segments: &[&str],
         request: Request,
     ) -> Result<(StatusCode, Value), CliError> {
+        let (status, bytes) = self.exchange(method, segments, request).await?;
+        if !status.is_success() {
+            return Err(refusal(status, &bytes));
+        }
+        Ok((status, self.json(segments, status, &bytes)?))
+    }
+
+    /// Sends a request; answers the status and the body whatever the status, for callers
+    /// that read a refusal's problem document themselves. Only transport failures are
+    /// errors here.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        segments: &[&str],
+        request: Request,
+    ) -> Result<(StatusCode, Vec<u8>), CliError> {
         let url = self.url(segments);
         let mut builder = self
             .http
-            .request(method, url.clone())
+            .request(method, url)
             .query(&request.query)
             .headers(self.auth_headers()?)
             .timeout(REQUEST_TIMEOUT + request.wait.unwrap_or_default());
@@ -117,22 +136,24 @@ impl Remote {
         }
         if let Some(body) = &request.body {
             builder = builder.json(body);
+        } else if let Some((content_type, text)) = request.text {
+            builder = builder.header(CONTENT_TYPE, content_type).body(text);
         }
         let response = builder.send().await.map_err(|e| transport_error(&self.base, e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| transport_error(&self.base, e))?;
-        if !status.is_success() {
-            return Err(problem(status, &bytes));
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A successful answer's body as JSON (`Null` when empty).
+    pub fn json(&self, segments: &[&str], status: StatusCode, bytes: &[u8]) -> Result<Value, CliError> {
+        if bytes.is_empty() {
+            return Ok(Value::Null);
         }
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| CliError {
-                code: exit::FAILURE,
-                message: format!("{url} answered {status} with a body that is not JSON: {e}"),
-            })?
-        };
-        Ok((status, value))
+        serde_json::from_slice(bytes).map_err(|e| CliError {
+            code: exit::FAILURE,
+            message: format!("{} answered {status} with a body that is not JSON: {e}", self.url(segments)),
+        })
     }
 
     fn auth_headers(&self) -> Result<HeaderMap, CliError> {
@@ -168,7 +189,7 @@ impl Remote {
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status =
                     StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-                Err(problem(status, response.body().as_deref().unwrap_or_default()))
+                Err(refusal(status, response.body().as_deref().unwrap_or_default()))
             }
             Ok(Err(tungstenite::Error::Io(e))) => Err(unreachable(&self.base, &e.to_string())),
             Ok(Err(e)) => Err(CliError { code: exit::UNAVAILABLE, message: format!("WebSocket {url}: {e}") }),
@@ -236,7 +257,7 @@ pub fn exit_code(status: StatusCode) -> u8 {
 }
 
 /// A `application/problem+json` answer (or any other error body) as a [`CliError`].
-fn problem(status: StatusCode, body: &[u8]) -> CliError {
+pub fn refusal(status: StatusCode, body: &[u8]) -> CliError {
     let detail = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
@@ -268,11 +289,11 @@ mod tests {
     #[test]
     fn a_problem_document_gives_its_detail() {
         let body = br#"{"type":"urn:mark1:not_found","title":"Not Found","status":404,"detail":"no task x"}"#;
-        let e = problem(StatusCode::NOT_FOUND, body);
+        let e = refusal(StatusCode::NOT_FOUND, body);
         assert_eq!((e.code, e.message.as_str()), (3, "404 Not Found: no task x"));
-        let e = problem(StatusCode::BAD_GATEWAY, b"upstream down\n");
+        let e = refusal(StatusCode::BAD_GATEWAY, b"upstream down\n");
         assert_eq!((e.code, e.message.as_str()), (5, "502 Bad Gateway: upstream down"));
-        assert!(problem(StatusCode::UNAUTHORIZED, b"{}").message.contains("MARK1_API_KEY"));
+        assert!(refusal(StatusCode::UNAUTHORIZED, b"{}").message.contains("MARK1_API_KEY"));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Filter {
     /// Only events of these tasks (repeatable).
     #[arg(long = "task", value_name = "ID")]
     tasks: Vec<String>,
+    /// Only events of these workflow runs (repeatable).
+    #[arg(long = "run", value_name = "ID")]
+    runs: Vec<String>,
     /// Only events of these agents (repeatable).
     #[arg(long = "agent", value_name = "AGENT")]
     agents: Vec<String>,
@@ -57,7 +60,9 @@ impl Filter {
     fn query(&self) -> Vec<(&'static str, String)> {
         let mut query = Vec::new();
         query.extend(self.after.map(|a| ("after", a.to_string())));
-        for (name, values) in [("kinds", &self.kinds), ("tasks", &self.tasks), ("agents", &self.agents)] {
+        let lists =
+            [("kinds", &self.kinds), ("tasks", &self.tasks), ("runs", &self.runs), ("agents", &self.agents)];
+        for (name, values) in lists {
             if !values.is_empty() {
                 query.push((name, values.join(",")));
             }

@@ -155,11 +155,11 @@ fn submission(s: Submit) -> Result<Request, CliError> {
     }
     let query = s.wait.map(|w| ("wait", humantime::format_duration(w).to_string())).into_iter().collect();
     let headers = s.idempotency_key.map(|k| ("idempotency-key", k)).into_iter().collect();
-    Ok(Request { query, body: Some(body), headers, wait: s.wait })
+    Ok(Request { query, body: Some(body), headers, wait: s.wait, ..Request::default() })
 }
 
 /// `--input`: inline JSON, `@FILE`, or `-` for standard input.
-fn input_value(input: &str) -> Result<Value, CliError> {
+pub(super) fn input_value(input: &str) -> Result<Value, CliError> {
     let usage = |message: String| CliError { code: exit::USAGE, message };
     let (text, source) = if input == "-" {
         let mut text = String::new();

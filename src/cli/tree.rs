@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use mark1_supervisors::ActorSnapshot;
 
 pub use self::live::run as run_interactive;
+/// Terminal keys, shared with `runs watch`.
+pub(super) use self::live::{inputs, Input};
 use super::client::Remote;
 use super::{exit, print_json, CliError};
 use crate::config::Config;

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod client;
 mod keys;
+mod runs;
 mod workflows;
 
 fn mark1(dir: &Path) -> Command {

@@ -24,7 +24,7 @@ enum Feed {
     Fatal(CliError),
 }
 
-enum Input {
+pub(crate) enum Input {
     Key(KeyEvent),
     Resize,
 }
@@ -106,7 +106,7 @@ fn on_key(view: &mut TreeView, key: KeyEvent) -> ControlFlow<()> {
 }
 
 /// Terminal events, read on a thread of their own: crossterm's reads block.
-fn inputs() -> mpsc::UnboundedReceiver<Input> {
+pub(crate) fn inputs() -> mpsc::UnboundedReceiver<Input> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || loop {
         let input = match event::poll(Duration::from_millis(200)) {

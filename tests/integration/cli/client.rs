@@ -12,16 +12,16 @@ use serde_json::{json, Value};
 use super::{free_port, mark1, write_config, KillOnDrop};
 
 /// A `mark1 serve` child on a free port, and an admin key made before it started.
-struct Served {
+pub(super) struct Served {
     _child: KillOnDrop,
-    dir: tempfile::TempDir,
-    url: String,
-    key: String,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub key: String,
 }
 
 /// Starts `mark1 serve` with `MARK1_URL`, `MARK1_API_KEY` and `MARK1_TEST_POSTGRES_URL`
 /// set: they are not configuration and must not be rejected as unknown keys.
-fn serve() -> Served {
+pub(super) fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
     let created = stdout_json(
@@ -64,27 +64,27 @@ fn wait_until_running(child: &mut Child) {
 }
 
 impl Served {
-    fn cli(&self, args: &[&str]) -> Output {
+    pub fn cli(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
-    fn command(&self, args: &[&str]) -> std::process::Command {
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = mark1(self.dir.path());
         cmd.args(args).env("MARK1_URL", &self.url).env("MARK1_API_KEY", &self.key);
         cmd
     }
 
     /// A command that must succeed and print one JSON document.
-    fn json(&self, args: &[&str]) -> Value {
+    pub fn json(&self, args: &[&str]) -> Value {
         stdout_json(&self.cli(args))
     }
 
-    fn code(&self, args: &[&str]) -> Option<i32> {
+    pub fn code(&self, args: &[&str]) -> Option<i32> {
         self.cli(args).status.code()
     }
 }
 
-fn stdout_json(out: &Output) -> Value {
+pub(super) fn stdout_json(out: &Output) -> Value {
     assert!(out.status.success(), "exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
