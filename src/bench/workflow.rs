@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use mark1_actors::domain::workflow::{RunState, WorkflowDef};
-use mark1_actors::node::NodeSettings;
 use mark1_actors::ports::{MemoryStore, Store};
 use mark1_actors::workflows::StartRun;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -47,6 +46,9 @@ pub struct Params {
     /// Interleaved rounds of subjects and baselines; medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// The store writer's flush delay (`store.flush_delay`); the shipped one when unset.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    flush_delay: Option<Duration>,
     /// SQLite `synchronous` of the durable runs: `full` (the shipped default) or `normal`.
     #[arg(long, default_value = "full", value_parser = parse_sync)]
     sync: SyncMode,
@@ -81,6 +83,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
     options.sync = p.sync;
     let opened = open(&options).await.map_err(|e| e.to_string())?;
     let sqlite = start_node("bench-workflow-sqlite", dir.path(), opened.store.clone(), &p).await?;
+    let flush_delay = sqlite.config().store.flush_delay;
     let call = Actor::spawn(None, Echo, ()).await.map_err(|e| e.to_string())?.0;
     let mut commit = BareCommit::connect(&dir.path().join("baseline.db"), p.sync).await?;
 
@@ -116,6 +119,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
     let fanout_durable = median(&mut on.fanout_node_us);
     let small = median(&mut off.small_runs_per_sec);
     let small_durable = median(&mut on.small_runs_per_sec);
+    let flush_delay = humantime::format_duration(flush_delay).to_string();
     let sync = match p.sync {
         SyncMode::Full => "full",
         SyncMode::Normal => "normal",
@@ -124,7 +128,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
         "workflow",
         json!({"chain": p.chain, "fanout": p.fanout, "fanout_runs": p.fanout_runs, "small_runs": p.small_runs,
                "concurrency": p.concurrency, "rounds": p.rounds, "durable_store": "sqlite", "sqlite_synchronous": sync,
-               "store_off": "memory", "agent": "native no-op"}),
+               "store_off": "memory", "agent": "native no-op", "flush_delay": flush_delay}),
         json!({
             "chain_step_us": round3(chain),
             "chain_step_durable_us": round3(chain_durable),
@@ -149,18 +153,22 @@ async fn start_node(
     store: Arc<dyn Store>,
     p: &Params,
 ) -> Result<Arc<NodeHandle>, String> {
-    let settings = NodeSettings { max_in_flight: 1_000_000, ..NodeSettings::default() };
-    let config = ConfigLoader::new()
+    // The shipped settings (flush delay, batch size) but for the in-flight limit, which
+    // the concurrent small runs would otherwise meet.
+    let mut config = ConfigLoader::new()
         .no_file()
         .env(Vec::<(String, String)>::new())
         .set("node.name", name)
         .set("node.data_dir", dir.to_str().unwrap_or("."))
+        .set("limits.max_in_flight", 1_000_000)
         .load()
         .map_err(|e| e.to_string())?;
+    if let Some(delay) = p.flush_delay {
+        config.store.flush_delay = delay;
+    }
     let node = Node::builder()
         .config(config)
         .store(store)
-        .settings(settings)
         .agent(AgentSpec::native("noop").pool_size(4, 4).queue_limit(1 << 20), Noop)
         .build()
         .await
