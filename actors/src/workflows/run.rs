@@ -457,7 +457,7 @@ impl RunDriver {
             traceparent: None,
         };
         self.in_flight.insert(unit.clone(), Carrier::Pending);
-        run_task(env, run, unit, request);
+        run_task(env.orchestrator.clone(), run, unit, request);
     }
 
     /// Forgets the units `which` selects, cancelling their tasks and sub-runs.

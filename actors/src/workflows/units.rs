@@ -23,6 +23,9 @@ use mark1_supervisors::Addr;
 /// How long to wait before asking again when the orchestrator is away.
 const AWAY: Duration = Duration::from_millis(100);
 
+/// The longest wait between two looks at a task the orchestrator does not hold.
+const LOOK_AGAIN_MAX: Duration = Duration::from_secs(5);
+
 /// How a finished task ends its unit.
 pub(super) fn task_outcome(record: &TaskRecord) -> UnitOutcome {
     let error =
@@ -55,12 +58,22 @@ fn retry_after(error: &TaskError) -> Option<Duration> {
     }
 }
 
+/// How the node's orchestrator is found (it may be restarting).
+pub(super) type OrchestratorFn = Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> + Send + Sync>;
+
 /// Submits a step's task and reports `Accepted` with its id, then `Finished`.
-pub(super) fn run_task(env: Arc<RunEnv>, run: Addr<RunMsg>, unit: UnitKey, request: TaskRequest) {
+///
+/// The task may be one this node's orchestrator does not hold: a run resumed after a
+/// crash finds by its key the task an earlier start submitted, and that task is taken
+/// over by the orchestrator's own claim, which may come later (or by another node). The
+/// orchestrator then answers a wait with the task as the store has it, not final; the
+/// unit asks again, less and less often, until the task is final.
+pub(super) fn run_task(orchestrator: OrchestratorFn, run: Addr<RunMsg>, unit: UnitKey, request: TaskRequest) {
     tokio::spawn(async move {
         let request = Arc::new(request);
+        let mut look_again = AWAY;
         loop {
-            let Some(orchestrator) = (env.orchestrator)() else {
+            let Some(orchestrator) = orchestrator() else {
                 tokio::time::sleep(AWAY).await;
                 continue;
             };
@@ -90,9 +103,14 @@ pub(super) fn run_task(env: Arc<RunEnv>, run: Addr<RunMsg>, unit: UnitKey, reque
                 return; // the run is gone; a restarted run submits again
             }
             match wait(&orchestrator, id).await {
-                Some(Ok(record)) => {
+                Some(Ok(record)) if record.state.is_final() => {
                     let _ = run.cast(RunMsg::Finished { unit, outcome: task_outcome(&record) });
                     return;
+                }
+                // Not held here (yet): look again later.
+                Some(Ok(_)) => {
+                    tokio::time::sleep(look_again).await;
+                    look_again = (look_again * 2).min(LOOK_AGAIN_MAX);
                 }
                 Some(Err(error)) => {
                     let outcome = UnitOutcome::Failed { state: StepState::Failed, error: error.to_string() };
@@ -148,4 +166,120 @@ pub(super) fn run_child(env: Arc<RunEnv>, parent: Addr<RunMsg>, unit: UnitKey, s
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use mark1_supervisors::ActorStats;
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use serde_json::json;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::orchestrator::Submitted;
+
+    /// An orchestrator that does not hold the task a key finds: it answers from "the
+    /// store", where the task is `running` (run by another start) for the first
+    /// `running_for` looks, then succeeded.
+    struct NotHeld;
+
+    struct NotHeldState {
+        record: TaskRecord,
+        looks: u32,
+        running_for: u32,
+    }
+
+    impl Actor for NotHeld {
+        type Msg = OrchestratorMsg;
+        type State = NotHeldState;
+        type Arguments = NotHeldState;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<OrchestratorMsg>,
+            state: NotHeldState,
+        ) -> Result<NotHeldState, ActorProcessingErr> {
+            Ok(state)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<OrchestratorMsg>,
+            msg: OrchestratorMsg,
+            state: &mut NotHeldState,
+        ) -> Result<(), ActorProcessingErr> {
+            match msg {
+                OrchestratorMsg::Submit { reply, .. } => {
+                    let _ = reply.send(Ok(Submitted { id: state.record.id, existing: true }));
+                }
+                OrchestratorMsg::Wait { reply, .. } => {
+                    state.looks += 1;
+                    let mut record = state.record.clone();
+                    if state.looks > state.running_for {
+                        record.state = TaskState::Succeeded;
+                        record.output = Some(json!("done"));
+                    }
+                    let _ = reply.send(Ok(record));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    /// A run that passes on how its units ended.
+    struct Outcomes;
+
+    impl Actor for Outcomes {
+        type Msg = RunMsg;
+        type State = mpsc::UnboundedSender<UnitOutcome>;
+        type Arguments = mpsc::UnboundedSender<UnitOutcome>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<RunMsg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<RunMsg>,
+            msg: RunMsg,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let RunMsg::Finished { outcome, .. } = msg {
+                let _ = tx.send(outcome);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_found_task_the_orchestrator_does_not_hold_is_waited_for_until_it_is_final() {
+        let request = TaskRequest::to_agent("echo", json!({}));
+        let mut record = TaskRecord::queued(&request, 1, None, SystemTime::now());
+        record.state = TaskState::Running;
+        let state = NotHeldState { record, looks: 0, running_for: 3 };
+        let (orchestrator, _) = Actor::spawn(None, NotHeld, state).await.unwrap();
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let (run, _) = Actor::spawn(None, Outcomes, tx).await.unwrap();
+
+        let found = Addr::new(orchestrator.clone(), ActorStats::new("orchestrator"));
+        let unit = UnitKey { step: "s".into(), item: None, attempt: 1 };
+        run_task(
+            Arc::new(move || Some(found.clone())),
+            Addr::new(run.clone(), ActorStats::new("run")),
+            unit,
+            request,
+        );
+
+        let outcome = outcomes.recv().await.expect("the unit ends");
+        assert_eq!(outcome, UnitOutcome::Succeeded(json!("done")), "not 'the task ended running'");
+        orchestrator.stop(None);
+        run.stop(None);
+    }
 }
