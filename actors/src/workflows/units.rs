@@ -15,7 +15,7 @@ use ractor::rpc::CallResult;
 use super::engine::{EngineMsg, StartRun};
 use super::run::{RunMsg, UnitKey};
 use super::{RunEnv, WorkflowError};
-use crate::domain::workflow::{RunRecord, RunState, StepState, UnitOutcome};
+use crate::domain::workflow::{step_task_key, RunId, RunRecord, RunState, StepState, UnitOutcome};
 use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::orchestrator::{OrchestratorMsg, TaskError};
 use mark1_supervisors::Addr;
@@ -139,6 +139,14 @@ pub(super) fn cancel_task(env: &RunEnv, id: TaskId) {
     }
 }
 
+/// Whether sub-run `child` was started for `unit` of run `run`: its idempotency key is
+/// the unit's (so this holds before the parent knows the sub-run's id).
+pub(super) fn started_for(child: &RunRecord, run: RunId, unit: &UnitKey) -> bool {
+    child.parent.as_ref().is_some_and(|p| p.run == run && p.step == unit.step)
+        && child.idempotency_key.as_deref()
+            == Some(step_task_key(run, &unit.step, unit.item, unit.attempt).as_str())
+}
+
 /// Starts (or finds, by its idempotency key) a sub-workflow's run. A run already final
 /// reports at once; otherwise the child reports to its parent when it ends.
 pub(super) fn run_child(env: Arc<RunEnv>, parent: Addr<RunMsg>, unit: UnitKey, start: StartRun) {
@@ -178,6 +186,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::domain::workflow::ParentStep;
     use crate::orchestrator::Submitted;
 
     /// An orchestrator that does not hold the task a key finds: it answers from "the
@@ -256,6 +265,42 @@ mod tests {
             }
             Ok(())
         }
+    }
+
+    fn sub_run(parent: RunId, step: &str, key: String) -> RunRecord {
+        let now = SystemTime::now();
+        RunRecord {
+            id: RunId::new(),
+            namespace: "default".into(),
+            workflow: "child".into(),
+            version: 1,
+            state: RunState::Succeeded,
+            input: json!({}),
+            output: Some(json!(1)),
+            error: None,
+            idempotency_key: Some(key),
+            submitter: None,
+            durable: true,
+            parent: Some(ParentStep { run: parent, step: step.into() }),
+            owner: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_sub_run_is_matched_to_the_unit_that_started_it_by_its_key() {
+        let (run, other) = (RunId::new(), RunId::new());
+        let unit = |item, attempt| UnitKey { step: "sub".into(), item, attempt };
+        let child = sub_run(run, "sub", step_task_key(run, "sub", None, 2));
+        assert!(started_for(&child, run, &unit(None, 2)));
+        assert!(!started_for(&child, run, &unit(None, 1)), "another attempt");
+        assert!(!started_for(&child, other, &unit(None, 2)), "another run");
+        let item = sub_run(run, "sub", step_task_key(run, "sub", Some(3), 1));
+        assert!(started_for(&item, run, &unit(Some(3), 1)));
+        assert!(!started_for(&item, run, &unit(Some(2), 1)), "another item");
+        let by_hand = sub_run(run, "sub", "mine".into());
+        assert!(!started_for(&by_hand, run, &unit(None, 1)), "a key someone else chose");
     }
 
     #[tokio::test(start_paused = true)]
