@@ -11,4 +11,5 @@ mod http;
 mod process;
 mod store;
 mod tasks;
+mod workflow_crash;
 mod workflows;
