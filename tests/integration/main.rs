@@ -12,4 +12,5 @@ mod process;
 mod store;
 mod tasks;
 mod workflow_crash;
+mod workflow_examples;
 mod workflows;
