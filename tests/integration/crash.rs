@@ -10,7 +10,6 @@
 //! so the node in it is built by the same library code a user embeds.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -19,30 +18,13 @@ use std::time::Duration;
 use mark1::config::ConfigLoader;
 use mark1::{Agent, AgentError, AgentSpec, Config, Node, TaskContext, TaskRequest, TaskState};
 use mark1_actors::domain::EventKind;
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::store::backends::{for_each_backend, Fresh};
-use crate::support::{agents_ready, eventually, stop};
+use crate::support::{agents_ready, eventually, stop, ExecutionLog};
 
 const HELD: u64 = 1_000;
 const FINISHED_BEFORE: u64 = 100;
-
-/// Appends `<task id> <idempotency key>` per execution; O_APPEND writes of one line are
-/// atomic, and the page cache keeps them when the process is killed.
-struct ExecutionLog(Mutex<std::fs::File>);
-
-impl ExecutionLog {
-    fn open(path: &Path) -> Arc<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-        Arc::new(ExecutionLog(Mutex::new(file)))
-    }
-
-    fn record(&self, ctx: &TaskContext) {
-        let line = format!("{} {}\n", ctx.task_id, ctx.idempotency_key);
-        self.0.lock().write_all(line.as_bytes()).unwrap();
-    }
-}
 
 /// Logs the execution, then either answers at once or holds until the process dies.
 struct Logged {

@@ -11,4 +11,6 @@ mod http;
 mod process;
 mod store;
 mod tasks;
+mod workflow_crash;
+mod workflow_examples;
 mod workflows;

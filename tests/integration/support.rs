@@ -78,6 +78,23 @@ impl Agent for Panicker {
     }
 }
 
+/// Appends `<task id> <idempotency key>` per execution (the crash tests' agents); O_APPEND
+/// writes of one line are atomic, and the page cache keeps them when the process is killed.
+pub struct ExecutionLog(parking_lot::Mutex<std::fs::File>);
+
+impl ExecutionLog {
+    pub fn open(path: &std::path::Path) -> Arc<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        Arc::new(ExecutionLog(parking_lot::Mutex::new(file)))
+    }
+
+    pub fn record(&self, ctx: &TaskContext) {
+        use std::io::Write as _;
+        let line = format!("{} {}\n", ctx.task_id, ctx.idempotency_key);
+        self.0.lock().write_all(line.as_bytes()).unwrap();
+    }
+}
+
 /// A node builder on a fresh configuration under `dir`.
 pub fn builder(dir: &std::path::Path) -> mark1::NodeBuilder {
     Node::builder().config(config(dir, &unique("node")))

@@ -17,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{json, Map, Value};
 
 use super::engine::StartRun;
-use super::units::{cancel_task, run_child, run_outcome, run_task};
+use super::units::{cancel_task, run_child, run_outcome, run_task, started_for};
 use super::{run_child_id, RunChange, RunEnv, RunView, ViewReply, WorkflowError};
 use crate::domain::workflow::{
     step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunProgress, RunRecord, StepKind,
@@ -218,10 +218,14 @@ impl Actor for RunActor {
             }
             RunMsg::Finished { unit, outcome } => state.finished(unit, outcome),
             RunMsg::ChildFinished { child, record } => {
+                // The unit the sub-run carries, or, when the sub-run ended before its start
+                // was reported here, the unit that started it.
+                let run = state.record.id;
                 let unit = state
                     .in_flight
                     .iter()
                     .find(|(_, c)| matches!(c, Carrier::Run(id) if *id == child))
+                    .or_else(|| state.in_flight.iter().find(|(unit, _)| started_for(&record, run, unit)))
                     .map(|(unit, _)| unit.clone());
                 if let Some(unit) = unit {
                     state.finished(unit, run_outcome(&record));
@@ -460,7 +464,7 @@ impl RunDriver {
             traceparent: None,
         };
         self.in_flight.insert(unit.clone(), Carrier::Pending);
-        run_task(env, run, unit, request);
+        run_task(env.orchestrator.clone(), run, unit, request);
     }
 
     /// Forgets the units `which` selects, cancelling their tasks and sub-runs.

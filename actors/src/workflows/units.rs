@@ -15,13 +15,16 @@ use ractor::rpc::CallResult;
 use super::engine::{EngineMsg, StartRun};
 use super::run::{RunMsg, UnitKey};
 use super::{RunEnv, WorkflowError};
-use crate::domain::workflow::{RunRecord, RunState, StepState, UnitOutcome};
+use crate::domain::workflow::{step_task_key, RunId, RunRecord, RunState, StepState, UnitOutcome};
 use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::orchestrator::{OrchestratorMsg, TaskError};
 use mark1_supervisors::Addr;
 
 /// How long to wait before asking again when the orchestrator is away.
 const AWAY: Duration = Duration::from_millis(100);
+
+/// The longest wait between two looks at a task the orchestrator does not hold.
+const LOOK_AGAIN_MAX: Duration = Duration::from_secs(5);
 
 /// How a finished task ends its unit.
 pub(super) fn task_outcome(record: &TaskRecord) -> UnitOutcome {
@@ -55,12 +58,22 @@ fn retry_after(error: &TaskError) -> Option<Duration> {
     }
 }
 
+/// How the node's orchestrator is found (it may be restarting).
+pub(super) type OrchestratorFn = Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> + Send + Sync>;
+
 /// Submits a step's task and reports `Accepted` with its id, then `Finished`.
-pub(super) fn run_task(env: Arc<RunEnv>, run: Addr<RunMsg>, unit: UnitKey, request: TaskRequest) {
+///
+/// The task may be one this node's orchestrator does not hold: a run resumed after a
+/// crash finds by its key the task an earlier start submitted, and that task is taken
+/// over by the orchestrator's own claim, which may come later (or by another node). The
+/// orchestrator then answers a wait with the task as the store has it, not final; the
+/// unit asks again, less and less often, until the task is final.
+pub(super) fn run_task(orchestrator: OrchestratorFn, run: Addr<RunMsg>, unit: UnitKey, request: TaskRequest) {
     tokio::spawn(async move {
         let request = Arc::new(request);
+        let mut look_again = AWAY;
         loop {
-            let Some(orchestrator) = (env.orchestrator)() else {
+            let Some(orchestrator) = orchestrator() else {
                 tokio::time::sleep(AWAY).await;
                 continue;
             };
@@ -90,9 +103,14 @@ pub(super) fn run_task(env: Arc<RunEnv>, run: Addr<RunMsg>, unit: UnitKey, reque
                 return; // the run is gone; a restarted run submits again
             }
             match wait(&orchestrator, id).await {
-                Some(Ok(record)) => {
+                Some(Ok(record)) if record.state.is_final() => {
                     let _ = run.cast(RunMsg::Finished { unit, outcome: task_outcome(&record) });
                     return;
+                }
+                // Not held here (yet): look again later.
+                Some(Ok(_)) => {
+                    tokio::time::sleep(look_again).await;
+                    look_again = (look_again * 2).min(LOOK_AGAIN_MAX);
                 }
                 Some(Err(error)) => {
                     let outcome = UnitOutcome::Failed { state: StepState::Failed, error: error.to_string() };
@@ -119,6 +137,14 @@ pub(super) fn cancel_task(env: &RunEnv, id: TaskId) {
         let (reply, _) = oneshot();
         let _ = orchestrator.cast(OrchestratorMsg::Cancel { id, reply: reply.into() });
     }
+}
+
+/// Whether sub-run `child` was started for `unit` of run `run`: its idempotency key is
+/// the unit's (so this holds before the parent knows the sub-run's id).
+pub(super) fn started_for(child: &RunRecord, run: RunId, unit: &UnitKey) -> bool {
+    child.parent.as_ref().is_some_and(|p| p.run == run && p.step == unit.step)
+        && child.idempotency_key.as_deref()
+            == Some(step_task_key(run, &unit.step, unit.item, unit.attempt).as_str())
 }
 
 /// Starts (or finds, by its idempotency key) a sub-workflow's run. A run already final
@@ -148,4 +174,157 @@ pub(super) fn run_child(env: Arc<RunEnv>, parent: Addr<RunMsg>, unit: UnitKey, s
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use mark1_supervisors::ActorStats;
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use serde_json::json;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::domain::workflow::ParentStep;
+    use crate::orchestrator::Submitted;
+
+    /// An orchestrator that does not hold the task a key finds: it answers from "the
+    /// store", where the task is `running` (run by another start) for the first
+    /// `running_for` looks, then succeeded.
+    struct NotHeld;
+
+    struct NotHeldState {
+        record: TaskRecord,
+        looks: u32,
+        running_for: u32,
+    }
+
+    impl Actor for NotHeld {
+        type Msg = OrchestratorMsg;
+        type State = NotHeldState;
+        type Arguments = NotHeldState;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<OrchestratorMsg>,
+            state: NotHeldState,
+        ) -> Result<NotHeldState, ActorProcessingErr> {
+            Ok(state)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<OrchestratorMsg>,
+            msg: OrchestratorMsg,
+            state: &mut NotHeldState,
+        ) -> Result<(), ActorProcessingErr> {
+            match msg {
+                OrchestratorMsg::Submit { reply, .. } => {
+                    let _ = reply.send(Ok(Submitted { id: state.record.id, existing: true }));
+                }
+                OrchestratorMsg::Wait { reply, .. } => {
+                    state.looks += 1;
+                    let mut record = state.record.clone();
+                    if state.looks > state.running_for {
+                        record.state = TaskState::Succeeded;
+                        record.output = Some(json!("done"));
+                    }
+                    let _ = reply.send(Ok(record));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    /// A run that passes on how its units ended.
+    struct Outcomes;
+
+    impl Actor for Outcomes {
+        type Msg = RunMsg;
+        type State = mpsc::UnboundedSender<UnitOutcome>;
+        type Arguments = mpsc::UnboundedSender<UnitOutcome>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<RunMsg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<RunMsg>,
+            msg: RunMsg,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let RunMsg::Finished { outcome, .. } = msg {
+                let _ = tx.send(outcome);
+            }
+            Ok(())
+        }
+    }
+
+    fn sub_run(parent: RunId, step: &str, key: String) -> RunRecord {
+        let now = SystemTime::now();
+        RunRecord {
+            id: RunId::new(),
+            namespace: "default".into(),
+            workflow: "child".into(),
+            version: 1,
+            state: RunState::Succeeded,
+            input: json!({}),
+            output: Some(json!(1)),
+            error: None,
+            idempotency_key: Some(key),
+            submitter: None,
+            durable: true,
+            parent: Some(ParentStep { run: parent, step: step.into() }),
+            owner: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_sub_run_is_matched_to_the_unit_that_started_it_by_its_key() {
+        let (run, other) = (RunId::new(), RunId::new());
+        let unit = |item, attempt| UnitKey { step: "sub".into(), item, attempt };
+        let child = sub_run(run, "sub", step_task_key(run, "sub", None, 2));
+        assert!(started_for(&child, run, &unit(None, 2)));
+        assert!(!started_for(&child, run, &unit(None, 1)), "another attempt");
+        assert!(!started_for(&child, other, &unit(None, 2)), "another run");
+        let item = sub_run(run, "sub", step_task_key(run, "sub", Some(3), 1));
+        assert!(started_for(&item, run, &unit(Some(3), 1)));
+        assert!(!started_for(&item, run, &unit(Some(2), 1)), "another item");
+        let by_hand = sub_run(run, "sub", "mine".into());
+        assert!(!started_for(&by_hand, run, &unit(None, 1)), "a key someone else chose");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_found_task_the_orchestrator_does_not_hold_is_waited_for_until_it_is_final() {
+        let request = TaskRequest::to_agent("echo", json!({}));
+        let mut record = TaskRecord::queued(&request, 1, None, SystemTime::now());
+        record.state = TaskState::Running;
+        let state = NotHeldState { record, looks: 0, running_for: 3 };
+        let (orchestrator, _) = Actor::spawn(None, NotHeld, state).await.unwrap();
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let (run, _) = Actor::spawn(None, Outcomes, tx).await.unwrap();
+
+        let found = Addr::new(orchestrator.clone(), ActorStats::new("orchestrator"));
+        let unit = UnitKey { step: "s".into(), item: None, attempt: 1 };
+        run_task(
+            Arc::new(move || Some(found.clone())),
+            Addr::new(run.clone(), ActorStats::new("run")),
+            unit,
+            request,
+        );
+
+        let outcome = outcomes.recv().await.expect("the unit ends");
+        assert_eq!(outcome, UnitOutcome::Succeeded(json!("done")), "not 'the task ended running'");
+        orchestrator.stop(None);
+        run.stop(None);
+    }
 }
