@@ -35,6 +35,30 @@ struct MemoryTables {
     workflows: BTreeMap<(String, String, u32), WorkflowRecord>,
     runs: BTreeMap<RunId, RunRecord>,
     journal: BTreeMap<(RunId, u64), JournalEntry>,
+    /// Tasks and runs by (namespace, idempotency key): found without a scan, as a
+    /// database's unique index finds them.
+    task_keys: HashMap<(String, String), TaskId>,
+    run_keys: HashMap<(String, String), RunId>,
+}
+
+impl MemoryTables {
+    fn forget_task(&mut self, task: &TaskRecord) {
+        if let Some(key) = &task.idempotency_key {
+            let slot = (task.namespace.clone(), key.clone());
+            if self.task_keys.get(&slot) == Some(&task.id) {
+                self.task_keys.remove(&slot);
+            }
+        }
+    }
+
+    fn forget_run(&mut self, run: &RunRecord) {
+        if let Some(key) = &run.idempotency_key {
+            let slot = (run.namespace.clone(), key.clone());
+            if self.run_keys.get(&slot) == Some(&run.id) {
+                self.run_keys.remove(&slot);
+            }
+        }
+    }
 }
 
 impl MemoryTables {
@@ -111,6 +135,9 @@ impl Store for MemoryStore {
         for write in writes {
             match write {
                 Write::PutTask(task) => {
+                    if let Some(key) = &task.idempotency_key {
+                        t.task_keys.entry((task.namespace.clone(), key.clone())).or_insert(task.id);
+                    }
                     t.tasks.insert(task.id, task.clone());
                 }
                 Write::PutAttempt(attempt) => {
@@ -138,6 +165,9 @@ impl Store for MemoryStore {
                     t.workflows.insert((w.namespace.clone(), w.name.clone(), w.version), (**w).clone());
                 }
                 Write::PutRun(run) => {
+                    if let Some(key) = &run.idempotency_key {
+                        t.run_keys.entry((run.namespace.clone(), key.clone())).or_insert(run.id);
+                    }
                     t.runs.insert(run.id, (**run).clone());
                 }
                 Write::AppendJournal(entry) => {
@@ -146,7 +176,8 @@ impl Store for MemoryStore {
             }
         }
         while t.tasks.len() > self.retain {
-            if let Some((id, _)) = t.tasks.pop_first() {
+            if let Some((id, task)) = t.tasks.pop_first() {
+                t.forget_task(&task);
                 // The oldest task goes first, so its attempts and those of any task older
                 // still are at the front.
                 while let Some(attempt) = t.attempts.first_entry() {
@@ -173,10 +204,7 @@ impl Store for MemoryStore {
         key: &str,
     ) -> Result<Option<TaskRecord>, StoreError> {
         let t = self.inner.lock();
-        let found = t
-            .tasks
-            .values()
-            .find(|task| task.namespace == namespace && task.idempotency_key.as_deref() == Some(key));
+        let found = t.task_keys.get(&(namespace.to_string(), key.to_string())).and_then(|id| t.tasks.get(id));
         Ok(found.map(|task| (**task).clone()))
     }
 
@@ -259,7 +287,9 @@ impl Store for MemoryStore {
             .map(|task| task.id)
             .collect();
         for id in &old {
-            t.tasks.remove(id);
+            if let Some(task) = t.tasks.remove(id) {
+                t.forget_task(&task);
+            }
         }
         t.attempts.retain(|(task, _), _| !old.contains(task));
         let old_runs: Vec<RunId> = t
@@ -270,7 +300,9 @@ impl Store for MemoryStore {
             .map(|run| run.id)
             .collect();
         for id in &old_runs {
-            t.runs.remove(id);
+            if let Some(run) = t.runs.remove(id) {
+                t.forget_run(&run);
+            }
             let entries: Vec<(RunId, u64)> =
                 t.journal.range((*id, 0)..=(*id, u64::MAX)).map(|(k, _)| *k).collect();
             for key in entries {
@@ -327,8 +359,7 @@ impl Store for MemoryStore {
         key: &str,
     ) -> Result<Option<RunRecord>, StoreError> {
         let t = self.inner.lock();
-        let found =
-            t.runs.values().find(|r| r.namespace == namespace && r.idempotency_key.as_deref() == Some(key));
+        let found = t.run_keys.get(&(namespace.to_string(), key.to_string())).and_then(|id| t.runs.get(id));
         Ok(found.cloned())
     }
 

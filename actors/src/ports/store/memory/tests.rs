@@ -228,3 +228,23 @@ async fn prune_takes_finished_runs_with_their_journals() {
         assert_eq!(store.journal(r.id).await.unwrap().len(), 2);
     }
 }
+
+#[tokio::test]
+async fn task_keys_are_found_by_index_and_forgotten_with_their_task() {
+    use crate::domain::{TaskRecord, TaskRequest};
+    let store = MemoryStore::with_retention(2);
+    let keyed = |key: &str| {
+        let request = TaskRequest::to_agent("a", serde_json::Value::Null).idempotency_key(key);
+        TaskRecord::queued(&request, 1, None, at(1))
+    };
+    let (first, second, third) = (keyed("k1"), keyed("k2"), keyed("k3"));
+    for task in [&first, &second] {
+        store.write_batch(&[Write::PutTask(Box::new(task.clone()))]).await.unwrap();
+    }
+    assert_eq!(store.task_by_idempotency_key("default", "k1").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.task_by_idempotency_key("other", "k1").await.unwrap(), None);
+    // A third task evicts the oldest: its key goes with it.
+    store.write_batch(&[Write::PutTask(Box::new(third.clone()))]).await.unwrap();
+    assert_eq!(store.task_by_idempotency_key("default", "k1").await.unwrap(), None);
+    assert_eq!(store.task_by_idempotency_key("default", "k3").await.unwrap(), Some(third));
+}
