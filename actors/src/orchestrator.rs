@@ -318,9 +318,13 @@ impl Actor for Orchestrator {
         state: &mut OrchestratorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            OrchestratorMsg::Submit { request, reply } => state.submit(request, Intake::Accept(reply), false),
+            OrchestratorMsg::Submit { request, reply } => {
+                let checked = request.key_is_new;
+                state.submit(request, Intake::Accept(reply), checked)
+            }
             OrchestratorMsg::SubmitAndWait { request, wait, reply } => {
-                state.submit(request, Intake::Wait(reply, wait), false)
+                let checked = request.key_is_new;
+                state.submit(request, Intake::Wait(reply, wait), checked)
             }
             OrchestratorMsg::WaitElapsed { slot } => state.wait_elapsed(slot),
             OrchestratorMsg::IdempotencyChecked { request, intake, found } => {

@@ -69,6 +69,11 @@ pub struct TaskRequest {
     pub submitter: Option<String>,
     /// W3C trace context carried to the agent.
     pub traceparent: Option<String>,
+    /// The submitter committed this key's first use itself (a durable run journaled the
+    /// step attempt it names), so no task can carry it yet and the orchestrator need not
+    /// look for one in the store. Never set from outside the node.
+    #[serde(skip)]
+    pub key_is_new: bool,
 }
 
 impl TaskRequest {
@@ -93,6 +98,7 @@ impl TaskRequest {
             durable: true,
             submitter: None,
             traceparent: None,
+            key_is_new: false,
         }
     }
 
@@ -247,6 +253,7 @@ impl TaskRecord {
             durable: self.durable,
             submitter: self.submitter.clone(),
             traceparent: self.traceparent.clone(),
+            key_is_new: false,
         }
     }
 

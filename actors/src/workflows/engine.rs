@@ -119,9 +119,15 @@ impl RunEnv {
     }
 
     /// Starts the actor of a run the store holds.
-    async fn resume_run(self: &Arc<Self>, record: RunRecord) -> Result<(), WorkflowError> {
-        let id = record.id;
-        let (_, progress) = self.load(id).await?;
+    /// Starts the actor of a claimed run. The run is read again after the claim: it may
+    /// have been revived and finished meanwhile (a change to it right after a restart), and
+    /// then there is nothing to resume; the claim's copy of the record is never used.
+    async fn resume_run(self: &Arc<Self>, claimed: RunRecord) -> Result<(), WorkflowError> {
+        let id = claimed.id;
+        let (record, progress) = self.load(id).await?;
+        if record.state.is_final() || self.directory.get(id).is_some() {
+            return Ok(());
+        }
         let loaded = Loaded { record, progress, pending: Vec::new(), replies: Vec::new() };
         self.spawn_run(id, loaded).await.map_err(|(e, _)| e)
     }
@@ -469,7 +475,7 @@ async fn revive(env: &Arc<RunEnv>, owner: Uuid, id: RunId, change: RunChange, by
     }
     let loaded = async {
         let (mut record, mut progress) = env.load(id).await?;
-        let pending = change.apply(&mut progress, &env.templates, &by, env.clock.now())?;
+        let pending = change.clone().apply(&mut progress, &env.templates, &by, env.clock.now())?;
         record.owner = Some(owner);
         Ok::<_, WorkflowError>((record, progress, pending))
     };
@@ -478,7 +484,14 @@ async fn revive(env: &Arc<RunEnv>, owner: Uuid, id: RunId, change: RunChange, by
             let loaded = Loaded { record, progress, pending, replies: vec![reply] };
             if let Err((error, replies)) = env.spawn_run(id, loaded).await {
                 for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                    match env.directory.get(id) {
+                        // The engine's claim started the run first (right after a
+                        // restart): the change goes to that actor instead.
+                        Some(run) => {
+                            drop(run.cast(RunMsg::Change { change: change.clone(), by: by.clone(), reply }))
+                        }
+                        None => drop(reply.send(Err(error.clone()))),
+                    }
                 }
             }
         }

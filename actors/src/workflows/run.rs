@@ -306,7 +306,7 @@ impl RunDriver {
             }
         }
         for unit in units {
-            self.start_unit(unit);
+            self.start_unit(unit, false);
         }
     }
 
@@ -383,11 +383,11 @@ impl RunDriver {
             let attempt = entry.attempt.unwrap_or(0);
             match entry.kind {
                 JournalKind::StepRunning if !self.is_fan_out(&step) => {
-                    self.start_unit(UnitKey { step, item: None, attempt })
+                    self.start_unit(UnitKey { step, item: None, attempt }, self.record.durable)
                 }
                 JournalKind::ItemRunning => {
                     let item = entry.data["index"].as_u64().map(|n| n as usize);
-                    self.start_unit(UnitKey { step, item, attempt })
+                    self.start_unit(UnitKey { step, item, attempt }, self.record.durable)
                 }
                 JournalKind::StepSucceeded | JournalKind::StepFailed | JournalKind::StepRetrying => {
                     self.drop_units(|unit| unit.step == step)
@@ -408,7 +408,9 @@ impl RunDriver {
     }
 
     /// Submits a unit's task, or starts its sub-run.
-    fn start_unit(&mut self, unit: UnitKey) {
+    /// `fresh`: the unit's attempt was journaled (committed) by this actor just now, so
+    /// no task can carry its key yet; a unit picked up after a restart may have one.
+    fn start_unit(&mut self, unit: UnitKey, fresh: bool) {
         let Some(i) = self.progress.steps().iter().position(|s| s.id == unit.step) else { return };
         let def = &self.progress.def().steps[i];
         let (env, run, record) = (self.env.clone(), self.myself.clone(), &self.record);
@@ -462,6 +464,7 @@ impl RunDriver {
             durable: false,
             submitter: record.submitter.clone(),
             traceparent: None,
+            key_is_new: fresh,
         };
         self.in_flight.insert(unit.clone(), Carrier::Pending);
         run_task(env.orchestrator.clone(), run, unit, request);

@@ -70,9 +70,14 @@ pub(super) type OrchestratorFn = Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> +
 /// unit asks again, less and less often, until the task is final.
 pub(super) fn run_task(orchestrator: OrchestratorFn, run: Addr<RunMsg>, unit: UnitKey, request: TaskRequest) {
     tokio::spawn(async move {
-        let request = Arc::new(request);
+        let mut request = Arc::new(request);
         let mut look_again = AWAY;
+        let mut first = true;
         loop {
+            if !std::mem::take(&mut first) {
+                // Asking again: the first submission may have made the task after all.
+                Arc::make_mut(&mut request).key_is_new = false;
+            }
             let Some(orchestrator) = orchestrator() else {
                 tokio::time::sleep(AWAY).await;
                 continue;

@@ -291,9 +291,9 @@ pub async fn get(
     caller.require(Permission::Read, "read runs")?;
     let mut run = visible_run(&edge, &caller, &id).await?;
     if let Some(wait) = query.duration(edge.server.max_wait)? {
-        if !run.record.state.is_final() {
-            run = edge.node.wait_run(run.record.id, wait).await?;
-        }
+        // Even when the live run already shows its end: a wait answers once that end is
+        // committed, so what the caller sees next in listings (from the store) agrees.
+        run = edge.node.wait_run(run.record.id, wait).await?;
     }
     Ok(Json(RunView::of(run, &caller)))
 }
