@@ -217,6 +217,13 @@ async fn real_outage(Fresh { options, backend, .. }: Fresh) {
     let name = backend.as_str();
     let accepted = handle.submit(TaskRequest::to_agent("sleeper", json!({"ms": 500}))).await.unwrap();
     running(&handle, accepted).await;
+    // The `running` row is written in the background: once it is in, no commit is in
+    // flight when the outage begins, and the next one is the refused submission's.
+    let store = handle.store();
+    eventually(Duration::from_secs(5), "the running state is stored", || async {
+        store.task(accepted).await.is_ok_and(|t| t.is_some_and(|t| t.state == TaskState::Running))
+    })
+    .await;
     let mut waiter = Box::pin(handle.wait(accepted, Duration::from_secs(60)));
     assert!(futures::poll!(&mut waiter).is_pending());
 
