@@ -191,6 +191,21 @@ impl Store for MemoryStore {
         while t.events.len() > self.retain {
             t.events.pop_front();
         }
+        // Finished runs go oldest first, with their journals; an unfinished run is never
+        // dropped, so one that runs long holds back the ones after it.
+        while t.runs.len() > self.retain {
+            let Some(entry) = t.runs.first_entry() else { break };
+            if !entry.get().state.is_final() {
+                break;
+            }
+            let run = entry.remove();
+            t.forget_run(&run);
+            let entries: Vec<(RunId, u64)> =
+                t.journal.range((run.id, 0)..=(run.id, u64::MAX)).map(|(k, _)| *k).collect();
+            for key in entries {
+                t.journal.remove(&key);
+            }
+        }
         Ok(())
     }
 

@@ -248,3 +248,21 @@ async fn task_keys_are_found_by_index_and_forgotten_with_their_task() {
     assert_eq!(store.task_by_idempotency_key("default", "k1").await.unwrap(), None);
     assert_eq!(store.task_by_idempotency_key("default", "k3").await.unwrap(), Some(third));
 }
+
+#[tokio::test]
+async fn finished_runs_beyond_the_retention_go_oldest_first_with_their_journals() {
+    let store = MemoryStore::with_retention(2);
+    let (old, live, newer, newest) = (
+        run("a", "w", RunState::Succeeded, None),
+        run("a", "w", RunState::Running, None),
+        run("a", "w", RunState::Failed, None),
+        run("a", "w", RunState::Succeeded, None),
+    );
+    store.write_batch(&[put_run(&old), append(entry(old.id, 1))]).await.unwrap();
+    store.write_batch(&[put_run(&live), put_run(&newer)]).await.unwrap();
+    assert_eq!(store.run(old.id).await.unwrap(), None, "the oldest finished run went");
+    assert!(store.journal(old.id).await.unwrap().is_empty(), "with its journal");
+    store.write_batch(&[put_run(&newest)]).await.unwrap();
+    assert!(store.run(live.id).await.unwrap().is_some(), "an unfinished run stays, holding back the rest");
+    assert!(store.run(newer.id).await.unwrap().is_some());
+}
