@@ -128,7 +128,7 @@ impl RunEnv {
         if record.state.is_final() || self.directory.get(id).is_some() {
             return Ok(());
         }
-        let loaded = Loaded { record, progress, pending: Vec::new(), replies: Vec::new() };
+        let loaded = Loaded { record, progress, pending: Vec::new(), replies: Vec::new(), fresh: false };
         self.spawn_run(id, loaded).await.map_err(|(e, _)| e)
     }
 
@@ -448,7 +448,8 @@ async fn start_run(env: &Arc<RunEnv>, owner: Uuid, request: StartRun) -> Result<
     } else {
         let _ = env.writer.cast(StoreWriterMsg::Write { writes, ack: None, retry: Retry::UntilCommitted });
     }
-    let loaded = Loaded { record: record.clone(), progress, pending: Vec::new(), replies: Vec::new() };
+    let loaded =
+        Loaded { record: record.clone(), progress, pending: Vec::new(), replies: Vec::new(), fresh: true };
     env.spawn_run(record.id, loaded).await.map_err(|(e, _)| e)?;
     Ok(record)
 }
@@ -481,7 +482,7 @@ async fn revive(env: &Arc<RunEnv>, owner: Uuid, id: RunId, change: RunChange, by
     };
     match loaded.await {
         Ok((record, progress, pending)) => {
-            let loaded = Loaded { record, progress, pending, replies: vec![reply] };
+            let loaded = Loaded { record, progress, pending, replies: vec![reply], fresh: false };
             if let Err((error, replies)) = env.spawn_run(id, loaded).await {
                 for reply in replies {
                     match env.directory.get(id) {

@@ -104,6 +104,9 @@ pub struct Loaded {
     /// and who waits for them.
     pub pending: Vec<JournalEntry>,
     pub replies: Vec<ViewReply>,
+    /// The run was just created by this engine: no task can carry one of its keys but
+    /// those its actor submits.
+    pub fresh: bool,
 }
 
 pub struct RunActor;
@@ -121,6 +124,8 @@ pub struct RunDriver {
     unacked: usize,
     /// What the engine handed over to journal at start.
     pending: Option<(Vec<JournalEntry>, Vec<ViewReply>)>,
+    /// Created by the engine in this incarnation (see [`Loaded::fresh`]).
+    fresh: bool,
 }
 
 impl Actor for RunActor {
@@ -134,11 +139,11 @@ impl Actor for RunActor {
         args: RunArgs,
     ) -> Result<RunDriver, ActorProcessingErr> {
         let RunArgs { id, env, loaded, stats } = args;
-        let Loaded { record, progress, pending, replies } = match loaded {
+        let Loaded { record, progress, pending, replies, fresh } = match loaded {
             Some(loaded) => loaded,
             None => {
                 let (record, progress) = env.load(id).await?;
-                Loaded { record, progress, pending: Vec::new(), replies: Vec::new() }
+                Loaded { record, progress, pending: Vec::new(), replies: Vec::new(), fresh: false }
             }
         };
         let myself = Addr::new(myself, stats);
@@ -154,6 +159,7 @@ impl Actor for RunActor {
             next_waiter: 0,
             unacked: 0,
             pending: Some((pending, replies)),
+            fresh,
         })
     }
 
@@ -383,11 +389,11 @@ impl RunDriver {
             let attempt = entry.attempt.unwrap_or(0);
             match entry.kind {
                 JournalKind::StepRunning if !self.is_fan_out(&step) => {
-                    self.start_unit(UnitKey { step, item: None, attempt }, self.record.durable)
+                    self.start_unit(UnitKey { step, item: None, attempt }, self.new_keys())
                 }
                 JournalKind::ItemRunning => {
                     let item = entry.data["index"].as_u64().map(|n| n as usize);
-                    self.start_unit(UnitKey { step, item, attempt }, self.record.durable)
+                    self.start_unit(UnitKey { step, item, attempt }, self.new_keys())
                 }
                 JournalKind::StepSucceeded | JournalKind::StepFailed | JournalKind::StepRetrying => {
                     self.drop_units(|unit| unit.step == step)
@@ -401,6 +407,13 @@ impl RunDriver {
         if self.record.state.is_final() && self.unacked == 0 {
             self.finish();
         }
+    }
+
+    /// Whether a unit started now names a key no task can have yet: the run was created
+    /// in this incarnation, or its journal (committed before acting) names the attempt.
+    /// A non-durable run that restarted may have submitted an attempt its journal lacks.
+    fn new_keys(&self) -> bool {
+        self.fresh || self.record.durable
     }
 
     fn is_fan_out(&self, step: &str) -> bool {
