@@ -249,3 +249,41 @@ async fn idempotency_keys_return_the_first_run_and_sub_workflows_run_as_steps() 
     );
     stop(handle).await;
 }
+
+#[tokio::test]
+async fn cancelling_a_run_cancels_the_sub_run_of_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = node(dir.path()).await;
+    handle
+        .create_workflow(
+            "default",
+            def(json!({"name": "slow_child", "steps": [{"id": "s", "agent": "sleeper", "input": {"ms": 60000}}]})),
+        )
+        .await
+        .unwrap();
+    handle
+        .create_workflow(
+            "default",
+            def(json!({"name": "holder", "steps": [{"id": "sub", "workflow": {"name": "slow_child"}}]})),
+        )
+        .await
+        .unwrap();
+    let parent = handle.start_run(start("holder", json!({}))).await.unwrap();
+    let query = mark1::workflows::RunQuery { workflow: Some("slow_child".into()), ..Default::default() };
+    let child_running = || async {
+        let id = handle.runs(&query).await.ok()?.first()?.id;
+        let view = handle.get_run(id).await.ok()?;
+        view.steps.iter().any(|s| s.state == StepState::Running).then_some(id)
+    };
+    crate::support::eventually(Duration::from_secs(10), "the sub-run is running its step", || async {
+        child_running().await.is_some()
+    })
+    .await;
+    let child = child_running().await.unwrap();
+    handle.change_run(parent.id, RunChange::Cancel { reason: "stop".into() }, "ann").await.unwrap();
+    assert_eq!(finished(&handle, parent.id).await.record.state, RunState::Cancelled);
+    let view = finished(&handle, child).await;
+    assert_eq!(view.record.state, RunState::Cancelled, "{view:?}");
+    assert_eq!(view.record.parent.as_ref().map(|p| p.run), Some(parent.id));
+    stop(handle).await;
+}

@@ -217,11 +217,11 @@ impl Actor for RunActor {
                     cancel_task(&state.env, task);
                 }
             }
-            RunMsg::ChildStarted { unit, child } => {
-                if let Some(carrier) = state.in_flight.get_mut(&unit) {
-                    *carrier = Carrier::Run(child);
-                }
-            }
+            RunMsg::ChildStarted { unit, child } => match state.in_flight.get_mut(&unit) {
+                Some(carrier) => *carrier = Carrier::Run(child),
+                // The step ended meanwhile (the run was cancelled, say): so does its sub-run.
+                None => state.cancel_child(child),
+            },
             RunMsg::Finished { unit, outcome } => state.finished(unit, outcome),
             RunMsg::ChildFinished { child, record } => {
                 // The unit the sub-run carries, or, when the sub-run ended before its start
@@ -489,16 +489,18 @@ impl RunDriver {
         for unit in dropped {
             match self.in_flight.remove(&unit) {
                 Some(Carrier::Task(task)) => cancel_task(&self.env, task),
-                Some(Carrier::Run(child)) => {
-                    if let Some(child) = self.env.directory.get(child) {
-                        let (reply, _) = oneshot();
-                        let change = RunChange::Cancel { reason: "its parent step ended".into() };
-                        let _ =
-                            child.cast(RunMsg::Change { change, by: "parent".into(), reply: reply.into() });
-                    }
-                }
+                Some(Carrier::Run(child)) => self.cancel_child(child),
                 _ => {}
             }
+        }
+    }
+
+    /// Cancels a sub-run this run started, if it is still going.
+    fn cancel_child(&self, child: RunId) {
+        if let Some(child) = self.env.directory.get(child) {
+            let (reply, _) = oneshot();
+            let change = RunChange::Cancel { reason: "its parent step ended".into() };
+            let _ = child.cast(RunMsg::Change { change, by: "parent".into(), reply: reply.into() });
         }
     }
 
