@@ -120,7 +120,8 @@ pub struct StoreConfig {
     /// File holding the database password.
     pub password_file: Option<PathBuf>,
     pub sync: SyncMode,
-    /// How long the store writer waits to gather a batch.
+    /// How long writes nobody waits for are gathered before they commit; a write someone
+    /// waits for commits as soon as no other commit is in flight.
     #[serde(with = "humantime_serde")]
     pub flush_delay: Duration,
     /// Most writes in one transaction.

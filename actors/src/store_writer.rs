@@ -1,10 +1,12 @@
 //! The `store_writer` actor: group commit over the `Store` port.
 //!
 //! Callers send writes with an optional acknowledgement; the writer gathers them into
-//! one `write_batch` (flushed when `batch_max` writes are waiting or `flush_delay` after
-//! the first one), runs the commit outside its mailbox, and acknowledges every caller of
-//! the batch only after it committed. Whatever arrives during a commit goes into the
-//! next one, so commits stay few under load.
+//! one `write_batch`, runs the commit outside its mailbox, and acknowledges every caller
+//! of the batch only after it committed. Whatever arrives during a commit goes into the
+//! next one, so commits stay few under load. A write someone waits for starts a commit
+//! at once when none is in flight; writes nobody waits for wait up to `flush_delay` (or
+//! until `batch_max` are waiting) to ride along with the next one, so a sequential caller
+//! pays one commit, not a delay, and background writes rarely cost a commit of their own.
 //!
 //! Writes come in two kinds ([`Retry`]). A write that promises nothing yet (a durable
 //! submission before it is accepted) fails fast: past `queue_limit` waiting writes, or
@@ -288,15 +290,23 @@ impl Actor for StoreWriter {
                         return Ok(());
                     }
                 }
+                let waited_for = ack.is_some();
                 let pending = &mut state.pending;
                 pending.push(writes, ack, keep);
                 if state.in_flight > 0 {
                     // The commit in progress will flush us when it ends.
                 } else if !state.backoff.is_zero() {
                     state.arm_timer(&myself, state.backoff);
-                } else if pending.writes.len() >= state.args.batch_max || state.args.flush_delay.is_zero() {
+                } else if waited_for
+                    || pending.writes.len() >= state.args.batch_max
+                    || state.args.flush_delay.is_zero()
+                {
+                    // Someone waits: commit now. What arrives meanwhile forms the next batch,
+                    // so commits stay few under load without a delay on every one.
                     state.flush(&myself);
                 } else {
+                    // Nobody waits: gather, and ride along with the next commit someone
+                    // waits for, if one comes within the flush delay.
                     state.arm_timer(&myself, state.args.flush_delay);
                 }
             }
