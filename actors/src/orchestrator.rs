@@ -121,6 +121,12 @@ pub enum OrchestratorMsg {
         id: TaskId,
         reply: RecordReply,
     },
+    /// Cancels the task this node holds under an idempotency key, if any; nobody waits
+    /// for the answer (a workflow run dropping a step's task it knows by key only).
+    CancelKey {
+        namespace: String,
+        key: String,
+    },
     RegisterAgent {
         definition: AgentDefinition,
         reply: RpcReplyPort<Result<(), AgentRegistryError>>,
@@ -339,6 +345,12 @@ impl Actor for Orchestrator {
                 None => state.read_from_store(id, reply),
             },
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
+            OrchestratorMsg::CancelKey { namespace, key } => {
+                if let Some(id) = state.tasks.by_idempotency_key(&namespace, &key).map(|e| e.record.id) {
+                    let (reply, _) = ractor::concurrency::oneshot();
+                    state.cancel(id, reply.into());
+                }
+            }
             OrchestratorMsg::RegisterAgent { definition, reply } => state.register(definition, reply),
             OrchestratorMsg::RemoveAgent { namespace, name, reply } => state.remove(&namespace, &name, reply),
             OrchestratorMsg::ResizeAgent { namespace, name, min, max, reply } => {

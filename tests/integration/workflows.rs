@@ -185,7 +185,14 @@ async fn a_failed_step_is_retried_by_hand_and_the_run_goes_on() {
 #[tokio::test]
 async fn cancel_stops_the_steps_in_flight_and_skip_gives_an_output() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = node(dir.path()).await;
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let handle = started(
+        builder(dir.path())
+            .agent(AgentSpec::native("echo"), Echo)
+            .agent(AgentSpec::native("sleeper"), Sleeper { cancelled: cancelled.clone() }),
+        2,
+    )
+    .await;
     handle
         .create_workflow(
             "default",
@@ -208,6 +215,10 @@ async fn cancel_stops_the_steps_in_flight_and_skip_gives_an_output() {
     assert_eq!((later.state, later.output.clone()), (StepState::Skipped, Some(json!("given"))));
     let again = handle.change_run(run.id, RunChange::Cancel { reason: "twice".into() }, "ann").await;
     assert!(again.is_err(), "a finished run cannot change");
+    crate::support::eventually(Duration::from_secs(5), "the step's task is cancelled too", || async {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
     stop(handle).await;
 }
 

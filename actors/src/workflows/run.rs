@@ -17,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{json, Map, Value};
 
 use super::engine::StartRun;
-use super::units::{cancel_task, run_child, run_outcome, run_task, started_for};
+use super::units::{cancel_key, cancel_task, run_child, run_outcome, started_for, submit_and_wait};
 use super::{run_child_id, RunChange, RunEnv, RunView, ViewReply, WorkflowError};
 use crate::domain::workflow::{
     step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunProgress, RunRecord, StepKind,
@@ -36,9 +36,11 @@ pub struct UnitKey {
 }
 
 /// What carries a unit out, once known.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Carrier {
     Pending,
+    /// A task submitted under this idempotency key; its id is not known here.
+    Keyed(String),
     Task(TaskId),
     Run(RunId),
 }
@@ -479,8 +481,9 @@ impl RunDriver {
             traceparent: None,
             key_is_new: fresh,
         };
-        self.in_flight.insert(unit.clone(), Carrier::Pending);
-        run_task(env.orchestrator.clone(), run, unit, request);
+        let key = request.idempotency_key.clone().unwrap_or_default();
+        self.in_flight.insert(unit.clone(), Carrier::Keyed(key));
+        submit_and_wait(env.orchestrator.clone(), run, unit, request);
     }
 
     /// Forgets the units `which` selects, cancelling their tasks and sub-runs.
@@ -489,6 +492,7 @@ impl RunDriver {
         for unit in dropped {
             match self.in_flight.remove(&unit) {
                 Some(Carrier::Task(task)) => cancel_task(&self.env, task),
+                Some(Carrier::Keyed(key)) => cancel_key(&self.env, &self.record.namespace, key),
                 Some(Carrier::Run(child)) => self.cancel_child(child),
                 _ => {}
             }

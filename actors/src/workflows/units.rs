@@ -69,10 +69,50 @@ pub(super) type OrchestratorFn = Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> +
 /// orchestrator then answers a wait with the task as the store has it, not final; the
 /// unit asks again, less and less often, until the task is final.
 pub(super) fn run_task(orchestrator: OrchestratorFn, run: Addr<RunMsg>, unit: UnitKey, request: TaskRequest) {
+    tokio::spawn(drive(orchestrator, run, unit, Arc::new(request), true));
+}
+
+/// Submits a step's task and waits for its end in one orchestrator message. It is sent
+/// from the run actor itself, so a later [`cancel_key`] from the run reaches the
+/// orchestrator after it. Any other answer than the task's end (the orchestrator went
+/// away or refused for a while, or answered with a task it does not hold) falls back to
+/// the loop of [`run_task`].
+pub(super) fn submit_and_wait(
+    orchestrator: OrchestratorFn,
+    run: Addr<RunMsg>,
+    unit: UnitKey,
+    request: TaskRequest,
+) {
+    let Some(addr) = orchestrator() else { return run_task(orchestrator, run, unit, request) };
+    let request = Arc::new(request);
+    let (reply, answer) = oneshot();
+    let message =
+        OrchestratorMsg::SubmitAndWait { request: request.clone(), wait: None, reply: reply.into() };
+    let sent = addr.cast(message).is_ok();
     tokio::spawn(async move {
-        let mut request = Arc::new(request);
+        match answer.await {
+            Ok(Ok(record)) if sent && record.state.is_final() => {
+                let _ = run.cast(RunMsg::Finished { unit, outcome: task_outcome(&record) });
+            }
+            Ok(Err(error)) if retry_after(&error).is_none() => {
+                let outcome = UnitOutcome::Failed { state: StepState::Failed, error: error.to_string() };
+                let _ = run.cast(RunMsg::Finished { unit, outcome });
+            }
+            _ => drive(orchestrator, run, unit, request, !sent).await,
+        }
+    });
+}
+
+/// Submits (again) and waits until the task is final, through whatever comes in between.
+async fn drive(
+    orchestrator: OrchestratorFn,
+    run: Addr<RunMsg>,
+    unit: UnitKey,
+    mut request: Arc<TaskRequest>,
+    mut first: bool,
+) {
+    {
         let mut look_again = AWAY;
-        let mut first = true;
         loop {
             if !std::mem::take(&mut first) {
                 // Asking again: the first submission may have made the task after all.
@@ -125,7 +165,7 @@ pub(super) fn run_task(orchestrator: OrchestratorFn, run: Addr<RunMsg>, unit: Un
                 None => tokio::time::sleep(AWAY).await,
             }
         }
-    });
+    }
 }
 
 /// The task once final; `None` when the orchestrator went away before answering.
@@ -133,6 +173,13 @@ async fn wait(orchestrator: &Addr<OrchestratorMsg>, id: TaskId) -> Option<Result
     match orchestrator.call(|reply| OrchestratorMsg::Wait { id, wait: None, reply }, None).await {
         Ok(CallResult::Success(answer)) => Some(answer),
         _ => None,
+    }
+}
+
+/// Asks the orchestrator to cancel the task with this idempotency key, if it holds one.
+pub(super) fn cancel_key(env: &RunEnv, namespace: &str, key: String) {
+    if let Some(orchestrator) = (env.orchestrator)() {
+        let _ = orchestrator.cast(OrchestratorMsg::CancelKey { namespace: namespace.to_string(), key });
     }
 }
 
