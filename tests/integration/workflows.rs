@@ -210,6 +210,7 @@ async fn cancel_stops_the_steps_in_flight_and_skip_gives_an_output() {
     handle.change_run(run.id, cancel, "ann").await.unwrap();
     let view = finished(&handle, run.id).await;
     assert_eq!(view.record.state, RunState::Cancelled);
+    assert_eq!(view.record.error.as_deref(), Some("cancelled by ann: enough"), "the reason is kept");
     assert_eq!(step_state(&view, "slow"), StepState::Cancelled);
     let later = view.steps.iter().find(|s| s.id == "later").unwrap();
     assert_eq!((later.state, later.output.clone()), (StepState::Skipped, Some(json!("given"))));

@@ -290,7 +290,11 @@ impl RunProgress {
             }
             (JournalKind::RunCancelled, _) => {
                 self.state = RunState::Cancelled;
-                self.error = Some(format!("cancelled by {}", data["by"].as_str().unwrap_or("someone")));
+                let by = data["by"].as_str().unwrap_or("someone");
+                self.error = Some(match data["reason"].as_str().filter(|r| !r.is_empty()) {
+                    Some(reason) => format!("cancelled by {by}: {reason}"),
+                    None => format!("cancelled by {by}"),
+                });
                 self.interrupt("the run was cancelled");
             }
             (JournalKind::StepsAdded, _) => {
