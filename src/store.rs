@@ -283,23 +283,8 @@ where
         now: SystemTime,
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let sql = claim_sql("tasks", UNFINISHED, TASK_COLUMNS, DB::CLAIM_LOCK);
-        let claimed = sqlx::query(&sql)
-            .bind(start.id)
-            .bind(start.node.clone())
-            .bind(micros(now)?)
-            .bind(clamp_i64(limit as u64))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(classify)?;
-        let mut tasks: Vec<TaskRecord> =
-            claimed.iter().map(rows::task_from_row).collect::<Result<_, _>>().map_err(classify)?;
-        // RETURNING promises no order; ids are time-ordered, so this is oldest first.
-        tasks.sort_by_key(|t| t.id);
-        Ok(tasks)
+        self.claim(&sql, start, now, limit, rows::task_from_row, |t| t.id).await
     }
 
     async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError> {

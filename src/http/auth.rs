@@ -145,6 +145,15 @@ impl Caller {
         }
     }
 
+    /// The namespace filter of a listing: the one named (which the caller must reach), the
+    /// caller's own, or none (every namespace) for an admin who names none.
+    pub fn listing_namespace(&self, named: Option<&str>) -> Result<Option<String>, ApiError> {
+        match &self.principal.namespace {
+            None => Ok(named.map(str::to_string)),
+            Some(_) => self.namespace(named).map(Some),
+        }
+    }
+
     /// Whether the caller may see something of `namespace` (namespaces isolate teams).
     pub fn reaches(&self, namespace: &str) -> bool {
         self.principal.reaches(namespace)

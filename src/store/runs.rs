@@ -1,5 +1,6 @@
-//! Reads of workflows, runs and run journals, and the claim of orphaned runs: the
-//! `SqlStore` side of the port's workflow methods, which `store.rs` delegates here.
+//! Reads of workflows, runs and run journals, and the claim of orphaned rows (runs and
+//! tasks share it): the `SqlStore` side of the port's workflow methods, which `store.rs`
+//! delegates here.
 
 use std::time::SystemTime;
 
@@ -158,11 +159,25 @@ where
         now: SystemTime,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = claim_sql("runs", RUN_UNFINISHED, RUN_COLUMNS, DB::CLAIM_LOCK);
+        self.claim(&sql, start, now, limit, rows::run_from_row, |r| r.id).await
+    }
+
+    /// Runs a claim statement (`claim_sql`) for `start` and reads back what it took,
+    /// oldest first: RETURNING promises no order, and ids are time-ordered.
+    pub(super) async fn claim<T, K: Ord>(
+        &self,
+        sql: &str,
+        start: &NodeStart,
+        now: SystemTime,
+        limit: usize,
+        from_row: impl Fn(&DB::Row) -> Result<T, sqlx::Error>,
+        id: impl Fn(&T) -> K,
+    ) -> Result<Vec<T>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = claim_sql("runs", RUN_UNFINISHED, RUN_COLUMNS, DB::CLAIM_LOCK);
-        let claimed = sqlx::query(&sql)
+        let claimed = sqlx::query(sql)
             .bind(start.id)
             .bind(start.node.clone())
             .bind(micros(now)?)
@@ -170,10 +185,8 @@ where
             .fetch_all(&self.writer)
             .await
             .map_err(classify)?;
-        let mut runs: Vec<RunRecord> =
-            claimed.iter().map(rows::run_from_row).collect::<Result<_, _>>().map_err(classify)?;
-        // RETURNING promises no order; ids are time-ordered, so this is oldest first.
-        runs.sort_by_key(|r| r.id);
-        Ok(runs)
+        let mut taken: Vec<T> = claimed.iter().map(from_row).collect::<Result<_, _>>().map_err(classify)?;
+        taken.sort_by_key(id);
+        Ok(taken)
     }
 }

@@ -165,7 +165,7 @@ pub async fn audit_log(
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     caller.require(Permission::Administer, "read the audit log")?;
     let chain = query.chain.unwrap_or_else(|| edge.node.name().to_string());
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::page_limit(query.limit);
     let records = edge.node.store().audit_records(Some(&chain), query.after.unwrap_or(0), limit).await?;
     Ok(Json(
         records

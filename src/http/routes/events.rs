@@ -84,6 +84,19 @@ impl EventView {
     }
 }
 
+/// A page of the events `filter` matches after `after`, as the caller may see them.
+pub(crate) async fn event_list(
+    edge: &EdgeState,
+    filter: EventFilter,
+    after: Option<u64>,
+    limit: Option<usize>,
+    payloads: bool,
+) -> Result<EventList, ApiError> {
+    let page = edge.node.list_events(filter, after.unwrap_or(0), super::page_limit(limit)).await?;
+    let events = page.events.iter().map(|e| EventView::new(e, payloads)).collect();
+    Ok(EventList { events, next: page.next })
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventList {
     /// Oldest first.
@@ -117,10 +130,7 @@ pub async fn events(
         if query.access_token.is_some() {
             return Err(ApiError::BadRequest("access_token: accepted on WebSocket upgrades only".into()));
         }
-        let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-        let page = edge.node.list_events(filter, query.after.unwrap_or(0), limit).await?;
-        let events = page.events.iter().map(|e| EventView::new(e, payloads)).collect();
-        return Ok(Json(EventList { events, next: page.next }).into_response());
+        return Ok(Json(event_list(&edge, filter, query.after, query.limit, payloads).await?).into_response());
     }
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let subscription = edge.node.subscribe(filter, query.after).await?;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{EventList, EventView};
+use super::events::EventList;
 use super::tasks::{header_text, rfc3339, WaitQuery};
 use crate::http::auth::Caller;
 use crate::http::body;
@@ -331,11 +331,8 @@ pub async fn list(
     Query(query): Query<RunListQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
     caller.require(Permission::Read, "read runs")?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let namespace = match (&caller.principal.namespace, query.namespace) {
-        (None, named) => named,
-        (Some(_), named) => Some(caller.namespace(named.as_deref())?),
-    };
+    let limit = super::page_limit(query.limit);
+    let namespace = caller.listing_namespace(query.namespace.as_deref())?;
     let state = query
         .state
         .map(|s| {
@@ -353,10 +350,9 @@ pub async fn list(
         .node
         .runs(&RunQuery { namespace, state, workflow: query.workflow, submitter, before, limit: limit + 1 })
         .await?;
-    let more = runs.len() > limit;
+    let (runs, next) = super::page(runs, limit, |r| r.id.to_string());
     let payloads = caller.principal.role.sees_payloads();
-    let runs: Vec<RunSummary> = runs.into_iter().take(limit).map(|r| RunSummary::new(r, payloads)).collect();
-    let next = if more { runs.last().map(|r| r.id.to_string()) } else { None };
+    let runs = runs.into_iter().map(|r| RunSummary::new(r, payloads)).collect();
     Ok(Json(RunPage { runs, next }))
 }
 
@@ -388,9 +384,6 @@ pub async fn events(
         subjects: vec![run.id.to_string()],
         agents: Vec::new(),
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let page = edge.node.list_events(filter, query.after.unwrap_or(0), limit).await?;
     let payloads = caller.principal.role.sees_payloads();
-    let events = page.events.iter().map(|e| EventView::new(e, payloads)).collect();
-    Ok(Json(EventList { events, next: page.next }))
+    Ok(Json(super::events::event_list(&edge, filter, query.after, query.limit, payloads).await?))
 }

@@ -301,11 +301,8 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
     caller.require(Permission::Read, "read tasks")?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let namespace = match (&caller.principal.namespace, query.namespace) {
-        (None, named) => named,
-        (Some(_), named) => Some(caller.namespace(named.as_deref())?),
-    };
+    let limit = super::page_limit(query.limit);
+    let namespace = caller.listing_namespace(query.namespace.as_deref())?;
     let state = query
         .state
         .map(|s| {
@@ -325,13 +322,9 @@ pub async fn list(
         .store()
         .list_tasks(&TaskQuery { namespace, state, agent: query.agent, submitter, before, limit: limit + 1 })
         .await?;
-    let more = tasks.len() > limit;
-    let tasks: Vec<TaskView> = tasks
-        .into_iter()
-        .take(limit)
-        .map(|t| TaskView::new(t, caller.principal.role.sees_payloads()))
-        .collect();
-    let next = if more { tasks.last().map(|t| t.id.to_string()) } else { None };
+    let (tasks, next) = super::page(tasks, limit, |t| t.id.to_string());
+    let payloads = caller.principal.role.sees_payloads();
+    let tasks = tasks.into_iter().map(|t| TaskView::new(t, payloads)).collect();
     Ok(Json(TaskPage { tasks, next }))
 }
 

@@ -166,10 +166,7 @@ pub async fn list(
     Query(query): Query<NamespaceQuery>,
 ) -> Result<Json<Vec<WorkflowView>>, ApiError> {
     caller.require(Permission::Read, "read workflows")?;
-    let namespace = match (&caller.principal.namespace, query.namespace) {
-        (None, named) => named,
-        (Some(_), named) => Some(caller.namespace(named.as_deref())?),
-    };
+    let namespace = caller.listing_namespace(query.namespace.as_deref())?;
     let records = edge.node.workflows(namespace.as_deref()).await?;
     Ok(Json(records.into_iter().map(WorkflowView::from).collect()))
 }
