@@ -2,7 +2,6 @@
 //! each run's journal, the ordered account of its step transitions that a restarted
 //! node replays to resume the run.
 
-use std::fmt;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -23,34 +22,9 @@ pub struct WorkflowRecord {
     pub created_at: SystemTime,
 }
 
-/// A run id: a UUID v7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RunId(pub Uuid);
-
-impl RunId {
-    pub fn new() -> Self {
-        RunId(Uuid::now_v7())
-    }
-}
-
-impl Default for RunId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::str::FromStr for RunId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(RunId)
-    }
+crate::domain::time_ordered_id! {
+    /// A run id: a UUID v7, so ids sort by creation time.
+    RunId
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
