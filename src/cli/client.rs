@@ -101,6 +101,28 @@ impl Remote {
         Ok(self.send(Method::GET, segments, Request { query, ..Request::default() }).await?.1)
     }
 
+    /// A paged listing: the `items` of the first page, or of every page with `all`
+    /// (following `next` through the `cursor` query parameter), and the last `next`.
+    pub async fn listing(
+        &self,
+        segments: &[&str],
+        query: Vec<(&'static str, String)>,
+        items: &str,
+        cursor: &'static str,
+        all: bool,
+    ) -> Result<(Vec<Value>, Value), CliError> {
+        let mut listed = Vec::new();
+        let mut page = self.get(segments, query.clone()).await?;
+        loop {
+            listed.extend(page[items].as_array().cloned().unwrap_or_default());
+            let Some(next) = page["next"].as_str().filter(|_| all).map(str::to_string) else { break };
+            let mut query = query.clone();
+            query.push((cursor, next));
+            page = self.get(segments, query).await?;
+        }
+        Ok((listed, page["next"].clone()))
+    }
+
     /// Sends a request; answers the status and the JSON body (`Null` when empty).
     pub async fn send(
         &self,

@@ -266,20 +266,12 @@ async fn list(
     all: bool,
     json: bool,
 ) -> Result<(), CliError> {
-    let mut runs = Vec::new();
-    let mut page = remote.get(&["v1", "runs"], query.clone()).await?;
-    loop {
-        runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
-        let Some(next) = page["next"].as_str().filter(|_| all).map(str::to_string) else { break };
-        let mut query = query.clone();
-        query.push(("before", next));
-        page = remote.get(&["v1", "runs"], query).await?;
-    }
+    let (runs, next) = remote.listing(&["v1", "runs"], query, "runs", "before", all).await?;
     if json {
-        print_json(&json!({"runs": runs, "next": page["next"]}));
+        print_json(&json!({"runs": runs, "next": next}));
     } else {
         print!("{}", table::render(&RUN_HEADERS, &runs.iter().map(run_row).collect::<Vec<_>>()));
-        if let Some(next) = page["next"].as_str() {
+        if let Some(next) = next.as_str() {
             eprintln!("more runs: --all, or the API's before={next}");
         }
     }

@@ -107,20 +107,12 @@ pub async fn run(remote: &Remote, command: TasksCommand) -> Result<(), CliError>
             query.extend(state.map(|s| ("state", s)));
             query.extend(agent.map(|a| ("agent", a)));
             query.extend(namespace.map(|n| ("namespace", n)));
-            let mut tasks = Vec::new();
-            let mut page = remote.get(&["v1", "tasks"], query.clone()).await?;
-            loop {
-                tasks.extend(page["tasks"].as_array().cloned().unwrap_or_default());
-                let Some(next) = page["next"].as_str().filter(|_| all).map(str::to_string) else { break };
-                let mut query = query.clone();
-                query.push(("cursor", next));
-                page = remote.get(&["v1", "tasks"], query).await?;
-            }
+            let (tasks, next) = remote.listing(&["v1", "tasks"], query, "tasks", "cursor", all).await?;
             if json {
-                print_json(&json!({"tasks": tasks, "next": page["next"]}));
+                print_json(&json!({"tasks": tasks, "next": next}));
             } else {
                 print!("{}", table::render(&HEADERS, &tasks.iter().map(row).collect::<Vec<_>>()));
-                if let Some(next) = page["next"].as_str() {
+                if let Some(next) = next.as_str() {
                     eprintln!("more tasks: --all, or the API's cursor={next}");
                 }
             }
