@@ -145,14 +145,6 @@ impl RunDirectory {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.runs.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.runs.read().is_empty()
-    }
-
     fn insert(&self, id: RunId, addr: Addr<RunMsg>) {
         self.runs.write().insert(id, addr);
     }
