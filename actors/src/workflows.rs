@@ -40,7 +40,10 @@ use crate::ports::StoreError;
 /// Why a workflow or run request was refused. Typed, so the edge can map it.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum WorkflowError {
-    #[error("no workflow '{name}'{} in namespace '{namespace}'", version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    #[error(
+        "no workflow '{name}'{} in namespace '{namespace}'; store it first (mark1 workflows create, POST /v1/workflows)",
+        version.map(|v| format!(" version {v}")).unwrap_or_default()
+    )]
     UnknownWorkflow { namespace: String, name: String, version: Option<u32> },
     #[error("no run {0}")]
     UnknownRun(RunId),
@@ -50,9 +53,9 @@ pub enum WorkflowError {
     /// The run input does not satisfy the workflow's `input_schema`.
     #[error("the run input does not match the workflow's input_schema: {}", problems(.0))]
     InvalidInput(Vec<Problem>),
-    #[error("workflow '{name}' version {version} exists with a different definition")]
+    #[error("workflow '{name}' version {version} exists with a different definition; leave `version` out to store the next one")]
     VersionExists { name: String, version: u32 },
-    #[error("idempotency key '{key}' was used for a different run")]
+    #[error("idempotency key '{key}' was used for a different run; use a new key for different work")]
     IdempotencyConflict { key: String },
     #[error(transparent)]
     Change(#[from] ChangeError),

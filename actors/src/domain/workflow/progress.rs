@@ -114,7 +114,7 @@ pub enum ChangeError {
     UnknownStep(String),
     #[error("step '{step}' is {state:?}; {wanted}")]
     WrongState { step: String, state: StepState, wanted: &'static str },
-    #[error("the run is {0:?} and can no longer change")]
+    #[error("the run has ended ({}) and can no longer change", .0.as_str())]
     RunFinal(RunState),
 }
 
