@@ -18,6 +18,7 @@ mod agents;
 mod edge;
 mod error;
 mod load;
+mod models;
 #[cfg(test)]
 mod tests;
 
@@ -31,10 +32,11 @@ pub use agents::{AgentConfig, AgentLimitsConfig, PoolConfig, RetriesConfig};
 pub use edge::{AuthConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig, ServerConfig, TlsConfig};
 pub use error::{read_secret, ConfigError};
 pub use load::ConfigLoader;
+pub use models::{ModelsConfig, ProviderConfig, ProviderKind};
 
 /// The top-level sections, in the order of the documented config.toml. Environment
 /// variables naming any other section are errors (see [`ConfigLoader`]).
-pub const SECTIONS: &[&str] = &["node", "server", "auth", "store", "limits", "process", "agents"];
+pub const SECTIONS: &[&str] = &["node", "server", "auth", "store", "limits", "process", "models", "agents"];
 
 /// The whole node configuration. After [`ConfigLoader::load`] every path in it is absolute.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub process: ProcessConfig,
+    pub models: ModelsConfig,
     /// `[agents.<name>]` tables; the key is the agent's name.
     pub agents: BTreeMap<String, AgentConfig>,
     /// Folder relative paths were resolved against: the config file's, else the cwd.
@@ -65,6 +68,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             process: ProcessConfig::default(),
+            models: ModelsConfig::default(),
             agents: BTreeMap::new(),
             base_dir: PathBuf::new(),
             file: None,
@@ -315,6 +319,9 @@ impl Config {
                     "a namespace name must match [a-z][a-z0-9_-]*".into(),
                 );
             }
+        }
+        if let Err((key, message)) = self.models.check() {
+            return invalid(&key, message);
         }
         for var in &self.process.env_allow {
             check_var_name(var).or_else(|m| invalid("process.env_allow", m))?;

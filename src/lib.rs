@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod models;
 pub mod node;
 pub mod runtimes;
 pub mod store;

@@ -41,6 +41,7 @@ pub mod access;
 pub mod agent;
 pub mod audit;
 pub mod event;
+pub mod model;
 pub mod task;
 pub mod workflow;
 

@@ -126,7 +126,7 @@ fn unknown_key_in_file_names_key_and_file() {
     assert!(e.contains("listen"), "suggests the known keys: {e}");
 
     let e = err("[models]\nx = 1\n");
-    assert!(e.starts_with("unknown key 'models' in "), "{e}");
+    assert!(e.starts_with("unknown key 'models.x' in "), "{e}");
     let e = err(&format!("{AGENT}[agents.echo.pool]\nmaxx = 2\n"));
     assert!(e.starts_with("unknown key 'agents.echo.pool.maxx' in "), "{e}");
 }
@@ -362,4 +362,29 @@ fn jwt_settings_are_checked_and_name_the_key() {
     );
     let e = err("[limits]\nrate_per_sec = 10\nrate_burst = 0\n");
     assert!(e.starts_with("limits.rate_burst"), "{e}");
+}
+
+#[test]
+fn a_provider_can_be_added_from_the_environment_alone() {
+    let env = [
+        ("MARK1_MODELS__PROVIDERS__LOCAL__KIND", "openai"),
+        ("MARK1_MODELS__PROVIDERS__LOCAL__BASE_URL", "http://127.0.0.1:8000/v1"),
+    ];
+    let config = ConfigLoader::new().no_file().env(env).load().unwrap();
+    let local = &config.models.providers["local"];
+    assert_eq!(local.kind, crate::config::ProviderKind::Openai);
+    assert_eq!(local.base_url, "http://127.0.0.1:8000/v1");
+    assert_eq!(local.settings("local").max_in_flight, 256, "defaults fill the rest");
+}
+
+#[test]
+fn bad_model_settings_name_the_key() {
+    let e = err("[models.providers.x]\nkind = \"ollama\"\nbase_url = \"localhost:11434\"\n");
+    assert!(e.contains("models.providers.x.base_url") && e.contains("http://"), "{e}");
+    let e = err("[models.providers.x]\nkind = \"gpt\"\nbase_url = \"http://h\"\n");
+    assert!(e.contains("models.providers.x.kind") || e.contains("unknown variant"), "{e}");
+    let e = err("[models.providers.x]\nkind = \"openai\"\nbase_url = \"http://h\"\n[models.namespaces.team]\nproviders = [\"y\"]\n");
+    assert!(e.contains("models.namespaces.team.providers") && e.contains("'y'"), "{e}");
+    let e = err("[models]\npolicy = \"fastest\"\n");
+    assert!(e.contains("fastest"), "{e}");
 }

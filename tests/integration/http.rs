@@ -355,13 +355,26 @@ impl mark1_actors::ports::ModelProvider for Provider {
             id: "tiny".into(),
             provider: self.name.into(),
             context_length: Some(2048),
-            capabilities: vec!["chat".into()],
+            capabilities: Default::default(),
+            price: Default::default(),
         }])
     }
     async fn chat(
         &self,
         _: mark1_actors::ports::ChatRequest,
     ) -> Result<mark1_actors::ports::ChatResponse, mark1_actors::ports::ModelError> {
+        Err(mark1_actors::ports::ModelError::UnknownModel("none".into()))
+    }
+    async fn chat_stream(
+        &self,
+        _: mark1_actors::ports::ChatRequest,
+    ) -> Result<mark1_actors::ports::model::ChatStream, mark1_actors::ports::ModelError> {
+        Err(mark1_actors::ports::ModelError::UnknownModel("none".into()))
+    }
+    async fn embed(
+        &self,
+        _: mark1_actors::ports::model::EmbedRequest,
+    ) -> Result<mark1_actors::ports::model::EmbedResponse, mark1_actors::ports::ModelError> {
         Err(mark1_actors::ports::ModelError::UnknownModel("none".into()))
     }
 }

@@ -1,0 +1,1 @@
+//! The ollama provider adapter (being written).

@@ -1,0 +1,1 @@
+//! The openai provider adapter (being written).

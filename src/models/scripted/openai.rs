@@ -1,0 +1,9 @@
+//! Scripted openai protocol (being written).
+
+use std::sync::Arc;
+
+use super::Script;
+
+pub(super) fn routes() -> axum::Router<Arc<Script>> {
+    axum::Router::new()
+}
