@@ -23,10 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mark1_actors::agents::AgentDefinition;
+use mark1_actors::domain::model::ProviderSettings;
 use mark1_actors::domain::{AgentSpec, RuntimeSpec};
 use mark1_actors::health::shared_health;
 use mark1_actors::metrics::{TaskMetrics, TreeCollector};
-use mark1_actors::node::{NodeParts, NodeSettings, NodeTree};
+use mark1_actors::node::{NodeParts, NodeSettings, NodeTree, ProviderSpec};
 use mark1_actors::orchestrator::quotas::{NamespaceQuota, QuotaSettings};
 use mark1_actors::ports::{Agent, AgentRuntime, Clock, ModelProvider, NativeRuntime, Store, SystemClock};
 use prometheus_client::registry::Registry;
@@ -44,7 +45,7 @@ pub struct NodeBuilder {
     config_file: Option<PathBuf>,
     natives: Vec<(AgentSpec, Arc<dyn AgentRuntime>)>,
     store: Option<Arc<dyn Store>>,
-    providers: Vec<Arc<dyn ModelProvider>>,
+    providers: Vec<ProviderSpec>,
     clock: Arc<dyn Clock>,
     settings: Option<NodeSettings>,
 }
@@ -55,7 +56,7 @@ pub struct Node {
     definitions: Vec<AgentDefinition>,
     processes: Arc<ProcessRuntime>,
     store: Arc<dyn Store>,
-    providers: Vec<Arc<dyn ModelProvider>>,
+    providers: Vec<ProviderSpec>,
     clock: Arc<dyn Clock>,
     settings: NodeSettings,
 }
@@ -126,8 +127,15 @@ impl NodeBuilder {
         self
     }
 
-    pub fn provider(mut self, provider: Arc<dyn ModelProvider>) -> Self {
-        self.providers.push(provider);
+    /// Adds a model provider with default settings (in addition to the configured ones).
+    pub fn provider(self, adapter: Arc<dyn ModelProvider>) -> Self {
+        let settings = ProviderSettings::new(adapter.name());
+        self.provider_with(settings, adapter)
+    }
+
+    /// Adds a model provider with its routing settings (weight, in-flight limit, models).
+    pub fn provider_with(mut self, settings: ProviderSettings, adapter: Arc<dyn ModelProvider>) -> Self {
+        self.providers.push(ProviderSpec { settings, adapter });
         self
     }
 
@@ -241,6 +249,7 @@ fn settings_from(config: &Config) -> NodeSettings {
         retention: config.store.retention,
         prune_interval: config.store.prune_interval,
         prune_batch: config.store.prune_batch,
+        models: config.models.router_settings(),
         ..NodeSettings::default()
     }
 }

@@ -5,7 +5,7 @@
 //! ├── store_writer     group commit over the Store port
 //! ├── audit            appends audit records to the node's hash chain (chain `<node>`)
 //! ├── events           subscriptions and history over the EventBus
-//! ├── models           supervisor: router (providers join it with the models issue)
+//! ├── models           supervisor: provider:<name> (one per provider), router
 //! ├── agents           supervisor of one pool per agent definition
 //! ├── orchestrator     intake, selection, dispatch, retries, deadlines, lease, recovery
 //! ├── workflows        supervisor: the workflow engine, then one `run:<id>` per live run
@@ -31,14 +31,17 @@ use serde_json::json;
 
 use crate::agents::{AgentCatalog, AgentDefinition, PoolDefaults, PoolStarter};
 use crate::audit::{Audit, AuditArgs, AuditMsg};
+use crate::domain::model::{ProviderSettings, RouterSettings};
 use crate::domain::EventKind;
 use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
 use crate::health::{Health, HealthArgs, SharedHealth};
 use crate::metrics::TaskMetrics;
+use crate::models::provider::{Provider, ProviderArgs};
+use crate::models::stats::ProviderStats;
+use crate::models::{ModelRouter, ProviderEntry, Router, RouterArgs};
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
 use crate::ports::{Clock, EventSink, ModelProvider, Store};
 use crate::retention::{Retention, RetentionArgs};
-use crate::router::{Router, RouterArgs};
 use crate::store_writer::{StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
 use crate::workflows::{Engine, EngineArgs, EngineMsg, RunDirectory};
 
@@ -70,6 +73,7 @@ pub struct NodeSettings {
     pub prune_batch: usize,
     /// Upper bound on internal control calls (starting a pool, a drain).
     pub control_timeout: Duration,
+    pub models: RouterSettings,
 }
 
 impl Default for NodeSettings {
@@ -91,16 +95,24 @@ impl Default for NodeSettings {
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(60),
             prune_batch: 1000,
+            models: RouterSettings::default(),
             control_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// A model provider of the node: its adapter and how the router treats it.
+#[derive(Clone)]
+pub struct ProviderSpec {
+    pub settings: ProviderSettings,
+    pub adapter: Arc<dyn ModelProvider>,
 }
 
 /// Everything the tree needs from outside.
 pub struct NodeParts {
     pub name: String,
     pub store: Arc<dyn Store>,
-    pub providers: Vec<Arc<dyn ModelProvider>>,
+    pub providers: Vec<ProviderSpec>,
     pub clock: Arc<dyn Clock>,
     pub agents: Vec<AgentDefinition>,
     pub settings: NodeSettings,
@@ -126,6 +138,8 @@ pub struct NodeTree {
     orchestrator: RwLock<Option<Addr<OrchestratorMsg>>>,
     /// The actors of live workflow runs.
     pub runs: Arc<RunDirectory>,
+    /// The model router (found by name, so it outlives the router's restarts).
+    pub models: ModelRouter,
 }
 
 /// Registry name of a core actor of node `node`.
@@ -318,13 +332,50 @@ impl NodeTree {
             );
         }
         {
-            let (providers, settings, bus) = (providers.clone(), settings.clone(), events.clone());
+            // Stats outlive the actors' restarts: a restarted provider keeps its breaker.
+            let entries: Vec<(ProviderEntry, Arc<dyn ModelProvider>)> = providers
+                .iter()
+                .map(|p| {
+                    let stats =
+                        Arc::new(ProviderStats::new(p.settings.name.clone(), settings.models.breaker));
+                    let actor = actor_name(&node, &format!("models/provider:{}", p.settings.name));
+                    (ProviderEntry { settings: p.settings.clone(), stats, actor }, p.adapter.clone())
+                })
+                .collect();
+            let (settings, bus) = (settings.clone(), events.clone());
             children.push(supervisor_child("models", move |stats| {
-                let providers = providers.clone();
-                let router =
-                    ChildSpec::actor("router", move || (Router, RouterArgs { providers: providers.clone() }))
-                        .registered(true);
-                one_for_one(&settings, stats, vec![router], restart_events(bus.clone()))
+                let mut children: Vec<ChildSpec> = entries
+                    .iter()
+                    .map(|(entry, adapter)| {
+                        let (stats, adapter) = (entry.stats.clone(), adapter.clone());
+                        let max_in_flight = entry.settings.max_in_flight;
+                        let id = format!("provider:{}", entry.settings.name);
+                        ChildSpec::actor(&id, move || {
+                            let args = ProviderArgs {
+                                adapter: adapter.clone(),
+                                stats: stats.clone(),
+                                max_in_flight,
+                            };
+                            (Provider, args)
+                        })
+                        .registered(true)
+                    })
+                    .collect();
+                let (router_settings, providers) =
+                    (settings.models.clone(), entries.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>());
+                children.push(
+                    ChildSpec::actor("router", move || {
+                        let args = RouterArgs {
+                            settings: router_settings.clone(),
+                            providers: providers.clone(),
+                            usage: None,
+                            restored: Vec::new(),
+                        };
+                        (Router, args)
+                    })
+                    .registered(true),
+                );
+                one_for_one(&settings, stats, children, restart_events(bus.clone()))
             }));
         }
         {
@@ -432,7 +483,7 @@ impl NodeTree {
                         interval,
                         report: report.clone(),
                         writer: writer_stats.clone(),
-                        providers: providers.clone(),
+                        providers: providers.iter().map(|p| p.adapter.clone()).collect(),
                     };
                     (Health, args)
                 })
@@ -473,6 +524,7 @@ impl NodeTree {
             let _ = done.send(true);
         });
         Ok(NodeTree {
+            models: ModelRouter::new(actor_name(&name, "models/router")),
             name,
             root: root.actor().clone(),
             finished,

@@ -146,10 +146,16 @@ impl ModelsConfig {
         for (name, provider) in &self.providers {
             let key = |field: &str| format!("models.providers.{name}.{field}");
             if !mark1_actors::domain::valid_name(name) {
-                return Err((format!("models.providers.{name}"), "a provider name must match [a-z][a-z0-9_-]*".into()));
+                return Err((
+                    format!("models.providers.{name}"),
+                    "a provider name must match [a-z][a-z0-9_-]*".into(),
+                ));
             }
             if !(provider.base_url.starts_with("http://") || provider.base_url.starts_with("https://")) {
-                return Err((key("base_url"), format!("'{}' must start with http:// or https://", provider.base_url)));
+                return Err((
+                    key("base_url"),
+                    format!("'{}' must start with http:// or https://", provider.base_url),
+                ));
             }
             if let Some(var) = &provider.api_key_env {
                 check_var_name(var).map_err(|m| (key("api_key_env"), m))?;
@@ -163,7 +169,10 @@ impl ModelsConfig {
         }
         for (namespace, allowance) in &self.namespaces {
             if !mark1_actors::domain::valid_name(namespace) {
-                return Err((format!("models.namespaces.{namespace}"), "a namespace name must match [a-z][a-z0-9_-]*".into()));
+                return Err((
+                    format!("models.namespaces.{namespace}"),
+                    "a namespace name must match [a-z][a-z0-9_-]*".into(),
+                ));
             }
             if let Some(unknown) = allowance.providers.iter().find(|p| !self.providers.contains_key(*p)) {
                 return Err((

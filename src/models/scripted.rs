@@ -137,7 +137,8 @@ impl ScriptedServer {
     /// under `/v1`. Lists `llama3.1` (chat, tools) and `nomic-embed-text` (embeddings).
     pub async fn start() -> std::io::Result<ScriptedServer> {
         let script = Arc::new(Script::default());
-        script.set_models(vec![ScriptedModel::chat("llama3.1"), ScriptedModel::embedding("nomic-embed-text")]);
+        script
+            .set_models(vec![ScriptedModel::chat("llama3.1"), ScriptedModel::embedding("nomic-embed-text")]);
         let app = openai::routes().merge(ollama::routes()).with_state(script.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;

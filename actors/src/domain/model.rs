@@ -112,3 +112,23 @@ impl Default for RouterSettings {
         }
     }
 }
+
+/// One model call's usage, as recorded in the store: per task, run, agent and namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub id: uuid::Uuid,
+    /// When the call ended, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub namespace: String,
+    pub task: Option<crate::domain::TaskId>,
+    pub run: Option<crate::domain::workflow::RunId>,
+    pub agent: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cost: f64,
+    pub latency_ms: u64,
+    /// Streams only: time until the first piece of the answer.
+    pub first_token_ms: Option<u64>,
+}

@@ -108,7 +108,13 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        ChatMessage { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None, images: Vec::new() }
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            images: Vec::new(),
+        }
     }
 }
 
@@ -196,7 +202,13 @@ impl GenerateRequest {
             messages.push(ChatMessage::new(Role::System, system));
         }
         messages.push(ChatMessage { images: self.images, ..ChatMessage::new(Role::User, self.prompt) });
-        ChatRequest { model: self.model, messages, tools: Vec::new(), options: self.options, format: self.format }
+        ChatRequest {
+            model: self.model,
+            messages,
+            tools: Vec::new(),
+            options: self.options,
+            format: self.format,
+        }
     }
 }
 

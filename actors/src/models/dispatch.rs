@@ -1,0 +1,298 @@
+//! One routed call, run in its own task so the router's mailbox never waits on a model:
+//! tries the ordered candidates with retries and backoff, bounds every attempt by the
+//! attempt timeout and the caller's deadline, stops when the caller goes away, and
+//! reports usage (or the release of the reservation) back to the router.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::budget::{ReservationId, Spend};
+use super::call::{CallContext, ModelCall, ModelOutput};
+use super::provider::ProviderMsg;
+use super::router::RouterMsg;
+use super::select::Candidate;
+use super::stats::{Outcome, ProviderStats};
+use crate::domain::model::UsageRecord;
+use crate::ports::model::{ChatChunk, ChatStream, ModelError, Usage};
+
+/// A candidate with what the call task needs to reach it.
+pub struct Route {
+    pub candidate: Candidate,
+    pub stats: Arc<ProviderStats>,
+    /// The provider actor's registry name (looked up per attempt: it may have restarted).
+    pub actor: String,
+}
+
+pub struct Plan {
+    pub call: ModelCall,
+    pub context: CallContext,
+    pub routes: Vec<Route>,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub attempt_timeout: Duration,
+    pub reservation: Option<ReservationId>,
+    pub router: ActorRef<RouterMsg>,
+}
+
+pub type Reply = oneshot::Sender<Result<ModelOutput, ModelError>>;
+
+/// Runs the plan and answers `reply`. Cancelled when the caller drops its receiver.
+pub async fn run(plan: Plan, mut reply: Reply) {
+    let cancel = CancellationToken::new();
+    let outcome = tokio::select! {
+        outcome = attempts(&plan, &cancel) => outcome,
+        () = reply.closed() => {
+            cancel.cancel();
+            return settle(&plan, None, None);
+        }
+    };
+    match outcome {
+        Ok((route, ModelOutput::Stream(stream), started)) => {
+            // Usage is known when the stream ends; the meter settles then.
+            let meter = Meter { plan, route, started, first_token: None, finished: false };
+            let _ = reply.send(Ok(ModelOutput::Stream(metered(stream, meter))));
+        }
+        Ok((route, output, started)) => {
+            let route = &plan.routes[route];
+            let usage = match &output {
+                ModelOutput::Chat(r) => r.usage,
+                ModelOutput::Embed(r) => r.usage,
+                ModelOutput::Stream(_) => unreachable!("handled above"),
+            };
+            let elapsed = started.elapsed();
+            route.stats.record(&route.candidate.model.id, elapsed, Outcome::Success(usage), Instant::now());
+            let record = usage_record(&plan.context, &route.candidate, usage, elapsed, None);
+            settle(&plan, Some(usage_spend(&route, usage)), Some(record));
+            let _ = reply.send(Ok(output));
+        }
+        Err(error) => {
+            settle(&plan, None, None);
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+/// Tries the routes in order, wrapping around for retries, until one answers, the
+/// error is the request's own, or attempts run out.
+async fn attempts(
+    plan: &Plan,
+    cancel: &CancellationToken,
+) -> Result<(usize, ModelOutput, Instant), ModelError> {
+    let mut last_error = None;
+    let mut backoff = plan.backoff;
+    let total = plan.retries as usize + 1;
+    for attempt in 0..total {
+        let index = attempt % plan.routes.len();
+        let route = &plan.routes[index];
+        if attempt >= plan.routes.len() {
+            // Back to a provider already tried: give it a moment.
+            sleep_or_deadline(backoff, plan.context.deadline).await;
+            backoff = backoff.saturating_mul(2);
+        }
+        if !route.stats.admit(Instant::now()) {
+            last_error.get_or_insert(ModelError::Unavailable {
+                provider: route.candidate.provider.clone(),
+                reason: "its circuit breaker is open after repeated failures".into(),
+            });
+            continue;
+        }
+        let started = Instant::now();
+        let result = attempt_once(plan, route, cancel).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(output) => return Ok((index, output, started)),
+            Err(error) => {
+                let message = error.to_string();
+                if error.is_provider_fault() {
+                    route.stats.record(
+                        &route.candidate.model.id,
+                        elapsed,
+                        Outcome::ProviderFault(&message),
+                        Instant::now(),
+                    );
+                    tracing::debug!(provider = %route.candidate.provider, %error, attempt, "model call attempt failed");
+                    last_error = Some(error);
+                    if plan.context.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        break;
+                    }
+                } else {
+                    let outcome = match error {
+                        ModelError::Cancelled => Outcome::Abandoned,
+                        _ => Outcome::RequestFault(&message),
+                    };
+                    route.stats.record(&route.candidate.model.id, elapsed, outcome, Instant::now());
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or(ModelError::Cancelled))
+}
+
+/// One attempt at one provider, bounded by the attempt timeout and the deadline.
+async fn attempt_once(
+    plan: &Plan,
+    route: &Route,
+    cancel: &CancellationToken,
+) -> Result<ModelOutput, ModelError> {
+    let Some(actor) = ractor::registry::where_is(route.actor.clone()) else {
+        return Err(ModelError::Unavailable {
+            provider: route.candidate.provider.clone(),
+            reason: "its actor is restarting".into(),
+        });
+    };
+    let limit = match plan.context.deadline {
+        Some(deadline) => {
+            plan.attempt_timeout.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        }
+        None => plan.attempt_timeout,
+    };
+    let attempt = cancel.child_token();
+    let (tx, rx) = oneshot::channel();
+    let message = ProviderMsg::Call {
+        call: plan.call.for_model(&route.candidate.model.id),
+        cancel: attempt.clone(),
+        reply: tx,
+    };
+    let unavailable = |reason: &str| ModelError::Unavailable {
+        provider: route.candidate.provider.clone(),
+        reason: reason.to_string(),
+    };
+    if ActorRef::<ProviderMsg>::from(actor).send_message(message).is_err() {
+        return Err(unavailable("its actor stopped"));
+    }
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(unavailable("its actor stopped during the call")),
+        Err(_) => {
+            attempt.cancel();
+            Err(ModelError::Timeout { provider: route.candidate.provider.clone(), after: limit })
+        }
+    }
+}
+
+async fn sleep_or_deadline(delay: Duration, deadline: Option<tokio::time::Instant>) {
+    let until = tokio::time::Instant::now() + delay;
+    tokio::time::sleep_until(deadline.map_or(until, |d| d.min(until))).await;
+}
+
+fn usage_spend(route: &Route, usage: Usage) -> Spend {
+    Spend { tokens: usage.total(), cost: route.candidate.model.price.cost(&usage) }
+}
+
+fn usage_record(
+    context: &CallContext,
+    candidate: &Candidate,
+    usage: Usage,
+    elapsed: Duration,
+    first_token: Option<Duration>,
+) -> UsageRecord {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    UsageRecord {
+        id: uuid::Uuid::now_v7(),
+        at_ms,
+        namespace: context.namespace.clone(),
+        task: context.task,
+        run: context.run,
+        agent: context.agent.clone(),
+        provider: candidate.provider.clone(),
+        model: candidate.model.id.clone(),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost: candidate.model.price.cost(&usage),
+        latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        first_token_ms: first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+/// Tells the router how the call ended: `spend` settles the reservation (or records
+/// usage), `None` releases it.
+fn settle(plan: &Plan, spend: Option<Spend>, record: Option<UsageRecord>) {
+    let _ = plan.router.send_message(RouterMsg::Settled {
+        reservation: plan.reservation,
+        namespace: plan.context.namespace.clone(),
+        spend,
+        record,
+    });
+}
+
+/// Follows a streamed answer to its end to record its latency, time to first token and
+/// usage; a stream dropped before its end releases the reservation.
+struct Meter {
+    plan: Plan,
+    route: usize,
+    started: Instant,
+    first_token: Option<Duration>,
+    finished: bool,
+}
+
+impl Meter {
+    fn observe(&mut self, item: &Result<ChatChunk, ModelError>) {
+        let route = &self.plan.routes[self.route];
+        match item {
+            Ok(ChatChunk::Delta { .. }) => {
+                self.first_token.get_or_insert_with(|| self.started.elapsed());
+            }
+            Ok(ChatChunk::Done { usage, .. }) => {
+                self.finished = true;
+                let elapsed = self.started.elapsed();
+                route.stats.record(
+                    &route.candidate.model.id,
+                    elapsed,
+                    Outcome::Success(*usage),
+                    Instant::now(),
+                );
+                let record =
+                    usage_record(&self.plan.context, &route.candidate, *usage, elapsed, self.first_token);
+                settle(&self.plan, Some(usage_spend(route, *usage)), Some(record));
+            }
+            Err(error) => {
+                self.finished = true;
+                let message = error.to_string();
+                let outcome = if error.is_provider_fault() {
+                    Outcome::ProviderFault(&message)
+                } else {
+                    Outcome::RequestFault(&message)
+                };
+                route.stats.record(
+                    &route.candidate.model.id,
+                    self.started.elapsed(),
+                    outcome,
+                    Instant::now(),
+                );
+                settle(&self.plan, None, None);
+            }
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let route = &self.plan.routes[self.route];
+            route.stats.record(
+                &route.candidate.model.id,
+                self.started.elapsed(),
+                Outcome::Abandoned,
+                Instant::now(),
+            );
+            settle(&self.plan, None, None);
+        }
+    }
+}
+
+fn metered(stream: ChatStream, mut meter: Meter) -> ChatStream {
+    stream
+        .map(move |item| {
+            meter.observe(&item);
+            item
+        })
+        .boxed()
+}

@@ -1,0 +1,151 @@
+//! What the router knows about each provider's recent behaviour, in shared memory: the
+//! call tasks update it as calls end, and the router, `/v1/models` and the metrics read
+//! it without messaging anyone.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::breaker::{Breaker, BreakerState};
+use crate::domain::model::BreakerSettings;
+use crate::ports::model::Usage;
+
+/// Weight of the newest sample in the latency moving averages.
+const EWMA_ALPHA: f64 = 0.2;
+
+/// One model's counters at one provider.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ModelStats {
+    pub calls: u64,
+    pub failures: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Moving average of the whole call, in milliseconds.
+    pub latency_ms: f64,
+    pub last_error: Option<String>,
+}
+
+pub struct ProviderStats {
+    pub name: String,
+    in_flight: AtomicUsize,
+    /// Moving average of call latency in microseconds; 0 until the first call.
+    latency_us: AtomicU64,
+    breaker: Mutex<Breaker>,
+    models: Mutex<HashMap<String, ModelStats>>,
+    /// Why the last model discovery failed, if it did.
+    discovery_error: Mutex<Option<String>>,
+}
+
+/// How one call ended, for the stats.
+pub enum Outcome<'a> {
+    Success(Usage),
+    /// The provider failed (counts against its breaker).
+    ProviderFault(&'a str),
+    /// The request was refused for its own fault; the provider is healthy.
+    RequestFault(&'a str),
+    /// The caller went away; says nothing about the provider.
+    Abandoned,
+}
+
+impl ProviderStats {
+    pub fn new(name: impl Into<String>, breaker: BreakerSettings) -> Self {
+        ProviderStats {
+            name: name.into(),
+            in_flight: AtomicUsize::new(0),
+            latency_us: AtomicU64::new(0),
+            breaker: Mutex::new(Breaker::new(breaker)),
+            models: Mutex::new(HashMap::new()),
+            discovery_error: Mutex::new(None),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Takes an in-flight slot if fewer than `limit` are taken.
+    pub fn try_begin(&self, limit: usize) -> bool {
+        self.in_flight.fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1)).is_ok()
+    }
+
+    pub fn end(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// `None` until the first call finished.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.latency_us.load(Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    pub fn breaker_state(&self, now: Instant) -> BreakerState {
+        self.breaker.lock().state(now)
+    }
+
+    pub fn available(&self, now: Instant) -> bool {
+        self.breaker.lock().available(now)
+    }
+
+    pub fn admit(&self, now: Instant) -> bool {
+        self.breaker.lock().admit(now)
+    }
+
+    /// Records the end of an admitted call to `model` that took `elapsed`.
+    pub fn record(&self, model: &str, elapsed: Duration, outcome: Outcome<'_>, now: Instant) {
+        let mut breaker = self.breaker.lock();
+        match outcome {
+            Outcome::Success(_) | Outcome::RequestFault(_) => breaker.record(true, now),
+            Outcome::ProviderFault(_) => breaker.record(false, now),
+            Outcome::Abandoned => breaker.abandon(),
+        }
+        drop(breaker);
+        if matches!(outcome, Outcome::Abandoned) {
+            return;
+        }
+        let sample = elapsed.as_micros().max(1) as u64;
+        let _ = self.latency_us.fetch_update(Relaxed, Relaxed, |old| Some(ewma(old, sample)));
+        let mut models = self.models.lock();
+        let stats = models.entry(model.to_string()).or_default();
+        stats.calls += 1;
+        stats.latency_ms = if stats.calls == 1 {
+            elapsed.as_secs_f64() * 1e3
+        } else {
+            stats.latency_ms * (1.0 - EWMA_ALPHA) + elapsed.as_secs_f64() * 1e3 * EWMA_ALPHA
+        };
+        match outcome {
+            Outcome::Success(usage) => {
+                stats.prompt_tokens += u64::from(usage.prompt_tokens);
+                stats.completion_tokens += u64::from(usage.completion_tokens);
+            }
+            Outcome::ProviderFault(error) | Outcome::RequestFault(error) => {
+                stats.failures += 1;
+                stats.last_error = Some(error.to_string());
+            }
+            Outcome::Abandoned => {}
+        }
+    }
+
+    pub fn model_stats(&self, model: &str) -> ModelStats {
+        self.models.lock().get(model).cloned().unwrap_or_default()
+    }
+
+    pub fn set_discovery_error(&self, error: Option<String>) {
+        *self.discovery_error.lock() = error;
+    }
+
+    pub fn discovery_error(&self) -> Option<String> {
+        self.discovery_error.lock().clone()
+    }
+}
+
+fn ewma(old: u64, sample: u64) -> u64 {
+    if old == 0 {
+        return sample;
+    }
+    ((old as f64) * (1.0 - EWMA_ALPHA) + (sample as f64) * EWMA_ALPHA).max(1.0) as u64
+}
