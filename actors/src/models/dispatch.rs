@@ -67,7 +67,7 @@ pub async fn run(plan: Plan, mut reply: Reply) {
             let elapsed = started.elapsed();
             route.stats.record(&route.candidate.model.id, elapsed, Outcome::Success(usage), Instant::now());
             let record = usage_record(&plan.context, &route.candidate, usage, elapsed, None);
-            settle(&plan, Some(usage_spend(&route, usage)), Some(record));
+            settle(&plan, Some(usage_spend(route, usage)), Some(record));
             let _ = reply.send(Ok(output));
         }
         Err(error) => {

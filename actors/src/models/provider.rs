@@ -70,7 +70,7 @@ impl Actor for Provider {
                 let adapter = state.adapter.clone();
                 tokio::spawn(async move {
                     let result = tokio::select! {
-                        result = execute(adapter.as_ref(), call) => result,
+                        result = execute(adapter.as_ref(), *call) => result,
                         () = cancel.cancelled() => Err(ModelError::Cancelled),
                     };
                     let result = result.map(|output| match output {

@@ -211,7 +211,7 @@ async fn a_request_fault_is_not_retried_elsewhere() {
 #[tokio::test]
 async fn the_breaker_opens_after_failures_and_closes_after_a_good_trial() {
     let a = Fake::new("a", Mode::Down);
-    let h = harness(&[a.clone()], RouterSettings { retries: 0, ..fast() }).await;
+    let h = harness(std::slice::from_ref(&a), RouterSettings { retries: 0, ..fast() }).await;
     for _ in 0..2 {
         assert!(h.router.chat(chat(), ns("team")).await.is_err());
     }
@@ -236,7 +236,7 @@ fn budgeted(tokens: u64) -> RouterSettings {
 #[tokio::test]
 async fn an_exhausted_budget_refuses_and_a_cancelled_call_releases_its_reservation() {
     let a = Fake::new("a", Mode::Hang);
-    let h = harness(&[a.clone()], budgeted(150)).await;
+    let h = harness(std::slice::from_ref(&a), budgeted(150)).await;
     // "hello" and the message overhead is ~6 tokens, plus 100 reserved for the answer.
     let pending = tokio::spawn({
         let router = h.router.clone();
@@ -294,7 +294,7 @@ async fn a_hanging_provider_gives_a_typed_timeout_within_the_deadline() {
 #[tokio::test]
 async fn a_dropped_stream_releases_and_a_finished_one_settles() {
     let a = Fake::new("a", Mode::Answer);
-    let h = harness(&[a.clone()], budgeted(1000)).await;
+    let h = harness(std::slice::from_ref(&a), budgeted(1000)).await;
     let mut stream = h.router.chat_stream(chat(), ns("team")).await.unwrap();
     let mut text = String::new();
     while let Some(chunk) = stream.next().await {
