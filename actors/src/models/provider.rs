@@ -15,7 +15,7 @@ use crate::ports::model::{ModelError, ModelInfo, ModelProvider};
 pub enum ProviderMsg {
     /// Runs one attempt of a call; `cancel` stops it (and drops its HTTP request).
     Call {
-        call: ModelCall,
+        call: Box<ModelCall>,
         cancel: CancellationToken,
         reply: oneshot::Sender<Result<ModelOutput, ModelError>>,
     },
