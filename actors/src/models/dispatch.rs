@@ -155,7 +155,7 @@ async fn attempt_once(
     let attempt = cancel.child_token();
     let (tx, rx) = oneshot::channel();
     let message = ProviderMsg::Call {
-        call: plan.call.for_model(&route.candidate.model.id),
+        call: Box::new(plan.call.for_model(&route.candidate.model.id)),
         cancel: attempt.clone(),
         reply: tx,
     };
