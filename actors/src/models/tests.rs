@@ -270,7 +270,7 @@ async fn an_exhausted_budget_refuses_and_a_cancelled_call_releases_its_reservati
 async fn a_hanging_provider_gives_a_typed_timeout_within_the_deadline() {
     let a = Fake::new("a", Mode::Hang);
     let h = harness(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         RouterSettings { retries: 0, attempt_timeout: Duration::from_millis(100), ..fast() },
     )
     .await;
