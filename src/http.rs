@@ -80,7 +80,7 @@ use crate::node::NodeHandle;
     info(title = "Mark-1", description = "An orchestrator for AI agents, built as an actor-model runtime."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "events"), (name = "agents"), (name = "actors"), (name = "admin"), (name = "system"))
+    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "events"), (name = "agents"), (name = "models"), (name = "actors"), (name = "admin"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -125,6 +125,9 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .routes(routes!(routes::runs::changes::decide))
         .routes(routes!(routes::agents::list, routes::agents::register))
         .routes(routes!(routes::agents::get, routes::agents::resize, routes::agents::remove))
+        .routes(routes!(routes::models::list))
+        .routes(routes!(routes::models::refresh))
+        .routes(routes!(routes::models::budgets))
         .routes(routes!(routes::admin::create, routes::admin::list))
         .routes(routes!(routes::admin::revoke))
         .routes(routes!(routes::admin::audit_log))

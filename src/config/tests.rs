@@ -285,6 +285,14 @@ fn repo_config_toml_loads_and_validates() {
         (&defaults.server, &defaults.store, &defaults.limits)
     );
     assert_eq!(config.process, defaults.process);
+    // Outside [models.providers] too: the file adds the local Ollama and nothing else.
+    let mut models = config.models.clone();
+    let ollama = models.providers.remove("ollama").expect("the default config names a local Ollama");
+    assert_eq!(
+        (ollama.kind, ollama.base_url.as_str()),
+        (crate::config::ProviderKind::Ollama, "http://127.0.0.1:11434")
+    );
+    assert_eq!(models, defaults.models);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agents;
 pub mod events;
+pub mod models;
 pub mod runs;
 pub mod system;
 pub mod tasks;

@@ -7,6 +7,7 @@ use mark1_actors::audit::{AuditError, AuditMsg};
 use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
 use mark1_actors::events::{EventFilter, EventPage, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
+use mark1_actors::models::ModelRouter;
 use mark1_actors::node::NodeTree;
 use mark1_actors::orchestrator::{AgentRegistryError, AgentStatus, OrchestratorMsg, Submitted, TaskError};
 use mark1_actors::ports::{Agent, NativeRuntime, Store};
@@ -297,6 +298,11 @@ impl NodeHandle {
     /// The live actor tree, read from counters without messaging any actor.
     pub fn tree(&self) -> ActorSnapshot {
         self.tree.snapshot()
+    }
+
+    /// The model router: every model call of the node goes through it.
+    pub fn models(&self) -> &ModelRouter {
+        &self.tree.models
     }
 
     pub fn health(&self) -> HealthReport {
