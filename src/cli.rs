@@ -9,6 +9,7 @@ mod client;
 mod events;
 mod keys;
 mod migrate;
+mod models;
 mod runs;
 mod serve;
 mod table;
@@ -80,6 +81,11 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: agents::AgentsCommand,
+    },
+    /// Lists a running node's models, refreshes discovery, shows budgets.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
     },
     /// Submits, shows, lists and cancels tasks on a running node.
     Tasks {
@@ -244,6 +250,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             tree::run_interactive(client::Remote::new(&cli.remote)?, interval).await
         }
         Command::Agents { command } => agents::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Models { command } => models::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Tasks { command } => tasks::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Events { command } => events::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Whoami { json } => whoami(&client::Remote::new(&cli.remote)?, json).await,
