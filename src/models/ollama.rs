@@ -6,6 +6,12 @@
 //! loses on the way is made up for here and said where: the HTTP status of an error
 //! (`failure`), `done_reason` (`convert`), lines it cannot parse (`answer`).
 //! Embedding answers come back without token counts, so their usage is zero.
+//!
+//! Known limits of ollama-rs 0.3 that this adapter cannot see past: its streams skip a
+//! line they cannot parse (printing it to stderr), and split lines across the chunks of
+//! the body it reads (generate) or drop a chunk that splits a UTF-8 character (chat). Over
+//! a loopback or LAN connection Ollama's short lines arrive whole; a lost last line shows
+//! up as an `InvalidResponse`, a lost middle line as missing text.
 
 mod answer;
 mod convert;

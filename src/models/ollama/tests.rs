@@ -22,6 +22,17 @@ fn ask(text: &str) -> ChatRequest {
     ChatRequest::new("llama3.1", vec![ChatMessage::new(Role::User, text)])
 }
 
+fn generation(prompt: &str) -> GenerateRequest {
+    GenerateRequest {
+        model: "llama3.1".into(),
+        prompt: prompt.into(),
+        system: Some("be brief".into()),
+        images: Vec::new(),
+        options: Default::default(),
+        format: None,
+    }
+}
+
 /// Every item of a stream, stopping at the first error.
 async fn drain(provider: &OllamaProvider, request: ChatRequest) -> Vec<Result<ChatChunk, ModelError>> {
     let stream = provider.chat_stream(request).await.unwrap();
@@ -122,14 +133,7 @@ async fn generates_natively() {
     let (server, provider) = setup().await;
     server.script.push(Answer::Text("once upon".into()));
     server.script.push(Answer::Text("a time".into()));
-    let request = GenerateRequest {
-        model: "llama3.1".into(),
-        prompt: "tell a story".into(),
-        system: Some("be brief".into()),
-        images: Vec::new(),
-        options: Default::default(),
-        format: None,
-    };
+    let request = generation("tell a story");
     let response = provider.generate(request.clone()).await.unwrap();
     assert_eq!(response.message.content, "once upon");
     let chunks: Vec<_> = provider.generate_stream(request).await.unwrap().collect().await;
@@ -206,13 +210,22 @@ async fn a_dropped_stream_ends_in_an_error_not_a_done() {
     let (server, provider) = setup().await;
     server.script.push(Answer::Drop);
     let items = drain(&provider, ask("hi")).await;
-    let (last, before) = items.split_last().unwrap();
-    assert!(matches!(last, Err(e) if e.is_provider_fault()), "{items:?}");
-    assert!(before.iter().all(|item| matches!(item, Ok(ChatChunk::Delta { .. }))), "{items:?}");
+    let partial = ChatChunk::Delta { content: "partial ".into(), tool_calls: Vec::new() };
+    assert!(
+        matches!(items.as_slice(), [Ok(first), Err(ModelError::Unavailable { .. })] if *first == partial),
+        "{items:?}"
+    );
 
     server.script.push(Answer::Drop);
     let error = provider.chat(ask("hi")).await.unwrap_err();
     assert!(matches!(error, ModelError::Unavailable { .. }), "{error:?}");
+
+    server.script.push(Answer::Drop);
+    let request = GenerateRequest { system: None, ..generation("go on") };
+    let stream = provider.generate_stream(request).await.unwrap();
+    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), stream.collect()).await.unwrap();
+    assert!(matches!(items.last(), Some(Err(ModelError::Unavailable { .. }))), "{items:?}");
+    assert!(!items.iter().any(|item| matches!(item, Ok(ChatChunk::Done { .. }))), "{items:?}");
 }
 
 #[tokio::test]
@@ -258,4 +271,28 @@ fn a_bad_base_url_or_key_is_a_setup_error() {
         OllamaProvider::new("x", "http://h:1", Some("a\nb".into())),
         Err(super::SetupError::ApiKey)
     ));
+}
+
+#[tokio::test]
+async fn a_model_without_details_is_listed_as_a_chat_model() {
+    use axum::routing::{get, post};
+    let tags =
+        json!({"models": [{"name": "ghost", "model": "ghost", "modified_at": "", "size": 0, "digest": ""}]});
+    let app = axum::Router::new()
+        .route("/api/tags", get(move || async move { axum::Json(tags) }))
+        .route("/api/show", post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let models = OllamaProvider::new("local", &url, None).unwrap().models().await.unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].capabilities, ModelCapabilities { chat: true, ..Default::default() });
+    assert_eq!(models[0].context_length, None);
+}
+
+#[tokio::test]
+async fn a_slow_answer_still_arrives() {
+    let (server, provider) = setup().await;
+    server.script.push(Answer::Slow(Duration::from_millis(50), Box::new(Answer::Text("late".into()))));
+    assert_eq!(provider.chat(ask("hi")).await.unwrap().message.content, "late");
 }

@@ -127,6 +127,9 @@ fn chunks_become_lines_and_the_last_carries_counts() {
     assert_eq!((line["prompt_eval_count"].clone(), line["eval_count"].clone()), (json!(3), json!(5)));
     let back: ChatResponse = serde_json::from_value(line).unwrap();
     assert_eq!(back.end.unwrap().eval_count, 5);
+    let back: ChatResponse =
+        serde_json::from_value(serde_json::to_value(ChatResponse::line("m", "t", &delta)).unwrap()).unwrap();
+    assert_eq!((back.done, back.end), (false, None));
 
     let line = serde_json::to_value(GenerateResponse::line("m", "t", &delta)).unwrap();
     assert_eq!(line["response"], json!("hel"));
