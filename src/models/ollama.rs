@@ -7,11 +7,11 @@
 //! (`failure`), `done_reason` (`convert`), lines it cannot parse (`answer`).
 //! Embedding answers come back without token counts, so their usage is zero.
 //!
-//! Known limits of ollama-rs 0.3 that this adapter cannot see past: its streams skip a
-//! line they cannot parse (printing it to stderr), and split lines across the chunks of
-//! the body it reads (generate) or drop a chunk that splits a UTF-8 character (chat). Over
-//! a loopback or LAN connection Ollama's short lines arrive whole; a lost last line shows
-//! up as an `InvalidResponse`, a lost middle line as missing text.
+//! Known limits of ollama-rs 0.3 that this adapter cannot see past: its streams skip lines
+//! they cannot parse (printing them to stderr); the generate stream parses each chunk of
+//! the body on its own, so it loses a line split across two chunks; the chat stream drops
+//! a chunk that splits a UTF-8 character. Ollama's short lines usually arrive whole; a lost
+//! last line shows up as an `InvalidResponse`, a lost middle line as missing text.
 
 mod answer;
 mod convert;
