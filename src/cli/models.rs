@@ -40,7 +40,8 @@ pub async fn run(remote: &Remote, command: ModelsCommand) -> Result<(), CliError
         ModelsCommand::Budgets { json } => {
             let budgets = remote.get(&["v1", "models", "budgets"], vec![]).await?;
             if json {
-                return Ok(print_json(&budgets));
+                print_json(&budgets);
+                return Ok(());
             }
             let rows: Vec<Vec<String>> = budgets.as_array().into_iter().flatten().map(budget_row).collect();
             print!(

@@ -180,7 +180,7 @@ impl ModelsConfig {
                     format!("'{unknown}' is not a configured provider (models.providers.<name>)"),
                 ));
             }
-            if !(allowance.cost >= 0.0) {
+            if allowance.cost.is_nan() || allowance.cost < 0.0 {
                 return Err((format!("models.namespaces.{namespace}.cost"), "must be zero or more".into()));
             }
         }
