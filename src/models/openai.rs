@@ -1,1 +1,3 @@
-//! The openai provider adapter (being written).
+//! The OpenAI-compatible provider adapter (being written).
+
+pub mod wire;
