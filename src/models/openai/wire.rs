@@ -8,6 +8,8 @@
 
 mod convert;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;

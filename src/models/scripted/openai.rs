@@ -14,6 +14,7 @@ use mark1_actors::ports::model::{
     ChatChunk, ChatMessage, ChatRequest, ChatResponse, EmbedResponse, FinishReason, ModelInfo, ModelPrice, Role,
     Usage,
 };
+use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -172,8 +173,8 @@ fn failure(answer: Answer) -> Response {
         }
         Answer::Garbage => (json, "this is not json").into_response(),
         Answer::Drop => {
-            let parts = [Ok(Bytes::from_static(b"{\"id\":\"chatcmpl-")), Err(cut())];
-            (json, Body::from_stream(futures::stream::iter(parts))).into_response()
+            let start = futures::stream::iter([Ok(Bytes::from_static(b"{\"id\":\"chatcmpl-"))]);
+            (json, Body::from_stream(start.chain(cut()))).into_response()
         }
         Answer::Text(_) | Answer::ToolCalls(_) | Answer::Slow(..) | Answer::Hang => {
             unreachable!("answered or settled before")
@@ -181,17 +182,27 @@ fn failure(answer: Answer) -> Response {
     }
 }
 
-/// A body error: hyper aborts the connection instead of ending the body.
-fn cut() -> std::io::Error {
-    std::io::Error::other("the script drops this connection")
+/// A body that fails once what came before it is sent: hyper then aborts the connection
+/// instead of ending the body. The yield lets hyper flush first; without it the headers
+/// and the first part could die in hyper's buffer with the connection.
+fn cut() -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::once(async {
+        tokio::task::yield_now().await;
+        Err(std::io::Error::other("the script drops this connection"))
+    })
 }
 
 /// Server-sent events, one per `data`; `drop` cuts the connection after them instead of
 /// ending the stream with `[DONE]`.
 fn sse(data: Vec<String>, drop: bool) -> Response {
     let events = data.into_iter().map(|data| Ok(Bytes::from(format!("data: {data}\n\n"))));
-    let end = if drop { Err(cut()) } else { Ok(Bytes::from(format!("data: {}\n\n", wire::DONE))) };
-    let body = Body::from_stream(futures::stream::iter(events.chain([end])));
+    let events = futures::stream::iter(events);
+    let body = if drop {
+        Body::from_stream(events.chain(cut()))
+    } else {
+        let done = Ok(Bytes::from(format!("data: {}\n\n", wire::DONE)));
+        Body::from_stream(events.chain(futures::stream::iter([done])))
+    };
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
