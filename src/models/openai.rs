@@ -93,7 +93,8 @@ impl OpenAiProvider {
     async fn read<T: DeserializeOwned>(&self, response: Response) -> Result<T, ModelError> {
         // The status line came, so a failure now is the connection cut mid-body.
         let body = response.bytes().await.map_err(|e| sse::unavailable(&self.name, &e))?;
-        serde_json::from_slice(&body).map_err(|e| self.invalid(format!("the body is not the expected JSON: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| self.invalid(format!("the body is not the expected JSON: {e}")))
     }
 
     fn invalid(&self, reason: impl ToString) -> ModelError {
@@ -148,7 +149,8 @@ impl ModelProvider for OpenAiProvider {
         let body = EmbeddingsRequest::from_port(&request);
         let response = self.send(self.http.post(self.url("embeddings")).json(&body)).await?;
         let embeddings: EmbeddingsResponse = self.read(response).await?;
-        let mut answer = embeddings.into_port(&self.name, request.input.len()).map_err(|e| self.invalid(e))?;
+        let mut answer =
+            embeddings.into_port(&self.name, request.input.len()).map_err(|e| self.invalid(e))?;
         if answer.model.is_empty() {
             answer.model = request.model;
         }

@@ -28,7 +28,13 @@ where
     B: AsRef<[u8]> + Send + 'static,
     E: std::error::Error + Send + 'static,
 {
-    let reader = Reader { provider, events: body.eventsource(), decoder: ChunkDecoder::default(), queue: VecDeque::new(), ended: false };
+    let reader = Reader {
+        provider,
+        events: body.eventsource(),
+        decoder: ChunkDecoder::default(),
+        queue: VecDeque::new(),
+        ended: false,
+    };
     futures::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         loop {

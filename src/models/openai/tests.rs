@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mark1_actors::ports::model::{
-    ChatChunk, ChatMessage, ChatRequest, EmbedRequest, FinishReason, ModelError, ModelProvider, Role, ToolCall,
-    ToolSpec, Usage,
+    ChatChunk, ChatMessage, ChatRequest, EmbedRequest, FinishReason, ModelError, ModelProvider, Role,
+    ToolCall, ToolSpec, Usage,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,7 +26,11 @@ fn hello() -> ChatRequest {
 
 fn weather_calls() -> Vec<ToolCall> {
     vec![
-        ToolCall { id: "call_1".into(), name: "weather".into(), arguments: json!({"city": "Paris", "days": 3}) },
+        ToolCall {
+            id: "call_1".into(),
+            name: "weather".into(),
+            arguments: json!({"city": "Paris", "days": 3}),
+        },
         ToolCall { id: "call_2".into(), name: "time".into(), arguments: json!({"zone": "Europe/Paris"}) },
     ]
 }
@@ -73,7 +77,8 @@ async fn chat_parses_tool_call_arguments() {
     let (server, provider) = scripted().await;
     server.script.push(Answer::ToolCalls(weather_calls()));
     let mut request = hello();
-    request.tools = vec![ToolSpec { name: "weather".into(), description: String::new(), parameters: json!({}) }];
+    request.tools =
+        vec![ToolSpec { name: "weather".into(), description: String::new(), parameters: json!({}) }];
     let answer = provider.chat(request).await.unwrap();
     assert_eq!(answer.message.tool_calls, weather_calls());
     assert_eq!(answer.finish_reason, FinishReason::ToolCalls);
@@ -112,7 +117,10 @@ async fn streamed_tool_calls_are_put_back_together() {
         .collect();
     assert_eq!(calls, weather_calls());
     assert_eq!(dones(&chunks), 1);
-    assert!(matches!(chunks.last(), Some(Ok(ChatChunk::Done { finish_reason: FinishReason::ToolCalls, .. }))));
+    assert!(matches!(
+        chunks.last(),
+        Some(Ok(ChatChunk::Done { finish_reason: FinishReason::ToolCalls, .. }))
+    ));
 }
 
 #[tokio::test]
@@ -129,7 +137,10 @@ async fn an_error_status_is_rejected_with_the_servers_message() {
     let (server, provider) = scripted().await;
     server.script.push(Answer::Error { status: 400, message: "context too long".into() });
     let error = provider.chat(hello()).await.unwrap_err();
-    assert_eq!(error, ModelError::Rejected { provider: "vllm".into(), status: 400, reason: "context too long".into() });
+    assert_eq!(
+        error,
+        ModelError::Rejected { provider: "vllm".into(), status: 400, reason: "context too long".into() }
+    );
     assert!(!error.is_provider_fault());
     let unknown = provider.chat(ChatRequest { model: "gpt-9".into(), ..hello() }).await.unwrap_err();
     assert!(matches!(unknown, ModelError::Rejected { status: 404, .. }), "{unknown:?}");
@@ -141,7 +152,10 @@ async fn a_503_is_the_providers_fault_in_both_modes() {
     server.script.push(Answer::Error { status: 503, message: "overloaded".into() });
     server.script.push(Answer::Error { status: 503, message: "overloaded".into() });
     let error = provider.chat(hello()).await.unwrap_err();
-    assert!(matches!(error, ModelError::Rejected { status: 503, .. }) && error.is_provider_fault(), "{error:?}");
+    assert!(
+        matches!(error, ModelError::Rejected { status: 503, .. }) && error.is_provider_fault(),
+        "{error:?}"
+    );
     let Err(error) = provider.chat_stream(hello()).await else { panic!("a 503 stream starts") };
     assert!(error.is_provider_fault(), "{error:?}");
 }
@@ -179,7 +193,10 @@ async fn a_wrong_api_key_is_rejected_401_and_the_right_one_passes() {
     server.script.require_api_key("sk-right");
     let wrong = OpenAiProvider::new("vllm", &server.openai_url(), Some("sk-wrong".into())).unwrap();
     let error = wrong.chat(hello()).await.unwrap_err();
-    assert!(matches!(error, ModelError::Rejected { status: 401, .. }) && !error.is_provider_fault(), "{error:?}");
+    assert!(
+        matches!(error, ModelError::Rejected { status: 401, .. }) && !error.is_provider_fault(),
+        "{error:?}"
+    );
     let right = OpenAiProvider::new("vllm", &server.openai_url(), Some("sk-right".into())).unwrap();
     assert_eq!(right.models().await.unwrap().len(), 2);
 }

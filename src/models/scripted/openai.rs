@@ -10,11 +10,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mark1_actors::ports::model::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, EmbedResponse, FinishReason, ModelInfo, ModelPrice, Role,
-    Usage,
-};
 use futures::{Stream, StreamExt};
+use mark1_actors::ports::model::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, EmbedResponse, FinishReason, ModelInfo, ModelPrice,
+    Role, Usage,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ pub(super) fn routes() -> Router<Arc<Script>> {
 
 async fn models(State(script): State<Arc<Script>>, headers: HeaderMap) -> Response {
     if let Err(refused) = authorize(&script, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let data = (script.models().into_iter())
         .map(|model| {
@@ -50,7 +50,7 @@ async fn models(State(script): State<Arc<Script>>, headers: HeaderMap) -> Respon
 async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> Response {
     let (raw, wire_request) = match accept::<wire::ChatCompletionRequest>(&script, &headers, &body) {
         Ok(accepted) => accepted,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let include_usage = wire_request.stream_options.is_some_and(|options| options.include_usage);
     let stream = wire_request.stream;
@@ -80,7 +80,7 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes
 async fn embeddings(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> Response {
     let (raw, request) = match accept::<wire::EmbeddingsRequest>(&script, &headers, &body) {
         Ok(accepted) => accepted,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let request = request.into_port();
     match settle(script.next(raw, "")).await {
@@ -104,16 +104,16 @@ fn accept<T: DeserializeOwned + HasModel>(
     script: &Script,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Value, T), Response> {
+) -> Result<(Value, T), Refusal> {
     authorize(script, headers)?;
     let raw: Value = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+        .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
     let request: T = serde_json::from_value(raw.clone())
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))?;
+        .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))?;
     let model = request.model();
     if !script.models().iter().any(|listed| listed.id == model) {
         let message = format!("The model `{model}` does not exist or you do not have access to it.");
-        return Err(error(StatusCode::NOT_FOUND, message));
+        return Err(Refusal(StatusCode::NOT_FOUND, message));
     }
     Ok((raw, request))
 }
@@ -134,12 +134,21 @@ impl HasModel for wire::EmbeddingsRequest {
     }
 }
 
-fn authorize(script: &Script, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(script: &Script, headers: &HeaderMap) -> Result<(), Refusal> {
     let header = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     if script.authorized(header) {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "Incorrect API key provided."))
+        Err(Refusal(StatusCode::UNAUTHORIZED, "Incorrect API key provided.".into()))
+    }
+}
+
+/// A call refused before it reaches the script.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
     }
 }
 
@@ -247,7 +256,9 @@ impl Reply {
     /// One chunk per word, then the finish (and usage) chunks.
     fn text_events(&self, text: &str) -> Vec<String> {
         let mut encoder = self.encoder();
-        let words = text.split_inclusive(' ').map(|word| ChatChunk::Delta { content: word.into(), tool_calls: vec![] });
+        let words = text
+            .split_inclusive(' ')
+            .map(|word| ChatChunk::Delta { content: word.into(), tool_calls: vec![] });
         let done = ChatChunk::Done { usage: usage(&self.prompt(), text), finish_reason: FinishReason::Stop };
         words.chain([done]).flat_map(|chunk| encoder.encode(&chunk)).map(|chunk| to_json(&chunk)).collect()
     }

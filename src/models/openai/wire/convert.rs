@@ -81,7 +81,11 @@ impl ResponseFormat {
         match format {
             port::ResponseFormat::Json => ResponseFormat::JsonObject,
             port::ResponseFormat::JsonSchema(schema) => ResponseFormat::JsonSchema {
-                json_schema: JsonSchemaFormat { name: "response".into(), schema: Some(schema.clone()), strict: None },
+                json_schema: JsonSchemaFormat {
+                    name: "response".into(),
+                    schema: Some(schema.clone()),
+                    strict: None,
+                },
             },
         }
     }
@@ -124,7 +128,8 @@ impl From<Role> for port::Role {
 impl Message {
     fn from_port(message: &port::ChatMessage) -> Self {
         let content = if !message.images.is_empty() {
-            let text = (!message.content.is_empty()).then(|| ContentPart::Text { text: message.content.clone() });
+            let text =
+                (!message.content.is_empty()).then(|| ContentPart::Text { text: message.content.clone() });
             let images = message.images.iter().map(|image| ContentPart::ImageUrl {
                 image_url: ImageUrl { url: data_url(image), detail: None },
             });
@@ -188,7 +193,10 @@ impl Content {
                         .to_string(),
                 ),
                 ContentPart::Unsupported => {
-                    return Err(WireError::new(format!("{at}[{i}].type"), "only text and image_url parts are supported"))
+                    return Err(WireError::new(
+                        format!("{at}[{i}].type"),
+                        "only text and image_url parts are supported",
+                    ))
                 }
             }
         }
@@ -256,7 +264,8 @@ impl Tool {
         }
         let FunctionSpec { name, description, parameters } = self.function;
         // OpenAI reads a missing schema as "no arguments".
-        let parameters = parameters.unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        let parameters =
+            parameters.unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
         Ok(port::ToolSpec { name, description: description.unwrap_or_default(), parameters })
     }
 }
@@ -369,7 +378,10 @@ impl EmbeddingsResponse {
     pub fn into_port(mut self, provider: &str, inputs: usize) -> Result<port::EmbedResponse, WireError> {
         self.data.sort_by_key(|embedding| embedding.index);
         if !(self.data.iter().map(|e| e.index as usize)).eq(0..inputs) {
-            return Err(WireError::new("data", format!("does not hold one embedding for each of the {inputs} inputs")));
+            return Err(WireError::new(
+                "data",
+                format!("does not hold one embedding for each of the {inputs} inputs"),
+            ));
         }
         Ok(port::EmbedResponse {
             provider: provider.to_string(),

@@ -1,6 +1,6 @@
 use mark1_actors::ports::model::{
-    self as port, ChatChunk, ChatMessage, ChatRequest, ChatResponse, FinishReason as PortFinish, ResponseFormat as PortFormat,
-    Role as PortRole, ToolSpec,
+    self as port, ChatChunk, ChatMessage, ChatRequest, ChatResponse, FinishReason as PortFinish,
+    ResponseFormat as PortFormat, Role as PortRole, ToolSpec,
 };
 use serde_json::{json, Value};
 
@@ -20,12 +20,18 @@ fn full_request() -> ChatRequest {
         "llama3.1",
         vec![
             ChatMessage::new(PortRole::System, "be brief"),
-            ChatMessage { images: vec!["iVBORw0KGgoAAAA".into()], ..ChatMessage::new(PortRole::User, "what is this?") },
+            ChatMessage {
+                images: vec!["iVBORw0KGgoAAAA".into()],
+                ..ChatMessage::new(PortRole::User, "what is this?")
+            },
             ChatMessage {
                 tool_calls: vec![call("call_1", "lookup", json!({"q": "png"}))],
                 ..ChatMessage::new(PortRole::Assistant, "")
             },
-            ChatMessage { tool_call_id: Some("call_1".into()), ..ChatMessage::new(PortRole::Tool, "an image") },
+            ChatMessage {
+                tool_call_id: Some("call_1".into()),
+                ..ChatMessage::new(PortRole::Tool, "an image")
+            },
         ],
     );
     request.tools = vec![ToolSpec {
@@ -50,7 +56,10 @@ fn a_request_survives_the_round_trip_through_the_wire() {
     let wire = ChatCompletionRequest::from_port(&request, true);
     let json = serde_json::to_value(&wire).unwrap();
     assert_eq!(json["messages"][2]["tool_calls"][0]["function"]["arguments"], json!(r#"{"q":"png"}"#));
-    assert_eq!(json["messages"][1]["content"][1]["image_url"]["url"], json!("data:image/png;base64,iVBORw0KGgoAAAA"));
+    assert_eq!(
+        json["messages"][1]["content"][1]["image_url"]["url"],
+        json!("data:image/png;base64,iVBORw0KGgoAAAA")
+    );
     assert_eq!(json["messages"][2]["content"], Value::Null, "a tool-calling turn has null content");
     assert_eq!(json["stream_options"], json!({"include_usage": true}));
     assert_eq!(json["max_tokens"], json!(64));
@@ -93,7 +102,9 @@ fn content_parts_with_images_and_unknown_fields_are_read() {
     assert_eq!(ChatCompletionRequest::from_port(&request, false).messages[1].content, {
         let parts = vec![
             ContentPart::Text { text: "what is\nthis?".into() },
-            ContentPart::ImageUrl { image_url: ImageUrl { url: "data:image/jpeg;base64,/9j/AAAA".into(), detail: None } },
+            ContentPart::ImageUrl {
+                image_url: ImageUrl { url: "data:image/jpeg;base64,/9j/AAAA".into(), detail: None },
+            },
         ];
         Some(Content::Parts(parts))
     });
@@ -116,14 +127,17 @@ fn bad_field(body: Value) -> String {
 fn a_bad_request_names_its_field() {
     let image = json!({"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}});
     let cases = [
-        (json!({"messages": [{"role": "user", "content": [image]}]}),
-            "messages[0].content[0].image_url.url"),
-        (json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}),
-            "messages[0].content[0].type"),
-        (json!({"messages": [{"role": "user", "content": "hi"},
+        (json!({"messages": [{"role": "user", "content": [image]}]}), "messages[0].content[0].image_url.url"),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}),
+            "messages[0].content[0].type",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"},
                 {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
                     "function": {"name": "f", "arguments": "{not json"}}]}]}),
-            "messages[1].tool_calls[0].function.arguments"),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
         (json!({"messages": [{"role": "tool", "content": "42"}]}), "messages[0].tool_call_id"),
         (json!({"messages": [{"role": "user"}]}), "messages[0].content"),
         (json!({"tools": [{"type": "web_search", "function": {"name": "f"}}]}), "tools[0].type"),
@@ -143,7 +157,10 @@ fn a_response_survives_the_round_trip_through_the_wire() {
     let calls = vec![call("call_9", "lookup", json!({"q": 1}))];
     for original in [
         response(ChatMessage::new(PortRole::Assistant, "hi"), PortFinish::Stop),
-        response(ChatMessage { tool_calls: calls, ..ChatMessage::new(PortRole::Assistant, "") }, PortFinish::ToolCalls),
+        response(
+            ChatMessage { tool_calls: calls, ..ChatMessage::new(PortRole::Assistant, "") },
+            PortFinish::ToolCalls,
+        ),
     ] {
         let wire = ChatCompletion::from_port(&original, "chatcmpl-1", 1700000000);
         let json = serde_json::to_value(&wire).unwrap();
@@ -155,7 +172,8 @@ fn a_response_survives_the_round_trip_through_the_wire() {
 
 #[test]
 fn servers_own_finish_reasons_and_a_stop_with_tool_calls_are_read() {
-    let body = json!({"choices": [{"message": {"role": "assistant", "content": "x"}, "finish_reason": "abort"}]});
+    let body =
+        json!({"choices": [{"message": {"role": "assistant", "content": "x"}, "finish_reason": "abort"}]});
     let answer = serde_json::from_value::<ChatCompletion>(body).unwrap().into_port("p").unwrap();
     assert_eq!((answer.finish_reason, answer.usage), (PortFinish::Stop, port::Usage::default()));
     let body = json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
@@ -217,7 +235,10 @@ fn tool_call_fragments_are_put_together_by_index() {
     let chunks = decoder.finish().unwrap();
     let expected = vec![call("call_a", "f", json!({"a": 1})), call("call_1", "g", json!({}))];
     assert_eq!(chunks[0], ChatChunk::Delta { content: String::new(), tool_calls: expected });
-    assert_eq!(chunks[1], ChatChunk::Done { usage: port::Usage::default(), finish_reason: PortFinish::ToolCalls });
+    assert_eq!(
+        chunks[1],
+        ChatChunk::Done { usage: port::Usage::default(), finish_reason: PortFinish::ToolCalls }
+    );
 
     let mut decoder = ChunkDecoder::default();
     decoder.push(fragment(0, Some("c"), Some("f"), "{\"a\":"));
@@ -226,7 +247,8 @@ fn tool_call_fragments_are_put_together_by_index() {
 
 #[test]
 fn embeddings_read_one_input_and_put_vectors_in_order() {
-    let request: EmbeddingsRequest = serde_json::from_value(json!({"model": "e", "input": "one text"})).unwrap();
+    let request: EmbeddingsRequest =
+        serde_json::from_value(json!({"model": "e", "input": "one text"})).unwrap();
     assert_eq!(request.into_port().input, vec!["one text".to_string()]);
     let body = json!({"object": "list", "model": "e", "usage": {"prompt_tokens": 4, "total_tokens": 4}, "data": [
         {"object": "embedding", "index": 1, "embedding": [2.0]},
@@ -249,7 +271,9 @@ fn models_infer_capabilities_and_read_vllms_context_length() {
     .unwrap();
     let models: Vec<_> = list.data.into_iter().map(|model| model.into_port("p")).collect();
     assert_eq!(models[0].context_length, Some(32768));
-    assert!(models[0].capabilities.chat && models[0].capabilities.tools && !models[0].capabilities.embeddings);
+    assert!(
+        models[0].capabilities.chat && models[0].capabilities.tools && !models[0].capabilities.embeddings
+    );
     assert_eq!(models[1].context_length, None);
     assert!(models[1].capabilities.embeddings && !models[1].capabilities.chat);
     assert_eq!(Model::from_port(&models[0], 1).into_port("p"), models[0]);
@@ -257,10 +281,14 @@ fn models_infer_capabilities_and_read_vllms_context_length() {
 
 #[test]
 fn error_bodies_read_string_or_number_codes() {
-    let body: ErrorBody =
-        serde_json::from_value(json!({"error": {"message": "no", "type": "BadRequestError", "param": null, "code": 400}}))
-            .unwrap();
+    let body: ErrorBody = serde_json::from_value(
+        json!({"error": {"message": "no", "type": "BadRequestError", "param": null, "code": 400}}),
+    )
+    .unwrap();
     assert_eq!((body.error.message.as_str(), body.error.code), ("no", Some(json!(400))));
     let json = serde_json::to_value(ErrorBody::new("invalid_request_error", "bad")).unwrap();
-    assert_eq!(json, json!({"error": {"message": "bad", "type": "invalid_request_error", "param": null, "code": null}}));
+    assert_eq!(
+        json,
+        json!({"error": {"message": "bad", "type": "invalid_request_error", "param": null, "code": null}})
+    );
 }
