@@ -221,7 +221,11 @@ fn tool_call_fragments_are_put_together_by_index() {
             },
             finish_reason: None,
         }],
-        ..serde_json::from_value(json!({})).unwrap()
+        id: "chatcmpl-1".into(),
+        object: chat_completion_chunk(),
+        created: 1,
+        model: "m".into(),
+        usage: None,
     };
     let mut decoder = ChunkDecoder::default();
     for chunk in [
