@@ -25,6 +25,7 @@ mod audit;
 pub mod auth;
 mod body;
 pub mod error;
+mod gateway;
 mod limits;
 mod observe;
 pub mod routes;
@@ -80,7 +81,7 @@ use crate::node::NodeHandle;
     info(title = "Mark-1", description = "An orchestrator for AI agents, built as an actor-model runtime."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "events"), (name = "agents"), (name = "models"), (name = "actors"), (name = "admin"), (name = "system"))
+    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "events"), (name = "agents"), (name = "models"), (name = "gateways"), (name = "actors"), (name = "admin"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -128,6 +129,15 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .routes(routes!(routes::models::list))
         .routes(routes!(routes::models::refresh))
         .routes(routes!(routes::models::budgets))
+        .routes(routes!(gateway::openai::chat_completions))
+        .routes(routes!(gateway::openai::embeddings))
+        .routes(routes!(gateway::openai::models))
+        .routes(routes!(gateway::ollama::chat))
+        .routes(routes!(gateway::ollama::generate))
+        .routes(routes!(gateway::ollama::embed))
+        .routes(routes!(gateway::ollama::tags))
+        .routes(routes!(gateway::ollama::show))
+        .routes(routes!(gateway::ollama::version))
         .routes(routes!(routes::admin::create, routes::admin::list))
         .routes(routes!(routes::admin::revoke))
         .routes(routes!(routes::admin::audit_log))

@@ -177,21 +177,15 @@ impl NodeBuilder {
             }
             definitions.push(AgentDefinition::new(spec, runtime));
         }
+        let mut providers = crate::models::providers_from_config(&config.models)?;
+        providers.extend(self.providers);
         let settings = self.settings.unwrap_or_else(|| settings_from(&config));
         let store = match self.store {
             Some(store) => store,
             None => crate::store::open_store(&config).await?,
         };
         restore_registered_agents(store.as_ref(), &processes, &mut definitions).await?;
-        Ok(Node {
-            store,
-            config,
-            definitions,
-            processes,
-            providers: self.providers,
-            clock: self.clock,
-            settings,
-        })
+        Ok(Node { store, config, definitions, processes, providers, clock: self.clock, settings })
     }
 }
 

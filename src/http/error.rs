@@ -100,7 +100,9 @@ pub struct Problem {
 }
 
 impl ApiError {
-    fn code(&self) -> (StatusCode, &'static str) {
+    /// The status and the short code of the problem document (the gateways answer in
+    /// their protocols' error shapes with the same status).
+    pub(crate) fn code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -19,7 +19,8 @@ use super::select::{self, Catalog, Standing};
 use super::stats::{ModelStats, ProviderStats};
 use crate::domain::model::{ProviderSettings, RouterSettings, UsageRecord};
 use crate::ports::model::{
-    ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse, ModelError, ModelInfo,
+    ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse, GenerateRequest, ModelError,
+    ModelInfo,
 };
 
 pub enum RouterMsg {
@@ -373,6 +374,28 @@ impl ModelRouter {
         match self.call(ModelCall::ChatStream(request), context).await? {
             ModelOutput::Stream(stream) => Ok(stream),
             _ => unreachable!("a streamed chat call answers with a stream"),
+        }
+    }
+
+    pub async fn generate(
+        &self,
+        request: GenerateRequest,
+        context: CallContext,
+    ) -> Result<ChatResponse, ModelError> {
+        match self.call(ModelCall::Generate(request), context).await? {
+            ModelOutput::Chat(response) => Ok(response),
+            _ => unreachable!("a generate call answers with a chat response"),
+        }
+    }
+
+    pub async fn generate_stream(
+        &self,
+        request: GenerateRequest,
+        context: CallContext,
+    ) -> Result<ChatStream, ModelError> {
+        match self.call(ModelCall::GenerateStream(request), context).await? {
+            ModelOutput::Stream(stream) => Ok(stream),
+            _ => unreachable!("a streamed generate call answers with a stream"),
         }
     }
 
