@@ -161,7 +161,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
 
 /// Errors raised by axum itself (an oversized body, a bad query string, a wrong method)
 /// come as plain text; they are rewritten here so every error a client sees is a problem
-/// document from the one mapping.
+/// document from the one mapping. The gateways' errors keep their protocols' shapes.
 async fn problem_for_every_error(request: Request<Body>, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -172,6 +172,7 @@ async fn problem_for_every_error(request: Request<Body>, next: Next) -> Response
     if status.is_success()
         || status.is_redirection()
         || is_problem
+        || response.extensions().get::<gateway::ProtocolError>().is_some()
         || status == StatusCode::SWITCHING_PROTOCOLS
     {
         return response;

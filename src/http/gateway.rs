@@ -18,6 +18,11 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::routes::models::model_error;
 
+/// Marks an error response in a gateway protocol's own shape, which the edge's
+/// problem-document rewriting leaves alone.
+#[derive(Clone, Copy, Debug)]
+pub struct ProtocolError;
+
 /// A refusal in protocol-neutral terms: the status and the message.
 pub struct Refusal {
     pub status: StatusCode,

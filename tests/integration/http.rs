@@ -3,6 +3,7 @@
 mod access;
 mod events;
 mod jwt;
+mod models;
 mod quotas;
 mod support;
 mod telemetry;

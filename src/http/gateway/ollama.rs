@@ -9,13 +9,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use mark1_actors::ports::model::{self as port, ChatChunk, ChatStream};
 use serde::Serialize;
 use serde_json::{json, Map};
 
-use super::{context_of, Refusal};
+use super::{context_of, ProtocolError, Refusal};
 use crate::http::auth::Caller;
 use crate::http::routes::tasks::rfc3339;
 use crate::http::state::EdgeState;
@@ -33,7 +33,8 @@ impl<E: Into<Refusal>> From<E> for OllamaError {
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
         let OllamaError(refusal) = self;
-        (refusal.status, Json(wire::ErrorBody { error: refusal.message })).into_response()
+        (refusal.status, Extension(ProtocolError), Json(wire::ErrorBody { error: refusal.message }))
+            .into_response()
     }
 }
 

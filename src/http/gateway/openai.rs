@@ -8,11 +8,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use mark1_actors::ports::model::{ChatChunk, ModelError};
 
-use super::{context_of, unix_now, Refusal};
+use super::{context_of, unix_now, ProtocolError, Refusal};
 use crate::http::auth::Caller;
 use crate::http::state::EdgeState;
 use crate::models::openai::wire::{
@@ -40,7 +40,8 @@ impl IntoResponse for OpenAiError {
             400..=499 => "invalid_request_error",
             _ => "api_error",
         };
-        (refusal.status, Json(ErrorBody::new(kind, refusal.message))).into_response()
+        (refusal.status, Extension(ProtocolError), Json(ErrorBody::new(kind, refusal.message)))
+            .into_response()
     }
 }
 

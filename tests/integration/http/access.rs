@@ -17,6 +17,7 @@ const WRITE_WORKFLOWS: [bool; 5] = [true, true, true, false, false];
 const PATCH_RUNS: [bool; 5] = [true, true, false, false, false];
 const MANAGE_AGENTS: [bool; 5] = [true, true, false, false, false];
 const ADMIN_ONLY: [bool; 5] = [true, false, false, false, false];
+const USE_MODELS: [bool; 5] = [true, true, true, false, true];
 
 struct Route {
     method: &'static str,
@@ -70,6 +71,17 @@ fn matrix(task: &str, run: &str) -> Vec<Route> {
         route("POST", "/v1/agents", Some(json!({"name": "nameless-command"})), ADMIN_ONLY),
         route("PATCH", agent, Some(json!({"min": 1, "max": 2})), MANAGE_AGENTS),
         route("DELETE", agent, None, MANAGE_AGENTS),
+        route("GET", "/v1/models", None, READ),
+        route("GET", "/v1/models/budgets", None, READ),
+        route("POST", "/v1/models/refresh", None, MANAGE_AGENTS),
+        route("GET", "/openai/v1/models", None, USE_MODELS),
+        route("POST", "/openai/v1/chat/completions", Some(json!({"model": "m", "messages": []})), USE_MODELS),
+        route("POST", "/openai/v1/embeddings", Some(json!({"model": "m", "input": "x"})), USE_MODELS),
+        route("GET", "/ollama/api/tags", None, USE_MODELS),
+        route("POST", "/ollama/api/chat", Some(json!({"model": "m", "messages": []})), USE_MODELS),
+        route("POST", "/ollama/api/generate", Some(json!({"model": "m", "prompt": "x"})), USE_MODELS),
+        route("POST", "/ollama/api/embed", Some(json!({"model": "m", "input": "x"})), USE_MODELS),
+        route("POST", "/ollama/api/show", Some(json!({"model": "m"})), USE_MODELS),
         route("POST", "/v1/keys", Some(json!({"role": "viewer", "namespace": "team-a"})), ADMIN_ONLY),
         route("GET", "/v1/keys", None, ADMIN_ONLY),
         route("DELETE", "/v1/keys/000000000000", None, ADMIN_ONLY),
@@ -86,7 +98,13 @@ async fn call(s: &Served, route: &Route, token: Option<&str>) -> (u16, Value) {
     if let Some(body) = &route.body {
         request = request.json(body);
     }
-    json_of(request.send().await.unwrap()).await
+    let response = request.send().await.unwrap();
+    if !(route.path.starts_with("/openai/") || route.path.starts_with("/ollama/")) {
+        return json_of(response).await;
+    }
+    // The gateways answer errors in their protocols' shapes, not as problem documents.
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
