@@ -37,6 +37,13 @@ impl UsageTable {
         }
     }
 
+    /// Records held, and as many ids.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        assert_eq!(self.records.len(), self.ids.len());
+        self.records.len()
+    }
+
     /// Drops the oldest records past the `retain` newest.
     pub fn retain_newest(&mut self, retain: usize) {
         while self.records.len() > retain {
