@@ -132,7 +132,8 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Writes waiting for the store writer before callers are refused (503).
     pub queue_limit: usize,
-    /// Finished tasks and events older than this are deleted in the background.
+    /// Finished tasks and runs, events and model usage records older than this are
+    /// deleted in the background (budgets restart from the usage that is left).
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
     /// How often pruning runs.

@@ -9,6 +9,7 @@
 //! | `migrations` | the migrations embedded in the binary |
 //! | `rows` | how domain values become columns and back (times, ids, JSON) |
 //! | `runs` | the reads of workflows, runs and journals, and the claim of orphaned runs |
+//! | `usage` | the reads of model usage: totals per namespace and grouped reports |
 //! | `error` | which database failures are `Unavailable` and which `Rejected` |
 //! | `io` | the store's own thread, on which batches are committed |
 //!
@@ -24,6 +25,7 @@ mod postgres;
 mod rows;
 mod runs;
 mod sqlite;
+mod usage;
 mod write;
 
 use std::time::SystemTime;
@@ -33,7 +35,9 @@ use mark1_actors::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRec
 use mark1_actors::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
 };
-use mark1_actors::ports::{AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
+use mark1_actors::ports::{
+    AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow, UsageTotal, Write,
+};
 use serde_json::Value;
 use sqlx::database::HasStatementCache;
 use sqlx::types::Json;
@@ -158,6 +162,7 @@ where
     for<'q> i32: Decode<'q, DB> + Type<DB>,
     for<'q> i16: Decode<'q, DB> + Type<DB>,
     for<'q> bool: Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Decode<'q, DB> + Type<DB>,
     for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
@@ -326,10 +331,20 @@ where
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+        // Oldest first, by the `(ended_at)` index.
+        let usage = sqlx::query(
+            "DELETE FROM model_usage WHERE id IN \
+             (SELECT id FROM model_usage WHERE ended_at < $1 ORDER BY ended_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        // Like the in-memory store: tasks, runs and events; a task's attempts and a run's
-        // journal go with it.
-        Ok(deleted + DB::rows_affected(&events))
+        // Like the in-memory store: tasks, runs, events and usage records; a task's
+        // attempts and a run's journal go with it.
+        Ok(deleted + DB::rows_affected(&events) + DB::rows_affected(&usage))
     }
 
     /// One statement text per combination of filters (at most 32, all kept prepared); a
@@ -383,6 +398,14 @@ where
         let found =
             select.bind(clamp_i64(query.limit as u64)).fetch_all(&self.reader).await.map_err(classify)?;
         found.iter().map(rows::task_from_row).collect::<Result<_, _>>().map_err(classify)
+    }
+
+    async fn usage_totals(&self, since: SystemTime) -> Result<Vec<UsageTotal>, StoreError> {
+        self.select_usage_totals(since).await
+    }
+
+    async fn usage_report(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        self.select_usage_report(query).await
     }
 
     async fn workflow(

@@ -66,7 +66,7 @@ pub struct NodeSettings {
     /// How long a node start's lease lasts without a heartbeat; others may then claim
     /// its unfinished tasks. Renewed every third of it.
     pub lease_ttl: Duration,
-    /// Finished tasks and events older than this are pruned.
+    /// Finished tasks and runs, events and model usage records older than this are pruned.
     pub retention: Duration,
     pub prune_interval: Duration,
     /// Rows deleted per store call while pruning.

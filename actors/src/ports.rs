@@ -12,4 +12,7 @@ pub use agent::{Agent, AgentError, AgentRuntime, AgentWorker, NativeRuntime, Pro
 pub use clock::{Clock, SystemClock};
 pub use events::EventSink;
 pub use model::{ChatMessage, ChatRequest, ChatResponse, ModelError, ModelInfo, ModelProvider};
-pub use store::{AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
+pub use store::{
+    AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, UnknownUsageGroup,
+    UsageGroup, UsageQuery, UsageRow, UsageTotal, Write,
+};

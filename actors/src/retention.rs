@@ -1,4 +1,5 @@
-//! The `retention` actor: prunes finished tasks and runs and old events in the background.
+//! The `retention` actor: prunes finished tasks and runs, old events and old model usage
+//! records in the background.
 //!
 //! Every `interval` it deletes what is older than `keep`, in batches of `batch` rows
 //! per store call, so no single transaction holds the database for long; a batch that
@@ -66,7 +67,7 @@ impl Actor for Retention {
                     let deleted = match store.prune(before, batch).await {
                         Ok(rows) => Some(rows),
                         Err(error) => {
-                            tracing::warn!(%error, "pruning old tasks and events failed; will try again");
+                            tracing::warn!(%error, "pruning old tasks, runs, events and usage failed; will try again");
                             None
                         }
                     };
@@ -77,9 +78,9 @@ impl Actor for Retention {
                 state.running = false;
                 if let Some(rows) = deleted {
                     if rows > 0 {
-                        tracing::debug!(rows, "pruned old tasks and events");
+                        tracing::debug!(rows, "pruned old tasks, runs, events and usage");
                     }
-                    // A full batch (tasks, runs and events each up to `batch`) may leave more.
+                    // A full batch (tasks, runs, events and usage each up to `batch`) may leave more.
                     if rows >= state.args.batch as u64 {
                         myself.send_message(RetentionMsg::Prune)?;
                     }

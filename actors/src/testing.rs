@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use crate::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
-use crate::ports::{AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
+use crate::ports::{
+    AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow,
+    UsageTotal, Write,
+};
 
 /// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down,
 /// which rejects (as a constraint violation would) any batch holding the event with
@@ -128,6 +131,12 @@ impl Store for SwitchableStore {
     }
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         self.up()?.list_tasks(query).await
+    }
+    async fn usage_totals(&self, since: SystemTime) -> Result<Vec<UsageTotal>, StoreError> {
+        self.up()?.usage_totals(since).await
+    }
+    async fn usage_report(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        self.up()?.usage_report(query).await
     }
     async fn workflow(
         &self,

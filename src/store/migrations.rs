@@ -21,10 +21,18 @@ macro_rules! embed {
     };
 }
 
-pub(super) const SQLITE: Files =
-    embed!("sqlite": "0001_schema.sql", "0002_keys_audit_listing.sql", "0003_workflow_runs.sql");
-pub(super) const POSTGRES: Files =
-    embed!("postgres": "0001_schema.sql", "0002_keys_audit_listing.sql", "0003_workflow_runs.sql");
+pub(super) const SQLITE: Files = embed!(
+    "sqlite": "0001_schema.sql",
+    "0002_keys_audit_listing.sql",
+    "0003_workflow_runs.sql",
+    "0004_model_usage.sql",
+);
+pub(super) const POSTGRES: Files = embed!(
+    "postgres": "0001_schema.sql",
+    "0002_keys_audit_listing.sql",
+    "0003_workflow_runs.sql",
+    "0004_model_usage.sql",
+);
 
 /// The newest schema version this build carries (both backends share the numbering).
 pub fn newest_schema_version() -> i64 {
@@ -94,6 +102,7 @@ mod tests {
         let versions = |files: Files| files.iter().map(|(n, _)| parse_name(n).unwrap().0).collect::<Vec<_>>();
         assert_eq!(versions(SQLITE), versions(POSTGRES));
         assert_eq!(newest_schema_version(), *versions(SQLITE).last().unwrap());
+        assert!(newest_schema_version() >= 4, "model_usage arrived in version 4");
     }
 
     #[test]

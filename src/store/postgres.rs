@@ -12,7 +12,7 @@ use sqlx::{ConnectOptions, Connection, Pool, Postgres};
 use super::error::classify;
 use super::migrations::{self, Files};
 use super::write::{
-    Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS, WORKFLOWS,
+    Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS, USAGE, WORKFLOWS,
 };
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 
@@ -86,6 +86,9 @@ const RUN_TYPES: &[&str] = &[
     "uuid", "int8", "int8",
 ];
 const JOURNAL_TYPES: &[&str] = &["uuid", "int8", "text", "int4", "text", "text", "int8"];
+const USAGE_TYPES: &[&str] = &[
+    "uuid", "text", "uuid", "uuid", "text", "text", "text", "int8", "int8", "float8", "int8", "int8", "int8",
+];
 
 /// `INSERT INTO t (cols) SELECT cols FROM UNNEST($n::type[], …) AS u(cols) [ON CONFLICT …]`,
 /// the arrays numbered from `first`: one array parameter per column whatever the number
@@ -120,19 +123,19 @@ fn unnest_sql(table: &Table, types: &[&str], first: usize) -> String {
 /// different keys too (a key put in the batch is put revoked), so no part needs another's
 /// effect.
 ///
-/// API keys, their revocations and audit records are rare, and workflow definitions,
-/// runs and journal entries absent from a node that runs no workflow, so each group's
-/// parts are in the statement only for a batch that has some: the statement of the task
-/// path keeps only the parts it uses. Four fixed texts, indexed by [`batch_index`].
-static BATCH_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
-    [(false, false), (true, false), (false, true), (true, true)].map(|(a, r)| batch_sql(a, r))
-});
+/// API keys, their revocations and audit records are rare, workflow definitions, runs
+/// and journal entries absent from a node that runs no workflow, and model usage from
+/// one that calls no model, so each group's parts are in the statement only for a batch
+/// that has some: the statement of the task path keeps only the parts it uses. Eight
+/// fixed texts, indexed by [`batch_index`].
+static BATCH_SQL: LazyLock<[String; 8]> =
+    LazyLock::new(|| std::array::from_fn(|i| batch_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0)));
 
-fn batch_index(access: bool, runs: bool) -> usize {
-    usize::from(access) | usize::from(runs) << 1
+fn batch_index(access: bool, runs: bool, usage: bool) -> usize {
+    usize::from(access) | usize::from(runs) << 1 | usize::from(usage) << 2
 }
 
-fn batch_sql(access: bool, runs: bool) -> String {
+fn batch_sql(access: bool, runs: bool, usage: bool) -> String {
     fn part(table: &Table, types: &[&str], next: &mut usize) -> String {
         let sql = unnest_sql(table, types, *next);
         *next += types.len();
@@ -163,6 +166,9 @@ fn batch_sql(access: bool, runs: bool) -> String {
         parts.push(part(&RUNS, RUN_TYPES, &mut next));
         parts.push(part(&JOURNAL, JOURNAL_TYPES, &mut next));
     }
+    if usage {
+        parts.push(part(&USAGE, USAGE_TYPES, &mut next));
+    }
     let with: Vec<String> = parts.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql})")).collect();
     format!(
         "WITH {} DELETE FROM agents WHERE (namespace, name) IN (SELECT * FROM UNNEST(${}::text[], ${}::text[]))",
@@ -181,8 +187,8 @@ fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
 async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> {
     let (t, a, e, g, removed) =
         (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
-    let (access, runs) = (batch.has_access(), batch.has_runs());
-    let sql: &str = &BATCH_SQL[batch_index(access, runs)];
+    let (access, runs, usage) = (batch.has_access(), batch.has_runs(), batch.has_usage());
+    let sql: &str = &BATCH_SQL[batch_index(access, runs, usage)];
     let mut query = sqlx::query(sql)
         .bind(column(t, |r| r.id))
         .bind(column(t, |r| r.namespace.clone()))
@@ -282,6 +288,23 @@ async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> 
             .bind(column(j, |r| r.data.clone()))
             .bind(column(j, |r| r.recorded_at));
     }
+    if usage {
+        let u = &batch.usage;
+        query = query
+            .bind(column(u, |r| r.id))
+            .bind(column(u, |r| r.namespace.clone()))
+            .bind(column(u, |r| r.task_id))
+            .bind(column(u, |r| r.run_id))
+            .bind(column(u, |r| r.agent.clone()))
+            .bind(column(u, |r| r.provider.clone()))
+            .bind(column(u, |r| r.model.clone()))
+            .bind(column(u, |r| r.prompt_tokens))
+            .bind(column(u, |r| r.completion_tokens))
+            .bind(column(u, |r| r.cost))
+            .bind(column(u, |r| r.latency_us))
+            .bind(column(u, |r| r.first_token_us))
+            .bind(column(u, |r| r.ended_at));
+    }
     query.execute(pool).await.map(drop).map_err(classify)
 }
 
@@ -301,6 +324,7 @@ mod tests {
             (&WORKFLOWS, WORKFLOW_TYPES),
             (&RUNS, RUN_TYPES),
             (&JOURNAL, JOURNAL_TYPES),
+            (&USAGE, USAGE_TYPES),
         ] {
             assert_eq!(table.columns().count(), types.len(), "{}", table.name);
         }
@@ -321,15 +345,26 @@ mod tests {
         let core = TASK_TYPES.len() + ATTEMPT_TYPES.len() + EVENT_TYPES.len() + AGENT_TYPES.len() + 2;
         let access = API_KEY_TYPES.len() + 2 + AUDIT_TYPES.len();
         let runs = WORKFLOW_TYPES.len() + RUN_TYPES.len() + JOURNAL_TYPES.len();
-        for (with_access, with_runs) in [(false, false), (true, false), (false, true), (true, true)] {
-            let sql = &BATCH_SQL[batch_index(with_access, with_runs)];
-            let arrays = core + if with_access { access } else { 0 } + if with_runs { runs } else { 0 };
-            for n in 1..=arrays {
-                assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n}");
+        let mut seen = std::collections::HashSet::new();
+        for with_access in [false, true] {
+            for with_runs in [false, true] {
+                for with_usage in [false, true] {
+                    let index = batch_index(with_access, with_runs, with_usage);
+                    assert!(seen.insert(index), "one text per combination");
+                    let sql = &BATCH_SQL[index];
+                    let arrays = core
+                        + if with_access { access } else { 0 }
+                        + if with_runs { runs } else { 0 }
+                        + if with_usage { USAGE_TYPES.len() } else { 0 };
+                    for n in 1..=arrays {
+                        assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n}");
+                    }
+                    assert!(!sql.contains(&format!("${}::", arrays + 1)));
+                    assert_eq!(sql.contains("audit_log"), with_access);
+                    assert_eq!(sql.contains("run_journal"), with_runs);
+                    assert_eq!(sql.contains("model_usage"), with_usage);
+                }
             }
-            assert!(!sql.contains(&format!("${}::", arrays + 1)));
-            assert_eq!(sql.contains("audit_log"), with_access);
-            assert_eq!(sql.contains("run_journal"), with_runs);
         }
     }
 }

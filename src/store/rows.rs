@@ -29,6 +29,8 @@ pub(crate) use runs::{
     journal_from_row, run_from_row, workflow_from_row, JournalRow, RunRow, WorkflowRow, JOURNAL_COLUMNS,
     RUN_COLUMNS, RUN_FINISHED, RUN_UNFINISHED, WORKFLOW_COLUMNS,
 };
+mod usage;
+pub(crate) use usage::{UsageRow, USAGE_COLUMNS};
 
 pub(crate) const TASK_COLUMNS: &str = "id, namespace, target, agent, state, input, output, error, priority, \
      attempt, max_attempts, idempotency_key, durable, submitter, timeout_us, traceparent, owner, \

@@ -16,7 +16,7 @@ use super::error::classify;
 use super::migrations::{self, Files};
 use super::write::{
     rows_per_statement, Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS,
-    WORKFLOWS,
+    USAGE, WORKFLOWS,
 };
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 use crate::config::SyncMode;
@@ -217,6 +217,22 @@ async fn write(pool: &Pool<Sqlite>, batch: Grouped) -> Result<(), StoreError> {
             .bind(j.kind)
             .bind(j.data)
             .bind(j.recorded_at)
+    })
+    .await?;
+    values(&mut tx, &USAGE, batch.usage, |q, u| {
+        q.bind(u.id)
+            .bind(u.namespace)
+            .bind(u.task_id)
+            .bind(u.run_id)
+            .bind(u.agent)
+            .bind(u.provider)
+            .bind(u.model)
+            .bind(u.prompt_tokens)
+            .bind(u.completion_tokens)
+            .bind(u.cost)
+            .bind(u.latency_us)
+            .bind(u.first_token_us)
+            .bind(u.ended_at)
     })
     .await?;
     tx.commit().await.map_err(classify)

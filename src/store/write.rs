@@ -2,16 +2,16 @@
 //! table with multi-row statements inside one transaction (`sqlite.rs`: `VALUES` lists,
 //! `postgres.rs`: `UNNEST` of arrays).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mark1_actors::domain::workflow::{RunId, RunRecord};
 use mark1_actors::domain::{TaskId, TaskRecord};
 use mark1_actors::ports::{AttemptRecord, StoreError, Write};
 
 use super::rows::{
-    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, JournalRow, RunRow, TaskRow, WorkflowRow,
-    API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS,
-    TASK_COLUMNS, WORKFLOW_COLUMNS,
+    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, JournalRow, RunRow, TaskRow, UsageRow,
+    WorkflowRow, API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS,
+    RUN_COLUMNS, TASK_COLUMNS, USAGE_COLUMNS, WORKFLOW_COLUMNS,
 };
 
 /// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
@@ -36,6 +36,8 @@ pub(crate) struct Grouped {
     pub workflows: Vec<WorkflowRow>,
     pub runs: Vec<RunRow>,
     pub journal: Vec<JournalRow>,
+    /// One per id: the first record of it in the batch (the store keeps the first too).
+    pub usage: Vec<UsageRow>,
 }
 
 impl Grouped {
@@ -51,6 +53,7 @@ impl Grouped {
         let mut run_at: HashMap<RunId, usize> = HashMap::new();
         // Puts and removals of one agent interleave; only the last of each key counts.
         let mut agents: HashMap<(String, String), Option<AgentRow>> = HashMap::new();
+        let mut usage_ids = HashSet::new();
         for write in writes {
             match write {
                 Write::PutTask(task) => last_wins(&mut tasks, &mut task_at, task.id, task),
@@ -69,6 +72,11 @@ impl Grouped {
                 Write::PutWorkflow(workflow) => grouped.workflows.push(WorkflowRow::new(workflow)?),
                 Write::PutRun(run) => last_wins(&mut runs, &mut run_at, run.id, run),
                 Write::AppendJournal(entry) => grouped.journal.push(JournalRow::new(entry)?),
+                Write::PutUsage(record) => {
+                    if usage_ids.insert(record.id) {
+                        grouped.usage.push(UsageRow::new(record)?);
+                    }
+                }
             }
         }
         grouped.tasks = tasks.into_iter().map(TaskRow::new).collect::<Result<_, _>>()?;
@@ -95,6 +103,11 @@ impl Grouped {
     /// Whether the batch writes workflow definitions, runs or journal entries.
     pub fn has_runs(&self) -> bool {
         !(self.workflows.is_empty() && self.runs.is_empty() && self.journal.is_empty())
+    }
+
+    /// Whether the batch records model usage.
+    pub fn has_usage(&self) -> bool {
+        !self.usage.is_empty()
     }
 
     /// A key put earlier in the same batch is stored revoked: on PostgreSQL the parts of
@@ -127,7 +140,8 @@ fn last_wins<'a, K: std::hash::Hash + Eq, V>(
 }
 
 /// `col = excluded.col` for every column but the key and the fixed ones: an upsert
-/// replaces what can change.
+/// replaces what can change. When nothing can change, a row whose key is taken is left
+/// out (`DO NOTHING`): the insert keeps the first row of a key.
 fn update_all(columns: &str, key: &[&str], fixed: &[&str]) -> String {
     let set: Vec<String> = columns
         .split(',')
@@ -135,6 +149,9 @@ fn update_all(columns: &str, key: &[&str], fixed: &[&str]) -> String {
         .filter(|c| !key.contains(c) && !fixed.contains(c))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
+    if set.is_empty() {
+        return format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "));
+    }
     format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), set.join(", "))
 }
 
@@ -239,6 +256,29 @@ pub(super) const RUNS: Table = Table {
         "created_at",
     ],
 };
+/// Usage records are written once and never change: every column is fixed, so an id
+/// already stored is left as it is (`ON CONFLICT (id) DO NOTHING`) and a retried batch
+/// does not count a call twice.
+pub(super) const USAGE: Table = Table {
+    name: "model_usage",
+    columns: USAGE_COLUMNS,
+    json: &[],
+    key: &["id"],
+    fixed: &[
+        "namespace",
+        "task_id",
+        "run_id",
+        "agent",
+        "provider",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "latency_us",
+        "first_token_us",
+        "ended_at",
+    ],
+};
 
 #[cfg(test)]
 mod tests {
@@ -258,6 +298,37 @@ mod tests {
             " ON CONFLICT (id) DO UPDATE SET state = excluded.state",
             "fixed columns are written once"
         );
+        assert_eq!(USAGE.tail(), " ON CONFLICT (id) DO NOTHING", "usage records are never replaced");
+    }
+
+    #[test]
+    fn a_usage_record_repeated_in_a_batch_is_kept_once() {
+        use mark1_actors::domain::model::UsageRecord;
+        let record = |id, cost| {
+            Write::PutUsage(Box::new(UsageRecord {
+                id,
+                at_ms: 1_000,
+                namespace: "default".into(),
+                task: None,
+                run: None,
+                agent: None,
+                provider: "local".into(),
+                model: "small".into(),
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                cost,
+                latency_ms: 1,
+                first_token_ms: None,
+            }))
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let grouped = Grouped::new(&[record(a, 1.0), record(b, 2.0), record(a, 3.0)]).unwrap();
+        let kept: Vec<(Uuid, f64)> = grouped.usage.iter().map(|u| (u.id, u.cost)).collect();
+        assert_eq!(kept, vec![(a, 1.0), (b, 2.0)], "the first record of an id");
+        assert!(grouped.has_usage() && !grouped.has_runs() && !grouped.has_access());
+        assert!(!Grouped::new(&[task(TaskId::new(), TaskState::Queued)]).unwrap().has_usage());
+        assert_eq!(USAGE.columns().count(), 13);
+        assert_eq!(USAGE.fixed.len() + USAGE.key.len(), 13, "every column is fixed");
     }
 
     fn task(id: TaskId, state: TaskState) -> Write {

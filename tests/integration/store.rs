@@ -3,6 +3,7 @@
 
 mod access;
 pub mod backends;
+mod usage;
 mod workflows;
 
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::model::UsageRecord;
 use crate::domain::workflow::{JournalEntry, RunId, RunRecord, RunState, WorkflowRecord};
 use crate::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
@@ -55,6 +56,9 @@ pub enum Write {
     /// Appends an entry to a run's journal; a `(run, seq)` already taken rejects the
     /// batch, so two drivers of one run cannot both journal the same transition.
     AppendJournal(Box<JournalEntry>),
+    /// Records one model call's usage. Inserted once: an id already present (stored, or
+    /// earlier in the batch) is ignored, so a retried background batch cannot double-count.
+    PutUsage(Box<UsageRecord>),
 }
 
 /// Which tasks [`Store::list_tasks`] returns: newest first (ids are UUID v7), those
@@ -119,6 +123,124 @@ impl RunQuery {
             && self.workflow.as_ref().is_none_or(|w| &run.workflow == w)
             && self.submitter.as_ref().is_none_or(|s| run.submitter.as_ref() == Some(s))
             && self.before.is_none_or(|before| run.id < before)
+    }
+}
+
+/// Model usage of one namespace summed since a time ([`Store::usage_totals`]): what the
+/// router's budgets start from after a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageTotal {
+    pub namespace: String,
+    /// Prompt and completion tokens together.
+    pub tokens: u64,
+    pub cost: f64,
+}
+
+/// What the rows of a usage report ([`Store::usage_report`]) are grouped by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    #[default]
+    Namespace,
+    Agent,
+    Task,
+    Run,
+    Provider,
+    Model,
+}
+
+impl UsageGroup {
+    pub const ALL: [UsageGroup; 6] = [
+        UsageGroup::Namespace,
+        UsageGroup::Agent,
+        UsageGroup::Task,
+        UsageGroup::Run,
+        UsageGroup::Provider,
+        UsageGroup::Model,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageGroup::Namespace => "namespace",
+            UsageGroup::Agent => "agent",
+            UsageGroup::Task => "task",
+            UsageGroup::Run => "run",
+            UsageGroup::Provider => "provider",
+            UsageGroup::Model => "model",
+        }
+    }
+
+    /// The group `record` falls in: `None` for a call made outside any agent, task or run.
+    /// Task and run ids are spelled as their `Display` spells them.
+    pub fn key(self, record: &UsageRecord) -> Option<String> {
+        match self {
+            UsageGroup::Namespace => Some(record.namespace.clone()),
+            UsageGroup::Agent => record.agent.clone(),
+            UsageGroup::Task => record.task.map(|t| t.to_string()),
+            UsageGroup::Run => record.run.map(|r| r.to_string()),
+            UsageGroup::Provider => Some(record.provider.clone()),
+            UsageGroup::Model => Some(record.model.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for UsageGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `group_by` that names no [`UsageGroup`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown usage group '{0}': expected one of namespace, agent, task, run, provider, model")]
+pub struct UnknownUsageGroup(pub String);
+
+impl std::str::FromStr for UsageGroup {
+    type Err = UnknownUsageGroup;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UsageGroup::ALL.into_iter().find(|g| g.as_str() == s).ok_or_else(|| UnknownUsageGroup(s.to_string()))
+    }
+}
+
+/// Which usage [`Store::usage_report`] sums: records matching every filter that is set,
+/// grouped by `group_by`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub namespace: Option<String>,
+    /// Records at or after this time.
+    pub since: Option<SystemTime>,
+    /// Records before this time.
+    pub until: Option<SystemTime>,
+    pub group_by: UsageGroup,
+}
+
+impl UsageQuery {
+    /// Rows in a report at most: the groups of the highest cost.
+    pub const LIMIT: usize = 1000;
+}
+
+/// One group of a usage report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// The group's value (a namespace, an agent's name, a task id…); `None` gathers the
+    /// calls made outside any agent, task or run.
+    pub key: Option<String>,
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+}
+
+impl UsageRow {
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
+    /// The report's order: cost, then tokens, highest first; then by key (`None` first),
+    /// so equal groups come in the same order from every backend.
+    pub fn report_order(a: &UsageRow, b: &UsageRow) -> std::cmp::Ordering {
+        b.cost.total_cmp(&a.cost).then(b.tokens().cmp(&a.tokens())).then_with(|| a.key.cmp(&b.key))
     }
 }
 
@@ -205,11 +327,19 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError>;
     /// Deletes at most `limit` finished tasks (with their attempts) and at most `limit`
-    /// finished runs (with their journals) last updated before `before`, and at most
-    /// `limit` events older than it; returns the tasks, runs and events deleted.
+    /// finished runs (with their journals) last updated before `before`, at most `limit`
+    /// events and at most `limit` usage records older than it; returns the tasks, runs,
+    /// events and usage records deleted.
     async fn prune(&self, before: SystemTime, limit: usize) -> Result<u64, StoreError>;
     /// Tasks matching `query`, newest first.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Usage per namespace of the calls that ended at or after `since`, by namespace: the
+    /// router restores its budgets from these at start.
+    async fn usage_totals(&self, since: SystemTime) -> Result<Vec<UsageTotal>, StoreError>;
+    /// Usage matching `query`, summed per group, in [`UsageRow::report_order`], at most
+    /// [`UsageQuery::LIMIT`] rows.
+    async fn usage_report(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
 
     /// Version `version` of workflow `name` in `namespace`; its newest version when `None`.
     async fn workflow(

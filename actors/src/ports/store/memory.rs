@@ -7,13 +7,17 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::{AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, Write};
+use super::{
+    AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow, UsageTotal, Write,
+};
 use crate::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
 
+mod usage;
+
 /// A store in memory: the backend of unit tests, of benches that measure the runtime
 /// without a database, and of nodes run without one. It keeps the most recent
-/// `retain` tasks and events (ids are time-ordered, so the oldest go first), so a
+/// `retain` tasks, events and model usage records (the oldest go first), so a
 /// long-running node does not grow without limit. Runs and their journals stay until
 /// `prune` removes the finished ones: an unfinished run must never be dropped.
 pub struct MemoryStore {
@@ -35,6 +39,7 @@ struct MemoryTables {
     workflows: BTreeMap<(String, String, u32), WorkflowRecord>,
     runs: BTreeMap<RunId, RunRecord>,
     journal: BTreeMap<(RunId, u64), JournalEntry>,
+    usage: usage::UsageTable,
     /// Tasks and runs by (namespace, idempotency key): found without a scan, as a
     /// database's unique index finds them.
     task_keys: HashMap<(String, String), TaskId>,
@@ -115,7 +120,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Keeps at most `retain` tasks and `retain` events.
+    /// Keeps at most `retain` tasks, `retain` events and `retain` usage records.
     pub fn with_retention(retain: usize) -> Self {
         MemoryStore { inner: Mutex::new(MemoryTables::default()), retain: retain.max(1) }
     }
@@ -173,6 +178,7 @@ impl Store for MemoryStore {
                 Write::AppendJournal(entry) => {
                     t.journal.insert((entry.run, entry.seq), (**entry).clone());
                 }
+                Write::PutUsage(record) => t.usage.insert(record),
             }
         }
         while t.tasks.len() > self.retain {
@@ -191,6 +197,7 @@ impl Store for MemoryStore {
         while t.events.len() > self.retain {
             t.events.pop_front();
         }
+        t.usage.retain_newest(self.retain);
         // Finished runs go oldest first, with their journals; an unfinished run is never
         // dropped, so one that runs long holds back the ones after it.
         while t.runs.len() > self.retain {
@@ -329,7 +336,8 @@ impl Store for MemoryStore {
             t.events.pop_front();
             events += 1;
         }
-        Ok((old.len() + old_runs.len() + events) as u64)
+        let usage = t.usage.prune(before, limit);
+        Ok((old.len() + old_runs.len() + events + usage) as u64)
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
@@ -341,6 +349,14 @@ impl Store for MemoryStore {
             .take(query.limit)
             .map(|task| (**task).clone())
             .collect())
+    }
+
+    async fn usage_totals(&self, since: SystemTime) -> Result<Vec<UsageTotal>, StoreError> {
+        Ok(self.inner.lock().usage.totals(since))
+    }
+
+    async fn usage_report(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        Ok(self.inner.lock().usage.report(query))
     }
 
     async fn workflow(

@@ -266,3 +266,33 @@ async fn finished_runs_beyond_the_retention_go_oldest_first_with_their_journals(
     assert!(store.run(live.id).await.unwrap().is_some(), "an unfinished run stays, holding back the rest");
     assert!(store.run(newer.id).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn usage_beyond_the_retention_goes_oldest_first_and_its_id_is_forgotten() {
+    use crate::domain::model::UsageRecord;
+    let usage = |secs: u64, namespace: &str| UsageRecord {
+        id: Uuid::now_v7(),
+        at_ms: at(secs).duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64,
+        namespace: namespace.into(),
+        task: None,
+        run: None,
+        agent: None,
+        provider: "local".into(),
+        model: "small".into(),
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        cost: 1.0,
+        latency_ms: 1,
+        first_token_ms: None,
+    };
+    let store = MemoryStore::with_retention(2);
+    // Written newest first: the one that ended first goes, whatever the order of writes.
+    let (newest, middle, oldest) = (usage(3, "c"), usage(2, "b"), usage(1, "a"));
+    let writes: Vec<Write> =
+        [&newest, &middle, &oldest].iter().map(|u| Write::PutUsage(Box::new((*u).clone()))).collect();
+    store.write_batch(&writes).await.unwrap();
+    let namespaces = |totals: Vec<UsageTotal>| totals.into_iter().map(|t| t.namespace).collect::<Vec<_>>();
+    assert_eq!(namespaces(store.usage_totals(at(0)).await.unwrap()), ["b", "c"]);
+    // The dropped record's id is no longer held, so the table does not grow with ids.
+    assert_eq!(store.inner.lock().usage.len(), 2);
+}
