@@ -37,12 +37,13 @@ use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
 use crate::health::{Health, HealthArgs, SharedHealth};
 use crate::metrics::TaskMetrics;
 use crate::models::provider::{Provider, ProviderArgs};
+use crate::models::router::UsageSink;
 use crate::models::stats::ProviderStats;
 use crate::models::{ModelRouter, ProviderEntry, Router, RouterArgs};
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
-use crate::ports::{Clock, EventSink, ModelProvider, Store};
+use crate::ports::{Clock, EventSink, ModelProvider, Store, Write};
 use crate::retention::{Retention, RetentionArgs};
-use crate::store_writer::{StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
+use crate::store_writer::{Retry, StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
 use crate::workflows::{Engine, EngineArgs, EngineMsg, RunDirectory};
 
 /// Settings of the actor tree, filled from the node's configuration.
@@ -342,7 +343,20 @@ impl NodeTree {
                     (ProviderEntry { settings: p.settings.clone(), stats, actor }, p.adapter.clone())
                 })
                 .collect();
-            let (settings, bus) = (settings.clone(), events.clone());
+            // Usage records are background writes kept until they commit: budgets are
+            // restored from them after a restart.
+            let writer = actor_name(&node, "store_writer");
+            let usage_sink: UsageSink = Arc::new(move |record| {
+                if let Some(writer) = lookup::<StoreWriterMsg>(&writer) {
+                    let writes = vec![Write::PutUsage(Box::new(record))];
+                    let _ = writer.send_message(StoreWriterMsg::Write {
+                        writes,
+                        ack: None,
+                        retry: Retry::UntilCommitted,
+                    });
+                }
+            });
+            let (settings, bus, store) = (settings.clone(), events.clone(), store.clone());
             children.push(supervisor_child("models", move |stats| {
                 let mut children: Vec<ChildSpec> = entries
                     .iter()
@@ -363,13 +377,14 @@ impl NodeTree {
                     .collect();
                 let (router_settings, providers) =
                     (settings.models.clone(), entries.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>());
+                let (usage_sink, store) = (usage_sink.clone(), store.clone());
                 children.push(
                     ChildSpec::actor("router", move || {
                         let args = RouterArgs {
                             settings: router_settings.clone(),
                             providers: providers.clone(),
-                            usage: None,
-                            restored: Vec::new(),
+                            usage: Some(usage_sink.clone()),
+                            store: Some(store.clone()),
                         };
                         (Router, args)
                     })

@@ -22,6 +22,7 @@ use crate::ports::model::{
     ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse, GenerateRequest, ModelError,
     ModelInfo,
 };
+use crate::ports::Store;
 
 pub enum RouterMsg {
     /// Routes one call. The reply is a plain oneshot sender so the call task can notice
@@ -74,8 +75,9 @@ pub struct RouterArgs {
     pub settings: RouterSettings,
     pub providers: Vec<ProviderEntry>,
     pub usage: Option<UsageSink>,
-    /// Usage already spent this period, per namespace (read back from the store).
-    pub restored: Vec<(String, Spend)>,
+    /// Where usage already spent this period is read back from at start, so budgets
+    /// survive restarts.
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// One model as `/v1/models` shows it.
@@ -266,8 +268,21 @@ impl Actor for Router {
     ) -> Result<RouterState, ActorProcessingErr> {
         let mut budgets = Budgets::new(args.settings.budget_period, args.settings.namespaces.clone());
         let now = unix_secs();
-        for (namespace, spend) in &args.restored {
-            budgets.restore(namespace, *spend, now);
+        if let Some(store) = &args.store {
+            let since = UNIX_EPOCH + std::time::Duration::from_secs(budgets.period_start(now));
+            match store.usage_totals(since).await {
+                Ok(totals) => {
+                    for total in totals {
+                        budgets.restore(
+                            &total.namespace,
+                            Spend { tokens: total.tokens, cost: total.cost },
+                            now,
+                        );
+                    }
+                }
+                // The node runs on; budgets start from what this start spends.
+                Err(error) => tracing::warn!(%error, "cannot read this period's model usage back"),
+            }
         }
         let mut catalog = Catalog::default();
         // Models known from config alone are routable before discovery answers.

@@ -150,7 +150,7 @@ async fn harness(fakes: &[Arc<Fake>], settings: RouterSettings) -> Harness {
         settings,
         providers: entries.clone(),
         usage: Some(Arc::new(move |record| sink.lock().push(record))),
-        restored: Vec::new(),
+        store: None,
     };
     let name = format!("{prefix}/router");
     let (router, _) = Actor::spawn(Some(name.clone()), Router, args).await.unwrap();

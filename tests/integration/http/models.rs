@@ -260,6 +260,13 @@ async fn garbage_and_hangs_give_typed_errors_within_the_deadline_and_budgets_ref
         json_of(s.http.get(s.url("/v1/models/budgets")).bearer_auth(dev()).send().await.unwrap()).await;
     assert_eq!(budgets[0]["namespace"], "team-a", "{budgets}");
     assert_eq!(budgets[0]["tokens_reserved"], 0, "nothing stays reserved: {budgets}");
+    // Every call that got an answer was recorded in the store, where budgets restart from.
+    let used = budgets[0]["tokens_used"].as_u64().unwrap();
+    crate::support::eventually(Duration::from_secs(5), "usage in the store", || async {
+        let totals = s.node.store().usage_totals(std::time::UNIX_EPOCH).await.unwrap();
+        totals.iter().any(|t| t.namespace == "team-a" && t.tokens == used)
+    })
+    .await;
     s.stop().await;
 }
 
