@@ -170,10 +170,11 @@ async fn websocket_streams_filtered_events_in_order_and_isolates_namespaces() {
     ];
     assert_eq!(shown, expected.map(|(k, t)| (k, t.as_str())), "no sleeper events, nothing of team-b");
     assert!(increasing(&seqs(&got)));
-    assert_eq!(
-        got[0].as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["data", "kind", "namespace", "seq", "subject", "time"]
-    );
+    // The fields, whatever their order (serde_json keeps insertion order once any crate
+    // in the build enables `preserve_order`, as ollama-rs's schemars does).
+    let mut keys: Vec<_> = got[0].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["data", "kind", "namespace", "seq", "subject", "time"]);
 
     // Team B's stream holds only team B's task, though team A's ran first.
     let mut theirs_seen = Vec::new();
