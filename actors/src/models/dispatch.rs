@@ -4,7 +4,7 @@
 //! reports usage (or the release of the reservation) back to the router.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::ActorRef;
@@ -16,7 +16,7 @@ use super::call::{CallContext, ModelCall, ModelOutput};
 use super::provider::ProviderMsg;
 use super::router::RouterMsg;
 use super::select::Candidate;
-use super::stats::{Outcome, ProviderStats};
+use super::stats::{Admission, Outcome, ProviderStats};
 use crate::domain::model::UsageRecord;
 use crate::ports::model::{ChatChunk, ChatStream, ModelError, Usage};
 
@@ -52,20 +52,20 @@ pub async fn run(plan: Plan, mut reply: Reply) {
         }
     };
     match outcome {
-        Ok((route, ModelOutput::Stream(stream), started)) => {
+        Ok((route, ModelOutput::Stream(stream), admission)) => {
             // Usage is known when the stream ends; the meter settles then.
-            let meter = Meter { plan, route, started, first_token: None, finished: false };
+            let meter = Meter { plan, route, admission: Some(admission), first_token: None };
             let _ = reply.send(Ok(ModelOutput::Stream(metered(stream, meter))));
         }
-        Ok((route, output, started)) => {
+        Ok((route, output, admission)) => {
             let route = &plan.routes[route];
             let usage = match &output {
                 ModelOutput::Chat(r) => r.usage,
                 ModelOutput::Embed(r) => r.usage,
                 ModelOutput::Stream(_) => unreachable!("handled above"),
             };
-            let elapsed = started.elapsed();
-            route.stats.record(&route.candidate.model.id, elapsed, Outcome::Success(usage), Instant::now());
+            let elapsed = admission.elapsed();
+            admission.finish(&route.candidate.model.id, Outcome::Success(usage));
             let record = usage_record(&plan.context, &route.candidate, usage, elapsed, None);
             settle(&plan, Some(usage_spend(route, usage)), Some(record));
             let _ = reply.send(Ok(output));
@@ -82,7 +82,7 @@ pub async fn run(plan: Plan, mut reply: Reply) {
 async fn attempts(
     plan: &Plan,
     cancel: &CancellationToken,
-) -> Result<(usize, ModelOutput, Instant), ModelError> {
+) -> Result<(usize, ModelOutput, Admission), ModelError> {
     let mut last_error = None;
     let mut backoff = plan.backoff;
     let total = plan.retries as usize + 1;
@@ -94,44 +94,41 @@ async fn attempts(
             sleep_or_deadline(backoff, plan.context.deadline).await;
             backoff = backoff.saturating_mul(2);
         }
-        if !route.stats.admit(Instant::now()) {
+        let Some(admission) = route.stats.admit() else {
             last_error.get_or_insert(ModelError::Unavailable {
                 provider: route.candidate.provider.clone(),
                 reason: "its circuit breaker is open after repeated failures".into(),
             });
             continue;
+        };
+        let error = match attempt_once(plan, route, cancel).await {
+            Ok(output) => return Ok((index, output, admission)),
+            Err(error) => error,
+        };
+        if error == ModelError::Cancelled {
+            // Dropping the admission says nothing about the provider.
+            return Err(error);
         }
-        let started = Instant::now();
-        let result = attempt_once(plan, route, cancel).await;
-        let elapsed = started.elapsed();
-        match result {
-            Ok(output) => return Ok((index, output, started)),
-            Err(error) => {
-                let message = error.to_string();
-                if error.is_provider_fault() {
-                    route.stats.record(
-                        &route.candidate.model.id,
-                        elapsed,
-                        Outcome::ProviderFault(&message),
-                        Instant::now(),
-                    );
-                    tracing::debug!(provider = %route.candidate.provider, %error, attempt, "model call attempt failed");
-                    last_error = Some(error);
-                    if plan.context.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        break;
-                    }
-                } else {
-                    let outcome = match error {
-                        ModelError::Cancelled => Outcome::Abandoned,
-                        _ => Outcome::RequestFault(&message),
-                    };
-                    route.stats.record(&route.candidate.model.id, elapsed, outcome, Instant::now());
-                    return Err(error);
-                }
-            }
+        let message = error.to_string();
+        admission.finish(&route.candidate.model.id, outcome_of(&error, &message));
+        if !error.is_provider_fault() {
+            return Err(error);
+        }
+        tracing::debug!(provider = %route.candidate.provider, %error, attempt, "model call attempt failed");
+        last_error = Some(error);
+        if plan.context.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            break;
         }
     }
     Err(last_error.unwrap_or(ModelError::Cancelled))
+}
+
+fn outcome_of<'m>(error: &ModelError, message: &'m str) -> Outcome<'m> {
+    if error.is_provider_fault() {
+        Outcome::ProviderFault(message)
+    } else {
+        Outcome::RequestFault(message)
+    }
 }
 
 /// One attempt at one provider, bounded by the attempt timeout and the deadline.
@@ -228,45 +225,30 @@ fn settle(plan: &Plan, spend: Option<Spend>, record: Option<UsageRecord>) {
 struct Meter {
     plan: Plan,
     route: usize,
-    started: Instant,
+    /// Taken when the stream ends (its `Done` or an error).
+    admission: Option<Admission>,
     first_token: Option<Duration>,
-    finished: bool,
 }
 
 impl Meter {
     fn observe(&mut self, item: &Result<ChatChunk, ModelError>) {
+        let Some(admission) = self.admission.take() else { return };
         let route = &self.plan.routes[self.route];
         match item {
             Ok(ChatChunk::Delta { .. }) => {
-                self.first_token.get_or_insert_with(|| self.started.elapsed());
+                self.first_token.get_or_insert_with(|| admission.elapsed());
+                self.admission = Some(admission);
             }
             Ok(ChatChunk::Done { usage, .. }) => {
-                self.finished = true;
-                let elapsed = self.started.elapsed();
-                route.stats.record(
-                    &route.candidate.model.id,
-                    elapsed,
-                    Outcome::Success(*usage),
-                    Instant::now(),
-                );
+                let elapsed = admission.elapsed();
+                admission.finish(&route.candidate.model.id, Outcome::Success(*usage));
                 let record =
                     usage_record(&self.plan.context, &route.candidate, *usage, elapsed, self.first_token);
                 settle(&self.plan, Some(usage_spend(route, *usage)), Some(record));
             }
             Err(error) => {
-                self.finished = true;
                 let message = error.to_string();
-                let outcome = if error.is_provider_fault() {
-                    Outcome::ProviderFault(&message)
-                } else {
-                    Outcome::RequestFault(&message)
-                };
-                route.stats.record(
-                    &route.candidate.model.id,
-                    self.started.elapsed(),
-                    outcome,
-                    Instant::now(),
-                );
+                admission.finish(&route.candidate.model.id, outcome_of(error, &message));
                 settle(&self.plan, None, None);
             }
         }
@@ -275,14 +257,8 @@ impl Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        if !self.finished {
-            let route = &self.plan.routes[self.route];
-            route.stats.record(
-                &route.candidate.model.id,
-                self.started.elapsed(),
-                Outcome::Abandoned,
-                Instant::now(),
-            );
+        // Dropped before its end: the admission goes with it, the reservation is released.
+        if self.admission.take().is_some() {
             settle(&self.plan, None, None);
         }
     }

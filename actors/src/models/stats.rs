@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -46,8 +47,35 @@ pub enum Outcome<'a> {
     ProviderFault(&'a str),
     /// The request was refused for its own fault; the provider is healthy.
     RequestFault(&'a str),
-    /// The caller went away; says nothing about the provider.
-    Abandoned,
+}
+
+/// A call the breaker let through. Finish it with how it ended; dropped unfinished (its
+/// caller gave up, its task was cancelled) it proved nothing about the provider, so a
+/// half-open breaker's trial slot is freed for another call.
+pub struct Admission {
+    stats: Arc<ProviderStats>,
+    started: Instant,
+    finished: bool,
+}
+
+impl Admission {
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Records the end of the call to `model`.
+    pub fn finish(mut self, model: &str, outcome: Outcome<'_>) {
+        self.finished = true;
+        self.stats.record(model, self.started.elapsed(), outcome, Instant::now());
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.stats.breaker.lock().abandon();
+        }
+    }
 }
 
 impl ProviderStats {
@@ -91,22 +119,18 @@ impl ProviderStats {
         self.breaker.lock().available(now)
     }
 
-    pub fn admit(&self, now: Instant) -> bool {
-        self.breaker.lock().admit(now)
+    /// Lets a call through if the breaker allows it (see [`Admission`]).
+    pub fn admit(self: &Arc<Self>) -> Option<Admission> {
+        let started = Instant::now();
+        self.breaker.lock().admit(started).then(|| Admission {
+            stats: self.clone(),
+            started,
+            finished: false,
+        })
     }
 
-    /// Records the end of an admitted call to `model` that took `elapsed`.
-    pub fn record(&self, model: &str, elapsed: Duration, outcome: Outcome<'_>, now: Instant) {
-        let mut breaker = self.breaker.lock();
-        match outcome {
-            Outcome::Success(_) | Outcome::RequestFault(_) => breaker.record(true, now),
-            Outcome::ProviderFault(_) => breaker.record(false, now),
-            Outcome::Abandoned => breaker.abandon(),
-        }
-        drop(breaker);
-        if matches!(outcome, Outcome::Abandoned) {
-            return;
-        }
+    fn record(&self, model: &str, elapsed: Duration, outcome: Outcome<'_>, now: Instant) {
+        self.breaker.lock().record(matches!(outcome, Outcome::Success(_) | Outcome::RequestFault(_)), now);
         let sample = elapsed.as_micros().max(1) as u64;
         let _ = self.latency_us.fetch_update(Relaxed, Relaxed, |old| Some(ewma(old, sample)));
         let mut models = self.models.lock();
@@ -126,7 +150,6 @@ impl ProviderStats {
                 stats.failures += 1;
                 stats.last_error = Some(error.to_string());
             }
-            Outcome::Abandoned => {}
         }
     }
 

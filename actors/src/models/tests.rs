@@ -340,3 +340,25 @@ async fn capability_needs_and_namespace_allow_lists_filter() {
     let e = h.router.chat(huge, ns("x")).await.unwrap_err();
     assert!(e.to_string().contains("exceed its context of 4096"), "{e}");
 }
+
+#[tokio::test]
+async fn a_half_open_trial_given_up_by_its_caller_frees_the_trial_slot() {
+    let a = Fake::new("a", Mode::Down);
+    let h = harness(std::slice::from_ref(&a), RouterSettings { retries: 0, ..fast() }).await;
+    for _ in 0..2 {
+        assert!(h.router.chat(chat(), ns("team")).await.is_err());
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    a.set(Mode::Hang);
+    let trial = tokio::spawn({
+        let router = h.router.clone();
+        async move { router.chat(chat(), ns("team")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    trial.abort();
+    let _ = trial.await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.set(Mode::Answer);
+    h.router.chat(chat(), ns("team")).await.expect("the abandoned trial proved nothing; another may go");
+    assert_eq!(h.stats[0].breaker_state(std::time::Instant::now()), breaker::BreakerState::Closed);
+}
