@@ -17,17 +17,6 @@ pub enum BreakerState {
     HalfOpen,
 }
 
-impl BreakerState {
-    /// The value of the breaker-state gauge: 0 closed, 1 half-open, 2 open.
-    pub fn level(self) -> i64 {
-        match self {
-            BreakerState::Closed => 0,
-            BreakerState::HalfOpen => 1,
-            BreakerState::Open => 2,
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Breaker {
     threshold: u32,

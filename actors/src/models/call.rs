@@ -73,10 +73,6 @@ impl ModelCall {
         }
     }
 
-    pub fn is_stream(&self) -> bool {
-        matches!(self, ModelCall::ChatStream(_) | ModelCall::GenerateStream(_))
-    }
-
     /// Tokens of the prompt, estimated at four characters a token (what the budget
     /// reserves before the provider counts).
     pub fn prompt_tokens(&self) -> u32 {

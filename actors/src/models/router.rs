@@ -105,6 +105,8 @@ pub struct Router;
 pub struct RouterState {
     settings: RouterSettings,
     providers: Vec<ProviderEntry>,
+    /// The providers' names in configuration order (the catalog's tie order).
+    names: Vec<String>,
     catalog: Catalog,
     budgets: Budgets,
     usage: Option<UsageSink>,
@@ -122,10 +124,9 @@ impl RouterState {
         context: CallContext,
         router: ActorRef<RouterMsg>,
     ) -> Result<Plan, ModelError> {
-        let settings: Vec<ProviderSettings> = self.providers.iter().map(|p| p.settings.clone()).collect();
         let allowed =
             self.settings.namespaces.get(&context.namespace).map(|n| n.providers.as_slice()).unwrap_or(&[]);
-        let candidates = self.catalog.candidates(call.model(), &settings, allowed, &call.needs())?;
+        let candidates = self.catalog.candidates(call.model(), &self.names, allowed, &call.needs())?;
         let now = Instant::now();
         let mut open = Vec::new();
         let mut standing = Vec::with_capacity(candidates.len());
@@ -268,7 +269,9 @@ impl Actor for Router {
     ) -> Result<RouterState, ActorProcessingErr> {
         let mut budgets = Budgets::new(args.settings.budget_period, args.settings.namespaces.clone());
         let now = unix_secs();
-        if let Some(store) = &args.store {
+        // Only namespaces with limits keep a ledger: without any, nothing to read back.
+        let limited = args.settings.namespaces.keys().any(|namespace| budgets.limited(namespace));
+        if let (Some(store), true) = (&args.store, limited) {
             let since = UNIX_EPOCH + std::time::Duration::from_secs(budgets.period_start(now));
             match store.usage_totals(since).await {
                 Ok(totals) => {
@@ -295,6 +298,7 @@ impl Actor for Router {
         myself.send_message(RouterMsg::Refresh { reply: None })?;
         Ok(RouterState {
             settings: args.settings,
+            names: args.providers.iter().map(|p| p.settings.name.clone()).collect(),
             providers: args.providers,
             catalog,
             budgets,

@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 
 use rand::Rng;
-use serde::Serialize;
 
 use super::call::Needs;
 use crate::domain::model::{ProviderSettings, RoutePolicy};
 use crate::ports::model::{ModelCapabilities, ModelError, ModelInfo};
 
 /// Every provider's models, as discovered and corrected by config.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Catalog {
     by_provider: BTreeMap<String, Vec<ModelInfo>>,
 }
@@ -65,13 +64,13 @@ impl Catalog {
     pub fn candidates(
         &self,
         requested: &str,
-        providers: &[ProviderSettings],
+        providers: &[String],
         allowed: &[String],
         needs: &Needs,
     ) -> Result<Vec<Candidate>, ModelError> {
         let is_allowed = |p: &str| allowed.is_empty() || allowed.iter().any(|a| a == p);
         if let Some((provider, id)) = requested.split_once('/') {
-            if providers.iter().any(|p| p.name == provider) {
+            if providers.iter().any(|p| p == provider) {
                 if !is_allowed(provider) {
                     return Err(ModelError::NotCapable {
                         model: requested.into(),
@@ -91,8 +90,7 @@ impl Catalog {
                 return Ok(vec![Candidate { provider: provider.into(), model }]);
             }
         }
-        let serving: Vec<&ModelInfo> =
-            providers.iter().filter_map(|p| self.find(&p.name, requested)).collect();
+        let serving: Vec<&ModelInfo> = providers.iter().filter_map(|p| self.find(p, requested)).collect();
         if serving.is_empty() {
             return Err(ModelError::UnknownModel(requested.into()));
         }
@@ -210,7 +208,7 @@ mod tests {
     const TOOLS: ModelCapabilities =
         ModelCapabilities { chat: true, tools: true, embeddings: false, vision: false };
 
-    fn catalog() -> (Catalog, Vec<ProviderSettings>) {
+    fn catalog() -> (Catalog, Vec<String>) {
         let providers = vec![ProviderSettings::new("a"), ProviderSettings::new("b")];
         let mut catalog = Catalog::default();
         catalog.set(
@@ -218,7 +216,7 @@ mod tests {
             vec![info("a", "llama3.1", CHAT, Some(8192)), info("a", "org/model", CHAT, None)],
         );
         catalog.set(&providers[1], vec![info("b", "llama3.1", TOOLS, Some(128_000))]);
-        (catalog, providers)
+        (catalog, providers.into_iter().map(|p| p.name).collect())
     }
 
     fn needs(capabilities: ModelCapabilities, context_tokens: u32) -> Needs {

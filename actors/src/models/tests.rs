@@ -133,6 +133,15 @@ impl Drop for Harness {
 }
 
 async fn harness(fakes: &[Arc<Fake>], settings: RouterSettings) -> Harness {
+    harness_on(fakes, settings, None).await
+}
+
+/// As [`harness`], with budgets read back from `store` at start.
+async fn harness_on(
+    fakes: &[Arc<Fake>],
+    settings: RouterSettings,
+    store: Option<Arc<dyn crate::ports::Store>>,
+) -> Harness {
     let prefix = format!("models-test-{}", uuid::Uuid::now_v7());
     let mut entries = Vec::new();
     let mut actors = Vec::new();
@@ -150,7 +159,7 @@ async fn harness(fakes: &[Arc<Fake>], settings: RouterSettings) -> Harness {
         settings,
         providers: entries.clone(),
         usage: Some(Arc::new(move |record| sink.lock().push(record))),
-        store: None,
+        store,
     };
     let name = format!("{prefix}/router");
     let (router, _) = Actor::spawn(Some(name.clone()), Router, args).await.unwrap();
@@ -361,4 +370,35 @@ async fn a_half_open_trial_given_up_by_its_caller_frees_the_trial_slot() {
     a.set(Mode::Answer);
     h.router.chat(chat(), ns("team")).await.expect("the abandoned trial proved nothing; another may go");
     assert_eq!(h.stats[0].breaker_state(std::time::Instant::now()), breaker::BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn budgets_start_from_the_usage_the_store_holds_for_this_period() {
+    use crate::ports::{MemoryStore, Store, Write};
+    let store = Arc::new(MemoryStore::new());
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let usage = |team: &str, at_ms: i64| {
+        Write::PutUsage(Box::new(UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            at_ms,
+            namespace: team.into(),
+            task: None,
+            run: None,
+            agent: None,
+            provider: "a".into(),
+            model: "m".into(),
+            prompt_tokens: 60,
+            completion_tokens: 20,
+            cost: 0.0,
+            latency_ms: 1,
+            first_token_ms: None,
+        }))
+    };
+    // One record of this period (the period is a day), one of long ago.
+    store.write_batch(&[usage("team", now_ms), usage("team", 1_000)]).await.unwrap();
+    let h = harness_on(&[Fake::new("a", Mode::Answer)], budgeted(150), Some(store)).await;
+    assert_eq!(h.router.budgets().await.unwrap()[0].tokens_used, 80, "only this period's usage counts");
+    let e = h.router.chat(chat(), ns("team")).await.unwrap_err();
+    assert!(matches!(e, ModelError::BudgetExhausted { .. }), "80 used + ~106 reserved > 150: {e}");
 }

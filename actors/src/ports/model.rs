@@ -21,14 +21,6 @@ pub struct ModelCapabilities {
 }
 
 impl ModelCapabilities {
-    /// Whether every capability `needed` asks for is here.
-    pub fn covers(&self, needed: &ModelCapabilities) -> bool {
-        (!needed.chat || self.chat)
-            && (!needed.tools || self.tools)
-            && (!needed.embeddings || self.embeddings)
-            && (!needed.vision || self.vision)
-    }
-
     /// The names of the capabilities `needed` asks for that are missing here.
     pub fn missing(&self, needed: &ModelCapabilities) -> Vec<&'static str> {
         [
