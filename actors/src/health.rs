@@ -156,11 +156,11 @@ async fn probe(
     }
 }
 
-/// Lists each provider's models: a provider that cannot is degraded (the node runs on).
+/// Pings each provider: one that does not answer is degraded (the node runs on).
 async fn probe_providers(providers: &[Arc<dyn ModelProvider>], timeout: Duration) -> Vec<ProviderHealth> {
     let probes = providers.iter().map(|provider| async move {
-        let result = match tokio::time::timeout(timeout, provider.models()).await {
-            Ok(result) => result.map(drop).map_err(|e| e.to_string()),
+        let result = match tokio::time::timeout(timeout, provider.ping()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
         };
         ProviderHealth { name: provider.name().to_string(), ok: result.is_ok(), error: result.err() }

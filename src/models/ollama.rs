@@ -118,6 +118,11 @@ impl ModelProvider for OllamaProvider {
         Ok(join_all(listed.into_iter().map(|model| self.describe(model.name))).await)
     }
 
+    /// One listing, without the per-model `show` calls discovery makes.
+    async fn ping(&self) -> Result<(), ModelError> {
+        self.client.list_local_models().await.map(drop).map_err(self.fail())
+    }
+
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ModelError> {
         let call = self.call(request.options.max_tokens);
         let request = convert::chat_request(&self.name, request)?;

@@ -330,6 +330,13 @@ impl ModelError {
 pub trait ModelProvider: Send + Sync + 'static {
     fn name(&self) -> &str;
     async fn models(&self) -> Result<Vec<ModelInfo>, ModelError>;
+
+    /// Whether the provider answers, as cheaply as it can tell (the health check calls
+    /// this every few seconds); by default, listing its models.
+    async fn ping(&self) -> Result<(), ModelError> {
+        self.models().await.map(drop)
+    }
+
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ModelError>;
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, ModelError>;
     async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, ModelError>;

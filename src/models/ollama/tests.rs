@@ -255,6 +255,18 @@ async fn an_unused_port_is_unavailable() {
 }
 
 #[tokio::test]
+async fn ping_answers_whether_the_server_is_there() {
+    let (_server, provider) = setup().await;
+    provider.ping().await.expect("the scripted server answers");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let gone = OllamaProvider::new("local", &format!("http://127.0.0.1:{port}"), None).unwrap();
+    assert!(matches!(gone.ping().await, Err(ModelError::Unavailable { .. })));
+}
+
+#[tokio::test]
 async fn a_hanging_server_is_given_up_on_by_the_caller() {
     let (server, provider) = setup().await;
     server.script.push(Answer::Hang);
