@@ -216,6 +216,10 @@ mod tests {
             matches!(refused, ModelError::BudgetExhausted { resource: BudgetResource::Tokens, .. }),
             "{refused}"
         );
+        assert!(
+            refused.to_string().contains("raise models.namespaces.team.tokens"),
+            "says what to change: {refused}"
+        );
         b.release(first);
         let second = b.reserve("team", Spend { tokens: 600, cost: 0.0 }, T).unwrap();
         b.settle(second, Spend { tokens: 100, cost: 0.0 }, T);

@@ -97,7 +97,9 @@ async fn attempts(
         let Some(admission) = route.stats.admit() else {
             last_error.get_or_insert(ModelError::Unavailable {
                 provider: route.candidate.provider.clone(),
-                reason: "its circuit breaker is open after repeated failures".into(),
+                reason: "its circuit breaker is open after repeated failures; it is tried again after \
+                         models.breaker.open_for"
+                    .into(),
             });
             continue;
         };

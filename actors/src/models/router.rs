@@ -144,7 +144,8 @@ impl RouterState {
         if standing.is_empty() {
             return Err(ModelError::Unavailable {
                 provider: open.join(", "),
-                reason: "every provider of this model has its circuit breaker open after repeated failures"
+                reason: "every provider of this model has its circuit breaker open after repeated failures; \
+                         each is tried again after models.breaker.open_for"
                     .into(),
             });
         }

@@ -272,7 +272,9 @@ pub struct EmbedResponse {
 /// failures (tried elsewhere, counted by its circuit breaker) from the caller's.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ModelError {
-    #[error("no provider serves model '{0}'")]
+    #[error(
+        "no provider serves model '{0}' (GET /v1/models lists them; `provider/model` pins one provider)"
+    )]
     UnknownModel(String),
     #[error("no provider of model '{model}' can serve this request: {reason}")]
     NotCapable { model: String, reason: String },
@@ -286,7 +288,11 @@ pub enum ModelError {
     Rejected { provider: String, status: u16, reason: String },
     #[error("provider '{provider}' has {limit} calls in flight; try again shortly")]
     Overloaded { provider: String, limit: usize },
-    #[error("namespace '{namespace}' has exhausted its {resource} budget for this period ({used} of {limit} used)")]
+    #[error(
+        "namespace '{namespace}' has exhausted its {resource} budget for this period ({used} of {limit} used); \
+         it renews with the next models.budget_period, or raise models.namespaces.{namespace}.{key}",
+        key = .resource.key()
+    )]
     BudgetExhausted { namespace: String, resource: BudgetResource, used: f64, limit: f64 },
     #[error("the model call was cancelled")]
     Cancelled,
@@ -297,6 +303,16 @@ pub enum ModelError {
 pub enum BudgetResource {
     Tokens,
     Cost,
+}
+
+impl BudgetResource {
+    /// Its key under `[models.namespaces.<namespace>]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            BudgetResource::Tokens => "tokens",
+            BudgetResource::Cost => "cost",
+        }
+    }
 }
 
 impl std::fmt::Display for BudgetResource {
