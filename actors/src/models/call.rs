@@ -101,7 +101,9 @@ impl ModelCall {
         }
     }
 
-    pub fn needs(&self) -> Needs {
+    /// What a model must offer, for a call whose prompt is `prompt_tokens` long (see
+    /// [`ModelCall::prompt_tokens`]; passed in because the budget needs it too).
+    pub fn needs(&self, prompt_tokens: u32) -> Needs {
         let mut capabilities = ModelCapabilities::default();
         match self {
             ModelCall::Chat(r) | ModelCall::ChatStream(r) => {
@@ -115,7 +117,7 @@ impl ModelCall {
             }
             ModelCall::Embed(_) => capabilities.embeddings = true,
         }
-        let context_tokens = self.prompt_tokens().saturating_add(self.answer_tokens(0));
+        let context_tokens = prompt_tokens.saturating_add(self.answer_tokens(0));
         Needs { capabilities, context_tokens }
     }
 }

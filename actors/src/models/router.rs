@@ -126,7 +126,9 @@ impl RouterState {
     ) -> Result<Plan, ModelError> {
         let allowed =
             self.settings.namespaces.get(&context.namespace).map(|n| n.providers.as_slice()).unwrap_or(&[]);
-        let candidates = self.catalog.candidates(call.model(), &self.names, allowed, &call.needs())?;
+        let prompt_tokens = call.prompt_tokens();
+        let candidates =
+            self.catalog.candidates(call.model(), &self.names, allowed, &call.needs(prompt_tokens))?;
         let now = Instant::now();
         let mut open = Vec::new();
         let mut standing = Vec::with_capacity(candidates.len());
@@ -151,7 +153,7 @@ impl RouterState {
         }
         let ordered = select::order(self.settings.policy, standing, &mut rand::rng());
         let reservation = if self.budgets.limited(&context.namespace) {
-            let prompt = u64::from(call.prompt_tokens());
+            let prompt = u64::from(prompt_tokens);
             let answer = u64::from(call.answer_tokens(self.settings.default_max_tokens));
             // The dearest candidate's price: the call may end up there.
             let cost = ordered
