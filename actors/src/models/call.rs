@@ -23,6 +23,35 @@ pub enum ModelOutput {
     Embed(EmbedResponse),
 }
 
+/// The output of the call kind that asked for it: each variant of [`ModelCall`] has
+/// exactly one output variant (the provider actor's `execute` matches them up), so the
+/// typed callers below cannot see another.
+impl ModelOutput {
+    /// Of `Chat` and `Generate`.
+    pub fn into_response(self) -> ChatResponse {
+        match self {
+            ModelOutput::Chat(response) => response,
+            _ => unreachable!("a chat or generate call answers with a chat response"),
+        }
+    }
+
+    /// Of `ChatStream` and `GenerateStream`.
+    pub fn into_stream(self) -> ChatStream {
+        match self {
+            ModelOutput::Stream(stream) => stream,
+            _ => unreachable!("a streamed call answers with a stream"),
+        }
+    }
+
+    /// Of `Embed`.
+    pub fn into_embeddings(self) -> EmbedResponse {
+        match self {
+            ModelOutput::Embed(response) => response,
+            _ => unreachable!("an embedding call answers with embeddings"),
+        }
+    }
+}
+
 /// Who the call is for: whose budget pays, and where its usage is recorded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CallContext {

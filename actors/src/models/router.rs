@@ -382,10 +382,7 @@ impl ModelRouter {
     }
 
     pub async fn chat(&self, request: ChatRequest, context: CallContext) -> Result<ChatResponse, ModelError> {
-        match self.call(ModelCall::Chat(request), context).await? {
-            ModelOutput::Chat(response) => Ok(response),
-            _ => unreachable!("a chat call answers with a chat response"),
-        }
+        self.call(ModelCall::Chat(request), context).await.map(ModelOutput::into_response)
     }
 
     pub async fn chat_stream(
@@ -393,10 +390,7 @@ impl ModelRouter {
         request: ChatRequest,
         context: CallContext,
     ) -> Result<ChatStream, ModelError> {
-        match self.call(ModelCall::ChatStream(request), context).await? {
-            ModelOutput::Stream(stream) => Ok(stream),
-            _ => unreachable!("a streamed chat call answers with a stream"),
-        }
+        self.call(ModelCall::ChatStream(request), context).await.map(ModelOutput::into_stream)
     }
 
     pub async fn generate(
@@ -404,10 +398,7 @@ impl ModelRouter {
         request: GenerateRequest,
         context: CallContext,
     ) -> Result<ChatResponse, ModelError> {
-        match self.call(ModelCall::Generate(request), context).await? {
-            ModelOutput::Chat(response) => Ok(response),
-            _ => unreachable!("a generate call answers with a chat response"),
-        }
+        self.call(ModelCall::Generate(request), context).await.map(ModelOutput::into_response)
     }
 
     pub async fn generate_stream(
@@ -415,10 +406,7 @@ impl ModelRouter {
         request: GenerateRequest,
         context: CallContext,
     ) -> Result<ChatStream, ModelError> {
-        match self.call(ModelCall::GenerateStream(request), context).await? {
-            ModelOutput::Stream(stream) => Ok(stream),
-            _ => unreachable!("a streamed generate call answers with a stream"),
-        }
+        self.call(ModelCall::GenerateStream(request), context).await.map(ModelOutput::into_stream)
     }
 
     pub async fn embed(
@@ -426,10 +414,7 @@ impl ModelRouter {
         request: EmbedRequest,
         context: CallContext,
     ) -> Result<EmbedResponse, ModelError> {
-        match self.call(ModelCall::Embed(request), context).await? {
-            ModelOutput::Embed(response) => Ok(response),
-            _ => unreachable!("an embedding call answers with embeddings"),
-        }
+        self.call(ModelCall::Embed(request), context).await.map(ModelOutput::into_embeddings)
     }
 
     pub async fn models(&self) -> Result<Vec<ModelView>, ModelError> {
