@@ -337,8 +337,7 @@ impl NodeTree {
             let entries: Vec<(ProviderEntry, Arc<dyn ModelProvider>)> = providers
                 .iter()
                 .map(|p| {
-                    let stats =
-                        Arc::new(ProviderStats::new(p.settings.name.clone(), settings.models.breaker));
+                    let stats = Arc::new(ProviderStats::new(settings.models.breaker));
                     let actor = actor_name(&node, &format!("models/provider:{}", p.settings.name));
                     (ProviderEntry { settings: p.settings.clone(), stats, actor }, p.adapter.clone())
                 })

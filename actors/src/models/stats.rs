@@ -30,7 +30,6 @@ pub struct ModelStats {
 }
 
 pub struct ProviderStats {
-    pub name: String,
     in_flight: AtomicUsize,
     /// Moving average of call latency in microseconds; 0 until the first call.
     latency_us: AtomicU64,
@@ -79,9 +78,8 @@ impl Drop for Admission {
 }
 
 impl ProviderStats {
-    pub fn new(name: impl Into<String>, breaker: BreakerSettings) -> Self {
+    pub fn new(breaker: BreakerSettings) -> Self {
         ProviderStats {
-            name: name.into(),
             in_flight: AtomicUsize::new(0),
             latency_us: AtomicU64::new(0),
             breaker: Mutex::new(Breaker::new(breaker)),

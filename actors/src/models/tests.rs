@@ -146,7 +146,7 @@ async fn harness_on(
     let mut entries = Vec::new();
     let mut actors = Vec::new();
     for fake in fakes {
-        let stats = Arc::new(ProviderStats::new(fake.name.clone(), settings.breaker));
+        let stats = Arc::new(ProviderStats::new(settings.breaker));
         let actor = format!("{prefix}/provider:{}", fake.name);
         let args = ProviderArgs { adapter: fake.clone(), stats: stats.clone(), max_in_flight: 8 };
         let (provider, _) = Actor::spawn(Some(actor.clone()), Provider, args).await.unwrap();
