@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::domain::{AgentSpec, TaskId};
-use crate::orchestrator::OrchestratorMsg;
+use crate::orchestrator::{OrchestratorMsg, TaskClient};
 use crate::ports::{AgentError, AgentRuntime, AgentWorker, EventSink, Progress, TaskContext};
 
 /// One attempt of a task, routed by a pool to an instance.
@@ -34,6 +34,8 @@ pub struct AgentJob {
     /// Time this attempt may run (already capped by the deadline).
     pub timeout: Duration,
     pub traceparent: Option<String>,
+    /// Who submitted the task; sub-tasks the agent submits are theirs too.
+    pub submitter: Option<String>,
     pub cancel: CancellationToken,
     pub reply_to: Addr<OrchestratorMsg>,
 }
@@ -186,8 +188,10 @@ fn spawn_attempt(
                 deadline: job.deadline,
                 namespace: job.namespace,
                 traceparent: job.traceparent,
+                submitter: job.submitter,
                 cancel: job.cancel,
                 progress: Some(progress),
+                tasks: Some(TaskClient::new(reply_to.clone())),
             };
             run_attempt(worker.as_mut(), ctx, Value::clone(&job.input), timeout).await
         };

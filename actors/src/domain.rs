@@ -46,7 +46,9 @@ pub mod task;
 pub mod workflow;
 
 pub use access::{ApiKeyRecord, KeyState, Permission, Principal, Role};
-pub use agent::{AgentSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy, RuntimeSpec};
+pub use agent::{
+    AgentSpec, LlmSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy, RuntimeSpec, ToolDef,
+};
 pub use audit::{AuditEntry, AuditHead, AuditOutcome, AuditRecord, ChainBreak, VerifiedChain};
 pub use event::{Event, EventKind};
 pub use task::{Target, TaskId, TaskRecord, TaskRequest, TaskState};

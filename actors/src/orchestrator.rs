@@ -11,6 +11,7 @@
 //! node's earlier starts (see `recovery`).
 
 mod attempts;
+mod client;
 mod outcomes;
 pub mod quotas;
 mod recovery;
@@ -27,6 +28,7 @@ use mark1_supervisors::{ActorStats, Addr, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use serde_json::{json, Value};
 
+pub use client::TaskClient;
 pub use registry::AgentEntry;
 use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};

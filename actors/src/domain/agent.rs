@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod llm;
+
+pub use llm::{valid_tool_name, LlmSpec, ToolDef};
+
 /// What an agent is, what it can do and how it runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +53,10 @@ impl AgentSpec {
 
     pub fn process(name: impl Into<String>, process: ProcessSpec) -> Self {
         Self::new(name, RuntimeSpec::Process(Box::new(process)))
+    }
+
+    pub fn llm(name: impl Into<String>, llm: LlmSpec) -> Self {
+        Self::new(name, RuntimeSpec::Llm(Box::new(llm)))
     }
 
     fn new(name: impl Into<String>, runtime: RuntimeSpec) -> Self {
@@ -131,12 +139,13 @@ impl AgentSpec {
         if !(self.cost.is_finite() && self.cost >= 0.0) {
             return Err(format!("agent '{}': cost must be a finite number >= 0", self.name));
         }
-        if let RuntimeSpec::Process(p) = &self.runtime {
-            if p.command.as_os_str().is_empty() {
-                return Err(format!("agent '{}': process.command is empty", self.name));
+        match &self.runtime {
+            RuntimeSpec::Process(p) if p.command.as_os_str().is_empty() => {
+                Err(format!("agent '{}': process.command is empty", self.name))
             }
+            RuntimeSpec::Llm(llm) => llm.validate().map_err(|e| format!("agent '{}': {e}", self.name)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -148,6 +157,18 @@ pub enum RuntimeSpec {
     Native,
     /// A long-lived child process speaking the process protocol (docs/process-protocol.md).
     Process(Box<ProcessSpec>),
+    /// A tool-calling loop through the model router.
+    Llm(Box<LlmSpec>),
+}
+
+impl RuntimeSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuntimeSpec::Native => "native",
+            RuntimeSpec::Process(_) => "process",
+            RuntimeSpec::Llm(_) => "llm",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -57,7 +57,7 @@ pub async fn run(plan: Plan, mut reply: Reply) {
             let meter = Meter { plan, route, admission: Some(admission), first_token: None };
             let _ = reply.send(Ok(ModelOutput::Stream(metered(stream, meter))));
         }
-        Ok((route, output, admission)) => {
+        Ok((route, mut output, admission)) => {
             let route = &plan.routes[route];
             let usage = match &output {
                 ModelOutput::Chat(r) => r.usage,
@@ -67,7 +67,11 @@ pub async fn run(plan: Plan, mut reply: Reply) {
             let elapsed = admission.elapsed();
             admission.finish(&route.candidate.model.id, Outcome::Success(usage));
             let record = usage_record(&plan.context, &route.candidate, usage, elapsed, None);
-            settle(&plan, Some(usage_spend(route, usage)), Some(record));
+            let spend = usage_spend(route, usage);
+            if let ModelOutput::Chat(response) = &mut output {
+                response.cost = spend.cost;
+            }
+            settle(&plan, Some(spend), Some(record));
             let _ = reply.send(Ok(output));
         }
         Err(error) => {

@@ -98,6 +98,7 @@ impl ModelProvider for Fake {
             message: ChatMessage::new(Role::Assistant, "hi"),
             usage: Usage { prompt_tokens: 3, completion_tokens: 2 },
             finish_reason: FinishReason::Stop,
+            cost: 0.0,
         })
     }
     async fn chat_stream(&self, _: ChatRequest) -> Result<ChatStream, ModelError> {

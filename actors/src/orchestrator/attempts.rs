@@ -69,6 +69,7 @@ impl OrchestratorState {
             deadline: entry.record.deadline,
             timeout: entry.attempt_timeout.min(remaining),
             traceparent: entry.request.traceparent.clone(),
+            submitter: entry.record.submitter.clone(),
             cancel: entry.cancel.clone(),
             reply_to: self.myself.clone(),
         };

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::EventSink;
 use crate::domain::{AgentSpec, EventKind, TaskId};
+use crate::orchestrator::TaskClient;
 
 /// Everything an agent gets to know about the task it runs.
 #[derive(Clone, Debug)]
@@ -22,10 +23,15 @@ pub struct TaskContext {
     pub deadline: Option<SystemTime>,
     pub namespace: String,
     pub traceparent: Option<String>,
+    /// Who submitted the task (`key:<id>`, `user:<name>`…); sub-tasks are submitted as
+    /// them, so an agent can never reach more than its submitter could.
+    pub submitter: Option<String>,
     /// Fires when the task is cancelled or its time is up; the agent should stop promptly.
     pub cancel: CancellationToken,
     /// Progress reports, relayed as `task.progress` events.
     pub progress: Option<Progress>,
+    /// The orchestrator, for sub-tasks (agents calling agents); `None` outside a node.
+    pub tasks: Option<TaskClient>,
 }
 
 /// Where an agent's progress reports go: `task.progress` events of its task.

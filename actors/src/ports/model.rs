@@ -235,6 +235,10 @@ pub struct ChatResponse {
     pub message: ChatMessage,
     pub usage: Usage,
     pub finish_reason: FinishReason,
+    /// What the call cost at the model's configured price. Providers leave it 0; the
+    /// router fills it in, so callers with their own caps (LLM agents) can count.
+    #[serde(default)]
+    pub cost: f64,
 }
 
 /// One piece of a streamed answer. A stream ends with exactly one `Done`.

@@ -63,7 +63,7 @@ impl Call {
         let usage = self.usage(line.counts);
         let finish_reason = convert::finish_reason(!tool_calls.is_empty(), &usage, self.max_tokens);
         let message = ChatMessage { tool_calls, ..ChatMessage::new(Role::Assistant, line.content) };
-        ChatResponse { provider: self.provider.clone(), model, message, usage, finish_reason }
+        ChatResponse { provider: self.provider.clone(), model, message, usage, finish_reason, cost: 0.0 }
     }
 
     /// The port's stream for a stream of lines.

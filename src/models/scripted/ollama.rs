@@ -226,6 +226,7 @@ fn reply(call: Call, text: String, tool_calls: Vec<ToolCall>) -> Response {
             message,
             usage,
             finish_reason,
+            cost: 0.0,
         };
         return match call.endpoint {
             Endpoint::Generate => {

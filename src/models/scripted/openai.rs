@@ -246,6 +246,7 @@ impl Reply {
             usage: usage(&self.prompt(), &(message.content.clone() + &completion)),
             message,
             finish_reason,
+            cost: 0.0,
         }
     }
 

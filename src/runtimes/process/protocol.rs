@@ -295,8 +295,10 @@ mod tests {
             deadline: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_500)),
             namespace: "default".into(),
             traceparent: None,
+            submitter: None,
             cancel: Default::default(),
             progress: None,
+            tasks: None,
         };
         let input = json!({"text": "hi"});
         let line = encode(&NodeMessage::Task { id: "7", input: &input, context: WireContext::new(&ctx) });

@@ -104,8 +104,10 @@ fn context() -> (TaskContext, Arc<Recorder>) {
         deadline: None,
         namespace: "default".into(),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        submitter: None,
         cancel: CancellationToken::new(),
         progress: Some(Progress::new(recorder.clone(), task_id, "default".into())),
+        tasks: None,
     };
     (ctx, recorder)
 }

@@ -144,6 +144,7 @@ fn a_complete_answer_keeps_tool_calls_without_ids() {
         message: port::ChatMessage { tool_calls: vec![call], ..port::ChatMessage::new(Role::Assistant, "") },
         usage: Usage::default(),
         finish_reason: FinishReason::ToolCalls,
+        cost: 0.0,
     };
     let body = serde_json::to_value(ChatResponse::complete(&response, "t")).unwrap();
     assert_eq!(body["message"]["tool_calls"], json!([{"function": {"name": "f", "arguments": {"x": 1}}}]));

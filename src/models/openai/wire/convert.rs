@@ -344,6 +344,7 @@ impl ChatCompletion {
             finish_reason: finish_reason(choice.finish_reason, !message.tool_calls.is_empty()),
             message,
             usage: self.usage.map(Into::into).unwrap_or_default(),
+            cost: 0.0,
         })
     }
 }

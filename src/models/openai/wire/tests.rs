@@ -149,7 +149,7 @@ fn a_bad_request_names_its_field() {
 
 fn response(message: ChatMessage, finish_reason: PortFinish) -> ChatResponse {
     let usage = port::Usage { prompt_tokens: 3, completion_tokens: 5 };
-    ChatResponse { provider: "p".into(), model: "llama3.1".into(), message, usage, finish_reason }
+    ChatResponse { provider: "p".into(), model: "llama3.1".into(), message, usage, finish_reason, cost: 0.0 }
 }
 
 #[test]
