@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod declared;
 mod handle;
 mod workflows;
 
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use mark1_actors::agents::AgentDefinition;
 use mark1_actors::domain::model::ProviderSettings;
-use mark1_actors::domain::{AgentSpec, RuntimeSpec};
+use mark1_actors::domain::AgentSpec;
 use mark1_actors::health::shared_health;
 use mark1_actors::metrics::{TaskMetrics, TreeCollector};
 use mark1_actors::node::{NodeParts, NodeSettings, NodeTree, ProviderSpec};
@@ -38,6 +39,8 @@ use crate::config::Config;
 use crate::config::ConfigLoader;
 use crate::metrics::HttpMetrics;
 use crate::runtimes::process::{ProcessRuntime, SandboxPolicy};
+use crate::runtimes::{LlmRuntime, McpServers};
+pub use declared::DeclaredRuntimes;
 
 /// Collects what a node is made of; [`NodeBuilder::build`] validates it.
 pub struct NodeBuilder {
@@ -54,7 +57,7 @@ pub struct NodeBuilder {
 pub struct Node {
     config: Config,
     definitions: Vec<AgentDefinition>,
-    processes: Arc<ProcessRuntime>,
+    declared: DeclaredRuntimes,
     store: Arc<dyn Store>,
     providers: Vec<ProviderSpec>,
     clock: Arc<dyn Clock>,
@@ -98,7 +101,7 @@ impl Node {
         tree.store_writer_stats.commit.register(&mut registry);
         registry.register_collector(Box::new(TreeCollector::new(tree.stats.clone(), tree.catalog.clone())));
         let http = Arc::new(HttpMetrics::register(&mut registry));
-        Ok(NodeHandle::new(tree, self.config, registry, self.processes, http))
+        Ok(NodeHandle::new(tree, self.config, registry, self.declared, http))
     }
 }
 
@@ -160,15 +163,17 @@ impl NodeBuilder {
             // Embedded without a configuration: compiled defaults, nothing read from disk.
             (None, None) => ConfigLoader::new().no_file().env(Vec::<(String, String)>::new()).load()?,
         };
-        let processes = Arc::new(ProcessRuntime::new(sandbox_policy(&config)));
+        let declared = DeclaredRuntimes {
+            processes: Arc::new(ProcessRuntime::new(sandbox_policy(&config))),
+            llm: Arc::new(LlmRuntime::new(&config.node.name, Arc::new(McpServers::default()))),
+        };
         let mut definitions = Vec::new();
         for spec in config.agent_specs()? {
-            if let RuntimeSpec::Process(process) = &spec.runtime {
-                processes
-                    .validate(process)
-                    .map_err(|e| NodeError::InvalidAgent(format!("agents.{}: {e}", spec.name)))?;
-            }
-            definitions.push(AgentDefinition::new(spec, processes.clone()));
+            let name = spec.name.clone();
+            let definition = declared
+                .definition(spec)
+                .map_err(|e| NodeError::InvalidAgent(format!("agents.{name}: {e}")))?;
+            definitions.push(definition);
         }
         for (spec, runtime) in self.natives {
             spec.validate().map_err(NodeError::InvalidAgent)?;
@@ -184,32 +189,35 @@ impl NodeBuilder {
             Some(store) => store,
             None => crate::store::open_store(&config).await?,
         };
-        restore_registered_agents(store.as_ref(), &processes, &mut definitions).await?;
-        Ok(Node { store, config, definitions, processes, providers, clock: self.clock, settings })
+        restore_registered_agents(store.as_ref(), &declared, &mut definitions).await?;
+        Ok(Node { store, config, definitions, declared, providers, clock: self.clock, settings })
     }
 }
 
-/// Brings back the process agents registered at run time by an earlier start (the
-/// store keeps them). Definitions from config and code win; a stored agent the sandbox
-/// no longer allows is left out with a warning rather than stopping the node. Native
-/// agents are code: the embedding program registers them again.
+/// Brings back the process and LLM agents registered at run time by an earlier start
+/// (the store keeps them). Definitions from config and code win; a stored agent this
+/// node no longer allows (its command is outside the sandbox, its MCP server is gone)
+/// is left out with a warning rather than stopping the node. Native agents are code:
+/// the embedding program registers them again.
 async fn restore_registered_agents(
     store: &dyn Store,
-    processes: &Arc<ProcessRuntime>,
+    declared: &DeclaredRuntimes,
     definitions: &mut Vec<AgentDefinition>,
 ) -> Result<(), NodeError> {
     let stored =
         store.agents().await.map_err(|e| NodeError::Start(format!("cannot read the stored agents: {e}")))?;
     for spec in stored {
-        let RuntimeSpec::Process(process) = &spec.runtime else { continue };
-        if definitions.iter().any(|d| d.spec.key() == spec.key()) {
+        let is_native = matches!(spec.runtime, mark1_actors::domain::RuntimeSpec::Native);
+        if is_native || definitions.iter().any(|d| d.spec.key() == spec.key()) {
             continue;
         }
-        if let Err(error) = processes.validate(process) {
-            tracing::warn!(agent = %spec.key(), %error, "stored agent left out: the sandbox no longer allows it");
-            continue;
+        let key = spec.key();
+        match declared.definition(spec) {
+            Ok(definition) => definitions.push(definition),
+            Err(error) => {
+                tracing::warn!(agent = %key, %error, "stored agent left out: this node no longer allows it")
+            }
         }
-        definitions.push(AgentDefinition::new(spec, processes.clone()));
     }
     Ok(())
 }

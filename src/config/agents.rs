@@ -1,25 +1,28 @@
-//! `[agents.<name>]` tables and their conversion to [`AgentSpec`].
+//! `[agents.<name>]` tables and their conversion to [`AgentSpec`]: process agents (a
+//! command) and LLM agents (an `[agents.<name>.llm]` table).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mark1_actors::domain::{AgentSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy, RuntimeSpec};
+use mark1_actors::domain::{AgentSpec, LlmSpec, PoolSpec, ProcessSpec, ResourceLimits, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError};
 
-/// One process agent defined in config. Defaults come from the domain types, so a table
-/// with only `command` makes the same agent as `AgentSpec::process(name, command)`.
+/// One agent defined in config. Defaults come from the domain types, so a table with
+/// only `command` makes the same agent as `AgentSpec::process(name, command)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     pub namespace: String,
     pub description: String,
     pub capabilities: Vec<String>,
-    /// Only `"process"`: native agents are Rust types, registered in code.
+    /// `"process"` (the default) or `"llm"`; native agents are Rust types, registered in
+    /// code.
     pub runtime: String,
-    /// Executable; must lie under one of `process.allowed_dirs`. Required.
+    /// Executable; must lie under one of `process.allowed_dirs`. Required for a process
+    /// agent.
     pub command: Option<PathBuf>,
     pub args: Vec<String>,
     /// The child's working directory; a fresh one under `process.work_dir` when unset.
@@ -40,6 +43,8 @@ pub struct AgentConfig {
     pub cancel_grace: Duration,
     #[serde(with = "humantime_serde")]
     pub start_timeout: Duration,
+    /// The model, prompt, tools and limits of an LLM agent. Required for one.
+    pub llm: Option<LlmSpec>,
 }
 
 impl Default for AgentConfig {
@@ -65,6 +70,7 @@ impl Default for AgentConfig {
             cost: spec.cost,
             cancel_grace: process.cancel_grace,
             start_timeout: process.start_timeout,
+            llm: None,
         }
     }
 }
@@ -152,47 +158,44 @@ impl Config {
 
     fn agent_spec(&self, name: &str, agent: &AgentConfig) -> Result<AgentSpec, ConfigError> {
         let err = |message: String| ConfigError::Agent { name: name.to_string(), message };
-        match agent.runtime.as_str() {
-            "process" => {}
+        let spec = match agent.runtime.as_str() {
+            "process" => {
+                if agent.llm.is_some() {
+                    return Err(err("llm: only for runtime = \"llm\"".into()));
+                }
+                AgentSpec::process(name, self.process_spec(agent).map_err(err)?)
+            }
+            "llm" => {
+                let process_keys = [
+                    ("command", agent.command.is_some()),
+                    ("args", !agent.args.is_empty()),
+                    ("working_dir", agent.working_dir.is_some()),
+                    ("env", !agent.env.is_empty()),
+                    ("env_allow", !agent.env_allow.is_empty()),
+                ];
+                if let Some((key, _)) = process_keys.iter().find(|(_, set)| *set) {
+                    return Err(err(format!(
+                        "{key}: only for runtime = \"process\"; an llm agent runs no command"
+                    )));
+                }
+                let llm = agent.llm.clone().ok_or_else(|| {
+                    err("llm: required for runtime = \"llm\" (a table with at least model)".into())
+                })?;
+                AgentSpec::llm(name, llm)
+            }
             "native" => {
                 return Err(err("runtime \"native\" cannot be configured in a file: native agents are Rust \
                                 types registered in code through the embedding API; use runtime = \
-                                \"process\" with a command here"
+                                \"process\" with a command, or \"llm\", here"
                     .into()))
             }
             other => {
                 return Err(err(format!(
-                    "runtime: unknown runtime {other:?}; only \"process\" is supported in config"
+                    "runtime: unknown runtime {other:?}; use \"process\" or \"llm\" in config"
                 )))
             }
-        }
-        let command =
-            agent.command.as_ref().ok_or_else(|| err("command: required for a process agent".into()))?;
-        if !command.as_os_str().is_empty()
-            && !self.process.allowed_dirs.iter().any(|dir| command.starts_with(dir))
-        {
-            return Err(err(format!(
-                "command: {} is outside process.allowed_dirs ({}); move it or add its folder there",
-                command.display(),
-                show_paths(&self.process.allowed_dirs)
-            )));
-        }
-        for var in agent.env.keys().chain(&agent.env_allow) {
-            super::check_var_name(var).map_err(|m| err(format!("env: {m}")))?;
-        }
-        let mut env_allow = self.process.env_allow.clone();
-        env_allow.extend(agent.env_allow.iter().filter(|v| !self.process.env_allow.contains(v)).cloned());
-        let process = ProcessSpec {
-            command: command.clone(),
-            args: agent.args.clone(),
-            working_dir: agent.working_dir.clone(),
-            env: agent.env.clone(),
-            env_allow,
-            limits: (&agent.limits).into(),
-            cancel_grace: agent.cancel_grace,
-            start_timeout: agent.start_timeout,
         };
-        let mut spec = AgentSpec::process(name, process)
+        let mut spec = spec
             .namespace(&agent.namespace)
             .pool_size(agent.pool.min, agent.pool.max)
             .queue_limit(agent.queue_limit.unwrap_or(self.limits.default_queue_limit))
@@ -201,13 +204,45 @@ impl Config {
             .cost(agent.cost);
         spec.description = agent.description.clone();
         spec.capabilities = agent.capabilities.clone();
-        debug_assert!(matches!(spec.runtime, RuntimeSpec::Process(_)));
-        spec.validate().map_err(err)?;
+        spec.validate().map_err(|e| err(strip_agent_prefix(name, e)))?;
         if spec.queue_limit == 0 {
             return Err(err("queue_limit: must be at least 1".into()));
         }
         Ok(spec)
     }
+
+    fn process_spec(&self, agent: &AgentConfig) -> Result<ProcessSpec, String> {
+        let command = agent.command.as_ref().ok_or("command: required for a process agent")?;
+        if !command.as_os_str().is_empty()
+            && !self.process.allowed_dirs.iter().any(|dir| command.starts_with(dir))
+        {
+            return Err(format!(
+                "command: {} is outside process.allowed_dirs ({}); move it or add its folder there",
+                command.display(),
+                show_paths(&self.process.allowed_dirs)
+            ));
+        }
+        for var in agent.env.keys().chain(&agent.env_allow) {
+            super::check_var_name(var).map_err(|m| format!("env: {m}"))?;
+        }
+        let mut env_allow = self.process.env_allow.clone();
+        env_allow.extend(agent.env_allow.iter().filter(|v| !self.process.env_allow.contains(v)).cloned());
+        Ok(ProcessSpec {
+            command: command.clone(),
+            args: agent.args.clone(),
+            working_dir: agent.working_dir.clone(),
+            env: agent.env.clone(),
+            env_allow,
+            limits: (&agent.limits).into(),
+            cancel_grace: agent.cancel_grace,
+            start_timeout: agent.start_timeout,
+        })
+    }
+}
+
+/// `AgentSpec::validate` names the agent; the config error names it already.
+fn strip_agent_prefix(name: &str, message: String) -> String {
+    message.strip_prefix(&format!("agent '{name}': ")).map(str::to_string).unwrap_or(message)
 }
 
 fn show_paths(paths: &[PathBuf]) -> String {

@@ -396,3 +396,33 @@ fn bad_model_settings_name_the_key() {
     let e = err("[models]\npolicy = \"fastest\"\n");
     assert!(e.contains("fastest"), "{e}");
 }
+
+#[test]
+fn llm_agent_tables_become_llm_specs() {
+    let (_d, config) = load(
+        "[agents.writer]\nruntime = \"llm\"\ncapabilities = [\"text.write\"]\n\
+         [agents.writer.llm]\nmodel = \"llama3.1\"\nsystem = \"You write.\"\nmax_steps = 4\n\
+         max_tokens = 5000\n\
+         [[agents.writer.llm.tools]]\nkind = \"agent\"\nagent = \"search\"\n\
+         [[agents.writer.llm.tools]]\nkind = \"http\"\nname = \"weather\"\n\
+         url = \"https://api.example.com/w/{{ city }}\"\nallow_hosts = [\"api.example.com\"]\n",
+    )
+    .unwrap();
+    let spec = &config.agent_specs().unwrap()[0];
+    let RuntimeSpec::Llm(llm) = &spec.runtime else { panic!("llm agent expected") };
+    assert_eq!((llm.model.as_str(), llm.max_steps, llm.max_tokens), ("llama3.1", 4, Some(5000)));
+    assert_eq!(llm.tools.len(), 2);
+    assert_eq!(spec.capabilities, ["text.write"]);
+
+    let error = |text: &str| load(text).and_then(|(_d, c)| c.agent_specs()).unwrap_err().to_string();
+    let missing = error("[agents.w]\nruntime = \"llm\"\n");
+    assert!(missing.contains("agents.w") && missing.contains("llm: required"), "{missing}");
+    let command = error("[agents.w]\nruntime = \"llm\"\ncommand = \"x\"\n[agents.w.llm]\nmodel = \"m\"\n");
+    assert!(command.contains("command: only for runtime = \"process\""), "{command}");
+    let steps = error("[agents.w]\nruntime = \"llm\"\n[agents.w.llm]\nmodel = \"m\"\nmax_steps = 0\n");
+    assert!(steps.contains("agents.w") && steps.contains("llm.max_steps"), "{steps}");
+    let typo = error("[agents.w]\nruntime = \"llm\"\n[agents.w.llm]\nmodel = \"m\"\nmax_step = 3\n");
+    assert!(typo.contains("max_step"), "{typo}");
+    let stray = error(&format!("{AGENT}[agents.echo.llm]\nmodel = \"m\"\n"));
+    assert!(stray.contains("llm: only for runtime = \"llm\""), "{stray}");
+}

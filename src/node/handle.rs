@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mark1_actors::audit::{AuditError, AuditMsg};
-use mark1_actors::domain::{AuditEntry, RuntimeSpec, TaskId, TaskRecord, TaskRequest};
+use mark1_actors::domain::{AuditEntry, TaskId, TaskRecord, TaskRequest};
 use mark1_actors::events::{EventFilter, EventPage, EventsError, EventsMsg, Subscription};
 use mark1_actors::health::HealthReport;
 use mark1_actors::models::ModelRouter;
@@ -18,9 +18,9 @@ use ractor::rpc::CallResult;
 use ractor::RpcReplyPort;
 use serde::Serialize;
 
+use super::DeclaredRuntimes;
 use crate::config::{Config, ConfigError};
 use crate::metrics::HttpMetrics;
-use crate::runtimes::process::ProcessRuntime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -67,8 +67,8 @@ pub struct NodeHandle {
     tree: NodeTree,
     config: Config,
     registry: Registry,
-    /// Checks and runs process agents registered at run time.
-    processes: Arc<ProcessRuntime>,
+    /// Checks and runs process and LLM agents registered at run time.
+    declared: DeclaredRuntimes,
     http_metrics: Arc<HttpMetrics>,
 }
 
@@ -77,10 +77,10 @@ impl NodeHandle {
         tree: NodeTree,
         config: Config,
         registry: Registry,
-        processes: Arc<ProcessRuntime>,
+        declared: DeclaredRuntimes,
         http_metrics: Arc<HttpMetrics>,
     ) -> Self {
-        NodeHandle { tree, config, registry, processes, http_metrics }
+        NodeHandle { tree, config, registry, declared, http_metrics }
     }
 
     /// The edge's request metrics, registered with the node's other metrics.
@@ -179,17 +179,15 @@ impl NodeHandle {
             .await??)
     }
 
-    /// Registers a process agent on the running node. Its command must lie under
-    /// `process.allowed_dirs`; the store keeps it, so the node brings it back after a
-    /// restart.
-    pub async fn register_process_agent(&self, spec: AgentSpec) -> Result<(), NodeError> {
-        let RuntimeSpec::Process(process) = &spec.runtime else {
-            return Err(NodeError::InvalidAgent(format!("agent {} is not a process agent", spec.key())));
-        };
-        self.processes
-            .validate(process)
-            .map_err(|e| NodeError::InvalidAgent(format!("agent {}: {e}", spec.key())))?;
-        let definition = AgentDefinition::new(spec, self.processes.clone());
+    /// Registers a process or LLM agent on the running node. A process agent's command
+    /// must lie under `process.allowed_dirs`; an LLM agent's MCP servers must be
+    /// configured. The store keeps it, so the node brings it back after a restart.
+    pub async fn register_declared_agent(&self, spec: AgentSpec) -> Result<(), NodeError> {
+        let key = spec.key();
+        let definition = self
+            .declared
+            .definition(spec)
+            .map_err(|e| NodeError::InvalidAgent(format!("agent {key}: {e}")))?;
         Ok(self
             .ask(|reply| OrchestratorMsg::RegisterAgent { definition, reply }, self.call_timeout())
             .await??)

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod durability;
 mod http;
+mod llm_agents;
 mod process;
 mod store;
 mod tasks;

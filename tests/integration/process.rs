@@ -203,9 +203,9 @@ async fn a_process_agent_registered_at_run_time_comes_back_after_a_restart() {
     let spec = mark1::AgentSpec::process("late", mark1::ProcessSpec::new(examples().join("echo.py")));
     let first = node(&config).await.unwrap();
     let outside = mark1::AgentSpec::process("outside", mark1::ProcessSpec::new("/bin/cat"));
-    let refused = first.register_process_agent(outside).await;
+    let refused = first.register_declared_agent(outside).await;
     assert!(matches!(refused, Err(NodeError::InvalidAgent(_))), "the sandbox applies: {refused:?}");
-    first.register_process_agent(spec).await.unwrap();
+    first.register_declared_agent(spec).await.unwrap();
     let done = first.run(TaskRequest::to_agent("late", json!({"text": "hi"})), Duration::from_secs(20)).await;
     assert_eq!(done.unwrap().state, TaskState::Succeeded);
     stop(first).await;

@@ -119,7 +119,8 @@ impl OrchestratorState {
             definition.spec = spec.clone();
             self.args.catalog.insert(definition);
         }
-        if matches!(spec.runtime, RuntimeSpec::Process(_)) {
+        // Declared agents come back from the store after a restart; native ones are code.
+        if !matches!(spec.runtime, RuntimeSpec::Native) {
             self.write_later([Write::PutAgent(Box::new((*spec).clone()))]);
         }
         // The pool answers at once and resizes in its own mailbox; wait outside ours.

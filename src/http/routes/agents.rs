@@ -95,8 +95,9 @@ pub async fn get(
     Ok(Json(visible_agent(&edge, &caller, &namespace, &name).await?.into()))
 }
 
-/// Registers a process agent: the keys of an `[agents.<name>]` table of config.toml plus
-/// `name`. Only admins register process agents, and only with commands under
+/// Registers a process or LLM agent: the keys of an `[agents.<name>]` table of
+/// config.toml plus `name`. Operators and admins register LLM agents (`runtime: "llm"`);
+/// only admins register process agents, and only with commands under
 /// `process.allowed_dirs`.
 #[utoipa::path(post, path = "/v1/agents", tag = "agents",
     request_body(content = Object, description = "`name` plus the keys of an [agents.<name>] config table"),
@@ -106,8 +107,12 @@ pub async fn register(
     caller: Caller,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
-    // Only `process` agents can be registered over HTTP so far, and they run a command.
-    caller.require(Permission::ManageProcessAgents, "register process agents")?;
+    // Authorization comes before the body is validated: the runtime alone decides which
+    // permission applies (a process agent runs a command on the node).
+    caller.require(Permission::ManageAgents, "register agents")?;
+    if declared_runtime(&bytes).as_deref() != Some("llm") {
+        caller.require(Permission::ManageProcessAgents, "register process agents")?;
+    }
     let mut fields: serde_json::Map<String, Value> = body::parse(&bytes)?;
     let name = match fields.remove("name") {
         Some(Value::String(name)) => name,
@@ -119,8 +124,8 @@ pub async fn register(
     let spec =
         edge.node.config().agent_spec_from(&name, agent).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let (namespace, name) = (spec.namespace.clone(), spec.name.clone());
-    let data = json!({"runtime": "process", "command": command_of(&spec)});
-    let outcome = edge.node.register_process_agent(spec).await;
+    let data = json!({"runtime": spec.runtime.kind(), "command": command_of(&spec)});
+    let outcome = edge.node.register_declared_agent(spec).await;
     let result = if outcome.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure };
     audit(
         &edge,
@@ -198,6 +203,19 @@ pub async fn remove(
     .await;
     outcome?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `runtime` a registration body asks for; absent means `process`, the default.
+fn declared_runtime(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Runtime {
+        #[serde(default = "process")]
+        runtime: String,
+    }
+    fn process() -> String {
+        "process".into()
+    }
+    serde_json::from_slice::<Runtime>(bytes).ok().map(|r| r.runtime)
 }
 
 fn command_of(spec: &mark1_actors::domain::AgentSpec) -> Option<String> {

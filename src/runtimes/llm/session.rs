@@ -67,6 +67,10 @@ impl<'a> Session<'a> {
             if message.tool_calls.is_empty() {
                 return self.finish(message.content).await;
             }
+            if step == max_steps {
+                // Their answers could not be shown to the model: do not run them.
+                break;
+            }
             let names: Vec<&str> = message.tool_calls.iter().map(|c| c.name.as_str()).collect();
             self.task.report_progress(json!({"step": step, "tool_calls": names}));
             let answers = self.call_tools(step, &message).await?;

@@ -228,6 +228,38 @@ async fn api_keys_are_shown_once_work_in_both_headers_and_die_when_revoked() {
 }
 
 #[tokio::test]
+async fn operators_register_llm_agents_and_developers_do_not() {
+    let s = serve().await;
+    let llm = json!({"name": "writer", "namespace": "team-a", "runtime": "llm", "capabilities": ["text.write"],
+                     "llm": {"model": "llama3.1", "system": "You write.", "max_steps": 3}});
+    let post = |role: &str, namespace: Option<&str>, body: &serde_json::Value| {
+        s.http.post(s.url("/v1/agents")).bearer_auth(token(role, namespace)).json(body).send()
+    };
+    let (status, _) = json_of(post("developer", Some("team-a"), &llm).await.unwrap()).await;
+    assert_eq!(status, 403, "developers do not register agents");
+    let (status, _) = json_of(post("operator", Some("team-b"), &llm).await.unwrap()).await;
+    assert_eq!(status, 403, "nor do operators of another namespace");
+    let mut bad = llm.clone();
+    bad["llm"]["max_steps"] = json!(0);
+    let (status, body) = json_of(post("operator", Some("team-a"), &bad).await.unwrap()).await;
+    assert!(status == 400 && body["detail"].as_str().unwrap().contains("llm.max_steps"), "{body}");
+    let mut mcp = llm.clone();
+    mcp["llm"]["tools"] = json!([{"kind": "mcp", "server": "files"}]);
+    let (status, body) = json_of(post("operator", Some("team-a"), &mcp).await.unwrap()).await;
+    assert!(status == 400 && body["detail"].as_str().unwrap().contains("no MCP server 'files'"), "{body}");
+
+    let (status, agent) = json_of(post("operator", Some("team-a"), &llm).await.unwrap()).await;
+    assert_eq!(status, 201, "{agent}");
+    assert_eq!(agent["capabilities"], json!(["text.write"]), "{agent}");
+    let node = s.node.clone();
+    eventually(Duration::from_secs(10), "the agent kept for the next start", || async {
+        node.store().agents().await.unwrap().iter().any(|a| a.key() == "team-a/writer")
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn only_admins_register_process_agents_and_only_from_allowed_folders() {
     let s = serve().await;
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents");
