@@ -125,6 +125,25 @@ async fn a_tool_calling_agent_calls_other_agents_as_its_submitter_and_answers() 
     assert_eq!(subtasks.len(), 2, "{subtasks:?}");
     assert!(subtasks.iter().all(|t| t.submitter.as_deref() == Some("key:alice") && t.namespace == "default"));
     assert!(subtasks.iter().all(|t| t.idempotency_key.as_deref().unwrap().contains(":tool:")));
+
+    // Every model call is billed to the task and the agent.
+    let usage = |group_by| {
+        let store = handle.store();
+        async move {
+            let query = mark1_actors::ports::UsageQuery { group_by, ..Default::default() };
+            eventually(Duration::from_secs(10), "usage recorded", || {
+                let store = store.clone();
+                let query = query.clone();
+                async move { store.usage_report(&query).await.unwrap().iter().map(|r| r.calls).sum::<u64>() == 3 }
+            })
+            .await;
+            store.usage_report(&query).await.unwrap()
+        }
+    };
+    let by_task = usage(mark1_actors::ports::UsageGroup::Task).await;
+    assert_eq!((by_task[0].key.clone(), by_task[0].calls), (Some(done.id.to_string()), 3), "{by_task:?}");
+    let by_agent = usage(mark1_actors::ports::UsageGroup::Agent).await;
+    assert_eq!(by_agent[0].key.as_deref(), Some("assistant"), "{by_agent:?}");
     stop(handle).await;
 }
 
