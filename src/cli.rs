@@ -82,7 +82,7 @@ enum Command {
         #[command(subcommand)]
         command: agents::AgentsCommand,
     },
-    /// Lists a running node's models, refreshes discovery, shows budgets.
+    /// Lists a running node's models, refreshes discovery, shows budgets and usage.
     Models {
         #[command(subcommand)]
         command: models::ModelsCommand,

@@ -10,6 +10,7 @@
 //! | `/v1/agents…` | [`routes::agents`] |
 //! | `/v1/workflows…` | [`routes::workflows`] |
 //! | `/v1/runs…` | [`routes::runs`], [`routes::runs::changes`] |
+//! | `/v1/models…` | [`routes::models`], [`routes::models::usage`] |
 //! | `/v1/keys…`, `/v1/audit` | [`routes::admin`] |
 //! | `/openapi.json` | generated from the handlers' annotations |
 //!
@@ -129,6 +130,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .routes(routes!(routes::models::list))
         .routes(routes!(routes::models::refresh))
         .routes(routes!(routes::models::budgets))
+        .routes(routes!(routes::models::usage::report))
         .routes(routes!(gateway::openai::chat_completions))
         .routes(routes!(gateway::openai::embeddings))
         .routes(routes!(gateway::openai::models))

@@ -27,7 +27,7 @@ use mark1_actors::agents::AgentDefinition;
 use mark1_actors::domain::model::ProviderSettings;
 use mark1_actors::domain::AgentSpec;
 use mark1_actors::health::shared_health;
-use mark1_actors::metrics::{TaskMetrics, TreeCollector};
+use mark1_actors::metrics::{ModelCollector, ModelMetrics, TaskMetrics, TreeCollector};
 use mark1_actors::node::{NodeParts, NodeSettings, NodeTree, ProviderSpec};
 use mark1_actors::orchestrator::quotas::{NamespaceQuota, QuotaSettings};
 use mark1_actors::ports::{Agent, AgentRuntime, Clock, ModelProvider, NativeRuntime, Store, SystemClock};
@@ -85,6 +85,8 @@ impl Node {
     pub async fn start(self) -> Result<NodeHandle, NodeError> {
         let mut registry = Registry::default();
         let metrics = Arc::new(TaskMetrics::register(&mut registry));
+        let model_metrics = Arc::new(ModelMetrics::default());
+        model_metrics.register(&mut registry);
         let parts = NodeParts {
             name: self.config.node.name.clone(),
             store: self.store.clone(),
@@ -93,6 +95,7 @@ impl Node {
             agents: self.definitions,
             settings: self.settings,
             metrics,
+            model_metrics,
             health: shared_health(),
         };
         let tree = NodeTree::start(parts)
@@ -100,6 +103,7 @@ impl Node {
             .map_err(|e| NodeError::Start(format!("node '{}': {e}", self.config.node.name)))?;
         tree.store_writer_stats.commit.register(&mut registry);
         registry.register_collector(Box::new(TreeCollector::new(tree.stats.clone(), tree.catalog.clone())));
+        registry.register_collector(Box::new(ModelCollector::new(&tree.providers, tree.budgets.clone())));
         let http = Arc::new(HttpMetrics::register(&mut registry));
         Ok(NodeHandle::new(tree, self.config, registry, self.declared, http))
     }

@@ -1,6 +1,11 @@
 //! Metric names of the actors, defined in one place (the HTTP edge's are in the
 //! `mark1` crate's `metrics` module) and registered per node (each
-//! node has its own registry, so several nodes can run in one process).
+//! node has its own registry, so several nodes can run in one process). Model calls'
+//! are in `metrics/models.rs`.
+
+mod models;
+
+pub use models::{ModelCollector, ModelMetrics, ModelSeries};
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -35,7 +35,8 @@ use crate::domain::model::{ProviderSettings, RouterSettings};
 use crate::domain::EventKind;
 use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
 use crate::health::{Health, HealthArgs, SharedHealth};
-use crate::metrics::TaskMetrics;
+use crate::metrics::{ModelMetrics, TaskMetrics};
+use crate::models::budget::BudgetBook;
 use crate::models::provider::{Provider, ProviderArgs};
 use crate::models::router::UsageSink;
 use crate::models::stats::ProviderStats;
@@ -118,6 +119,7 @@ pub struct NodeParts {
     pub agents: Vec<AgentDefinition>,
     pub settings: NodeSettings,
     pub metrics: Arc<TaskMetrics>,
+    pub model_metrics: Arc<ModelMetrics>,
     pub health: SharedHealth,
 }
 
@@ -141,6 +143,10 @@ pub struct NodeTree {
     pub runs: Arc<RunDirectory>,
     /// The model router (found by name, so it outlives the router's restarts).
     pub models: ModelRouter,
+    /// The model providers with their stats, which outlive the actors' restarts.
+    pub providers: Vec<ProviderEntry>,
+    /// The router's budgets, readable without messaging it.
+    pub budgets: BudgetBook,
 }
 
 /// Registry name of a core actor of node `node`.
@@ -268,7 +274,8 @@ fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
 
 impl NodeTree {
     pub async fn start(parts: NodeParts) -> Result<NodeTree, SpawnErr> {
-        let NodeParts { name, store, providers, clock, agents, settings, metrics, health } = parts;
+        let NodeParts { name, store, providers, clock, agents, settings, metrics, model_metrics, health } =
+            parts;
         let events = EventBus::new(settings.event_capacity, clock.clone());
         // The event sequence continues from what the store holds.
         let last_seq = store
@@ -332,16 +339,19 @@ impl NodeTree {
                 .registered(true),
             );
         }
+        // Stats and budgets outlive the actors' restarts: a restarted provider keeps its
+        // breaker, and metrics keep reading the same budgets.
+        let entries: Vec<(ProviderEntry, Arc<dyn ModelProvider>)> = providers
+            .iter()
+            .map(|p| {
+                let stats = Arc::new(ProviderStats::new(settings.models.breaker));
+                let actor = actor_name(&node, &format!("models/provider:{}", p.settings.name));
+                (ProviderEntry { settings: p.settings.clone(), stats, actor }, p.adapter.clone())
+            })
+            .collect();
+        let model_providers: Vec<ProviderEntry> = entries.iter().map(|(e, _)| e.clone()).collect();
+        let budgets = BudgetBook::from_settings(&settings.models);
         {
-            // Stats outlive the actors' restarts: a restarted provider keeps its breaker.
-            let entries: Vec<(ProviderEntry, Arc<dyn ModelProvider>)> = providers
-                .iter()
-                .map(|p| {
-                    let stats = Arc::new(ProviderStats::new(settings.models.breaker));
-                    let actor = actor_name(&node, &format!("models/provider:{}", p.settings.name));
-                    (ProviderEntry { settings: p.settings.clone(), stats, actor }, p.adapter.clone())
-                })
-                .collect();
             // Usage records are background writes kept until they commit: budgets are
             // restored from them after a restart.
             let writer = actor_name(&node, "store_writer");
@@ -355,7 +365,8 @@ impl NodeTree {
                     });
                 }
             });
-            let (settings, bus, store) = (settings.clone(), events.clone(), store.clone());
+            let (settings, bus, store, budgets) =
+                (settings.clone(), events.clone(), store.clone(), budgets.clone());
             children.push(supervisor_child("models", move |stats| {
                 let mut children: Vec<ChildSpec> = entries
                     .iter()
@@ -376,7 +387,8 @@ impl NodeTree {
                     .collect();
                 let (router_settings, providers) =
                     (settings.models.clone(), entries.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>());
-                let (usage_sink, store) = (usage_sink.clone(), store.clone());
+                let (usage_sink, store, budgets, metrics) =
+                    (usage_sink.clone(), store.clone(), budgets.clone(), model_metrics.clone());
                 children.push(
                     ChildSpec::actor("router", move || {
                         let args = RouterArgs {
@@ -384,6 +396,8 @@ impl NodeTree {
                             providers: providers.clone(),
                             usage: Some(usage_sink.clone()),
                             store: Some(store.clone()),
+                            budgets: budgets.clone(),
+                            metrics: metrics.clone(),
                         };
                         (Router, args)
                     })
@@ -551,6 +565,8 @@ impl NodeTree {
             store,
             orchestrator: RwLock::new(None),
             runs: directory,
+            providers: model_providers,
+            budgets,
         })
     }
 

@@ -1,6 +1,9 @@
-//! `mark1 models list|refresh|budgets` against a running node.
+//! `mark1 models list|refresh|budgets|usage` against a running node.
+
+use std::time::SystemTime;
 
 use clap::Subcommand;
+use mark1_actors::ports::UsageGroup;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -23,6 +26,26 @@ pub enum ModelsCommand {
     },
     /// Shows each namespace's model budget for the current period.
     Budgets {
+        /// Prints JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sums the model calls of a time window per namespace, agent, task, run, provider or
+    /// model, the costliest first.
+    Usage {
+        /// Calls from this time: RFC 3339 (2025-01-31T09:00:00Z) or a duration back from
+        /// now (24h, 7days).
+        #[arg(long, value_name = "TIME|DURATION")]
+        since: Option<String>,
+        /// Calls before this time, written as for --since.
+        #[arg(long, value_name = "TIME|DURATION")]
+        until: Option<String>,
+        /// What a row sums: namespace, agent, task, run, provider or model.
+        #[arg(long, value_name = "GROUP", default_value_t = UsageGroup::Namespace)]
+        group_by: UsageGroup,
+        /// One namespace (admins; everyone else sees their own).
+        #[arg(long)]
+        namespace: Option<String>,
         /// Prints JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -52,8 +75,46 @@ pub async fn run(remote: &Remote, command: ModelsCommand) -> Result<(), CliError
                 )
             );
         }
+        ModelsCommand::Usage { since, until, group_by, namespace, json } => {
+            let mut query = vec![("group_by", group_by.to_string())];
+            query.extend(since.map(|t| ("since", time_arg(&t))));
+            query.extend(until.map(|t| ("until", time_arg(&t))));
+            query.extend(namespace.map(|n| ("namespace", n)));
+            let report = remote.get(&["v1", "models", "usage"], query).await?;
+            if json {
+                print_json(&report);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> =
+                report["rows"].as_array().into_iter().flatten().map(usage_row).collect();
+            let group = group_by.as_str().to_uppercase();
+            let headers = [group.as_str(), "CALLS", "PROMPT TOKENS", "COMPLETION TOKENS", "COST"];
+            print!("{}", table::render(&headers, &rows));
+        }
     }
     Ok(())
+}
+
+/// A duration (`24h`) means that long before now; anything else goes to the node as
+/// written, which names it if it is not an RFC 3339 time.
+fn time_arg(text: &str) -> String {
+    match humantime::parse_duration(text) {
+        Ok(back) => {
+            let at = SystemTime::now().checked_sub(back).unwrap_or(SystemTime::UNIX_EPOCH);
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+fn usage_row(row: &Value) -> Vec<String> {
+    vec![
+        text(&row["key"]),
+        text(&row["calls"]),
+        text(&row["prompt_tokens"]),
+        text(&row["completion_tokens"]),
+        row["cost"].as_f64().map_or("-".into(), |c| format!("{c:.4}")),
+    ]
 }
 
 fn show(catalog: &Value, json: bool) {

@@ -13,7 +13,8 @@ mod keys;
 mod runs;
 mod workflows;
 
-fn mark1(dir: &Path) -> Command {
+/// The `mark1` binary run in `dir`, with no `MARK1_` variable of the test's environment.
+pub(crate) fn mark1(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mark1"));
     cmd.current_dir(dir).env_remove("RUST_LOG");
     for (name, _) in std::env::vars() {

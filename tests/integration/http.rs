@@ -3,6 +3,7 @@
 mod access;
 mod events;
 mod jwt;
+mod model_usage;
 mod models;
 mod quotas;
 mod support;
@@ -297,6 +298,7 @@ async fn openapi_documents_every_route() {
         ("/v1/runs/{id}/events", "get"),
         ("/v1/runs/{id}/cancel", "post"),
         ("/v1/runs/{id}/approvals/{step}", "post"),
+        ("/v1/models/usage", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
     }

@@ -18,6 +18,7 @@ use super::router::RouterMsg;
 use super::select::Candidate;
 use super::stats::{Admission, Outcome, ProviderStats};
 use crate::domain::model::UsageRecord;
+use crate::metrics::{ModelMetrics, ModelSeries};
 use crate::ports::model::{ChatChunk, ChatStream, ModelError, Usage};
 
 /// A candidate with what the call task needs to reach it.
@@ -26,6 +27,8 @@ pub struct Route {
     pub stats: Arc<ProviderStats>,
     /// The provider actor's registry name (looked up per attempt: it may have restarted).
     pub actor: String,
+    /// The model's metrics at this provider.
+    pub series: Arc<ModelSeries>,
 }
 
 pub struct Plan {
@@ -37,6 +40,7 @@ pub struct Plan {
     pub attempt_timeout: Duration,
     pub reservation: Option<ReservationId>,
     pub router: ActorRef<RouterMsg>,
+    pub metrics: Arc<ModelMetrics>,
 }
 
 pub type Reply = oneshot::Sender<Result<ModelOutput, ModelError>>;
@@ -48,6 +52,7 @@ pub async fn run(plan: Plan, mut reply: Reply) {
         outcome = attempts(&plan, &cancel) => outcome,
         () = reply.closed() => {
             cancel.cancel();
+            plan.metrics.call_failed(&ModelError::Cancelled);
             return settle(&plan, None, None);
         }
     };
@@ -66,6 +71,8 @@ pub async fn run(plan: Plan, mut reply: Reply) {
             };
             let elapsed = admission.elapsed();
             admission.finish(&route.candidate.model.id, Outcome::Success(usage));
+            route.series.answered(elapsed, None, usage);
+            plan.metrics.call_succeeded();
             let record = usage_record(&plan.context, &route.candidate, usage, elapsed, None);
             let spend = usage_spend(route, usage);
             if let ModelOutput::Chat(response) = &mut output {
@@ -75,6 +82,7 @@ pub async fn run(plan: Plan, mut reply: Reply) {
             let _ = reply.send(Ok(output));
         }
         Err(error) => {
+            plan.metrics.call_failed(&error);
             settle(&plan, None, None);
             let _ = reply.send(Err(error));
         }
@@ -117,6 +125,7 @@ async fn attempts(
         }
         let message = error.to_string();
         admission.finish(&route.candidate.model.id, outcome_of(&error, &message));
+        route.series.failed(&error);
         if !error.is_provider_fault() {
             return Err(error);
         }
@@ -248,6 +257,8 @@ impl Meter {
             Ok(ChatChunk::Done { usage, .. }) => {
                 let elapsed = admission.elapsed();
                 admission.finish(&route.candidate.model.id, Outcome::Success(*usage));
+                route.series.answered(elapsed, self.first_token, *usage);
+                self.plan.metrics.call_succeeded();
                 let record =
                     usage_record(&self.plan.context, &route.candidate, *usage, elapsed, self.first_token);
                 settle(&self.plan, Some(usage_spend(route, *usage)), Some(record));
@@ -255,6 +266,8 @@ impl Meter {
             Err(error) => {
                 let message = error.to_string();
                 admission.finish(&route.candidate.model.id, outcome_of(error, &message));
+                route.series.failed(error);
+                self.plan.metrics.call_failed(error);
                 settle(&self.plan, None, None);
             }
         }
@@ -265,6 +278,7 @@ impl Drop for Meter {
     fn drop(&mut self) {
         // Dropped before its end: the admission goes with it, the reservation is released.
         if self.admission.take().is_some() {
+            self.plan.metrics.call_failed(&ModelError::Cancelled);
             settle(&self.plan, None, None);
         }
     }

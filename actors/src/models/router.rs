@@ -4,6 +4,7 @@
 //! rest by policy, reserves the namespace's budget, and hands the call to a task of its
 //! own (see [`super::dispatch`]), so a slow model never holds up the mailbox.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,13 +12,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use super::breaker::BreakerState;
-use super::budget::{BudgetStatus, Budgets, ReservationId, Spend};
+use super::budget::{BudgetBook, BudgetStatus, Budgets, ReservationId, Spend};
 use super::call::{CallContext, ModelCall, ModelOutput};
 use super::dispatch::{self, Plan, Reply, Route};
 use super::provider::ProviderMsg;
 use super::select::{self, Catalog, Standing};
 use super::stats::{ModelStats, ProviderStats};
 use crate::domain::model::{ProviderSettings, RouterSettings, UsageRecord};
+use crate::metrics::{ModelMetrics, ModelSeries};
 use crate::ports::model::{
     ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse, GenerateRequest, ModelError,
     ModelInfo,
@@ -78,6 +80,10 @@ pub struct RouterArgs {
     /// Where usage already spent this period is read back from at start, so budgets
     /// survive restarts.
     pub store: Option<Arc<dyn Store>>,
+    /// The budgets' limits and ledgers, made by the node so `/metrics` reads them (see
+    /// [`BudgetBook`]); [`BudgetBook::from_settings`] of `settings`.
+    pub budgets: BudgetBook,
+    pub metrics: Arc<ModelMetrics>,
 }
 
 /// One model as `/v1/models` shows it.
@@ -110,6 +116,10 @@ pub struct RouterState {
     catalog: Catalog,
     budgets: Budgets,
     usage: Option<UsageSink>,
+    metrics: Arc<ModelMetrics>,
+    /// Each model's metric series by provider, then model id: resolved at a model's first
+    /// call, so later calls skip the metric families' locks.
+    series: HashMap<String, HashMap<String, Arc<ModelSeries>>>,
 }
 
 fn unix_secs() -> u64 {
@@ -174,8 +184,9 @@ impl RouterState {
         let routes = ordered
             .into_iter()
             .map(|candidate| {
+                let series = self.series(&candidate.provider, &candidate.model.id);
                 let entry = self.entry(&candidate.provider);
-                Route { stats: entry.stats.clone(), actor: entry.actor.clone(), candidate }
+                Route { stats: entry.stats.clone(), actor: entry.actor.clone(), series, candidate }
             })
             .collect();
         Ok(Plan {
@@ -187,7 +198,18 @@ impl RouterState {
             attempt_timeout: self.settings.attempt_timeout,
             reservation,
             router,
+            metrics: self.metrics.clone(),
         })
+    }
+
+    fn series(&mut self, provider: &str, model: &str) -> Arc<ModelSeries> {
+        if let Some(series) = self.series.get(provider).and_then(|models| models.get(model)) {
+            return series.clone();
+        }
+        let series = Arc::new(self.metrics.series(provider, model));
+        let models = self.series.entry(provider.to_string()).or_default();
+        models.insert(model.to_string(), series.clone());
+        series
     }
 
     fn entry(&self, provider: &str) -> &ProviderEntry {
@@ -270,7 +292,7 @@ impl Actor for Router {
         myself: ActorRef<RouterMsg>,
         args: RouterArgs,
     ) -> Result<RouterState, ActorProcessingErr> {
-        let mut budgets = Budgets::new(args.settings.budget_period, args.settings.namespaces.clone());
+        let mut budgets = Budgets::new(args.budgets);
         let now = unix_secs();
         // Only namespaces with limits keep a ledger: without any, nothing to read back.
         let limited = args.settings.namespaces.keys().any(|namespace| budgets.limited(namespace));
@@ -306,6 +328,8 @@ impl Actor for Router {
             catalog,
             budgets,
             usage: args.usage,
+            metrics: args.metrics,
+            series: HashMap::new(),
         })
     }
 
@@ -318,7 +342,10 @@ impl Actor for Router {
         match msg {
             RouterMsg::Call { call, context, reply } => match state.plan(call, context, myself) {
                 Ok(plan) => drop(tokio::spawn(dispatch::run(plan, reply))),
-                Err(error) => drop(reply.send(Err(error))),
+                Err(error) => {
+                    state.metrics.call_failed(&error);
+                    drop(reply.send(Err(error)));
+                }
             },
             RouterMsg::Models { reply } => drop(reply.send(state.models())),
             RouterMsg::Providers { reply } => drop(reply.send(state.providers())),

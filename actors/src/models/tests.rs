@@ -123,6 +123,16 @@ struct Harness {
     stats: Vec<Arc<ProviderStats>>,
     usage: Arc<Mutex<Vec<UsageRecord>>>,
     actors: Vec<ractor::ActorCell>,
+    registry: prometheus_client::registry::Registry,
+}
+
+impl Harness {
+    /// The value of the sample `series` (name and labels, exact) in the router's metrics.
+    fn sample(&self, series: &str) -> Option<f64> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
 }
 
 impl Drop for Harness {
@@ -156,18 +166,23 @@ async fn harness_on(
     }
     let usage = Arc::new(Mutex::new(Vec::new()));
     let sink = usage.clone();
+    let metrics = Arc::new(crate::metrics::ModelMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
     let args = RouterArgs {
+        budgets: budget::BudgetBook::from_settings(&settings),
         settings,
         providers: entries.clone(),
         usage: Some(Arc::new(move |record| sink.lock().push(record))),
         store,
+        metrics,
     };
     let name = format!("{prefix}/router");
     let (router, _) = Actor::spawn(Some(name.clone()), Router, args).await.unwrap();
     actors.push(router.get_cell());
     let router = ModelRouter::new(name);
     router.refresh().await.unwrap();
-    Harness { router, stats: entries.into_iter().map(|e| e.stats).collect(), usage, actors }
+    Harness { router, stats: entries.into_iter().map(|e| e.stats).collect(), usage, actors, registry }
 }
 
 fn chat() -> ChatRequest {
@@ -402,4 +417,34 @@ async fn budgets_start_from_the_usage_the_store_holds_for_this_period() {
     assert_eq!(h.router.budgets().await.unwrap()[0].tokens_used, 80, "only this period's usage counts");
     let e = h.router.chat(chat(), ns("team")).await.unwrap_err();
     assert!(matches!(e, ModelError::BudgetExhausted { .. }), "80 used + ~106 reserved > 150: {e}");
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_how_they_end_and_attempts_by_provider() {
+    let (a, b) = (Fake::new("a", Mode::Down), Fake::new("b", Mode::Answer));
+    let h = harness(&[a.clone(), b.clone()], RouterSettings { policy: RoutePolicy::Cost, ..fast() }).await;
+    h.router.chat(chat(), ns("team")).await.unwrap();
+    let mut stream = h.router.chat_stream(chat(), ns("team")).await.unwrap();
+    while let Some(chunk) = stream.next().await {
+        if let ChatChunk::Done { .. } = chunk.unwrap() {
+            break;
+        }
+    }
+    drop(stream);
+    // The breaker of `a` is open now (two failures): the next calls go to `b` only.
+    let unread = h.router.chat_stream(chat(), ns("team")).await.unwrap();
+    drop(unread);
+    h.router.chat(ChatRequest::new("unknown", vec![]), ns("team")).await.unwrap_err();
+
+    let calls = |outcome: &str| h.sample(&format!(r#"mark1_model_calls_total{{outcome="{outcome}"}}"#));
+    assert_eq!(calls("success"), Some(2.0));
+    assert_eq!(calls("cancelled"), Some(1.0), "a stream dropped before its end");
+    assert_eq!(calls("unknown_model"), Some(1.0), "refused by the router");
+    let errors = r#"mark1_model_errors_total{provider="a",model="m",kind="unavailable"}"#;
+    assert_eq!(h.sample(errors), Some(2.0), "each failed attempt at a");
+    let series = r#"{provider="b",model="m"}"#;
+    assert_eq!(h.sample(&format!("mark1_model_call_duration_seconds_count{series}")), Some(2.0));
+    assert_eq!(h.sample(&format!("mark1_model_time_to_first_token_seconds_count{series}")), Some(1.0));
+    let tokens = r#"mark1_model_tokens_total{provider="b",model="m",direction="out"}"#;
+    assert_eq!(h.sample(tokens), Some(4.0), "two answers of 2 tokens");
 }

@@ -342,6 +342,66 @@ impl ModelError {
             _ => false,
         }
     }
+
+    /// Which variant this is, without its details (a metric label).
+    pub fn kind(&self) -> ModelErrorKind {
+        match self {
+            ModelError::UnknownModel(_) => ModelErrorKind::UnknownModel,
+            ModelError::NotCapable { .. } => ModelErrorKind::NotCapable,
+            ModelError::Unavailable { .. } => ModelErrorKind::Unavailable,
+            ModelError::Timeout { .. } => ModelErrorKind::Timeout,
+            ModelError::InvalidResponse { .. } => ModelErrorKind::InvalidResponse,
+            ModelError::Rejected { .. } => ModelErrorKind::Rejected,
+            ModelError::Overloaded { .. } => ModelErrorKind::Overloaded,
+            ModelError::BudgetExhausted { .. } => ModelErrorKind::BudgetExhausted,
+            ModelError::Cancelled => ModelErrorKind::Cancelled,
+        }
+    }
+}
+
+/// The variants of [`ModelError`] without their details: a small fixed set, so a metric
+/// labelled by it cannot grow with what callers or providers send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModelErrorKind {
+    UnknownModel,
+    NotCapable,
+    Unavailable,
+    Timeout,
+    InvalidResponse,
+    Rejected,
+    Overloaded,
+    BudgetExhausted,
+    Cancelled,
+}
+
+impl ModelErrorKind {
+    /// Every kind, in declaration order (so `kind as usize` indexes it).
+    pub const ALL: [ModelErrorKind; 9] = [
+        ModelErrorKind::UnknownModel,
+        ModelErrorKind::NotCapable,
+        ModelErrorKind::Unavailable,
+        ModelErrorKind::Timeout,
+        ModelErrorKind::InvalidResponse,
+        ModelErrorKind::Rejected,
+        ModelErrorKind::Overloaded,
+        ModelErrorKind::BudgetExhausted,
+        ModelErrorKind::Cancelled,
+    ];
+
+    /// The variant's name in snake_case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelErrorKind::UnknownModel => "unknown_model",
+            ModelErrorKind::NotCapable => "not_capable",
+            ModelErrorKind::Unavailable => "unavailable",
+            ModelErrorKind::Timeout => "timeout",
+            ModelErrorKind::InvalidResponse => "invalid_response",
+            ModelErrorKind::Rejected => "rejected",
+            ModelErrorKind::Overloaded => "overloaded",
+            ModelErrorKind::BudgetExhausted => "budget_exhausted",
+            ModelErrorKind::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// One LLM backend. Adapters translate to their wire protocol and map every failure to a
@@ -368,5 +428,23 @@ pub trait ModelProvider: Send + Sync + 'static {
 
     async fn generate_stream(&self, request: GenerateRequest) -> Result<ChatStream, ModelError> {
         self.chat_stream(request.into_chat()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_index_their_list_and_name_their_variant() {
+        for (i, kind) in ModelErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
+        }
+        let timeout = ModelError::Timeout { provider: "p".into(), after: Duration::from_secs(1) };
+        assert_eq!(timeout.kind().as_str(), "timeout");
+        let rejected = ModelError::Rejected { provider: "p".into(), status: 400, reason: "no".into() };
+        assert_eq!(rejected.kind(), ModelErrorKind::Rejected);
+        assert_eq!(ModelError::UnknownModel("m".into()).kind().as_str(), "unknown_model");
+        assert_eq!(ModelError::Cancelled.kind().as_str(), "cancelled");
     }
 }

@@ -1,5 +1,7 @@
 //! `/v1/models`: the models the router can reach, with each provider's health and
-//! stats; refreshing discovery; budgets.
+//! stats; refreshing discovery; budgets; usage ([`usage`]).
+
+pub mod usage;
 
 use std::sync::Arc;
 

@@ -73,6 +73,7 @@ fn matrix(task: &str, run: &str) -> Vec<Route> {
         route("DELETE", agent, None, MANAGE_AGENTS),
         route("GET", "/v1/models", None, READ),
         route("GET", "/v1/models/budgets", None, READ),
+        route("GET", "/v1/models/usage?group_by=model", None, READ),
         route("POST", "/v1/models/refresh", None, MANAGE_AGENTS),
         route("GET", "/openai/v1/models", None, USE_MODELS),
         route("POST", "/openai/v1/chat/completions", Some(json!({"model": "m", "messages": []})), USE_MODELS),
