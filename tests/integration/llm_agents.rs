@@ -312,3 +312,29 @@ async fn an_llm_agent_registered_at_run_time_comes_back_after_a_restart() {
     assert_eq!(answer.output, Some(json!("hello")), "the scripted model echoes: {:?}", answer.error);
     stop(second).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_cap_counts_the_models_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start().await.unwrap();
+    // One cost unit per prompt token: the scripted server counts words.
+    let price = json!({"llama3.1": {"price": {"input_per_mtok": 1_000_000.0, "output_per_mtok": 0.0}}});
+    let handle = node(dir.path(), &server, |l| l.set("models.providers.oa.models", price)).await;
+    eventually(Duration::from_secs(10), "models discovered", || async {
+        handle.models().models().await.unwrap().iter().any(|m| m.info.id == "llama3.1")
+    })
+    .await;
+    let mut llm = LlmSpec::new("llama3.1");
+    llm.tools = vec![agent_tool("lookup")];
+    llm.max_cost = Some(3.0);
+    register(&handle, "frugal", llm).await;
+    for i in 0..3 {
+        server.script.push(Answer::ToolCalls(vec![call(&format!("c{i}"), "lookup", json!({"q": i}))]));
+    }
+    let done = run(&handle, "frugal", json!("one two")).await;
+    assert_eq!(done.state, TaskState::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("cost cap") && error.contains("llm.max_cost"), "{error}");
+    assert_eq!(server.script.requests().len(), 2, "2 + 2 words cost 4 > 3: no third call");
+    stop(handle).await;
+}
