@@ -208,6 +208,7 @@ fn workflow_engine(
                 bus.clone(),
                 clock.clone(),
                 catalog.clone(),
+                ModelRouter::new(actor_name(&node, "models/router")),
                 directory.clone(),
                 ActorRef::from(ctx.supervisor.clone()),
                 lease_ttl,
