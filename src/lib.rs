@@ -35,7 +35,7 @@ pub use mark1_actors::ports::{Agent, AgentError, TaskContext};
 pub mod workflows {
     pub use mark1_actors::domain::workflow::*;
     pub use mark1_actors::ports::RunQuery;
-    pub use mark1_actors::workflows::{RunChange, RunView, StartRun, WorkflowError};
+    pub use mark1_actors::workflows::{PlanError, RunChange, RunView, StartRun, WorkflowError};
 }
 pub use mark1_supervisors::ActorSnapshot;
 pub use node::{Node, NodeBuilder, NodeError, NodeHandle, ShutdownReport};

@@ -144,8 +144,8 @@ pub fn agent_of(event: &Event) -> Option<&str> {
         TaskProgress | ActorRestarted => None,
         // Runs name the agents of their steps in `data.agent` where one is set.
         RunStarted | RunSucceeded | RunFailed | RunCancelled | RunChanged | StepRunning | StepSucceeded
-        | StepFailed | StepRetrying | StepSkipped | StepWaitingApproval | StepDecided | StepItemRunning
-        | StepItemSucceeded | StepItemFailed => event.data.get("agent")?.as_str(),
+        | StepFailed | StepRetrying | StepSkipped | StepWaitingApproval | StepDecided | StepPlanned
+        | StepItemRunning | StepItemSucceeded | StepItemFailed => event.data.get("agent")?.as_str(),
     }
 }
 

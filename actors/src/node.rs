@@ -214,6 +214,7 @@ fn workflow_engine(
                 bus.clone(),
                 clock.clone(),
                 catalog.clone(),
+                ModelRouter::new(actor_name(&node, "models/router")),
                 directory.clone(),
                 ActorRef::from(ctx.supervisor.clone()),
                 lease_ttl,

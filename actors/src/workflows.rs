@@ -6,6 +6,8 @@
 //! └── run:<id>         one per unfinished run (transient: a crash restarts it from its journal)
 //! ```
 //!
+//! A `plan` step's model call (`planner`) runs as a task of its run, like a step's task.
+//!
 //! The engine holds a lease of its own (a row in `nodes`, like the orchestrator's) that
 //! the runs it drives point to; a node that starts claims the unfinished runs of expired
 //! leases and of its own earlier starts, and resumes each from its journal.
@@ -15,6 +17,7 @@
 
 mod check;
 mod engine;
+mod planner;
 mod run;
 mod units;
 
@@ -29,6 +32,7 @@ use serde_json::Value;
 
 pub use check::known_names;
 pub use engine::{Engine, EngineArgs, EngineMsg, RunEnv, StartRun};
+pub use planner::PlanError;
 pub use run::{RunActor, RunMsg};
 
 use crate::domain::workflow::validate::Problem;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mark1_actors::domain::workflow::{
-    validate, Problem, RunId, RunProgress, RunRecord, WorkflowDef, WorkflowRecord,
+    planned_definition, validate, Problem, RunId, RunProgress, RunRecord, WorkflowDef, WorkflowRecord,
 };
 use mark1_actors::ports::RunQuery;
 use mark1_actors::workflows::{known_names, EngineMsg, RunChange, RunMsg, RunView, StartRun, WorkflowError};
@@ -113,8 +113,12 @@ impl NodeHandle {
         let store = self.store();
         let record =
             store.run(id).await.map_err(WorkflowError::from)?.ok_or(WorkflowError::UnknownRun(id))?;
-        let def = self.workflow(&record.namespace, &record.workflow, Some(record.version)).await?.def;
         let journal = store.journal(id).await.map_err(WorkflowError::from)?;
+        // A plan step's sub-run carries its definition in its journal; others' is stored.
+        let def = match planned_definition(&journal) {
+            Some(def) => def,
+            None => self.workflow(&record.namespace, &record.workflow, Some(record.version)).await?.def,
+        };
         let progress = RunProgress::replay(id, def, record.input.clone(), &journal);
         Ok(RunView { record, steps: progress.into_steps() })
     }

@@ -14,4 +14,5 @@ mod store;
 mod tasks;
 mod workflow_crash;
 mod workflow_examples;
+mod workflow_plan;
 mod workflows;

@@ -3,12 +3,15 @@
 //! and wordcount.py). Each runs with the input its header comment shows
 //! (`mark1 runs start NAME --input '…'`), an approval is decided as the header shows
 //! (`mark1 runs approve RUN_ID STEP --comment "…"`), and each run's end is checked: so
-//! the examples work, and the commands in their headers say what they do.
+//! the examples work, and the commands in their headers say what they do. The config's
+//! Ollama provider is pointed at the scripted model server, which answers the `plan`
+//! example's model call with a plan.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mark1::config::ConfigLoader;
+use mark1::models::scripted::{Answer, ScriptedServer};
 use mark1::workflows::{RunChange, RunState, RunView, StartRun, StepState};
 use mark1::{Node, NodeHandle};
 use mark1_actors::domain::workflow::source::parse;
@@ -20,19 +23,31 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A node on the repository's config.toml, its data in `dir`.
-async fn node(dir: &Path) -> NodeHandle {
+/// A node on the repository's config.toml, its data in `dir`, its Ollama `models`.
+async fn node(dir: &Path, models: &ScriptedServer) -> NodeHandle {
     let config = ConfigLoader::new()
         .file(root().join("config.toml"))
         .env(Vec::<(String, String)>::new())
         .set("node.name", unique("examples"))
         .set("node.data_dir", dir.to_str().unwrap())
+        .set("models.providers.ollama.base_url", models.ollama_url().as_str())
         .load()
         .expect("the repository's config.toml loads");
     let handle = Node::builder().config(config).build().await.unwrap().start().await.unwrap();
     agents_ready(&handle, 2).await;
+    eventually(Duration::from_secs(10), "the router discovered llama3.1", || async {
+        handle.models().models().await.is_ok_and(|m| m.iter().any(|m| m.info.id == "llama3.1"))
+    })
+    .await;
     handle
 }
+
+/// The plan the model answers the `plan` example with: count by capability, then echo.
+const COUNT_PLAN: &str = r#"{"steps": [
+    {"id": "stats", "capability": "text.stats", "input": {"text": "{{ input.text }}"}},
+    {"id": "summary", "capability": "text.echo", "depends_on": ["stats"],
+     "input": {"words": "{{ steps.stats.output.words }}"}}
+]}"#;
 
 /// An example's file name, its workflow's name, and what its header comment shows.
 struct Example {
@@ -116,10 +131,11 @@ async fn run(handle: &NodeHandle, example: &Example, input: Value) -> RunView {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_workflows_run_on_the_repository_config_as_their_headers_show() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = node(dir.path()).await;
+    let models = ScriptedServer::start().await.unwrap();
+    let handle = node(dir.path(), &models).await;
     let examples = examples();
     let names: Vec<&str> = examples.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["approval", "conditional", "count-words", "error-route", "fan-out"]);
+    assert_eq!(names, ["approval", "conditional", "count-words", "error-route", "fan-out", "plan"]);
     for example in &examples {
         let text = std::fs::read_to_string(root().join("examples/workflows").join(&example.file)).unwrap();
         let def = parse(&text, Some(&example.file)).unwrap().def;
@@ -130,6 +146,9 @@ async fn the_example_workflows_run_on_the_repository_config_as_their_headers_sho
     for example in &examples {
         for input in &example.inputs {
             ran.push(format!("{} {}", example.name, input.get("fail").is_some()));
+            if example.name == "plan" {
+                models.script.push(Answer::Text(COUNT_PLAN.into()));
+            }
             let view = run(&handle, example, input.clone()).await;
             let what = format!("{} with {input}", example.file);
             let output = view.record.output.clone().unwrap_or_default();
@@ -167,6 +186,12 @@ async fn the_example_workflows_run_on_the_repository_config_as_their_headers_sho
                     assert_eq!(step_state(&view, "rollback"), StepState::Skipped, "{what}");
                 }
                 ("fan-out", _) => assert_eq!(output, json!({"words": [3, 2, 1], "total": 6}), "{what}"),
+                ("plan", _) => {
+                    let words = input["text"].as_str().unwrap().split_whitespace().count();
+                    assert_eq!(output["summary"], json!({"words": words}), "{what}: {output}");
+                    let plan = view.steps[0].plan.as_ref().expect("the plan is shown");
+                    assert_eq!(plan.model, "ollama/llama3.1", "{what}");
+                }
                 (other, _) => panic!("no expectations for example {other}"),
             }
         }

@@ -183,6 +183,26 @@ async fn a_failed_step_is_retried_by_hand_and_the_run_goes_on() {
 }
 
 #[tokio::test]
+async fn a_step_whose_input_fails_to_render_fails_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = node(dir.path()).await;
+    let bad = def(
+        json!({"name": "bad_input", "steps": [{"id": "a", "agent": "echo", "input": {"n": "{{ input.n + 1 }}"}}]}),
+    );
+    handle.create_workflow("default", bad).await.unwrap();
+    let run = handle.start_run(start("bad_input", json!({"n": "one"}))).await.unwrap();
+    let view = finished(&handle, run.id).await;
+    assert_eq!(
+        (view.record.state, step_state(&view, "a")),
+        (RunState::Failed, StepState::Failed),
+        "{view:?}"
+    );
+    let error = view.steps[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("input: "), "{error}");
+    stop(handle).await;
+}
+
+#[tokio::test]
 async fn cancel_stops_the_steps_in_flight_and_skip_gives_an_output() {
     let dir = tempfile::tempdir().unwrap();
     let cancelled = Arc::new(AtomicU32::new(0));

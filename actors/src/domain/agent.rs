@@ -79,6 +79,13 @@ impl AgentSpec {
         self
     }
 
+    /// What the agent does, in a sentence: listings show it, and plan steps show it to
+    /// the model that plans.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self

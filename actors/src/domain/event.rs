@@ -71,6 +71,9 @@ pub enum EventKind {
     StepWaitingApproval,
     #[serde(rename = "step.decided")]
     StepDecided,
+    /// A plan step's plan was accepted (it runs next, or waits for approval).
+    #[serde(rename = "step.planned")]
+    StepPlanned,
     /// One item of a `for_each` step started, succeeded or failed.
     #[serde(rename = "step.item_running")]
     StepItemRunning,
@@ -108,6 +111,7 @@ impl EventKind {
             EventKind::StepSkipped => "step.skipped",
             EventKind::StepWaitingApproval => "step.waiting_approval",
             EventKind::StepDecided => "step.decided",
+            EventKind::StepPlanned => "step.planned",
             EventKind::StepItemRunning => "step.item_running",
             EventKind::StepItemSucceeded => "step.item_succeeded",
             EventKind::StepItemFailed => "step.item_failed",
@@ -133,6 +137,7 @@ impl EventKind {
             J::StepSkipped => EventKind::StepSkipped,
             J::StepWaitingApproval => EventKind::StepWaitingApproval,
             J::StepDecided => EventKind::StepDecided,
+            J::StepPlanned => EventKind::StepPlanned,
         }
     }
 

@@ -2,6 +2,7 @@
 //! store keeps about runs.
 
 pub mod definition;
+pub mod plan;
 pub mod progress;
 pub mod run;
 pub mod source;
@@ -9,8 +10,10 @@ pub mod template;
 pub mod validate;
 
 pub use definition::{
-    ApprovalDef, Decision, OnError, StepDef, StepKind, StepRetry, WorkflowDef, WorkflowRef,
+    ApprovalDef, Decision, OnError, PlanDef, StepDef, StepKind, StepRetry, WorkflowDef, WorkflowRef,
+    DEFAULT_PLAN_STEPS,
 };
+pub use plan::{planned_definition, Plan, PLANNED_VERSION};
 pub use progress::{ChangeError, ItemProgress, RunProgress, SkipReason, StepProgress, UnitOutcome};
 pub use run::{
     step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunRecord, RunState, StepState,

@@ -1,13 +1,28 @@
 //! Definitions and run inputs checked against what the node knows: its agents (from the
 //! catalog) and the workflows stored in the namespace.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{RunEnv, WorkflowError};
 use crate::agents::AgentCatalog;
 use crate::domain::workflow::validate::{validate, validate_input, KnownNames};
 use crate::domain::workflow::WorkflowDef;
+use crate::domain::AgentSpec;
 use crate::ports::{Store, StoreError};
+
+/// The agents of `namespace` in the catalog, by name.
+pub(super) fn agents_in(catalog: &AgentCatalog, namespace: &str) -> Vec<Arc<AgentSpec>> {
+    catalog.all().into_iter().map(|a| a.spec).filter(|spec| spec.namespace == namespace).collect()
+}
+
+/// The names of `agents` and of their capabilities; no workflow is known.
+pub(super) fn agent_names(agents: &[Arc<AgentSpec>]) -> KnownNames {
+    agents.iter().fold(KnownNames::empty(), |known, spec| {
+        known.with_agent(spec.name.clone(), spec.capabilities.iter().cloned())
+    })
+}
 
 /// What a definition of `namespace` may name: the agents of the catalog there (with
 /// their capabilities) and the workflow versions the store holds there.
@@ -16,10 +31,7 @@ pub async fn known_names(
     store: &dyn Store,
     namespace: &str,
 ) -> Result<KnownNames, StoreError> {
-    let mut known = KnownNames::empty();
-    for agent in catalog.all().into_iter().filter(|a| a.spec.namespace == namespace) {
-        known = known.with_agent(agent.spec.name.clone(), agent.spec.capabilities.iter().cloned());
-    }
+    let mut known = agent_names(&agents_in(catalog, namespace));
     for stored in store.workflows(Some(namespace)).await? {
         known = known.with_workflow(stored.name, stored.version);
     }

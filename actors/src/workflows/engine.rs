@@ -17,10 +17,11 @@ use super::run::{Loaded, RunActor, RunArgs, RunMsg};
 use super::{run_child_id, RunChange, RunDirectory, ViewReply, WorkflowError};
 use crate::agents::AgentCatalog;
 use crate::domain::workflow::{
-    JournalEntry, JournalKind, ParentStep, RunId, RunProgress, RunRecord, RunState, StepDef, Templates,
-    WorkflowDef, WorkflowRecord,
+    planned_definition, JournalEntry, JournalKind, ParentStep, RunId, RunProgress, RunRecord, RunState,
+    StepDef, Templates, WorkflowDef, WorkflowRecord, PLANNED_VERSION,
 };
 use crate::domain::EventKind;
+use crate::models::ModelRouter;
 use crate::orchestrator::OrchestratorMsg;
 use crate::ports::{Clock, EventSink, NodeStart, Store, StoreError, Write};
 use crate::store_writer::{Ack, Retry, StoreWriterMsg};
@@ -37,6 +38,8 @@ pub struct RunEnv {
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub catalog: Arc<AgentCatalog>,
+    /// Where plan steps ask for their plans.
+    pub models: ModelRouter,
     pub templates: Templates,
     pub directory: Arc<RunDirectory>,
     /// The `workflows` supervisor: runs are its dynamic children.
@@ -66,12 +69,18 @@ impl RunEnv {
         Ok(def)
     }
 
-    /// A run's record and its progress, rebuilt from the journal.
+    /// A run's record and its progress, rebuilt from the journal (which holds the
+    /// definition of a planned run; other runs' are stored).
     pub async fn load(&self, id: RunId) -> Result<(RunRecord, RunProgress), WorkflowError> {
         let record = self.store.run(id).await?.ok_or(WorkflowError::UnknownRun(id))?;
-        let def = self.definition(&record.namespace, &record.workflow, Some(record.version)).await?;
         let journal = self.store.journal(id).await?;
-        let progress = RunProgress::replay(id, (*def).clone(), record.input.clone(), &journal);
+        let def = match planned_definition(&journal) {
+            Some(def) => def,
+            None => {
+                (*self.definition(&record.namespace, &record.workflow, Some(record.version)).await?).clone()
+            }
+        };
+        let progress = RunProgress::replay(id, def, record.input.clone(), &journal);
         Ok((record, progress))
     }
 
@@ -168,6 +177,13 @@ pub enum EngineMsg {
     },
     /// Starts a run and answers with its record once it is journaled (committed, when durable).
     StartRun(Box<StartRun>, RpcReplyPort<Result<RunRecord, WorkflowError>>),
+    /// Starts the sub-run of a plan step: as `StartRun`, with the plan (already checked by
+    /// the planner) as its definition instead of a stored one.
+    StartPlanned {
+        request: Box<StartRun>,
+        def: Arc<WorkflowDef>,
+        reply: RpcReplyPort<Result<RunRecord, WorkflowError>>,
+    },
     /// Applies a change to a stored run that has no actor (a failed run whose step is
     /// retried) and gives it one again.
     Revive {
@@ -200,6 +216,7 @@ impl EngineArgs {
         events: Arc<dyn EventSink>,
         clock: Arc<dyn Clock>,
         catalog: Arc<AgentCatalog>,
+        models: ModelRouter,
         directory: Arc<RunDirectory>,
         supervisor: ActorRef<SupervisorMsg>,
         lease_ttl: Duration,
@@ -213,6 +230,7 @@ impl EngineArgs {
             events,
             clock,
             catalog,
+            models,
             templates: Templates::new(),
             directory,
             supervisor,
@@ -288,7 +306,13 @@ impl Actor for Engine {
             EngineMsg::StartRun(request, reply) => {
                 let (env, owner) = (state.env.clone(), state.start.id);
                 tokio::spawn(async move {
-                    let _ = reply.send(start_run(&env, owner, *request).await);
+                    let _ = reply.send(start_run(&env, owner, *request, None).await);
+                });
+            }
+            EngineMsg::StartPlanned { request, def, reply } => {
+                let (env, owner) = (state.env.clone(), state.start.id);
+                tokio::spawn(async move {
+                    let _ = reply.send(start_run(&env, owner, *request, Some(def)).await);
                 });
             }
             EngineMsg::Revive { id, change, by, reply } => {
@@ -386,20 +410,34 @@ async fn create_workflow(
     }
 }
 
-async fn start_run(env: &Arc<RunEnv>, owner: Uuid, request: StartRun) -> Result<RunRecord, WorkflowError> {
+/// Starts a run of a stored definition, or of `planned` (a plan step's sub-run), whose
+/// definition then goes in the run's `run.started` entry, as no stored version holds it.
+async fn start_run(
+    env: &Arc<RunEnv>,
+    owner: Uuid,
+    request: StartRun,
+    planned: Option<Arc<WorkflowDef>>,
+) -> Result<RunRecord, WorkflowError> {
     if let Some(key) = &request.idempotency_key {
         if let Some(existing) = env.store.run_by_idempotency_key(&request.namespace, key).await? {
             return same_run(existing, &request);
         }
     }
-    let def = env.definition(&request.namespace, &request.workflow, request.version).await?;
+    let (def, version) = match &planned {
+        Some(def) => (def.clone(), PLANNED_VERSION),
+        None => {
+            let def = env.definition(&request.namespace, &request.workflow, request.version).await?;
+            let version = def.version.unwrap_or(1);
+            (def, version)
+        }
+    };
     super::check::input(&def, &request.input)?;
     let now = env.clock.now();
     let record = RunRecord {
         id: RunId::new(),
         namespace: request.namespace.clone(),
         workflow: request.workflow.clone(),
-        version: def.version.unwrap_or(1),
+        version,
         state: RunState::Running,
         input: request.input.clone(),
         output: None,
@@ -413,13 +451,17 @@ async fn start_run(env: &Arc<RunEnv>, owner: Uuid, request: StartRun) -> Result<
         updated_at: now,
     };
     let mut progress = RunProgress::new(record.id, (*def).clone(), record.input.clone());
+    let mut data = json!({"input": record.input});
+    if let Some(def) = &planned {
+        data["definition"] = json!(def);
+    }
     let started = JournalEntry {
         run: record.id,
         seq: progress.next_seq,
         step: None,
         attempt: None,
         kind: JournalKind::RunStarted,
-        data: json!({"input": record.input}),
+        data,
         recorded_at: now,
     };
     progress.apply(&started);

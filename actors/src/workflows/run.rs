@@ -17,11 +17,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{json, Map, Value};
 
 use super::engine::StartRun;
+use super::planner::PlanError;
 use super::units::{cancel_key, cancel_task, run_child, run_outcome, started_for, submit_and_wait};
 use super::{run_child_id, RunChange, RunEnv, RunView, ViewReply, WorkflowError};
 use crate::domain::workflow::{
-    step_task_key, JournalEntry, JournalKind, ParentStep, RunId, RunProgress, RunRecord, StepKind,
-    UnitOutcome,
+    step_task_key, JournalEntry, JournalKind, ParentStep, Plan, RunId, RunProgress, RunRecord, StepKind,
+    StepState, UnitOutcome,
 };
 use crate::domain::{EventKind, Target, TaskId, TaskRequest};
 use crate::ports::{StoreError, Write};
@@ -43,6 +44,8 @@ enum Carrier {
     Keyed(String),
     Task(TaskId),
     Run(RunId),
+    /// A plan step's planner, asking the model.
+    Planning(tokio::task::AbortHandle),
 }
 
 pub enum RunMsg {
@@ -72,6 +75,11 @@ pub enum RunMsg {
     Finished {
         unit: UnitKey,
         outcome: UnitOutcome,
+    },
+    /// A plan step's planner answered.
+    Planned {
+        unit: UnitKey,
+        result: Result<Plan, PlanError>,
     },
     /// A sub-run this run started ended (sent by the sub-run).
     ChildFinished {
@@ -225,6 +233,7 @@ impl Actor for RunActor {
                 None => state.cancel_child(child),
             },
             RunMsg::Finished { unit, outcome } => state.finished(unit, outcome),
+            RunMsg::Planned { unit, result } => state.planned(unit, result),
             RunMsg::ChildFinished { child, record } => {
                 // The unit the sub-run carries, or, when the sub-run ended before its start
                 // was reported here, the unit that started it.
@@ -295,21 +304,20 @@ impl RunDriver {
     fn resume(&mut self) {
         let mut units = Vec::new();
         for step in self.progress.steps() {
-            if step.state != crate::domain::workflow::StepState::Running {
+            if step.state != StepState::Running {
                 continue;
             }
             match &step.items {
-                Some(_) => units.extend(
-                    step.item_states
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, it)| it.state == crate::domain::workflow::StepState::Running)
-                        .map(|(n, _)| UnitKey {
-                            step: step.id.clone(),
-                            item: Some(n),
-                            attempt: step.attempt,
-                        }),
-                ),
+                Some(_) => {
+                    let running =
+                        step.item_states.iter().enumerate().filter(|(_, it)| it.state == StepState::Running);
+                    let attempt = step.attempt;
+                    units.extend(running.map(|(n, _)| UnitKey {
+                        step: step.id.clone(),
+                        item: Some(n),
+                        attempt,
+                    }));
+                }
                 None => units.push(UnitKey { step: step.id.clone(), item: None, attempt: step.attempt }),
             }
         }
@@ -432,33 +440,18 @@ impl RunDriver {
         let key = step_task_key(record.id, &unit.step, unit.item, unit.attempt);
         let input = match self.progress.render_input(&env.templates, i, unit.item) {
             Ok(input) => input,
-            Err(e) => {
-                let outcome = UnitOutcome::Failed {
-                    state: crate::domain::workflow::StepState::Failed,
-                    error: format!("input: {e}"),
-                };
-                let _ = run.cast(RunMsg::Finished { unit, outcome });
-                return;
-            }
+            Err(e) => return self.fail_unit(unit, format!("input: {e}")),
         };
         let target = match def.kind() {
             Some(StepKind::Agent(agent)) => Target::Agent(agent.to_string()),
             Some(StepKind::Capability(capability)) => Target::Capabilities(vec![capability.to_string()]),
             Some(StepKind::Workflow(workflow)) => {
-                let start = StartRun {
-                    namespace: record.namespace.clone(),
-                    workflow: workflow.name.clone(),
-                    version: workflow.version,
-                    input,
-                    idempotency_key: Some(key),
-                    submitter: record.submitter.clone(),
-                    durable: record.durable,
-                    parent: Some(ParentStep { run: record.id, step: unit.step.clone() }),
-                };
+                let start = self.sub_run(&unit, workflow.name.clone(), workflow.version, input, key);
                 self.in_flight.insert(unit.clone(), Carrier::Pending);
-                run_child(env, run, unit, start);
+                run_child(env, run, unit, start, None);
                 return;
             }
+            Some(StepKind::Plan(_)) => return self.start_plan(unit, i, input, key),
             // Approvals run nothing.
             Some(StepKind::Approval(_)) | None => return,
         };
@@ -486,6 +479,37 @@ impl RunDriver {
         submit_and_wait(env.orchestrator.clone(), run, unit, request);
     }
 
+    /// The request that starts the sub-run carrying `unit` (of a `workflow` or `plan` step).
+    fn sub_run(
+        &self,
+        unit: &UnitKey,
+        workflow: String,
+        version: Option<u32>,
+        input: Value,
+        key: String,
+    ) -> StartRun {
+        let record = &self.record;
+        StartRun {
+            namespace: record.namespace.clone(),
+            workflow,
+            version,
+            input,
+            idempotency_key: Some(key),
+            submitter: record.submitter.clone(),
+            durable: record.durable,
+            parent: Some(ParentStep { run: record.id, step: unit.step.clone() }),
+        }
+    }
+
+    /// Ends `unit` as failed before it started. The report goes through the mailbox, so
+    /// it is taken in after the entries being acted on now; the unit is in flight until
+    /// then, or the report would be dropped as stale.
+    fn fail_unit(&mut self, unit: UnitKey, error: String) {
+        self.in_flight.insert(unit.clone(), Carrier::Pending);
+        let outcome = UnitOutcome::Failed { state: StepState::Failed, error };
+        let _ = self.myself.cast(RunMsg::Finished { unit, outcome });
+    }
+
     /// Forgets the units `which` selects, cancelling their tasks and sub-runs.
     fn drop_units(&mut self, which: impl Fn(&UnitKey) -> bool) {
         let dropped: Vec<UnitKey> = self.in_flight.keys().filter(|u| which(u)).cloned().collect();
@@ -494,6 +518,7 @@ impl RunDriver {
                 Some(Carrier::Task(task)) => cancel_task(&self.env, task),
                 Some(Carrier::Keyed(key)) => cancel_key(&self.env, &self.record.namespace, key),
                 Some(Carrier::Run(child)) => self.cancel_child(child),
+                Some(Carrier::Planning(planner)) => planner.abort(),
                 _ => {}
             }
         }
@@ -575,3 +600,5 @@ fn event_data(workflow: &str, entry: &JournalEntry) -> Value {
     }
     Value::Object(data)
 }
+
+mod plan;

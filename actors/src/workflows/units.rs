@@ -15,7 +15,9 @@ use ractor::rpc::CallResult;
 use super::engine::{EngineMsg, StartRun};
 use super::run::{RunMsg, UnitKey};
 use super::{RunEnv, WorkflowError};
-use crate::domain::workflow::{step_task_key, RunId, RunRecord, RunState, StepState, UnitOutcome};
+use crate::domain::workflow::{
+    step_task_key, RunId, RunRecord, RunState, StepState, UnitOutcome, WorkflowDef,
+};
 use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::orchestrator::{OrchestratorMsg, TaskError};
 use mark1_supervisors::Addr;
@@ -199,9 +201,16 @@ pub(super) fn started_for(child: &RunRecord, run: RunId, unit: &UnitKey) -> bool
             == Some(step_task_key(run, &unit.step, unit.item, unit.attempt).as_str())
 }
 
-/// Starts (or finds, by its idempotency key) a sub-workflow's run. A run already final
-/// reports at once; otherwise the child reports to its parent when it ends.
-pub(super) fn run_child(env: Arc<RunEnv>, parent: Addr<RunMsg>, unit: UnitKey, start: StartRun) {
+/// Starts (or finds, by its idempotency key) a sub-workflow's run: of a stored workflow,
+/// or of `planned`, a plan step's plan. A run already final reports at once; otherwise the
+/// child reports to its parent when it ends.
+pub(super) fn run_child(
+    env: Arc<RunEnv>,
+    parent: Addr<RunMsg>,
+    unit: UnitKey,
+    start: StartRun,
+    planned: Option<Arc<WorkflowDef>>,
+) {
     tokio::spawn(async move {
         loop {
             let Some(engine) = (env.engine)() else {
@@ -209,7 +218,14 @@ pub(super) fn run_child(env: Arc<RunEnv>, parent: Addr<RunMsg>, unit: UnitKey, s
                 continue;
             };
             let request = Box::new(start.clone());
-            match engine.call(|reply| EngineMsg::StartRun(request, reply), None).await {
+            let started = match &planned {
+                None => engine.call(|reply| EngineMsg::StartRun(request, reply), None).await,
+                Some(def) => {
+                    let def = def.clone();
+                    engine.call(|reply| EngineMsg::StartPlanned { request, def, reply }, None).await
+                }
+            };
+            match started {
                 Ok(CallResult::Success(Ok(record))) => {
                     let _ = parent.cast(RunMsg::ChildStarted { unit: unit.clone(), child: record.id });
                     if record.state.is_final() {

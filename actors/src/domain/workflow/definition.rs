@@ -57,10 +57,14 @@ pub struct StepDef {
     /// …or as a run of another workflow…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRef>,
-    /// …or a pause until someone approves or rejects it.
+    /// …or a pause until someone approves or rejects it…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalDef>,
-    /// The task input: any JSON; strings in it are templates.
+    /// …or steps a model plans toward a goal, run as a sub-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanDef>,
+    /// The task input (the sub-run's, for `workflow` and `plan`): any JSON; strings in it
+    /// are templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -89,11 +93,22 @@ pub const DEFAULT_ITEM_CONCURRENCY: usize = 8;
 
 impl StepDef {
     pub fn kind(&self) -> Option<StepKind<'_>> {
-        match (&self.agent, &self.capability, &self.workflow, &self.approval) {
-            (Some(a), None, None, None) => Some(StepKind::Agent(a)),
-            (None, Some(c), None, None) => Some(StepKind::Capability(c)),
-            (None, None, Some(w), None) => Some(StepKind::Workflow(w)),
-            (None, None, None, Some(a)) => Some(StepKind::Approval(a)),
+        match (&self.agent, &self.capability, &self.workflow, &self.approval, &self.plan) {
+            (Some(a), None, None, None, None) => Some(StepKind::Agent(a)),
+            (None, Some(c), None, None, None) => Some(StepKind::Capability(c)),
+            (None, None, Some(w), None, None) => Some(StepKind::Workflow(w)),
+            (None, None, None, Some(a), None) => Some(StepKind::Approval(a)),
+            (None, None, None, None, Some(p)) => Some(StepKind::Plan(p)),
+            _ => None,
+        }
+    }
+
+    /// The decision the step waits for, if it waits for one: an approval step's, or the
+    /// one a plan step holds its plan for.
+    pub fn gate(&self) -> Option<&ApprovalDef> {
+        match self.kind()? {
+            StepKind::Approval(approval) => Some(approval),
+            StepKind::Plan(plan) => plan.approval.as_ref(),
             _ => None,
         }
     }
@@ -108,13 +123,14 @@ impl StepDef {
     }
 }
 
-/// What a step runs: exactly one of `agent`, `capability`, `workflow`, `approval`.
+/// What a step runs: exactly one of `agent`, `capability`, `workflow`, `approval`, `plan`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StepKind<'a> {
     Agent(&'a str),
     Capability(&'a str),
     Workflow(&'a WorkflowRef),
     Approval(&'a ApprovalDef),
+    Plan(&'a PlanDef),
 }
 
 /// A sub-workflow by name, pinned to a version or the latest when the run starts.
@@ -126,7 +142,7 @@ pub struct WorkflowRef {
     pub version: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalDef {
     /// How long to wait for a decision; forever when unset.
@@ -138,6 +154,71 @@ pub struct ApprovalDef {
     /// Shown to whoever approves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A step that asks a model to break `goal` into steps over the namespace's agents; the
+/// plan is checked like a definition, then runs as a sub-run (docs/workflows.md, "Plans").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDef {
+    /// What the plan is for: a template, rendered when the step starts.
+    pub goal: String,
+    /// The model that plans, as the router takes ids (`llama3.1`, `local/llama3.1`); left
+    /// out, the first chat model the router lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Most steps the plan may have; [`DEFAULT_PLAN_STEPS`] when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
+    /// Holds the plan for a person's decision before it runs: `true`, or an approval's
+    /// `{timeout, default, message}`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "gate")]
+    pub approval: Option<ApprovalDef>,
+    /// Agents the plan may name. With either list, the plan may use only what the lists
+    /// hold; with neither, every agent of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+    /// Capabilities the plan may ask for (see `agents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// Steps a plan may have when its step does not say.
+pub const DEFAULT_PLAN_STEPS: usize = 10;
+
+impl PlanDef {
+    pub fn max_steps(&self) -> usize {
+        self.max_steps.unwrap_or(DEFAULT_PLAN_STEPS)
+    }
+}
+
+/// `approval: true | false | {timeout, default, message}`: a flag is the common case, and
+/// the mapping keeps serde's own errors (an unknown key is named), which an untagged enum
+/// would replace by "did not match any variant".
+fn gate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<ApprovalDef>, D::Error> {
+    struct Gate;
+
+    impl<'de> serde::de::Visitor<'de> for Gate {
+        type Value = Option<ApprovalDef>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("true, false, or an approval such as {timeout: 24h, default: reject}")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, held: bool) -> Result<Self::Value, E> {
+            Ok(held.then(ApprovalDef::default))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            ApprovalDef::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    deserializer.deserialize_any(Gate)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,5 +302,23 @@ mod tests {
             serde_json::from_value(serde_json::json!({"id": "a", "agent": "x", "on_error": {"goto": "b"}}))
                 .unwrap();
         assert_eq!(goto.on_error.route(), Some("b"));
+    }
+
+    #[test]
+    fn a_plan_is_held_for_approval_by_a_flag_or_an_approval() {
+        let plan = |approval: serde_json::Value| -> PlanDef {
+            serde_json::from_value(serde_json::json!({"goal": "g", "approval": approval})).unwrap()
+        };
+        assert_eq!(plan(serde_json::json!(false)).approval, None);
+        assert_eq!(plan(serde_json::json!(true)).approval, Some(ApprovalDef::default()));
+        let timed = plan(serde_json::json!({"timeout": "1h", "default": "reject"})).approval.unwrap();
+        assert_eq!((timed.timeout, timed.default), (Some(Duration::from_secs(3600)), Some(Decision::Reject)));
+        let step: StepDef =
+            serde_json::from_value(serde_json::json!({"id": "p", "plan": {"goal": "g", "approval": true}}))
+                .unwrap();
+        assert!(matches!(step.kind(), Some(StepKind::Plan(_))));
+        assert_eq!(step.gate(), Some(&ApprovalDef::default()), "a held plan waits like an approval step");
+        let stored = serde_json::to_value(&step).unwrap();
+        assert_eq!(serde_json::from_value::<StepDef>(stored).unwrap(), step, "a stored plan step reads back");
     }
 }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use self::index::Index;
 use super::{
-    Decision, JournalEntry, JournalKind, OnError, RunId, RunState, StepDef, StepKind, StepState,
+    Decision, JournalEntry, JournalKind, OnError, Plan, RunId, RunState, StepDef, StepKind, StepState,
     TemplateError, Templates, Usage, WorkflowDef,
 };
 
@@ -75,6 +75,9 @@ pub struct StepProgress {
     /// Failed, and the run goes on (`continue`, or routed to another step).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub handled: bool,
+    /// A plan step's plan for its current attempt, once accepted: what an approver reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 impl StepProgress {
@@ -91,6 +94,7 @@ impl StepProgress {
             retry_at: None,
             decide_at: None,
             handled: false,
+            plan: None,
         }
     }
 
@@ -307,7 +311,12 @@ impl RunProgress {
             (JournalKind::StepRunning, Some(i)) => {
                 let step = &mut self.steps[i];
                 step.state = StepState::Running;
-                step.attempt = entry.attempt.unwrap_or(step.attempt + 1);
+                let attempt = entry.attempt.unwrap_or(step.attempt + 1);
+                if attempt != step.attempt {
+                    // Each attempt of a plan step asks for a plan of its own.
+                    step.plan = None;
+                }
+                step.attempt = attempt;
                 step.retry_at = None;
                 step.error = None;
                 if let Some(items) = data.get("items").and_then(Value::as_array) {
@@ -386,6 +395,9 @@ impl RunProgress {
                 step.state = StepState::WaitingApproval;
                 step.attempt = entry.attempt.unwrap_or(1);
                 step.decide_at = data["until"].as_u64().map(from_millis);
+            }
+            (JournalKind::StepPlanned, Some(i)) => {
+                self.steps[i].plan = serde_json::from_value(data.clone()).ok();
             }
             (JournalKind::StepDecided, Some(i)) => {
                 // The decision itself: a `step.succeeded` or `step.failed` follows it.
@@ -524,5 +536,6 @@ impl RunProgress {
 mod changes;
 mod decide;
 mod index;
+mod plan;
 #[cfg(test)]
 mod tests;

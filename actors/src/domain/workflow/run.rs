@@ -135,7 +135,8 @@ pub struct JournalEntry {
 /// The transitions a run journals before acting on them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JournalKind {
-    /// `data`: `{"input"}`.
+    /// `data`: `{"input"}`, and `"definition"` for a run whose definition is not stored
+    /// (a plan's sub-run, see [`planned_definition`](super::plan::planned_definition)).
     #[serde(rename = "run.started")]
     RunStarted,
     /// `data`: `{"output"}`.
@@ -182,6 +183,11 @@ pub enum JournalKind {
     /// `data`: `{"approved", "comment", "by"}`.
     #[serde(rename = "step.decided")]
     StepDecided,
+    /// A plan step's model proposed a plan and it passed the checks. `data`: a
+    /// [`Plan`](super::plan::Plan), `{"goal", "model", "steps"}`. A `step.running` of the
+    /// same attempt follows when it runs at once, a `step.waiting_approval` when it is held.
+    #[serde(rename = "step.planned")]
+    StepPlanned,
     /// Someone asked to run a failed step again. `data`: `{"by"}`.
     #[serde(rename = "step.retry_requested")]
     StepRetryRequested,
@@ -205,6 +211,7 @@ impl JournalKind {
             JournalKind::StepSkipped => "step.skipped",
             JournalKind::StepWaitingApproval => "step.waiting_approval",
             JournalKind::StepDecided => "step.decided",
+            JournalKind::StepPlanned => "step.planned",
             JournalKind::StepRetryRequested => "step.retry_requested",
         }
     }
@@ -214,7 +221,7 @@ impl JournalKind {
     }
 }
 
-const ALL_KINDS: [JournalKind; 16] = [
+const ALL_KINDS: [JournalKind; 17] = [
     JournalKind::RunStarted,
     JournalKind::RunSucceeded,
     JournalKind::RunFailed,
@@ -230,6 +237,7 @@ const ALL_KINDS: [JournalKind; 16] = [
     JournalKind::StepSkipped,
     JournalKind::StepWaitingApproval,
     JournalKind::StepDecided,
+    JournalKind::StepPlanned,
     JournalKind::StepRetryRequested,
 ];
 

@@ -197,7 +197,7 @@ fn deserialize(value: &Value) -> Result<WorkflowDef, Vec<(String, String)>> {
     Err(errors)
 }
 
-fn located(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+pub(super) fn located(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
     use serde_path_to_error::Segment;
     let mut pointer = prefix.to_string();
     for segment in e.path().iter() {

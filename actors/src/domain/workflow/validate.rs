@@ -302,6 +302,7 @@ impl<'a> Validator<'a> {
             ("capability", step.capability.is_some()),
             ("workflow", step.workflow.is_some()),
             ("approval", step.approval.is_some()),
+            ("plan", step.plan.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))
@@ -309,44 +310,31 @@ impl<'a> Validator<'a> {
         match present.as_slice() {
             [] => self.problem(
                 at,
-                "this step runs nothing: give it one of agent, capability, workflow or approval",
+                "this step runs nothing: give it one of agent, capability, workflow, approval or plan",
             ),
             [first, rest @ ..] => {
                 for key in rest {
                     self.problem(
                         format!("{at}/{key}"),
                         format!(
-                            "a step runs exactly one of agent, capability, workflow or approval, and this \
-                             one also has {first}: keep one"
+                            "a step runs exactly one of agent, capability, workflow, approval or plan, and \
+                             this one also has {first}: keep one"
                         ),
                     );
                 }
             }
         }
         if let Some(agent) = &step.agent {
-            let known = self.known.agents.as_ref();
-            if !valid_name(agent) {
-                self.problem(format!("{at}/agent"), format!("{agent:?} is not a valid agent name"));
-            } else if let Some(known) = known.filter(|k| !k.contains(agent)) {
-                let message = format!("no agent is named {agent:?}: known agents are {}", list(known));
-                self.problem(format!("{at}/agent"), message);
-            }
+            self.agent(format!("{at}/agent"), agent);
         }
         if let Some(capability) = &step.capability {
-            let known = self.known.capabilities.as_ref();
-            if capability.trim().is_empty() {
-                self.problem(
-                    format!("{at}/capability"),
-                    "the capability is empty: name one, e.g. code.review",
-                );
-            } else if let Some(known) = known.filter(|k| !k.contains(capability)) {
-                let message =
-                    format!("no agent has capability {capability:?}: known capabilities are {}", list(known));
-                self.problem(format!("{at}/capability"), message);
-            }
+            self.capability(format!("{at}/capability"), capability);
         }
         if let Some(sub) = &step.workflow {
             self.sub_workflow(at, sub);
+        }
+        if let Some(plan) = &step.plan {
+            self.plan_step(at, step, plan);
         }
         if let Some(approval) = &step.approval {
             let pointless = [
@@ -373,16 +361,44 @@ impl<'a> Validator<'a> {
                     self.problem(format!("{at}/{key}"), message);
                 }
             }
-            if approval.timeout.is_some_and(|t| t.is_zero()) {
-                self.problem(format!("{at}/approval/timeout"), "a timeout of 0 leaves no time to decide");
-            }
-            if approval.default.is_some() && approval.timeout.is_none() {
-                self.problem(
-                    format!("{at}/approval/default"),
-                    "default is the decision taken when approval.timeout passes, and there is no timeout: \
-                     set approval.timeout or remove default",
-                );
-            }
+            self.gate(&format!("{at}/approval"), approval);
+        }
+    }
+
+    /// An agent a step names: a valid name, known when agents are known.
+    fn agent(&mut self, at: String, agent: &str) {
+        let known = self.known.agents.as_ref();
+        if !valid_name(agent) {
+            self.problem(at, format!("{agent:?} is not a valid agent name"));
+        } else if let Some(known) = known.filter(|k| !k.contains(agent)) {
+            let message = format!("no agent is named {agent:?}: known agents are {}", list(known));
+            self.problem(at, message);
+        }
+    }
+
+    /// A capability a step asks for: not empty, and some agent's when agents are known.
+    fn capability(&mut self, at: String, capability: &str) {
+        let known = self.known.capabilities.as_ref();
+        if capability.trim().is_empty() {
+            self.problem(at, "the capability is empty: name one, e.g. code.review");
+        } else if let Some(known) = known.filter(|k| !k.contains(capability)) {
+            let message =
+                format!("no agent has capability {capability:?}: known capabilities are {}", list(known));
+            self.problem(at, message);
+        }
+    }
+
+    /// A wait for a decision (an approval step's, or a plan step's `approval`) at `at`.
+    fn gate(&mut self, at: &str, approval: &super::ApprovalDef) {
+        if approval.timeout.is_some_and(|t| t.is_zero()) {
+            self.problem(format!("{at}/timeout"), "a timeout of 0 leaves no time to decide");
+        }
+        if approval.default.is_some() && approval.timeout.is_none() {
+            self.problem(
+                format!("{at}/default"),
+                "default is the decision taken when the approval's timeout passes, and there is no \
+                 timeout: set timeout or remove default",
+            );
         }
     }
 
@@ -448,5 +464,6 @@ fn list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
 }
 
 mod order;
+mod plan;
 #[cfg(test)]
 mod tests;

@@ -76,8 +76,8 @@ impl RunProgress {
                     drafts.extend(self.items_next(i, &mut free));
                 }
                 StepState::WaitingApproval if step.decide_at.is_some_and(|at| at <= now) => {
-                    let approved = def.approval.as_ref().and_then(|a| a.default) == Some(Decision::Approve);
-                    let decided = def.approval.as_ref().and_then(|a| a.default).is_some();
+                    let default = def.gate().and_then(|a| a.default);
+                    let (approved, decided) = (default == Some(Decision::Approve), default.is_some());
                     if decided {
                         drafts.push(self.step_draft(
                             JournalKind::StepDecided,
@@ -106,7 +106,8 @@ impl RunProgress {
         drafts
     }
 
-    /// The entry that ends an approval step: succeeded when approved, failed otherwise.
+    /// The entry that ends a wait for a decision: an approval step succeeds when approved,
+    /// a plan step runs its plan; either fails when rejected.
     pub(super) fn decision_outcome(
         &self,
         i: usize,
@@ -116,6 +117,10 @@ impl RunProgress {
         by: &str,
     ) -> Draft {
         let attempt = Some(self.steps[i].attempt);
+        if approved && matches!(self.def.steps[i].kind(), Some(StepKind::Plan(_))) {
+            // An approved plan runs now, in the attempt that planned it.
+            return self.step_draft(JournalKind::StepRunning, i, attempt, json!({}));
+        }
         if approved {
             self.step_draft(
                 JournalKind::StepSucceeded,

@@ -334,3 +334,72 @@ fn stale_reports_change_nothing() {
     let e = s.p.complete(&s.templates, "nope", None, 1, UnitOutcome::Succeeded(json!(1)), t0());
     assert!(e.is_empty());
 }
+
+fn plan(steps: Value) -> Plan {
+    Plan { goal: "g".into(), model: "oa/m".into(), steps: serde_json::from_value(steps).unwrap() }
+}
+
+fn kinds(entries: &[(JournalKind, Option<String>)]) -> Vec<JournalKind> {
+    entries.iter().map(|(kind, _)| *kind).collect()
+}
+
+#[test]
+fn a_plan_step_plans_then_runs_its_plan_in_the_same_attempt_and_replans_on_retry() {
+    let mut s = Sim::start(
+        json!({"name": "w", "steps": [
+            {"id": "p", "plan": {"goal": "do {{ input.what }}"}, "retry": {"attempts": 2}},
+            {"id": "after", "agent": "x", "depends_on": ["p"], "input": "{{ steps.p.output.a }}"},
+        ]}),
+        json!({"what": "it"}),
+    );
+    assert_eq!(s.running(), ["p"], "asking the model is the step's first phase");
+    assert_eq!(s.p.render_goal(&s.templates, "do {{ input.what }}").unwrap(), "do it");
+    let e = s.p.planned(&s.templates, "p", 1, plan(json!([{"id": "a", "agent": "x"}])), t0());
+    assert_eq!(kinds(&s.keep(e)), [JournalKind::StepPlanned, JournalKind::StepRunning]);
+    let p = s.p.step("p").unwrap();
+    assert_eq!((p.state, p.attempt), (StepState::Running, 1), "the plan runs in the attempt that planned it");
+    assert_eq!(p.plan.as_ref().map(|plan| plan.steps[0].id.as_str()), Some("a"));
+    let late = s.p.planned(&s.templates, "p", 1, plan(json!([{"id": "b", "agent": "x"}])), t0());
+    assert!(late.is_empty(), "a second plan for the attempt changes nothing");
+    s.assert_replays();
+
+    s.fail("p", None, t0());
+    let p = s.p.step("p").unwrap();
+    assert_eq!((p.state, p.attempt, p.plan.is_none()), (StepState::Running, 2, true), "a retry plans anew");
+    let stale = s.p.planned(&s.templates, "p", 1, plan(json!([{"id": "a", "agent": "x"}])), t0());
+    assert!(stale.is_empty(), "the first attempt's plan is too late");
+    let e = s.p.planned(&s.templates, "p", 2, plan(json!([{"id": "a", "agent": "x"}])), t0());
+    s.keep(e);
+    s.done("p", None, json!({"a": "A"}));
+    s.done("after", None, json!("done"));
+    assert_eq!(s.p.state, RunState::Succeeded);
+    assert_eq!(s.p.render_input(&s.templates, 1, None).unwrap(), json!("A"), "the plan's output flows on");
+    s.assert_replays();
+}
+
+#[test]
+fn a_held_plan_waits_for_a_decision_then_runs_or_fails() {
+    let definition = json!({"name": "w", "steps": [
+        {"id": "p", "plan": {"goal": "g", "approval": {"timeout": "1h", "default": "reject"}}},
+    ]});
+    let mut s = Sim::start(definition.clone(), json!({}));
+    let e = s.p.planned(&s.templates, "p", 1, plan(json!([{"id": "a", "agent": "x"}])), t0());
+    assert_eq!(kinds(&s.keep(e)), [JournalKind::StepPlanned, JournalKind::StepWaitingApproval]);
+    assert_eq!((s.state("p"), s.p.record_state()), (StepState::WaitingApproval, RunState::WaitingApproval));
+    assert!(s.p.step("p").unwrap().plan.is_some(), "the approver reads the plan");
+    let e = s.p.decide(&s.templates, "p", true, "ok", "ann", t0()).unwrap();
+    assert_eq!(kinds(&s.keep(e)), [JournalKind::StepDecided, JournalKind::StepRunning]);
+    assert_eq!((s.running(), s.p.step("p").unwrap().attempt), (vec!["p"], 1));
+    s.done("p", None, json!({"a": 1}));
+    assert_eq!((s.p.state, s.p.output.clone()), (RunState::Succeeded, Some(json!({"p": {"a": 1}}))));
+    s.assert_replays();
+
+    let mut s = Sim::start(definition, json!({}));
+    let e = s.p.planned(&s.templates, "p", 1, plan(json!([{"id": "a", "agent": "x"}])), t0());
+    s.keep(e);
+    let e = s.p.advance(&s.templates, t0() + Duration::from_secs(3600));
+    s.keep(e);
+    assert_eq!((s.state("p"), s.p.state), (StepState::Failed, RunState::Failed), "its default rejects");
+    assert!(s.p.error.as_deref().unwrap().contains("rejected by timeout"), "{:?}", s.p.error);
+    s.assert_replays();
+}

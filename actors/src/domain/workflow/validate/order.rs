@@ -86,6 +86,13 @@ impl Validator<'_> {
                     }
                 }
             }
+            if let Some(plan) = &step.plan {
+                let here = format!("{at}/plan/goal");
+                match self.templates.references(&plan.goal, Usage::Value) {
+                    Ok(refs) => self.read(&here, &refs, scope, Items::Not("goal")),
+                    Err(e) => self.problem(here, compile_message(&e)),
+                }
+            }
             if let Some(input) = &step.input {
                 let items = if step.for_each.is_some() { Items::Allowed } else { Items::NoForEach };
                 self.value(&format!("{at}/input"), input, scope, items);

@@ -376,3 +376,59 @@ fn long_lists_of_names_are_cut() {
     assert_eq!(list(&names[..2]), "n0, n1");
     assert_eq!(list(Vec::<String>::new()), "none");
 }
+
+#[test]
+fn a_plan_step_is_checked_before_its_model_is_asked() {
+    let text = with_steps(
+        r#"  - id: scan
+    agent: scanner
+  - id: fix
+    depends_on: [scan]
+    plan:
+      goal: "fix the {{ steps.scan.output.files | length }} files {{ input.repo }} has"
+      model: local/llama3.1
+      max_steps: 5
+      approval: true
+      agents: [reviewer]
+    input: {files: "{{ steps.scan.output.files }}"}
+    retry: {attempts: 2}
+"#,
+    );
+    let def = check(&text, None, &known()).expect("a valid plan step");
+    let plan = def.steps[1].plan.as_ref().unwrap();
+    assert_eq!((plan.max_steps(), plan.approval.clone()), (5, Some(Default::default())));
+
+    let step = |plan: &str| with_steps(&format!("  - id: a\n    plan: {plan}\n"));
+    one(&step(r#"{goal: ""}"#), "/steps/0/plan/goal", r#""""#, "the goal is empty");
+    one(&step("{goal: g, max_steps: 0}"), "/steps/0/plan/max_steps", "0}", "1 or more");
+    one(&step(r#"{goal: g, model: "llama 3"}"#), "/steps/0/plan/model", r#""llama 3""#, "not a model id");
+    one(
+        &step("{goal: g, agents: [scannr]}"),
+        "/steps/0/plan/agents/0",
+        "scannr",
+        "known agents are reviewer",
+    );
+    one(&step("{goal: g, capabilities: []}"), "/steps/0/plan/capabilities", "[]", "no capability");
+    one(
+        &step("{goal: g, approval: {default: approve}}"),
+        "/steps/0/plan/approval/default",
+        "approve",
+        "no timeout",
+    );
+    one(&step(r#"{goal: "{{ steps.zzz.output }}"}"#), "/steps/0/plan/goal", "\"{{", "there is no step");
+    one(&step(r#"{goal: "do {{ item }}"}"#), "/steps/0/plan/goal", "\"do", "not defined in goal");
+    one(&step(r#"{goal: "{{ unclosed"}"#), "/steps/0/plan/goal", "\"{{", "does not compile");
+    let text = with_steps("  - id: a\n    plan: {goal: g}\n    for_each: input.files\n");
+    one(&text, "/steps/0/for_each", "input.files", "plans once");
+    let text = with_steps("  - id: a\n    agent: scanner\n    plan: {goal: g}\n");
+    one(&text, "/steps/0/plan", "{goal", "also has agent");
+    // The shape of `plan` itself, as any key of a definition: at the very key or value.
+    one(&step("{goal: g, agent: scanner}"), "/steps/0/plan/agent", "agent: scanner", "unknown field `agent`");
+    one(&step("{goal: g, approval: yes}"), "/steps/0/plan/approval", "yes", "expected true, false");
+    one(
+        &step("{goal: g, approval: {timout: 1h}}"),
+        "/steps/0/plan/approval/timout",
+        "timout",
+        "unknown field",
+    );
+}
