@@ -18,6 +18,7 @@ mod agents;
 mod edge;
 mod error;
 mod load;
+mod mcp;
 mod models;
 #[cfg(test)]
 mod tests;
@@ -32,11 +33,13 @@ pub use agents::{AgentConfig, AgentLimitsConfig, PoolConfig, RetriesConfig};
 pub use edge::{AuthConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig, ServerConfig, TlsConfig};
 pub use error::{read_secret, ConfigError};
 pub use load::ConfigLoader;
+pub use mcp::{McpConfig, McpServerConfig, McpTransport};
 pub use models::{ModelsConfig, ProviderConfig, ProviderKind};
 
 /// The top-level sections, in the order of the documented config.toml. Environment
 /// variables naming any other section are errors (see [`ConfigLoader`]).
-pub const SECTIONS: &[&str] = &["node", "server", "auth", "store", "limits", "process", "models", "agents"];
+pub const SECTIONS: &[&str] =
+    &["node", "server", "auth", "store", "limits", "process", "models", "mcp", "agents"];
 
 /// The whole node configuration. After [`ConfigLoader::load`] every path in it is absolute.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +52,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub process: ProcessConfig,
     pub models: ModelsConfig,
+    /// `[mcp.servers.<name>]`: MCP servers whose tools LLM agents may use.
+    pub mcp: McpConfig,
     /// `[agents.<name>]` tables; the key is the agent's name.
     pub agents: BTreeMap<String, AgentConfig>,
     /// Folder relative paths were resolved against: the config file's, else the cwd.
@@ -69,6 +74,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             process: ProcessConfig::default(),
             models: ModelsConfig::default(),
+            mcp: McpConfig::default(),
             agents: BTreeMap::new(),
             base_dir: PathBuf::new(),
             file: None,
@@ -322,6 +328,9 @@ impl Config {
             }
         }
         if let Err((key, message)) = self.models.check() {
+            return invalid(&key, message);
+        }
+        if let Err((key, message)) = self.mcp.check() {
             return invalid(&key, message);
         }
         for var in &self.process.env_allow {

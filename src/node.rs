@@ -169,7 +169,7 @@ impl NodeBuilder {
         };
         let declared = DeclaredRuntimes {
             processes: Arc::new(ProcessRuntime::new(sandbox_policy(&config))),
-            llm: Arc::new(LlmRuntime::new(&config.node.name, Arc::new(McpServers::default()))),
+            llm: Arc::new(LlmRuntime::new(&config.node.name, Arc::new(McpServers::from_config(&config.mcp)))),
         };
         let mut definitions = Vec::new();
         for spec in config.agent_specs()? {

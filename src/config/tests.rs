@@ -285,6 +285,7 @@ fn repo_config_toml_loads_and_validates() {
         (&defaults.server, &defaults.store, &defaults.limits)
     );
     assert_eq!(config.process, defaults.process);
+    assert_eq!(config.mcp, defaults.mcp, "the MCP servers are commented examples");
     // Outside [models.providers] too: the file adds the local Ollama and nothing else.
     let mut models = config.models.clone();
     let ollama = models.providers.remove("ollama").expect("the default config names a local Ollama");
@@ -425,4 +426,55 @@ fn llm_agent_tables_become_llm_specs() {
     assert!(typo.contains("max_step"), "{typo}");
     let stray = error(&format!("{AGENT}[agents.echo.llm]\nmodel = \"m\"\n"));
     assert!(stray.contains("llm: only for runtime = \"llm\""), "{stray}");
+}
+
+#[test]
+fn mcp_servers_are_stdio_or_http_and_paths_resolve() {
+    let (dir, config) = load(
+        "[mcp.servers.files]\ncommand = \"servers/files.py\"\nargs = [\"--root\", \".\"]\nworking_dir = \"work\"\n\
+         [mcp.servers.npx]\ncommand = \"npx\"\n\
+         [mcp.servers.search]\nurl = \"https://mcp.example.com/mcp\"\napi_key_env = \"SEARCH_TOKEN\"\n\
+         headers = { \"X-Team\" = \"a\" }\ntimeout = \"5s\"\n",
+    )
+    .unwrap();
+    let servers = &config.mcp.servers;
+    assert_eq!(servers["files"].command.as_deref(), Some(dir.path().join("servers/files.py").as_path()));
+    assert_eq!(servers["files"].working_dir.as_deref(), Some(dir.path().join("work").as_path()));
+    assert_eq!(servers["npx"].command.as_deref(), Some(Path::new("npx")), "a bare name is for PATH");
+    assert_eq!(servers["npx"].timeout, Duration::from_secs(30));
+    assert_eq!(servers["npx"].env_allow, ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]);
+    assert!(
+        matches!(servers["search"].transport(), Some(McpTransport::Http { url }) if url == "https://mcp.example.com/mcp")
+    );
+    assert_eq!(servers["search"].timeout, Duration::from_secs(5));
+
+    let env = [("MARK1_MCP__SERVERS__LOCAL__URL", "http://127.0.0.1:9000/mcp")];
+    let config = ConfigLoader::new().no_file().env(env).load().unwrap();
+    assert!(matches!(config.mcp.servers["local"].transport(), Some(McpTransport::Http { .. })));
+}
+
+#[test]
+fn bad_mcp_servers_name_the_key() {
+    let e = err("[mcp.servers.files]\ncommand = \"files\"\nurl = \"http://h/mcp\"\n");
+    assert!(
+        e.starts_with("mcp.servers.files: set command (a stdio server) or url (an HTTP server), not both"),
+        "{e}"
+    );
+    let e = err("[mcp.servers.files]\ntimeout = \"5s\"\n");
+    assert!(e.starts_with("mcp.servers.files: set command (a stdio server) or url"), "{e}");
+    let e = err("[mcp.servers.files]\nurl = \"h:80/mcp\"\n");
+    assert!(e.starts_with("mcp.servers.files.url: 'h:80/mcp' must start with http://"), "{e}");
+    let e = err("[mcp.servers.files]\ncommand = \"files\"\napi_key_env = \"T\"\n");
+    assert!(e.starts_with("mcp.servers.files.api_key_env: only for an HTTP server"), "{e}");
+    let e = err("[mcp.servers.files]\nurl = \"http://h/mcp\"\nargs = [\"x\"]\n");
+    assert!(e.starts_with("mcp.servers.files.args: only for a stdio server"), "{e}");
+    let e = err("[mcp.servers.files]\nurl = \"http://h/mcp\"\nheaders = { Authorization = \"Bearer x\" }\n");
+    assert!(e.starts_with("mcp.servers.files.headers.Authorization: a token does not belong"), "{e}");
+    assert!(!e.contains("Bearer x"), "the secret is not repeated: {e}");
+    let e = err("[mcp.servers.files]\ncommand = \"files\"\ntimeout = \"0s\"\n");
+    assert!(e.starts_with("mcp.servers.files.timeout: must be greater than zero"), "{e}");
+    let e = err("[mcp.servers.Files]\ncommand = \"files\"\n");
+    assert!(e.starts_with("mcp.servers.Files: a server name must match"), "{e}");
+    let e = err("[mcp.servers.files]\ncommand = \"files\"\ncwd = \"x\"\n");
+    assert!(e.starts_with("unknown key 'mcp.servers.files.cwd' in "), "{e}");
 }

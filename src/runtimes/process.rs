@@ -9,7 +9,8 @@
 
 mod protocol;
 mod sandbox;
-mod stderr;
+// Crate-visible: MCP servers' stderr is logged the same way (`runtimes::llm::mcp`).
+pub(crate) mod stderr;
 mod worker;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ use tokio::process::Command;
 use tokio::time::timeout;
 
 pub use protocol::{LineError, LineReader, MAX_LINE_BYTES, PROTOCOL_VERSION};
+pub(crate) use sandbox::NEVER_PASSED_PREFIX;
 pub use sandbox::{SandboxError, SandboxPolicy, DEFAULT_ENV_ALLOW};
 pub use worker::ProcessWorker;
 

@@ -197,7 +197,7 @@ async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, ToolError> 
 
 /// reqwest's own message hides the cause ("error sending request"); the resolver's
 /// refusal is in the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -14,9 +14,9 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 pub const DEFAULT_ENV_ALLOW: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
 
 /// The node's own configuration and credentials live in `MARK1_*` variables (§13.1);
-/// none of them is ever copied into an agent, even if allow-listed. A spec may still set
+/// none of them is ever copied into an agent (or an MCP server), even if allow-listed. A spec may still set
 /// such a name as a fixed value.
-const NEVER_PASSED_PREFIX: &str = "MARK1_";
+pub(crate) const NEVER_PASSED_PREFIX: &str = "MARK1_";
 
 /// Node-wide rules for process agents.
 #[derive(Clone, Debug, PartialEq)]
