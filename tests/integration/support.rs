@@ -144,3 +144,17 @@ pub async fn stop(handle: NodeHandle) {
     let report = handle.shutdown(Duration::from_secs(10)).await;
     assert!(report.stopped_cleanly, "clean shutdown: {report:?}");
 }
+
+/// A durable start of `workflow` in the default namespace, submitted by `submitter`.
+pub fn start_run(workflow: &str, input: Value, submitter: &str) -> mark1::workflows::StartRun {
+    mark1::workflows::StartRun {
+        namespace: "default".into(),
+        workflow: workflow.into(),
+        version: None,
+        input,
+        idempotency_key: None,
+        submitter: Some(submitter.into()),
+        durable: true,
+        parent: None,
+    }
+}

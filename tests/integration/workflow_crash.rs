@@ -39,7 +39,7 @@ use mark1_actors::ports::Store;
 use serde_json::{json, Value};
 
 use crate::store::backends::{for_each_backend, Fresh};
-use crate::support::{agents_ready, stop, ExecutionLog};
+use crate::support::{agents_ready, start_run, stop, ExecutionLog};
 
 const CHAINS: usize = 100;
 const FANS: usize = 40;
@@ -181,16 +181,7 @@ async fn child_node() {
 }
 
 fn start(workflow: &str, input: Value) -> StartRun {
-    StartRun {
-        namespace: "default".into(),
-        workflow: workflow.into(),
-        version: None,
-        input,
-        idempotency_key: None,
-        submitter: Some("crash-test".into()),
-        durable: true,
-        parent: None,
-    }
+    start_run(workflow, input, "crash-test")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

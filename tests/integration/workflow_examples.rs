@@ -17,7 +17,7 @@ use mark1::{Node, NodeHandle};
 use mark1_actors::domain::workflow::source::parse;
 use serde_json::{json, Value};
 
-use crate::support::{agents_ready, eventually, stop, unique};
+use crate::support::{agents_ready, eventually, start_run, stop, unique};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,16 +93,7 @@ fn example(path: &Path) -> Example {
 }
 
 fn start(workflow: &str, input: Value) -> StartRun {
-    StartRun {
-        namespace: "default".into(),
-        workflow: workflow.into(),
-        version: None,
-        input,
-        idempotency_key: None,
-        submitter: Some("examples".into()),
-        durable: true,
-        parent: None,
-    }
+    start_run(workflow, input, "examples")
 }
 
 fn step_state(view: &RunView, step: &str) -> StepState {

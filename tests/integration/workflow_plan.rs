@@ -18,7 +18,7 @@ use mark1::{Agent, AgentError, AgentSpec, Node, NodeHandle, TaskContext};
 use mark1_actors::ports::{UsageGroup, UsageQuery};
 use serde_json::{json, Value};
 
-use crate::support::{eventually, started, stop, unique, Echo, Sleeper};
+use crate::support::{eventually, start_run, started, stop, unique, Echo, Sleeper};
 
 /// Answers `{"text": <input.text in capitals>}`.
 struct Upper;
@@ -82,16 +82,7 @@ const SHOUT_PLAN: &str = r#"{"steps": [
 const GHOST_PLAN: &str = r#"{"steps": [{"id": "say", "agent": "ghost", "input": {"said": "boo"}}]}"#;
 
 fn start(workflow: &str, input: Value) -> StartRun {
-    StartRun {
-        namespace: "default".into(),
-        workflow: workflow.into(),
-        version: None,
-        input,
-        idempotency_key: None,
-        submitter: Some("test".into()),
-        durable: true,
-        parent: None,
-    }
+    start_run(workflow, input, "test")
 }
 
 async fn finished(handle: &NodeHandle, id: RunId) -> RunView {

@@ -11,23 +11,14 @@ use mark1::workflows::{
 use mark1::{AgentSpec, NodeError, NodeHandle};
 use serde_json::{json, Value};
 
-use crate::support::{builder, started, stop, Echo, Flaky, Sleeper};
+use crate::support::{builder, start_run, started, stop, Echo, Flaky, Sleeper};
 
 fn def(v: Value) -> WorkflowDef {
     serde_json::from_value(v).expect("a definition")
 }
 
 fn start(workflow: &str, input: Value) -> StartRun {
-    StartRun {
-        namespace: "default".into(),
-        workflow: workflow.into(),
-        version: None,
-        input,
-        idempotency_key: None,
-        submitter: Some("test".into()),
-        durable: true,
-        parent: None,
-    }
+    start_run(workflow, input, "test")
 }
 
 async fn node(dir: &std::path::Path) -> NodeHandle {
