@@ -4,20 +4,24 @@
 //! `work` counting what was really done. Never a timed test: figures are reported, not
 //! asserted.
 
+mod client;
 mod dispatch;
 mod durable;
 mod http;
+mod models;
 mod restart;
 mod spawn;
 mod workflow;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{exit, CliError};
+use crate::config::ConfigLoader;
 use crate::{Agent, AgentError, TaskContext};
 
 /// The agent of the task benches: answers with its input, so what is measured is the
@@ -44,6 +48,8 @@ enum Bench {
     Durable(durable::Params),
     /// Tasks through the HTTP edge with API-key auth, against the authenticated no-op `whoami`.
     Http(http::Params),
+    /// What the model gateway adds to a call (edge, router, budgets, metering), against calling the provider directly.
+    Models(models::Params),
     /// Memory and spawn rate of idle agent instances, against bare ractor actors.
     Spawn(spawn::Params),
     /// Time from a child's failure to its replacement handling a message.
@@ -58,6 +64,7 @@ impl BenchCommand {
             Bench::Dispatch(p) => dispatch::run(p).await,
             Bench::Durable(p) => durable::run(p).await,
             Bench::Http(p) => http::run(p).await,
+            Bench::Models(p) => models::run(p).await,
             Bench::Spawn(p) => spawn::run(p).await,
             Bench::Restart(p) => restart::run(p).await,
             Bench::Workflow(p) => workflow::run(p).await,
@@ -99,6 +106,32 @@ fn git_sha() -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs `measure` with a fresh folder for its node's data under the system's temp folder,
+/// removed afterwards whatever the outcome.
+pub(crate) async fn in_temp_dir<F, Fut>(bench: &str, measure: F) -> Result<Value, String>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = Result<Value, String>>,
+{
+    let dir = std::env::temp_dir().join(format!("mark1-bench-{bench}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let outcome = measure(dir.clone()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+/// The configuration every bench node starts from: no file and no environment (a run
+/// depends on its flags alone), its data in `dir`, and an in-flight limit no bench meets.
+pub(crate) fn node_config(name: &str, dir: &Path) -> Result<ConfigLoader, String> {
+    let dir = dir.to_str().ok_or_else(|| format!("{} is not UTF-8", dir.display()))?;
+    Ok(ConfigLoader::new()
+        .no_file()
+        .env(Vec::<(String, String)>::new())
+        .set("node.name", name)
+        .set("node.data_dir", dir)
+        .set("limits.max_in_flight", 1_000_000))
 }
 
 /// Median of samples (sorted in place).

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{median, report, round3, Noop};
-use crate::config::{ConfigLoader, SyncMode};
+use super::{median, node_config, report, round3, Noop};
+use crate::config::SyncMode;
 use crate::store::{open, StoreOptions};
 use crate::{AgentSpec, Node, NodeHandle};
 
@@ -155,14 +155,7 @@ async fn start_node(
 ) -> Result<Arc<NodeHandle>, String> {
     // The shipped settings (flush delay, batch size) but for the in-flight limit, which
     // the concurrent small runs would otherwise meet.
-    let mut config = ConfigLoader::new()
-        .no_file()
-        .env(Vec::<(String, String)>::new())
-        .set("node.name", name)
-        .set("node.data_dir", dir.to_str().unwrap_or("."))
-        .set("limits.max_in_flight", 1_000_000)
-        .load()
-        .map_err(|e| e.to_string())?;
+    let mut config = node_config(name, dir)?.load().map_err(|e| e.to_string())?;
     if let Some(delay) = p.flush_delay {
         config.store.flush_delay = delay;
     }

@@ -40,10 +40,17 @@ pub enum OpenAiSetupError {
 #[derive(Debug)]
 pub struct OpenAiProvider {
     name: String,
-    /// The base URL without a trailing slash.
-    base: String,
+    endpoints: Endpoints,
     api_key: Option<String>,
     http: reqwest::Client,
+}
+
+/// The URLs called, parsed once: given a string, reqwest would parse it on every call.
+#[derive(Debug)]
+struct Endpoints {
+    models: Url,
+    chat: Url,
+    embeddings: Url,
 }
 
 impl OpenAiProvider {
@@ -55,18 +62,22 @@ impl OpenAiProvider {
     ) -> Result<Self, OpenAiSetupError> {
         let name = name.into();
         let base = base_url.trim_end_matches('/');
-        if !Url::parse(base).is_ok_and(|url| matches!(url.scheme(), "http" | "https")) {
-            return Err(OpenAiSetupError::BadUrl { provider: name, url: base_url.into() });
-        }
+        let endpoint = |path: &str| {
+            Url::parse(&format!("{base}/{path}"))
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| OpenAiSetupError::BadUrl { provider: name.clone(), url: base_url.into() })
+        };
+        let endpoints = Endpoints {
+            models: endpoint("models")?,
+            chat: endpoint("chat/completions")?,
+            embeddings: endpoint("embeddings")?,
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|source| OpenAiSetupError::Client { provider: name.clone(), source })?;
-        Ok(OpenAiProvider { base: base.into(), name, api_key, http })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
+        Ok(OpenAiProvider { name, endpoints, api_key, http })
     }
 
     /// Sends the request; a transport failure or an error status becomes the port's error.
@@ -123,14 +134,14 @@ impl ModelProvider for OpenAiProvider {
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ModelError> {
-        let response = self.send(self.http.get(self.url("models"))).await?;
+        let response = self.send(self.http.get(self.endpoints.models.clone())).await?;
         let list: ModelList = self.read(response).await?;
         Ok(list.data.into_iter().map(|model| model.into_port(&self.name)).collect())
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ModelError> {
         let body = ChatCompletionRequest::from_port(&request, false);
-        let response = self.send(self.http.post(self.url("chat/completions")).json(&body)).await?;
+        let response = self.send(self.http.post(self.endpoints.chat.clone()).json(&body)).await?;
         let completion: ChatCompletion = self.read(response).await?;
         let mut answer = completion.into_port(&self.name).map_err(|e| self.invalid(e))?;
         if answer.model.is_empty() {
@@ -141,13 +152,13 @@ impl ModelProvider for OpenAiProvider {
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, ModelError> {
         let body = ChatCompletionRequest::from_port(&request, true);
-        let response = self.send(self.http.post(self.url("chat/completions")).json(&body)).await?;
+        let response = self.send(self.http.post(self.endpoints.chat.clone()).json(&body)).await?;
         Ok(sse::chat_chunks(self.name.clone(), response.bytes_stream()).boxed())
     }
 
     async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, ModelError> {
         let body = EmbeddingsRequest::from_port(&request);
-        let response = self.send(self.http.post(self.url("embeddings")).json(&body)).await?;
+        let response = self.send(self.http.post(self.endpoints.embeddings.clone()).json(&body)).await?;
         let embeddings: EmbeddingsResponse = self.read(response).await?;
         let mut answer =
             embeddings.into_port(&self.name, request.input.len()).map_err(|e| self.invalid(e))?;

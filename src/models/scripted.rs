@@ -11,9 +11,12 @@ mod openai;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use mark1_actors::ports::model::{ModelCapabilities, ToolCall, Usage};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -66,6 +69,10 @@ pub struct Script {
     answers: Mutex<VecDeque<Answer>>,
     models: Mutex<Vec<ScriptedModel>>,
     requests: Mutex<Vec<Value>>,
+    /// Bodies are not kept: a bench's millions of calls would only grow memory.
+    forget_requests: AtomicBool,
+    /// Model calls answered (or refused by the script), kept or not.
+    calls: AtomicU64,
     /// API key callers must send as `Authorization: Bearer`, if any.
     api_key: Mutex<Option<String>>,
 }
@@ -83,9 +90,20 @@ impl Script {
         *self.api_key.lock() = Some(key.into());
     }
 
-    /// The JSON bodies of every call so far (model calls only, not listings).
+    /// The JSON bodies of every call so far (model calls only, not listings), unless
+    /// [`Script::forget_requests`] was called.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().clone()
+    }
+
+    /// Stops keeping request bodies; [`Script::calls`] still counts them.
+    pub fn forget_requests(&self) {
+        self.forget_requests.store(true, Relaxed);
+    }
+
+    /// How many model calls reached the script (not listings).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Relaxed)
     }
 
     pub(crate) fn models(&self) -> Vec<ScriptedModel> {
@@ -94,7 +112,10 @@ impl Script {
 
     /// Records the request and takes the next answer; none queued: echo `last_user`.
     pub(crate) fn next(&self, request: Value, last_user: &str) -> Answer {
-        self.requests.lock().push(request);
+        self.calls.fetch_add(1, Relaxed);
+        if !self.forget_requests.load(Relaxed) {
+            self.requests.lock().push(request);
+        }
         self.answers.lock().pop_front().unwrap_or_else(|| Answer::Text(last_user.to_string()))
     }
 
@@ -142,6 +163,10 @@ impl ScriptedServer {
         let app = openai::routes().merge(ollama::routes()).with_state(script.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
+        // As model servers do: a small answer is not held back waiting for an ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {

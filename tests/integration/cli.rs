@@ -157,6 +157,18 @@ fn migrate_creates_the_default_store_and_reports_its_version() {
     assert!(stderr.contains("postgres://mark1@127.0.0.1:1/mark1"), "{stderr}");
 }
 
+/// Runs `mark1 bench …` and checks it succeeds and prints the report envelope (§13.9).
+fn bench(dir: &Path, args: &[&str]) -> Value {
+    let out = mark1(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    for key in ["bench", "git_sha", "profile", "params", "baseline", "ratio", "work"] {
+        assert!(report.get(key).is_some(), "{args:?} report has {key}: {report}");
+    }
+    assert_eq!(report["bench"], args[1]);
+    report
+}
+
 /// Benches are never timed tests; this only checks each one runs and reports its shape.
 #[test]
 fn benches_print_their_report() {
@@ -166,14 +178,40 @@ fn benches_print_their_report() {
         vec!["bench", "spawn", "--json", "--n", "500", "--per-pool", "100", "--rounds", "1"],
         vec!["bench", "restart", "--json", "--restarts", "50"],
     ] {
-        let out = mark1(dir.path()).args(&args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
-        for key in ["bench", "git_sha", "profile", "params", "baseline", "ratio", "work"] {
-            assert!(report.get(key).is_some(), "{args:?} report has {key}: {report}");
-        }
-        assert_eq!(report["bench"], args[1]);
+        bench(dir.path(), &args);
     }
+}
+
+/// The model gateway bench reports its figures against the direct baseline, says which
+/// targets are met, and counts every gateway call through router, provider, budget and
+/// usage records (figures are not checked against the targets: never a timed test).
+#[test]
+fn the_models_bench_reports_added_latency_and_the_work_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "models", "--json", "--requests", "200", "--connections", "4"];
+    let report = bench(dir.path(), &[&args[..], &["--latency-requests", "50", "--rounds", "2"]].concat());
+    for key in
+        ["added_p50_us", "added_p99_us", "gateway_p50_us", "gateway_p99_us", "added_cpu_us_per_request"]
+    {
+        assert!(report[key].is_f64(), "{key}: {report}");
+    }
+    assert!(report["gateway_rps"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["baseline"]["direct_rps"].as_f64().unwrap() > 0.0, "{report}");
+    let (gateway, direct) = (&report["gateway_p50_us"], &report["baseline"]["direct_p50_us"]);
+    assert!(gateway.as_f64().unwrap() > direct.as_f64().unwrap(), "a hop more takes longer: {report}");
+    for target in ["added_p50_us", "added_p99_us", "gateway_rps"] {
+        assert!(report["targets"][target]["met"].is_boolean(), "{target}: {report}");
+    }
+    let work = &report["work"];
+    // Warm-up (a tenth of each phase) plus two rounds of both phases, per side.
+    let per_side = 20 + 5 + 2 * (200 + 50);
+    assert_eq!(work["gateway_requests"], per_side, "{work}");
+    assert_eq!(work["direct_requests"], per_side, "{work}");
+    assert_eq!(work["router_calls"], per_side, "{work}");
+    assert_eq!(work["usage_records"], per_side, "{work}");
+    assert_eq!(work["provider_calls"], 2 * per_side, "{work}");
+    assert_eq!(work["budget_tokens_reserved"], 0, "{work}");
+    assert!(work["budget_tokens_settled"].as_u64().unwrap() >= per_side, "{work}");
 }
 
 /// An address with a port nothing listens on now (the OS picked it, then it was freed).

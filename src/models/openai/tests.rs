@@ -213,7 +213,19 @@ async fn an_unused_port_is_unavailable() {
 fn a_base_url_must_be_http() {
     assert!(OpenAiProvider::new("p", "ftp://host/v1", None).is_err());
     assert!(OpenAiProvider::new("p", "localhost:8000", None).is_err());
-    assert!(OpenAiProvider::new("p", "https://host/v1/", None).is_ok());
+    let provider = OpenAiProvider::new("p", "https://host/v1/", None).unwrap();
+    assert_eq!(provider.endpoints.chat.as_str(), "https://host/v1/chat/completions", "one slash");
+}
+
+#[tokio::test]
+async fn a_script_that_forgets_request_bodies_still_counts_the_calls() {
+    let (server, provider) = scripted().await;
+    provider.chat(hello()).await.unwrap();
+    server.script.forget_requests();
+    provider.chat(hello()).await.unwrap();
+    provider.models().await.unwrap();
+    assert_eq!(server.script.calls(), 2, "model calls, not listings");
+    assert_eq!(server.script.requests().len(), 1, "the body before forgetting");
 }
 
 #[tokio::test]
