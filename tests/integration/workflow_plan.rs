@@ -272,9 +272,11 @@ async fn a_run_resumed_after_a_restart_runs_its_journaled_plan_without_asking_ag
     })
     .await;
     let view = second.get_run(run.id).await.unwrap();
+    let errors: Vec<_> = view.steps.iter().map(|s| (&s.id, s.state, &s.error)).collect();
     assert_eq!(
         (view.record.state, view.record.output.clone()),
-        (RunState::Succeeded, Some(json!({"slept": 1500})))
+        (RunState::Succeeded, Some(json!({"slept": 1500}))),
+        "{errors:?}"
     );
     assert_eq!(server.script.requests().len(), 1, "the journaled plan ran; the model was not asked again");
     let journal = second.store().journal(run.id).await.unwrap();

@@ -56,6 +56,9 @@ fn retry_after(error: &TaskError) -> Option<Duration> {
         | TaskError::QueueFull { retry_after, .. }
         | TaskError::QuotaExceeded { retry_after, .. } => Some(*retry_after),
         TaskError::Unavailable(_) => Some(AWAY),
+        // Not the step's failure: the node is stopping, and the run resumes with the
+        // step still in flight when a node starts again.
+        TaskError::ShuttingDown => Some(AWAY),
         _ => None,
     }
 }
@@ -116,6 +119,9 @@ async fn drive(
     {
         let mut look_again = AWAY;
         loop {
+            if run.actor().get_status() == ractor::ActorStatus::Stopped {
+                return; // the run is gone (its node stopped); a restarted run submits again
+            }
             if !std::mem::take(&mut first) {
                 // Asking again: the first submission may have made the task after all.
                 Arc::make_mut(&mut request).key_is_new = false;
@@ -394,5 +400,67 @@ mod tests {
         assert_eq!(outcome, UnitOutcome::Succeeded(json!("done")), "not 'the task ended running'");
         orchestrator.stop(None);
         run.stop(None);
+    }
+
+    /// An orchestrator draining for shutdown: it refuses every submission.
+    struct Draining;
+
+    impl Actor for Draining {
+        type Msg = OrchestratorMsg;
+        type State = Arc<std::sync::atomic::AtomicU32>;
+        type Arguments = Arc<std::sync::atomic::AtomicU32>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<OrchestratorMsg>,
+            submits: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(submits)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<OrchestratorMsg>,
+            msg: OrchestratorMsg,
+            submits: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let OrchestratorMsg::Submit { reply, .. } = msg {
+                submits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = reply.send(Err(TaskError::ShuttingDown));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_refused_by_a_node_shutting_down_is_not_failed_and_gives_up_with_its_run() {
+        let submits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (orchestrator, _) = Actor::spawn(None, Draining, submits.clone()).await.unwrap();
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let (run, run_handle) = Actor::spawn(None, Outcomes, tx).await.unwrap();
+        let found = Addr::new(orchestrator.clone(), ActorStats::new("orchestrator"));
+        let unit = UnitKey { step: "s".into(), item: None, attempt: 1 };
+        let request = TaskRequest::to_agent("echo", json!({}));
+        run_task(
+            Arc::new(move || Some(found.clone())),
+            Addr::new(run.clone(), ActorStats::new("run")),
+            unit,
+            request,
+        );
+
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(outcomes.try_recv().is_err(), "the step stays in flight: the run resumes on the next start");
+        assert!(submits.load(std::sync::atomic::Ordering::SeqCst) > 1, "asked again while the node drains");
+        run.stop(None);
+        run_handle.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after_stop = submits.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            submits.load(std::sync::atomic::Ordering::SeqCst),
+            after_stop,
+            "no asking after the run stopped"
+        );
+        orchestrator.stop(None);
     }
 }
