@@ -168,6 +168,9 @@ fn client(policy: &AddressPolicy) -> reqwest::Result<reqwest::Client> {
     let redirect_policy = policy.clone();
     reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
+        // A proxy from the environment (HTTP_PROXY…) would resolve the host itself,
+        // past the resolver's check: tools connect directly.
+        .no_proxy()
         .dns_resolver(Arc::new(policy.resolver()))
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
