@@ -169,7 +169,11 @@ impl NodeBuilder {
         };
         let declared = DeclaredRuntimes {
             processes: Arc::new(ProcessRuntime::new(sandbox_policy(&config))),
-            llm: Arc::new(LlmRuntime::new(&config.node.name, Arc::new(McpServers::from_config(&config.mcp)))),
+            llm: Arc::new(LlmRuntime::new(
+                &config.node.name,
+                Arc::new(McpServers::from_config(&config.mcp)),
+                config.models.default_max_tokens,
+            )),
         };
         let mut definitions = Vec::new();
         for spec in config.agent_specs()? {

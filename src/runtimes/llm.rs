@@ -16,7 +16,7 @@ pub mod tools;
 
 use std::sync::Arc;
 
-use mark1_actors::domain::{AgentSpec, LlmSpec, RuntimeSpec};
+use mark1_actors::domain::{AgentSpec, LlmSpec, RuntimeSpec, ToolDef};
 use mark1_actors::models::ModelRouter;
 use mark1_actors::node::actor_name;
 use mark1_actors::ports::{AgentError, AgentRuntime, AgentWorker, TaskContext};
@@ -31,29 +31,30 @@ use self::tools::Toolbox;
 pub struct LlmRuntime {
     router: ModelRouter,
     mcp: Arc<McpServers>,
+    default_answer_tokens: u32,
 }
 
 impl LlmRuntime {
-    /// The runtime of node `node`, whose router it finds by name.
-    pub fn new(node: &str, mcp: Arc<McpServers>) -> Self {
-        LlmRuntime { router: ModelRouter::new(actor_name(node, "models/router")), mcp }
+    /// The runtime of node `node`, whose router it finds by name; an answer is at most
+    /// `default_answer_tokens` long unless an agent says otherwise.
+    pub fn new(node: &str, mcp: Arc<McpServers>, default_answer_tokens: u32) -> Self {
+        LlmRuntime { router: ModelRouter::new(actor_name(node, "models/router")), mcp, default_answer_tokens }
     }
 
-    /// Checks what registration can check beyond the spec itself: the MCP servers its
-    /// tools name are configured and its HTTP tools can be built.
+    /// Checks what registration can check beyond the spec itself, so an agent that
+    /// could never start is refused rather than stored: the MCP servers its tools name
+    /// are configured, and its agent and HTTP tools can be built.
     pub fn check(&self, llm: &LlmSpec) -> Result<(), String> {
         for (i, tool) in llm.tools.iter().enumerate() {
-            match tool {
-                mark1_actors::domain::ToolDef::Mcp { server, .. } if !self.mcp.has(server) => {
-                    return Err(format!(
-                        "llm.tools[{i}]: no MCP server '{server}' is configured (mcp.servers)"
-                    ));
+            let built = match tool {
+                ToolDef::Mcp { server, .. } if !self.mcp.has(server) => {
+                    Err(format!("no MCP server '{server}' is configured (mcp.servers)"))
                 }
-                mark1_actors::domain::ToolDef::Http { .. } => {
-                    http_tool::HttpTool::new(tool).map_err(|e| format!("llm.tools[{i}]: {e}"))?;
-                }
-                _ => {}
-            }
+                ToolDef::Mcp { .. } => Ok(()),
+                ToolDef::Http { .. } => http_tool::HttpTool::new(tool).map(drop),
+                ToolDef::Agent { .. } => agent_tool::AgentTool::new(tool).map(drop),
+            };
+            built.map_err(|e| format!("llm.tools[{i}]: {e}"))?;
         }
         Ok(())
     }
@@ -79,6 +80,7 @@ impl AgentRuntime for LlmRuntime {
             router: self.router.clone(),
             toolbox,
             output,
+            default_answer_tokens: self.default_answer_tokens,
         }))
     }
 }
@@ -91,6 +93,7 @@ struct LlmWorker {
     router: ModelRouter,
     toolbox: Toolbox,
     output: Option<OutputSchema>,
+    default_answer_tokens: u32,
 }
 
 #[async_trait::async_trait]
@@ -103,6 +106,7 @@ impl AgentWorker for LlmWorker {
             router: &self.router,
             toolbox: &self.toolbox,
             output: self.output.as_ref(),
+            default_answer_tokens: self.default_answer_tokens,
         };
         Session::new(agent, &ctx, &input).run().await
     }

@@ -268,6 +268,20 @@ async fn the_step_limit_and_the_token_cap_end_a_task() {
     assert_eq!(done.state, TaskState::Failed);
     assert!(done.error.as_deref().unwrap().contains("token cap"), "{:?}", done.error);
     assert_eq!(server.script.requests().len(), 2, "refused before calling the model");
+
+    // A large cap does not make every answer as large: an answer is the usual size, and
+    // only the last calls of a task near its cap get less.
+    let mut roomy = LlmSpec::new("oa/llama3.1");
+    roomy.max_tokens = Some(50_000);
+    roomy.tools = vec![agent_tool("lookup")];
+    handle.register_declared_agent(AgentSpec::llm("roomy", roomy)).await.unwrap();
+    agents_ready(&handle, 5).await;
+    server.script.push(Answer::ToolCalls(vec![call("r1", "lookup", json!({"q": "x"}))]));
+    let done = run(&handle, "roomy", json!("short")).await;
+    assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
+    let requests = server.script.requests();
+    let sizes: Vec<&Value> = requests[2..].iter().map(|r| &r["max_tokens"]).collect();
+    assert_eq!(sizes, [&json!(1024), &json!(1024)], "models.default_max_tokens each time");
     stop(handle).await;
 }
 

@@ -150,7 +150,21 @@ impl AgentSpec {
             RuntimeSpec::Process(p) if p.command.as_os_str().is_empty() => {
                 Err(format!("agent '{}': process.command is empty", self.name))
             }
-            RuntimeSpec::Llm(llm) => llm.validate().map_err(|e| format!("agent '{}': {e}", self.name)),
+            RuntimeSpec::Llm(llm) => {
+                llm.validate().map_err(|e| format!("agent '{}': {e}", self.name))?;
+                // A task calling its own agent waits for a worker it may itself hold.
+                let calls_itself = llm
+                    .tools
+                    .iter()
+                    .any(|t| matches!(t, ToolDef::Agent { agent: Some(agent), .. } if *agent == self.name));
+                if calls_itself {
+                    return Err(format!(
+                        "agent '{}': llm.tools: an agent tool may not call its own agent",
+                        self.name
+                    ));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -9,7 +9,7 @@ use ractor::rpc::CallResult;
 use tokio_util::sync::CancellationToken;
 
 use super::{OrchestratorMsg, TaskError};
-use crate::domain::{TaskRecord, TaskRequest};
+use crate::domain::{TaskId, TaskRecord, TaskRequest};
 
 /// How long to wait before asking again about a task the orchestrator answered for
 /// without holding it (it was taken over after a restart).
@@ -40,11 +40,10 @@ impl TaskClient {
         cancel: &CancellationToken,
     ) -> Option<Result<TaskRecord, TaskError>> {
         let request = Arc::new(request);
-        let submitted = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return None,
-            answer = self.orchestrator.call(|reply| OrchestratorMsg::Submit { request, reply }, None) => answer,
-        };
+        // Not raced against the cancel: a submission the orchestrator took must be known
+        // by its id, or a cancel could not reach it. The orchestrator answers at once.
+        let submitted =
+            self.orchestrator.call(|reply| OrchestratorMsg::Submit { request, reply }, None).await;
         let id = match flatten(submitted) {
             Ok(submitted) => submitted.id,
             Err(error) => return Some(Err(error)),
@@ -52,17 +51,25 @@ impl TaskClient {
         loop {
             let answer = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => {
-                    let _ = self.orchestrator.call(|reply| OrchestratorMsg::Cancel { id, reply }, None).await;
-                    return None;
-                }
+                _ = cancel.cancelled() => return self.cancel(id),
                 answer = self.orchestrator.call(|reply| OrchestratorMsg::Wait { id, wait: None, reply }, None) => answer,
             };
             match flatten(answer) {
-                Ok(record) if !record.state.is_final() => tokio::time::sleep(LOOK_AGAIN).await,
+                Ok(record) if !record.state.is_final() => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return self.cancel(id),
+                    _ = tokio::time::sleep(LOOK_AGAIN) => {}
+                },
                 answer => return Some(answer),
             }
         }
+    }
+
+    /// Asks for the sub-task to be cancelled without waiting for the answer.
+    fn cancel(&self, id: TaskId) -> Option<Result<TaskRecord, TaskError>> {
+        let (reply, _) = ractor::concurrency::oneshot();
+        let _ = self.orchestrator.cast(OrchestratorMsg::Cancel { id, reply: reply.into() });
+        None
     }
 }
 

@@ -23,8 +23,8 @@ pub struct TaskContext {
     pub deadline: Option<SystemTime>,
     pub namespace: String,
     pub traceparent: Option<String>,
-    /// Who submitted the task (`key:<id>`, `user:<name>`…); sub-tasks are submitted as
-    /// them, so an agent can never reach more than its submitter could.
+    /// Who submitted the task (`key:<id>`, `user:<name>`…); the sub-tasks an agent
+    /// submits (in the task's namespace) are recorded as theirs.
     pub submitter: Option<String>,
     /// Fires when the task is cancelled or its time is up; the agent should stop promptly.
     pub cancel: CancellationToken,

@@ -123,6 +123,9 @@ pub async fn register(
     caller.namespace(Some(&agent.namespace))?;
     let spec =
         edge.node.config().agent_spec_from(&name, agent).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(reason) = reaches_the_node(&spec) {
+        caller.require(Permission::ManageProcessAgents, reason)?;
+    }
     let (namespace, name) = (spec.namespace.clone(), spec.name.clone());
     let data = json!({"runtime": spec.runtime.kind(), "command": command_of(&spec)});
     let outcome = edge.node.register_declared_agent(spec).await;
@@ -216,6 +219,20 @@ fn declared_runtime(bytes: &[u8]) -> Option<String> {
         "process".into()
     }
     serde_json::from_slice::<Runtime>(bytes).ok().map(|r| r.runtime)
+}
+
+/// What in an LLM agent reaches past its namespace into the node, and so is for admins
+/// as process agents are: an HTTP tool allowed private addresses (the node's network,
+/// cloud metadata, local model servers past the router), or MCP tools (node-wide
+/// servers, a stdio one a command on the node).
+fn reaches_the_node(spec: &mark1_actors::domain::AgentSpec) -> Option<&'static str> {
+    use mark1_actors::domain::{RuntimeSpec, ToolDef};
+    let RuntimeSpec::Llm(llm) = &spec.runtime else { return None };
+    llm.tools.iter().find_map(|tool| match tool {
+        ToolDef::Http { allow_private: true, .. } => Some("give an HTTP tool private addresses"),
+        ToolDef::Mcp { .. } => Some("give an agent MCP tools"),
+        _ => None,
+    })
 }
 
 fn command_of(spec: &mark1_actors::domain::AgentSpec) -> Option<String> {

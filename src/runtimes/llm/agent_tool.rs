@@ -68,7 +68,10 @@ impl Tool for AgentTool {
                 "this task runs outside a node: no orchestrator to call agents".into(),
             ));
         };
-        let key = format!("{}:tool:{}", task.idempotency_key, call_digest(&self.spec.name, &arguments));
+        // The step keeps a call the model repeats later (to retry a failure) from finding
+        // the failed sub-task again.
+        let digest = call_digest(&self.spec.name, &arguments);
+        let key = format!("{}:tool:{}:{digest}", task.idempotency_key, context.step);
         let mut request = match &self.target {
             Target::Agent(agent) => TaskRequest::to_agent(agent.clone(), arguments),
             Target::Capabilities(capabilities) => {
@@ -98,8 +101,8 @@ impl Tool for AgentTool {
 }
 
 /// Names a tool call by what it asks, so a task re-run after a crash that asks the same
-/// again finds the sub-task it submitted before (the idempotency key) instead of
-/// running it twice, while a different call gets a task of its own.
+/// again at the same step finds the sub-task it submitted before (the idempotency key)
+/// instead of running it twice, while a different call gets a task of its own.
 fn call_digest(tool: &str, arguments: &Value) -> String {
     let mut hash = Sha256::new();
     hash.update(tool.as_bytes());

@@ -70,8 +70,9 @@ impl HttpTool {
             .templates
             .render_str(&self.url, arguments)
             .map_err(|e| ToolError::Refused(format!("cannot build the URL from the arguments: {e}")))?;
+        // The URL is not repeated: its query may hold a key the model must not see.
         let mut url = Url::parse(&rendered)
-            .map_err(|e| ToolError::Refused(format!("'{rendered}' is not a URL: {e}")))?;
+            .map_err(|e| ToolError::Refused(format!("the rendered URL is not valid: {e}")))?;
         check_url(&url, &self.policy).map_err(ToolError::Refused)?;
         // A GET whose URL takes nothing from the arguments sends them as the query.
         if self.method == Method::GET && !self.url.contains("{{") {
@@ -93,7 +94,7 @@ impl HttpTool {
         if self.method != Method::GET {
             request = request.json(&arguments);
         }
-        let response = request.send().await.map_err(|e| ToolError::Failed(error_chain(&e)))?;
+        let response = request.send().await.map_err(|e| ToolError::Failed(error_chain(&e.without_url())))?;
         let status = response.status();
         let is_json = response
             .headers()
@@ -136,7 +137,8 @@ impl Tool for HttpTool {
 
 /// Templates for URLs: a missing argument is an error rather than an empty string, and
 /// every value is percent-encoded, so an argument cannot add path segments, a query or
-/// another host.
+/// another host; `.` and `..`, which encoding leaves alone, would move up the path and
+/// are refused.
 fn url_templates() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -145,6 +147,10 @@ fn url_templates() -> Environment<'static> {
             Some(text) => text.to_string(),
             None => value.to_string(),
         };
+        if text == "." || text == ".." {
+            let reason = "an argument may not be a dot segment ('.' or '..')";
+            return Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, reason));
+        }
         out.write_str(&percent_encode(&text)).map_err(Into::into)
     });
     env
@@ -173,7 +179,7 @@ fn client(policy: &AddressPolicy) -> reqwest::Result<reqwest::Client> {
         .no_proxy()
         .dns_resolver(Arc::new(policy.resolver()))
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
+            if attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
             }
             match check_url(attempt.url(), &redirect_policy) {
@@ -188,7 +194,7 @@ async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, ToolError> 
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ToolError::Failed(error_chain(&e)))?;
+        let chunk = chunk.map_err(|e| ToolError::Failed(error_chain(&e.without_url())))?;
         let room = MAX_BODY - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() == MAX_BODY {
@@ -236,6 +242,10 @@ mod tests {
         assert!(t.url(&json!({"sub": "api"})).is_ok());
         let missing = t.url(&json!({})).unwrap_err().to_string();
         assert!(missing.contains("cannot build the URL"), "{missing}");
+        let t = tool("https://api.example.com/api/{{ id }}/details", "GET", &["api.example.com"], false);
+        let up = t.url(&json!({"id": ".."})).unwrap_err().to_string();
+        assert!(up.contains("dot segment"), "{up}");
+        assert!(t.url(&json!({"id": "..."})).is_ok(), "three dots are a name");
     }
 
     #[test]
@@ -257,6 +267,10 @@ mod tests {
         assert!(refused("example.org").contains("not in the tool's allow_hosts"));
         assert!(refused("127.0.0.1").contains("loopback"));
         assert!(refused("10.1.2.3").contains("private"));
+        // Other spellings of a loopback address are normalized before the check.
+        for host in ["2130706433", "0x7f.1"] {
+            assert!(refused(host).contains("loopback"), "{host}");
+        }
         assert!(t.url(&json!({"host": "a.example.com"})).is_ok());
         let open = tool("http://127.0.0.1:9/", "GET", &["127.0.0.1"], true);
         assert!(open.url(&json!({})).is_ok());

@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use mark1_actors::domain::LlmSpec;
-use mark1_actors::models::{CallContext, ModelCall, ModelOutput, ModelRouter};
+use mark1_actors::models::{CallContext, ModelCall, ModelRouter};
 use mark1_actors::ports::model::{
     ChatMessage, ChatRequest, ChatResponse, GenerationOptions, ModelError, ResponseFormat, Role,
 };
@@ -29,6 +29,9 @@ pub struct Agent<'a> {
     pub router: &'a ModelRouter,
     pub toolbox: &'a Toolbox,
     pub output: Option<&'a OutputSchema>,
+    /// Most tokens of an answer when the agent sets no `max_answer_tokens` (the router's
+    /// `models.default_max_tokens`).
+    pub default_answer_tokens: u32,
 }
 
 pub struct Session<'a> {
@@ -85,7 +88,7 @@ impl<'a> Session<'a> {
     /// Runs the tool calls of one answer, concurrently; each result (or error) becomes
     /// a `tool` message for the model.
     async fn call_tools(&self, step: u32, message: &ChatMessage) -> Result<Vec<ChatMessage>, AgentError> {
-        let context = ToolCallContext { task: self.task, agent: self.agent.key, step };
+        let context = ToolCallContext { task: self.task, step };
         let calls = message.tool_calls.iter().map(|call| async {
             let result = self.agent.toolbox.call(&context, &call.name, call.arguments.clone()).await;
             if let Err(error) = &result {
@@ -150,10 +153,7 @@ impl<'a> Session<'a> {
             };
             match answer {
                 Ok(output) => {
-                    let response = match output {
-                        ModelOutput::Chat(response) => response,
-                        _ => unreachable!("a chat call answers with a chat response"),
-                    };
+                    let response = output.into_response();
                     self.tokens += response.usage.total();
                     self.cost += response.cost;
                     return Ok(response);
@@ -192,7 +192,9 @@ impl<'a> Session<'a> {
     }
 
     /// Fits the call into what is left of the task's token cap: its answer may use at
-    /// most what the (estimated) prompt leaves.
+    /// most what the (estimated) prompt leaves, and never more than an answer's usual
+    /// size (asking for all that is left would reserve it from the namespace's budget
+    /// and could exceed the model's context or output limit).
     fn within_token_cap(&self, call: ModelCall) -> Result<ModelCall, AgentError> {
         let Some(max_tokens) = self.agent.spec.max_tokens else { return Ok(call) };
         let left = max_tokens.saturating_sub(self.tokens);
@@ -206,7 +208,8 @@ impl<'a> Session<'a> {
         }
         let ModelCall::Chat(mut request) = call else { unreachable!("sessions make chat calls") };
         let room = u32::try_from(left - prompt).unwrap_or(u32::MAX);
-        request.options.max_tokens = Some(request.options.max_tokens.map_or(room, |m| m.min(room)));
+        let answer = request.options.max_tokens.unwrap_or(self.agent.default_answer_tokens);
+        request.options.max_tokens = Some(answer.min(room));
         Ok(ModelCall::Chat(request))
     }
 
@@ -229,16 +232,10 @@ fn user_prompt(input: &Value) -> String {
     }
 }
 
-/// Errors after which the next model in `fallback_models` may do better.
+/// Errors after which the next model in `fallback_models` may do better: the model is
+/// not there or not fit, or its providers failed (the errors that are retryable).
 fn tries_another_model(error: &ModelError) -> bool {
-    matches!(
-        error,
-        ModelError::UnknownModel(_)
-            | ModelError::NotCapable { .. }
-            | ModelError::Unavailable { .. }
-            | ModelError::Overloaded { .. }
-            | ModelError::Timeout { .. }
-    )
+    error.is_provider_fault() || matches!(error, ModelError::UnknownModel(_) | ModelError::NotCapable { .. })
 }
 
 /// A model failure as the task's: what another attempt could fix is retryable.

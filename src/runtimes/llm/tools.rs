@@ -32,8 +32,6 @@ pub enum ToolError {
 /// Where a tool call happens: the task, and which step and call of its loop.
 pub struct ToolCallContext<'a> {
     pub task: &'a TaskContext,
-    /// The agent calling, `<namespace>/<name>`.
-    pub agent: &'a str,
     /// The model call (1-based) whose answer asked for the tool.
     pub step: u32,
 }

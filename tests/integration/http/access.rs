@@ -246,8 +246,26 @@ async fn operators_register_llm_agents_and_developers_do_not() {
     assert!(status == 400 && body["detail"].as_str().unwrap().contains("llm.max_steps"), "{body}");
     let mut mcp = llm.clone();
     mcp["llm"]["tools"] = json!([{"kind": "mcp", "server": "files"}]);
-    let (status, body) = json_of(post("operator", Some("team-a"), &mcp).await.unwrap()).await;
+    let (status, _) = json_of(post("operator", Some("team-a"), &mcp).await.unwrap()).await;
+    assert_eq!(status, 403, "MCP servers are the node's: admins only");
+    let (status, body) = json_of(post("admin", None, &mcp).await.unwrap()).await;
     assert!(status == 400 && body["detail"].as_str().unwrap().contains("no MCP server 'files'"), "{body}");
+    let mut private = llm.clone();
+    private["llm"]["tools"] = json!([{"kind": "http", "name": "meta", "url": "http://169.254.169.254/",
+                                      "allow_hosts": ["169.254.169.254"], "allow_private": true}]);
+    let (status, _) = json_of(post("operator", Some("team-a"), &private).await.unwrap()).await;
+    assert_eq!(status, 403, "private addresses are the node's network: admins only");
+    let mut itself = llm.clone();
+    itself["llm"]["tools"] = json!([{"kind": "agent", "agent": "writer"}]);
+    let (status, body) = json_of(post("operator", Some("team-a"), &itself).await.unwrap()).await;
+    assert!(
+        status == 400 && body["detail"].as_str().unwrap().contains("may not call its own agent"),
+        "{body}"
+    );
+    let mut bad_schema = llm.clone();
+    bad_schema["llm"]["tools"] = json!([{"kind": "agent", "agent": "other", "parameters": {"type": 12}}]);
+    let (status, body) = json_of(post("operator", Some("team-a"), &bad_schema).await.unwrap()).await;
+    assert!(status == 400 && body["detail"].as_str().unwrap().contains("parameters"), "{body}");
 
     let (status, agent) = json_of(post("operator", Some("team-a"), &llm).await.unwrap()).await;
     assert_eq!(status, 201, "{agent}");

@@ -80,6 +80,8 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("unspecified")
     } else if a == 100 && (64..128).contains(&b) {
         Some("shared (carrier-grade NAT)")
+    } else if (a == 192 && b == 0 && ip.octets()[2] == 0) || (a == 198 && (18..20).contains(&b)) {
+        Some("reserved (protocol assignments or benchmarking)")
     } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
         Some("multicast or reserved")
     } else {
@@ -88,6 +90,21 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    // Forms that carry an IPv4 address in their low 32 bits: IPv4-compatible (::/96) and
+    // NAT64 (64:ff9b::/96, which a DNS64 resolver makes up for a private A record).
+    if s[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let v4 = Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+        return forbidden_v4(v4);
+    }
+    // Tunnels and translators whose far end cannot be checked here: local-use NAT64
+    // (64:ff9b:1::/48), 6to4 (2002::/16) and Teredo (2001::/32); and site-local fec0::/10.
+    if s[..3] == [0x64, 0xff9b, 1] || s[0] == 0x2002 || (s[0] == 0x2001 && s[1] == 0) {
+        return Some("tunnelled or translated");
+    }
+    if s[0] & 0xffc0 == 0xfec0 {
+        return Some("site-local");
+    }
     if ip.is_loopback() {
         Some("loopback")
     } else if ip.is_unspecified() {
@@ -154,6 +171,13 @@ mod tests {
         assert_eq!(kind("fe80::1"), Some("link-local"));
         assert_eq!(kind("fd00::1"), Some("private (unique local)"));
         assert_eq!(kind("::ffff:127.0.0.1"), Some("loopback"));
+        assert_eq!(kind("::7f00:1"), Some("loopback"), "IPv4-compatible");
+        assert_eq!(kind("64:ff9b::a00:1"), Some("private"), "NAT64 of 10.0.0.1");
+        assert_eq!(kind("64:ff9b::5db8:d822"), None, "NAT64 of a public address");
+        assert_eq!(kind("2002:7f00:1::"), Some("tunnelled or translated"));
+        assert_eq!(kind("2001:0:4136:e378::1"), Some("tunnelled or translated"));
+        assert_eq!(kind("fec0::1"), Some("site-local"));
+        assert_eq!(kind("198.18.0.1"), Some("reserved (protocol assignments or benchmarking)"));
         assert_eq!(kind("93.184.216.34"), None);
         assert_eq!(kind("2606:4700::1111"), None);
     }

@@ -154,7 +154,7 @@ fn task() -> TaskContext {
 }
 
 async fn call(tool: &Arc<dyn Tool>, task: &TaskContext, arguments: Value) -> Result<Value, ToolError> {
-    tool.call(&ToolCallContext { task, agent: "default/test", step: 1 }, arguments).await
+    tool.call(&ToolCallContext { task, step: 1 }, arguments).await
 }
 
 fn names(tools: &[Arc<dyn Tool>]) -> Vec<&str> {
