@@ -348,6 +348,9 @@ impl NodeHandle {
                 false
             }
         };
+        // Last, once no agent can call them: the MCP servers the node started. Bounded,
+        // since a connection being made holds its server's lock for up to its timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.declared.llm.close()).await;
         ShutdownReport {
             drained,
             abandoned_tasks,

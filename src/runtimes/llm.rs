@@ -41,6 +41,11 @@ impl LlmRuntime {
         LlmRuntime { router: ModelRouter::new(actor_name(node, "models/router")), mcp, default_answer_tokens }
     }
 
+    /// Ends the MCP servers' connections (the node is shutting down).
+    pub async fn close(&self) {
+        self.mcp.close().await;
+    }
+
     /// Checks what registration can check beyond the spec itself, so an agent that
     /// could never start is refused rather than stored: the MCP servers its tools name
     /// are configured, and its agent and HTTP tools can be built.

@@ -71,6 +71,17 @@ impl McpServers {
         self.servers.contains_key(server)
     }
 
+    /// Ends every connection (a stdio server's process with it), as part of the node's
+    /// shutdown, even while agents' tools still refer to the servers. A tool called
+    /// afterwards would connect again.
+    pub async fn close(&self) {
+        for server in self.servers.values() {
+            if server.client.lock().await.take().is_some() {
+                tracing::debug!(server = %server.name, "mcp server connection closed at shutdown");
+            }
+        }
+    }
+
     /// The tools of `server` named in `only` (all of them when empty), in the server's
     /// order. Connects to the server if it is not connected yet.
     pub async fn tools(&self, server: &str, only: &[String]) -> Result<Vec<Arc<dyn Tool>>, McpError> {

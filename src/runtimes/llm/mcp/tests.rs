@@ -301,6 +301,18 @@ async fn a_stdio_server_that_died_is_started_again_on_the_next_call() {
 }
 
 #[tokio::test]
+async fn closing_the_servers_stops_the_child_while_tools_are_held() {
+    let mcp = servers([("demo", stdio())]);
+    let tools = mcp.tools("demo", &[]).await.unwrap();
+    let pid = call(named(&tools, "pid"), &task(), json!({})).await.unwrap();
+    let proc = PathBuf::from(format!("/proc/{}", pid.as_str().unwrap()));
+    assert!(proc.exists());
+    mcp.close().await;
+    eventually("the child to exit", || !proc.exists()).await;
+    drop(tools);
+}
+
+#[tokio::test]
 async fn dropping_the_servers_stops_the_child() {
     let mcp = servers([("demo", stdio())]);
     let tools = mcp.tools("demo", &[]).await.unwrap();
