@@ -145,6 +145,18 @@ async fn a_model_plans_steps_over_the_agents_and_the_plan_runs_as_a_sub_run() {
         journal.iter().position(|e| e.kind == JournalKind::StepPlanned).expect("the plan is journaled");
     assert_eq!(kinds(&journal).iter().filter(|k| **k == JournalKind::StepPlanned).count(), 1);
     assert_eq!(journal[planned + 1].kind, JournalKind::StepRunning, "the plan runs once journaled");
+    let filter = mark1_actors::events::EventFilter {
+        kinds: vec![mark1_actors::domain::EventKind::StepPlanned],
+        ..Default::default()
+    };
+    let events = handle.list_events(filter, 0, 10).await.unwrap().events;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (&events[0].data["planned_steps"], &events[0].data["model"]),
+        (&json!(2), &json!("oa/llama3.1")),
+        "the event says how large the plan is and who made it: {:?}",
+        events[0].data
+    );
 
     let subs = sub_runs(&handle, "shout").await;
     assert_eq!(subs.len(), 1, "{subs:?}");

@@ -593,10 +593,14 @@ fn event_data(workflow: &str, entry: &JournalEntry) -> Value {
     if let Some(attempt) = entry.attempt {
         data.insert("attempt".into(), json!(attempt));
     }
-    for key in ["index", "error", "state", "reason", "approved", "by", "retry_at"] {
+    for key in ["index", "error", "state", "reason", "approved", "by", "retry_at", "model"] {
         if let Some(value) = entry.data.get(key).filter(|v| !v.is_null()) {
             data.insert(key.into(), value.clone());
         }
+    }
+    // A plan's size, not the plan: `runs get` shows the plan itself.
+    if let Some(steps) = entry.data.get("steps").and_then(Value::as_array) {
+        data.insert("planned_steps".into(), json!(steps.len()));
     }
     Value::Object(data)
 }

@@ -116,10 +116,34 @@ pub fn is_final_run_state(state: &str) -> bool {
 /// What changed, as `watch --plain` prints it (one line each).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
-    Run { state: String, error: Option<String> },
-    Step { step: String, state: String, attempt: u32, detail: Option<String> },
-    Item { step: String, index: usize, state: String, progress: Option<String>, error: Option<String> },
-    Decided { step: String, approved: bool, by: Option<String> },
+    Run {
+        state: String,
+        error: Option<String>,
+    },
+    Step {
+        step: String,
+        state: String,
+        attempt: u32,
+        detail: Option<String>,
+    },
+    Item {
+        step: String,
+        index: usize,
+        state: String,
+        progress: Option<String>,
+        error: Option<String>,
+    },
+    Decided {
+        step: String,
+        approved: bool,
+        by: Option<String>,
+    },
+    /// A plan step's model answered with a plan that passed validation.
+    Planned {
+        step: String,
+        steps: usize,
+        model: Option<String>,
+    },
 }
 
 impl fmt::Display for Transition {
@@ -142,6 +166,10 @@ impl fmt::Display for Transition {
                     write!(f, " ({progress})")?;
                 }
                 error.as_ref().map_or(Ok(()), |e| write!(f, ": {e}"))
+            }
+            Transition::Planned { step, steps, model } => {
+                write!(f, "step {step} planned {steps} step{}", if *steps == 1 { "" } else { "s" })?;
+                model.as_ref().map_or(Ok(()), |m| write!(f, " with {m}"))
             }
             Transition::Decided { step, approved, by } => {
                 write!(f, "step {step} {}", if *approved { "approved" } else { "rejected" })?;
@@ -203,7 +231,9 @@ pub struct RunModel {
     /// In the order of the view (the definition's, then added steps).
     steps: Vec<Step>,
     depends_on: HashMap<String, Vec<String>>,
+    /// `<step>:<attempt>` of the decisions and plans already shown: each is one line.
     decided: HashSet<String>,
+    planned: HashSet<String>,
 }
 
 impl RunModel {
@@ -391,6 +421,14 @@ impl RunModel {
                 progress,
                 error,
             }];
+        }
+        if what == "planned" {
+            if !self.planned.insert(format!("{id}:{attempt}")) {
+                return Vec::new();
+            }
+            let steps = data["planned_steps"].as_u64().unwrap_or(0) as usize;
+            let model = data["model"].as_str().map(str::to_string);
+            return vec![Transition::Planned { step: id.to_string(), steps, model }];
         }
         if what == "decided" {
             let approved = data["approved"].as_bool().unwrap_or(false);

@@ -79,6 +79,12 @@ fn events_move_steps_items_and_the_run_on() {
     let decided =
         event("step.decided", json!({"step": "approve", "attempt": 1, "approved": true, "by": "ann"}));
     assert_eq!(lines(model.apply_event(&decided)), ["step approve approved by ann"]);
+    let planned = event(
+        "step.planned",
+        json!({"step": "approve", "attempt": 1, "planned_steps": 2, "model": "llama3.1"}),
+    );
+    assert_eq!(lines(model.apply_event(&planned)), ["step approve planned 2 steps with llama3.1"]);
+    assert!(model.apply_event(&planned).is_empty(), "a plan is shown once");
     assert!(model.apply_event(&decided).is_empty());
     model.apply_event(&event("step.succeeded", json!({"step": "approve", "attempt": 1})));
     let running = event("step.running", json!({"step": "report", "attempt": 1}));
