@@ -48,7 +48,6 @@ pub enum McpError {
 }
 
 /// The node's configured MCP servers.
-#[derive(Default)]
 pub struct McpServers {
     servers: HashMap<String, Arc<Server>>,
 }

@@ -193,16 +193,7 @@ async fn the_ollama_gateway_streams_ndjson_generates_embeds_and_lists_tags() {
 async fn a_failing_provider_is_passed_over_and_its_breaker_opens() {
     let (a, b) = (ScriptedServer::start().await.unwrap(), ScriptedServer::start().await.unwrap());
     let (a_url, b_url) = (a.openai_url(), b.openai_url());
-    let s = serve_with(move |l| {
-        l.set("models.providers.a.kind", "openai")
-            .set("models.providers.a.base_url", a_url.as_str())
-            .set("models.providers.b.kind", "openai")
-            .set("models.providers.b.base_url", b_url.as_str())
-            .set("models.policy", "cost")
-            .set("models.breaker.failures", 2)
-            .set("models.retry_backoff", "1ms")
-    })
-    .await;
+    let s = serve_with(move |l| super::support::two_providers(l, &a_url, &b_url)).await;
     models_discovered(&s).await;
     for _ in 0..2 {
         a.script.push(Answer::Error { status: 503, message: "overloaded".into() });

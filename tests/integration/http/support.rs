@@ -25,6 +25,18 @@ pub struct Served {
 
 /// A node with `echo` and `sleeper` agents in namespaces `team-a` and `team-b`, accepting
 /// HS256 tokens; `tune` adjusts the configuration.
+/// Two OpenAI-protocol providers `a` and `b`, chosen by cost (equal, so in order), whose
+/// breaker opens after two failures; retries wait 1 ms.
+pub fn two_providers(l: ConfigLoader, a_url: &str, b_url: &str) -> ConfigLoader {
+    l.set("models.providers.a.kind", "openai")
+        .set("models.providers.a.base_url", a_url)
+        .set("models.providers.b.kind", "openai")
+        .set("models.providers.b.base_url", b_url)
+        .set("models.policy", "cost")
+        .set("models.breaker.failures", 2)
+        .set("models.retry_backoff", "1ms")
+}
+
 pub async fn serve_with(tune: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Served {
     serve_in(tempfile::tempdir().unwrap(), tune).await
 }

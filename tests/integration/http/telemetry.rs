@@ -93,14 +93,7 @@ async fn model_metrics_count_tokens_errors_outcomes_breakers_and_budgets() {
     let (a, b) = (ScriptedServer::start().await.unwrap(), ScriptedServer::start().await.unwrap());
     let (a_url, b_url) = (a.openai_url(), b.openai_url());
     let s = serve_with(move |l| {
-        l.set("models.providers.a.kind", "openai")
-            .set("models.providers.a.base_url", a_url.as_str())
-            .set("models.providers.b.kind", "openai")
-            .set("models.providers.b.base_url", b_url.as_str())
-            .set("models.policy", "cost")
-            .set("models.breaker.failures", 2)
-            .set("models.retry_backoff", "1ms")
-            .set("models.namespaces.team-a.tokens", 100_000)
+        super::support::two_providers(l, &a_url, &b_url).set("models.namespaces.team-a.tokens", 100_000)
     })
     .await;
     let developer = token("developer", Some("team-a"));
