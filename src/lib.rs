@@ -11,6 +11,7 @@
 //! | [`http`] | the HTTP edge: REST, authentication, RBAC, problem+json errors |
 //! | [`node`] | the embedding API: builder, handle, ordered shutdown |
 //! | [`runtimes`] | `AgentRuntime` implementations: process agents and their sandbox |
+//! | [`scan`] | the codebase scanner: agents, tools, LLM calls and dependencies of a repository |
 //! | [`store`] | the durable `Store`: SQLite and PostgreSQL through sqlx, migrations |
 //! | [`cli`] | the `mark1` command line |
 //! | [`bench`] | `mark1 bench …`: in-process benchmarks with same-run baselines |
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod models;
 pub mod node;
 pub mod runtimes;
+pub mod scan;
 pub mod store;
 pub mod telemetry;
 
