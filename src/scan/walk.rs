@@ -117,7 +117,7 @@ fn classify(path: PathBuf, rel: String, bytes: u64) -> Option<WalkedFile> {
         "ipynb" => Language::Notebook,
         "md" | "mdx" | "rst" => Language::Markdown,
         "txt" | "cfg" | "mod" if manifest => Language::Text,
-        "txt" | "rst" | "adoc" => Language::Markdown,
+        "txt" | "adoc" => Language::Markdown,
         _ => return None,
     };
     if name.ends_with(".min.js") || name == "package-lock.json" {
