@@ -50,10 +50,18 @@ pub struct Call {
 }
 
 impl Call {
-    /// The argument given by keyword `name`, else at `position`.
+    /// The argument given by keyword `name` — a keyword argument, or a key of an object
+    /// argument (JavaScript's options object, Go's request struct) — else at `position`.
     pub fn arg(&self, name: Option<&str>, position: Option<usize>) -> Option<&Expr> {
-        name.and_then(|n| self.kwargs.iter().find(|(k, _)| k == n).map(|(_, v)| v))
-            .or_else(|| position.and_then(|p| self.args.get(p)))
+        let keyed = |n: &str| {
+            self.kwargs.iter().find(|(k, _)| k == n).map(|(_, v)| v).or_else(|| {
+                self.args.iter().find_map(|a| match a {
+                    Expr::Object(fields) => fields.iter().find(|(k, _)| k == n).map(|(_, v)| v),
+                    _ => None,
+                })
+            })
+        };
+        name.and_then(keyed).or_else(|| position.and_then(|p| self.args.get(p)))
     }
 }
 

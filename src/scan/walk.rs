@@ -177,7 +177,9 @@ mod tests {
     fn skips_vendored_trees_and_honours_gitignore() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for rel in ["app.py", "node_modules/x/index.js", ".venv/lib/site.py", "gen/out.py", "pkg.egg-info/a.py"] {
+        for rel in
+            ["app.py", "node_modules/x/index.js", ".venv/lib/site.py", "gen/out.py", "pkg.egg-info/a.py"]
+        {
             let path = root.join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, "x = 1\n").unwrap();

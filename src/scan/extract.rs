@@ -1,0 +1,115 @@
+//! From source text to [`FileFacts`]: parse with the language's tree-sitter grammar (one
+//! parser per thread, reused), run the language's `.scm` query to find the nodes worth
+//! lowering, and lower each with the language's extractor.
+
+mod python;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use streaming_iterator::StreamingIterator;
+use tree_sitter::{Node, Parser, Query, QueryCursor, Tree};
+
+use super::facts::{FileFacts, Pos};
+use super::report::Language;
+
+/// A grammar and its compiled query; built once per process.
+struct Grammar {
+    language: tree_sitter::Language,
+    query: Query,
+}
+
+fn grammar(language: Language) -> Option<&'static Grammar> {
+    use std::sync::LazyLock;
+    fn build(language: tree_sitter::Language, source: &str) -> Grammar {
+        // The queries are part of the source tree; one that does not compile is a bug
+        // caught by every test that parses.
+        let query = Query::new(&language, source).expect("scanner query compiles");
+        Grammar { language, query }
+    }
+    static PYTHON: LazyLock<Grammar> =
+        LazyLock::new(|| build(tree_sitter_python::LANGUAGE.into(), include_str!("queries/python.scm")));
+    match language {
+        Language::Python | Language::Notebook => Some(&PYTHON),
+        _ => None,
+    }
+}
+
+thread_local! {
+    /// tree-sitter parsers are not shareable across threads; each rayon worker keeps
+    /// one per language and reuses it for every file it parses.
+    static PARSERS: RefCell<HashMap<Language, Parser>> = RefCell::new(HashMap::new());
+}
+
+/// Parses `source`; `None` when the language has no grammar.
+pub fn parse(language: Language, source: &str) -> Option<Tree> {
+    let grammar = grammar(language)?;
+    PARSERS.with(|parsers| {
+        let mut parsers = parsers.borrow_mut();
+        let parser = parsers.entry(language).or_insert_with(|| {
+            let mut parser = Parser::new();
+            parser.set_language(&grammar.language).expect("grammar is compatible with tree-sitter");
+            parser
+        });
+        parser.parse(source, None)
+    })
+}
+
+/// Parses and lowers one file. `None` when the language is not parsed.
+pub fn extract(language: Language, source: &str) -> Option<FileFacts> {
+    let tree = parse(language, source)?;
+    let grammar = grammar(language)?;
+    let mut facts = FileFacts::default();
+    let mut cursor = QueryCursor::new();
+    let names = grammar.query.capture_names();
+    let mut matches = cursor.matches(&grammar.query, tree.root_node(), source.as_bytes());
+    let src = Source(source);
+    while let Some(found) = matches.next() {
+        for capture in found.captures {
+            let kind = names[capture.index as usize];
+            match language {
+                Language::Python | Language::Notebook => python::lower(kind, capture.node, src, &mut facts),
+                _ => {}
+            }
+        }
+    }
+    count_errors(tree.root_node(), &mut facts);
+    Some(facts)
+}
+
+/// The source text, with helpers for the nodes of its tree.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a>(pub &'a str);
+
+impl<'a> Source<'a> {
+    pub fn text(self, node: Node<'_>) -> &'a str {
+        &self.0[node.byte_range()]
+    }
+}
+
+pub(crate) fn pos(node: Node<'_>) -> Pos {
+    let point = node.start_position();
+    Pos { line: point.row + 1, column: point.column + 1 }
+}
+
+/// Counts syntax errors (error and missing nodes) and keeps the first one's position.
+fn count_errors(root: Node<'_>, facts: &mut FileFacts) {
+    if !root.has_error() {
+        return;
+    }
+    let mut cursor = root.walk();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if node.is_error() || node.is_missing() {
+            facts.syntax_errors += 1;
+            let at = pos(node);
+            if facts.first_error.is_none_or(|first| at < first) {
+                facts.first_error = Some(at);
+            }
+            continue;
+        }
+        if node.has_error() {
+            stack.extend(node.children(&mut cursor));
+        }
+    }
+}

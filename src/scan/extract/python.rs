@@ -1,0 +1,402 @@
+//! Python: lowers the nodes `queries/python.scm` captures to facts.
+
+use tree_sitter::Node;
+
+use super::{pos, Source};
+use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
+
+pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
+    match capture {
+        "import" => imports(node, src, &mut facts.imports),
+        "call" => facts.calls.push(call(node, src)),
+        "assign" => assignment(node, src, facts),
+        "function" => facts.functions.push(function(node, src)),
+        "class" => facts.classes.push(class(node, src)),
+        _ => {}
+    }
+}
+
+fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
+    let at = pos(node);
+    let mut cursor = node.walk();
+    if node.kind() == "import_statement" {
+        // `import a.b.c` binds `a`; `import a.b as c` binds `c` to `a.b`.
+        for name in node.children_by_field_name("name", &mut cursor) {
+            let (module, alias) = aliased(name, src);
+            let local = alias.unwrap_or_else(|| module.split('.').next().unwrap_or(&module).to_owned());
+            let fqn = if name.kind() == "aliased_import" { module.clone() } else { local.clone() };
+            out.push(Import { local, fqn, module, pos: at });
+        }
+        return;
+    }
+    let Some(module) = node.child_by_field_name("module_name") else { return };
+    let module = src.text(module).to_owned();
+    let names: Vec<Node<'_>> = node.children_by_field_name("name", &mut cursor).collect();
+    if names.is_empty() {
+        // `from m import *`: names from `m` may appear unqualified.
+        out.push(Import { local: "*".into(), fqn: format!("{module}.*"), module, pos: at });
+        return;
+    }
+    for name in names {
+        let (imported, alias) = aliased(name, src);
+        let local = alias.unwrap_or_else(|| imported.clone());
+        let fqn = if module.ends_with('.') {
+            format!("{module}{imported}")
+        } else {
+            format!("{module}.{imported}")
+        };
+        out.push(Import { local, fqn, module: module.clone(), pos: at });
+    }
+}
+
+/// `a.b` or `a.b as c`: the dotted name and the alias.
+fn aliased(node: Node<'_>, src: Source<'_>) -> (String, Option<String>) {
+    if node.kind() == "aliased_import" {
+        let name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+        let alias = node.child_by_field_name("alias").map(|n| src.text(n).to_owned());
+        (name, alias)
+    } else {
+        (src.text(node).to_owned(), None)
+    }
+}
+
+fn call(node: Node<'_>, src: Source<'_>) -> Call {
+    let callee = node.child_by_field_name("function").map_or(Expr::Other, |f| expr(f, src));
+    let mut args = Vec::new();
+    let mut kwargs = Vec::new();
+    if let Some(list) = node.child_by_field_name("arguments") {
+        let mut cursor = list.walk();
+        for arg in list.named_children(&mut cursor) {
+            match arg.kind() {
+                "keyword_argument" => {
+                    let name = arg.child_by_field_name("name").map(|n| src.text(n).to_owned());
+                    let value = arg.child_by_field_name("value").map_or(Expr::Other, |v| expr(v, src));
+                    if let Some(name) = name {
+                        kwargs.push((name, value));
+                    }
+                }
+                "comment" | "list_splat" | "dictionary_splat" => {}
+                _ => args.push(expr(arg, src)),
+            }
+        }
+    }
+    Call { callee, args, kwargs, is_new: false, pos: pos(node), function: enclosing_function(node, src) }
+}
+
+fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
+    let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right"))
+    else {
+        return;
+    };
+    if !matches!(left.kind(), "identifier" | "attribute") {
+        return;
+    }
+    let mut name = src.text(left).to_owned();
+    let function = enclosing_function(node, src);
+    if function.is_none() {
+        // A class attribute (an enum member, a tool's `name = "…"`) is bound as `Class.attr`.
+        if let Some(class) = enclosing_classes(node, src) {
+            name = format!("{class}.{name}");
+        }
+    }
+    facts.bindings.push(Binding { name, value: expr(right, src), function, pos: pos(node) });
+}
+
+fn function(node: Node<'_>, src: Source<'_>) -> Function {
+    let short_name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let name = match enclosing_function(node, src).or_else(|| enclosing_classes(node, src)) {
+        Some(outer) => format!("{outer}.{short_name}"),
+        None => short_name.clone(),
+    };
+    let params = node.child_by_field_name("parameters").map(|p| params(p, src)).unwrap_or_default();
+    let doc = node.child_by_field_name("body").and_then(|body| docstring(body, src));
+    Function { name, short_name, params, decorators: decorators(node, src), doc, pos: pos(node) }
+}
+
+fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
+    let mut out = Vec::new();
+    let mut cursor = node.walk();
+    for param in node.named_children(&mut cursor) {
+        let text = |field: &str| param.child_by_field_name(field).map(|n| src.text(n).to_owned());
+        let (name, ty, default) = match param.kind() {
+            "identifier" => (Some(src.text(param).to_owned()), None, None),
+            "typed_parameter" => {
+                let name =
+                    param.named_child(0).filter(|n| n.kind() == "identifier").map(|n| src.text(n).to_owned());
+                (name, text("type"), None)
+            }
+            "default_parameter" | "typed_default_parameter" => {
+                (text("name"), text("type"), param.child_by_field_name("value").map(|v| expr(v, src)))
+            }
+            _ => (None, None, None),
+        };
+        if let Some(name) = name.filter(|n| n != "self" && n != "cls") {
+            out.push(Param { name, ty, default });
+        }
+    }
+    out
+}
+
+fn class(node: Node<'_>, src: Source<'_>) -> Class {
+    let short = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let name = match enclosing_classes(node, src) {
+        Some(outer) => format!("{outer}.{short}"),
+        None => short,
+    };
+    let mut bases = Vec::new();
+    if let Some(list) = node.child_by_field_name("superclasses") {
+        let mut cursor = list.walk();
+        bases = list
+            .named_children(&mut cursor)
+            .filter(|n| n.kind() != "keyword_argument")
+            .map(|n| expr(n, src))
+            .collect();
+    }
+    let doc = node.child_by_field_name("body").and_then(|body| docstring(body, src));
+    Class { name, bases, decorators: decorators(node, src), doc, pos: pos(node) }
+}
+
+/// The decorators of a decorated function or class: names or calls.
+fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
+    let Some(parent) = node.parent().filter(|p| p.kind() == "decorated_definition") else {
+        return Vec::new();
+    };
+    let mut cursor = parent.walk();
+    parent
+        .named_children(&mut cursor)
+        .filter(|n| n.kind() == "decorator")
+        .filter_map(|d| d.named_child(0))
+        .map(|e| expr(e, src))
+        .collect()
+}
+
+fn docstring(body: Node<'_>, src: Source<'_>) -> Option<String> {
+    let first = body.named_child(0).filter(|n| n.kind() == "expression_statement")?;
+    match expr(first.named_child(0)?, src) {
+        Expr::Str(doc) => Some(clean_doc(&doc)),
+        _ => None,
+    }
+}
+
+/// A docstring without its indentation, trailing blank lines or surrounding space.
+pub(crate) fn clean_doc(doc: &str) -> String {
+    doc.lines().map(str::trim).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+/// The qualified name of the innermost function around `node`: `Class.method`, `outer.inner`.
+fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
+    let mut names = Vec::new();
+    let mut in_function = false;
+    let mut current = node.parent();
+    while let Some(n) = current {
+        if matches!(n.kind(), "function_definition" | "class_definition") {
+            in_function |= n.kind() == "function_definition";
+            if let Some(name) = n.child_by_field_name("name") {
+                names.push(src.text(name));
+            }
+        }
+        current = n.parent();
+    }
+    in_function.then(|| names.iter().rev().copied().collect::<Vec<_>>().join("."))
+}
+
+/// The qualified name of the classes around `node` (outside any function).
+fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
+    let mut names = Vec::new();
+    let mut current = node.parent();
+    while let Some(n) = current {
+        match n.kind() {
+            "class_definition" => names.extend(n.child_by_field_name("name").map(|name| src.text(name))),
+            "function_definition" => return None,
+            _ => {}
+        }
+        current = n.parent();
+    }
+    (!names.is_empty()).then(|| names.iter().rev().copied().collect::<Vec<_>>().join("."))
+}
+
+/// Lowers an expression as far as the scanner follows one.
+fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
+    match node.kind() {
+        "string" => string(node, src).map_or(Expr::Other, Expr::Str),
+        "concatenated_string" => {
+            let mut cursor = node.walk();
+            let parts: Option<Vec<String>> =
+                node.named_children(&mut cursor).map(|s| string(s, src)).collect();
+            parts.map_or(Expr::Other, |p| Expr::Str(p.concat()))
+        }
+        "integer" | "float" => Expr::Num(src.text(node).to_owned()),
+        "true" => Expr::Bool(true),
+        "false" => Expr::Bool(false),
+        "identifier" => Expr::Name(src.text(node).to_owned()),
+        "attribute" => {
+            let object = node.child_by_field_name("object").map_or(Expr::Other, |o| expr(o, src));
+            let attr = node.child_by_field_name("attribute").map(|a| src.text(a)).unwrap_or_default();
+            member(object, attr)
+        }
+        "call" => Expr::Call(Box::new(call(node, src))),
+        "subscript" => {
+            let value = node.child_by_field_name("value").map_or(Expr::Other, |v| expr(v, src));
+            let index = node.child_by_field_name("subscript").map_or(Expr::Other, |s| expr(s, src));
+            Expr::Subscript(Box::new(value), Box::new(index))
+        }
+        "dictionary" => {
+            let mut cursor = node.walk();
+            let pairs = node
+                .named_children(&mut cursor)
+                .filter(|p| p.kind() == "pair")
+                .filter_map(|p| {
+                    let key = match expr(p.child_by_field_name("key")?, src) {
+                        Expr::Str(k) | Expr::Name(k) => k,
+                        _ => return None,
+                    };
+                    Some((key, expr(p.child_by_field_name("value")?, src)))
+                })
+                .collect();
+            Expr::Object(pairs)
+        }
+        "list" | "tuple" | "set" => {
+            let mut cursor = node.walk();
+            Expr::List(
+                node.named_children(&mut cursor)
+                    .filter(|n| n.kind() != "comment")
+                    .map(|n| expr(n, src))
+                    .collect(),
+            )
+        }
+        "boolean_operator" if node.child_by_field_name("operator").is_some_and(|o| o.kind() == "or") => {
+            fallback(node, src)
+        }
+        // `a if cond else b`: the first alternative, falling back to the second.
+        "conditional_expression" => match (node.named_child(0), node.named_child(2)) {
+            (Some(a), Some(b)) => Expr::Fallback(Box::new(expr(a, src)), Box::new(expr(b, src))),
+            _ => Expr::Other,
+        },
+        "parenthesized_expression" | "await" => node.named_child(0).map_or(Expr::Other, |n| expr(n, src)),
+        "lambda" => Expr::Lambda,
+        _ => Expr::Other,
+    }
+}
+
+fn fallback(node: Node<'_>, src: Source<'_>) -> Expr {
+    match (node.child_by_field_name("left"), node.child_by_field_name("right")) {
+        (Some(a), Some(b)) => Expr::Fallback(Box::new(expr(a, src)), Box::new(expr(b, src))),
+        _ => Expr::Other,
+    }
+}
+
+/// `object.attr`, keeping dotted names flat.
+pub(crate) fn member(object: Expr, attr: &str) -> Expr {
+    match object {
+        Expr::Name(path) => Expr::Name(format!("{path}.{attr}")),
+        Expr::Member(base, path) => Expr::Member(base, format!("{path}.{attr}")),
+        other => Expr::Member(Box::new(other), attr.to_owned()),
+    }
+}
+
+/// A string literal's value; `None` for an f-string with holes.
+fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
+    let mut out = String::new();
+    let mut cursor = node.walk();
+    for part in node.named_children(&mut cursor) {
+        match part.kind() {
+            "string_content" => out.push_str(src.text(part)),
+            "escape_sequence" => out.push_str(unescape(src.text(part))),
+            "interpolation" => return None,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+fn unescape(seq: &str) -> &str {
+    match seq {
+        "\\n" => "\n",
+        "\\t" => "\t",
+        "\\\"" => "\"",
+        "\\'" => "'",
+        "\\\\" => "\\",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scan::extract::extract;
+    use crate::scan::facts::{Expr, FileFacts};
+    use crate::scan::report::Language;
+
+    fn facts(source: &str) -> FileFacts {
+        extract(Language::Python, source).unwrap()
+    }
+
+    #[test]
+    fn imports_bind_local_names_to_qualified_ones() {
+        let f = facts("import os\nimport a.b.c\nimport x.y as z\nfrom m.n import A, B as C\nfrom . import util\nfrom p import *\n");
+        let pairs: Vec<(&str, &str)> = f.imports.iter().map(|i| (i.local.as_str(), i.fqn.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("os", "os"),
+                ("a", "a"),
+                ("z", "x.y"),
+                ("A", "m.n.A"),
+                ("C", "m.n.B"),
+                ("util", ".util"),
+                ("*", "p.*")
+            ]
+        );
+        assert_eq!(f.imports[1].module, "a.b.c");
+    }
+
+    #[test]
+    fn calls_keep_callee_arguments_and_enclosing_function() {
+        let f = facts(
+            "class Bot:\n    def run(self, q):\n        return self.client.chat.completions.create(model=MODEL, messages=[q])\n",
+        );
+        let call = &f.calls[0];
+        assert_eq!(call.callee, Expr::Name("self.client.chat.completions.create".into()));
+        assert_eq!(call.kwargs[0], ("model".into(), Expr::Name("MODEL".into())));
+        assert_eq!(call.function.as_deref(), Some("Bot.run"));
+        assert_eq!((call.pos.line, call.pos.column), (3, 16));
+        assert_eq!(f.functions[0].name, "Bot.run");
+        assert_eq!(f.functions[0].params[0].name, "q");
+    }
+
+    #[test]
+    fn comments_and_strings_hold_no_calls() {
+        let f = facts("# client.chat.completions.create(model='gpt-4')\nx = \"OpenAI(model='gpt-4')\"\n");
+        assert!(f.calls.is_empty());
+    }
+
+    #[test]
+    fn bindings_cover_constants_class_attributes_and_env_fallbacks() {
+        let f = facts(
+            "MODEL = os.getenv('M', 'gpt-4o') or 'x'\nclass Models(Enum):\n    FAST = 'gpt-4o-mini'\n\
+             class T(BaseTool):\n    name: str = \"search\"\n",
+        );
+        let names: Vec<&str> = f.bindings.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["MODEL", "Models.FAST", "T.name"]);
+        assert!(matches!(&f.bindings[0].value, Expr::Fallback(a, _) if matches!(**a, Expr::Call(_))));
+        assert_eq!(f.bindings[1].value, Expr::Str("gpt-4o-mini".into()));
+    }
+
+    #[test]
+    fn decorators_docstrings_and_params() {
+        let f = facts(
+            "@tool(\"web_search\")\ndef search(query: str, limit: int = 5) -> str:\n    \"\"\"Searches the web.\n\n    Returns text.\n    \"\"\"\n",
+        );
+        let func = &f.functions[0];
+        assert!(matches!(&func.decorators[0], Expr::Call(c) if c.callee == Expr::Name("tool".into())));
+        assert_eq!(func.doc.as_deref(), Some("Searches the web.\n\nReturns text."));
+        assert_eq!(func.params[0].ty.as_deref(), Some("str"));
+        assert_eq!(func.params[1].default, Some(Expr::Num("5".into())));
+    }
+
+    #[test]
+    fn syntax_errors_are_counted_not_fatal() {
+        let f = facts("def broken(:\n    pass\nclient.chat.completions.create(model='gpt-4')\n");
+        assert!(f.syntax_errors > 0);
+        assert_eq!(f.first_error.unwrap().line, 1);
+    }
+}
