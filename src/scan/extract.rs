@@ -58,8 +58,13 @@ pub fn parse(language: Language, source: &str) -> Option<Tree> {
 /// Parses and lowers one file. `None` when the language is not parsed.
 pub fn extract(language: Language, source: &str) -> Option<FileFacts> {
     let tree = parse(language, source)?;
-    let grammar = grammar(language)?;
+    Some(facts(language, &tree, source))
+}
+
+/// Lowers a parsed file to its facts.
+pub fn facts(language: Language, tree: &Tree, source: &str) -> FileFacts {
     let mut facts = FileFacts::default();
+    let Some(grammar) = grammar(language) else { return facts };
     let mut cursor = QueryCursor::new();
     let names = grammar.query.capture_names();
     let mut matches = cursor.matches(&grammar.query, tree.root_node(), source.as_bytes());
@@ -74,7 +79,7 @@ pub fn extract(language: Language, source: &str) -> Option<FileFacts> {
         }
     }
     count_errors(tree.root_node(), &mut facts);
-    Some(facts)
+    facts
 }
 
 /// The source text, with helpers for the nodes of its tree.

@@ -4,7 +4,7 @@
 //! rules never look at a syntax tree.
 
 /// A 1-based position in the file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pos {
     pub line: usize,
     pub column: usize,

@@ -1,0 +1,3 @@
+//! Findings from resolved facts, driven by the rule tables.
+
+pub mod llm;
