@@ -9,5 +9,6 @@
 //! dependencies. The result is one [`report::RepositoryAnalysis`].
 
 pub mod facts;
+pub mod format;
 pub mod report;
 pub mod walk;
