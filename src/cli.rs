@@ -12,7 +12,7 @@ mod migrate;
 mod models;
 mod runs;
 mod serve;
-mod table;
+pub(crate) mod table;
 mod tasks;
 mod tree;
 mod workflows;

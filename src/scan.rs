@@ -12,6 +12,7 @@ mod analyze;
 pub mod detect;
 pub mod extract;
 pub mod facts;
+pub mod format;
 mod notebook;
 mod readme;
 pub mod report;
