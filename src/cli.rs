@@ -11,6 +11,7 @@ mod keys;
 mod migrate;
 mod models;
 mod runs;
+mod scan;
 mod serve;
 pub(crate) mod table;
 mod tasks;
@@ -123,6 +124,8 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// Finds the agents, tools, LLM calls and dependencies in a repository (local files only).
+    Scan(scan::ScanArgs),
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
 }
@@ -261,6 +264,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Workflows { command } => workflows::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Runs { command } => runs::run(&client::Remote::new(&cli.remote)?, command).await,
+        Command::Scan(args) => scan::run(args).await,
         Command::Bench(command) => command.run().await,
     }
 }

@@ -320,10 +320,10 @@ impl<'f> Resolver<'f> {
 }
 
 fn joined(base: &str, rest: &str) -> String {
-    if rest.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}.{rest}")
+    match (base.is_empty(), rest.is_empty()) {
+        (_, true) => base.to_owned(),
+        (true, false) => rest.to_owned(),
+        (false, false) => format!("{base}.{rest}"),
     }
 }
 

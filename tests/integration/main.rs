@@ -10,6 +10,7 @@ mod durability;
 mod http;
 mod llm_agents;
 mod process;
+mod scan;
 mod store;
 mod tasks;
 mod workflow_crash;
