@@ -9,11 +9,16 @@ use serde::Deserialize;
 
 use super::report::CallKind;
 
+mod agents;
+
+pub use agents::{AgentRule, AgentRules, GraphRule, McpRule, Site, ToolRule, TransportRule};
+
 /// The rule files built into the binary.
 const BUILT_IN: &[(&str, &str)] = &[
     ("env.toml", include_str!("rules/env.toml")),
     ("llm.toml", include_str!("rules/llm.toml")),
     ("frameworks.toml", include_str!("rules/frameworks.toml")),
+    ("agents.toml", include_str!("rules/agents.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,8 @@ struct RuleFile {
     base_url_provider: BTreeMap<String, String>,
     #[serde(default)]
     framework: BTreeMap<String, Vec<String>>,
+    #[serde(flatten)]
+    agents: agents::AgentTables,
 }
 
 /// A provider of the documented list.
@@ -185,6 +192,7 @@ pub struct Rules {
     base_url_providers: BTreeMap<String, String>,
     /// Module → the frameworks it belongs to.
     framework_modules: BTreeMap<String, Vec<String>>,
+    pub agents: AgentRules,
 }
 
 /// The provider of an `auto` rule: inferred from the model.
@@ -244,6 +252,7 @@ impl Rules {
         self.constants.extend(file.constant);
         self.model_providers.extend(file.model_provider);
         self.base_url_providers.extend(file.base_url_provider);
+        self.agents.add(file.agents);
         for (framework, modules) in file.framework {
             for module in modules {
                 self.framework_modules.entry(module).or_default().push(framework.clone());

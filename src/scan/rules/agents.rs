@@ -1,0 +1,221 @@
+//! Rule tables for agents, tools, MCP servers and clients, their transports, and agent
+//! graphs (`agents.toml`), and the index that finds the rules a symbol triggers.
+
+use serde::Deserialize;
+
+use super::{ArgRef, SymbolIndex};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRule {
+    pub framework: String,
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Decorators of a function that returns the agent (CrewAI's `@agent`).
+    #[serde(default)]
+    pub decorators: Vec<String>,
+    #[serde(default)]
+    pub name: Vec<ArgRef>,
+    #[serde(default)]
+    pub role: Vec<ArgRef>,
+    #[serde(default)]
+    pub goal: Vec<ArgRef>,
+    #[serde(default)]
+    pub instructions: Vec<ArgRef>,
+    #[serde(default)]
+    pub model: Vec<ArgRef>,
+    #[serde(default)]
+    pub tools: Vec<ArgRef>,
+    #[serde(default)]
+    pub handoffs: Vec<ArgRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRule {
+    pub framework: String,
+    /// Decorators that make the function a tool.
+    #[serde(default)]
+    pub decorators: Vec<String>,
+    /// Decorators that are a method of an object (`@mcp.tool()` on a `FastMCP`).
+    #[serde(default)]
+    pub decorator_on: Vec<String>,
+    #[serde(default)]
+    pub decorator_methods: Vec<String>,
+    /// Base classes that make a class a tool (its `name` and `description` attributes).
+    #[serde(default)]
+    pub bases: Vec<String>,
+    /// Calls that make a tool.
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Methods that register a tool on an object (`server.registerTool(…)`).
+    #[serde(default)]
+    pub on: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub name: Vec<ArgRef>,
+    #[serde(default)]
+    pub description: Vec<ArgRef>,
+    /// Option calls among the arguments whose first argument is the description
+    /// (mcp-go's `mcp.WithDescription("…")`).
+    #[serde(default)]
+    pub description_option: Vec<String>,
+    /// Where the implementing function is passed.
+    #[serde(default)]
+    pub function: Vec<ArgRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpRule {
+    /// `mcp_server` or `mcp_client`.
+    pub kind: String,
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Attributes of an impl block that serves tools (rmcp's `#[tool_router]`).
+    #[serde(default)]
+    pub decorators: Vec<String>,
+    #[serde(default)]
+    pub name: Vec<ArgRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportRule {
+    /// The transport, or `argument`: named by the call's `arg`, else `default`.
+    pub transport: String,
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    #[serde(default)]
+    pub on: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub arg: Vec<ArgRef>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphRule {
+    pub framework: String,
+    pub symbols: Vec<String>,
+    #[serde(default)]
+    pub add_node: Vec<String>,
+    #[serde(default)]
+    pub add_edge: Vec<String>,
+    #[serde(default)]
+    pub conditional: Vec<String>,
+    #[serde(default)]
+    pub entry: Vec<String>,
+    #[serde(default)]
+    pub finish: Vec<String>,
+    /// Where a team's member agents are given (`Crew(agents=[…])`).
+    #[serde(default)]
+    pub members: Vec<ArgRef>,
+}
+
+/// The tables of `agents.toml`, as a rule file holds them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentTables {
+    #[serde(default)]
+    pub agent: Vec<AgentRule>,
+    #[serde(default)]
+    pub tool: Vec<ToolRule>,
+    #[serde(default)]
+    pub mcp: Vec<McpRule>,
+    #[serde(default)]
+    pub mcp_transport: Vec<TransportRule>,
+    #[serde(default)]
+    pub graph: Vec<GraphRule>,
+}
+
+/// Which rule a symbol triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    Agent(usize),
+    Tool(usize),
+    Mcp(usize),
+    Transport(usize),
+    Graph(usize),
+}
+
+/// The rules and their indexes.
+#[derive(Debug, Default)]
+pub struct AgentRules {
+    pub agents: Vec<AgentRule>,
+    pub tools: Vec<ToolRule>,
+    pub mcp: Vec<McpRule>,
+    pub transports: Vec<TransportRule>,
+    pub graphs: Vec<GraphRule>,
+    calls: SymbolIndex<Site>,
+    decorators: SymbolIndex<Site>,
+    bases: SymbolIndex<Site>,
+    /// Classes whose methods a rule names: decorator methods, registration methods, run calls.
+    classes: SymbolIndex<Site>,
+}
+
+impl AgentRules {
+    pub(super) fn add(&mut self, tables: AgentTables) {
+        for rule in tables.agent {
+            let site = Site::Agent(self.agents.len());
+            index(&mut self.calls, &rule.symbols, site);
+            index(&mut self.decorators, &rule.decorators, site);
+            self.agents.push(rule);
+        }
+        for rule in tables.tool {
+            let site = Site::Tool(self.tools.len());
+            index(&mut self.calls, &rule.symbols, site);
+            index(&mut self.decorators, &rule.decorators, site);
+            index(&mut self.bases, &rule.bases, site);
+            index(&mut self.classes, &rule.decorator_on, site);
+            index(&mut self.classes, &rule.on, site);
+            self.tools.push(rule);
+        }
+        for rule in tables.mcp {
+            let site = Site::Mcp(self.mcp.len());
+            index(&mut self.calls, &rule.symbols, site);
+            index(&mut self.decorators, &rule.decorators, site);
+            self.mcp.push(rule);
+        }
+        for rule in tables.mcp_transport {
+            let site = Site::Transport(self.transports.len());
+            index(&mut self.calls, &rule.symbols, site);
+            index(&mut self.classes, &rule.on, site);
+            self.transports.push(rule);
+        }
+        for rule in tables.graph {
+            let site = Site::Graph(self.graphs.len());
+            index(&mut self.calls, &rule.symbols, site);
+            self.graphs.push(rule);
+        }
+    }
+
+    /// Rules a call of `symbol` triggers.
+    pub fn calls<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = Site> + 'a {
+        self.calls.get(symbol)
+    }
+
+    /// Rules a decorator or attribute resolving to `symbol` triggers.
+    pub fn decorators<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = Site> + 'a {
+        self.decorators.get(symbol)
+    }
+
+    /// Rules a base class `symbol` triggers.
+    pub fn bases<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = Site> + 'a {
+        self.bases.get(symbol)
+    }
+
+    /// Rules naming methods of objects made by `class`.
+    pub fn classes<'a>(&'a self, class: &'a str) -> impl Iterator<Item = Site> + 'a {
+        self.classes.get(class)
+    }
+}
+
+fn index(index: &mut SymbolIndex<Site>, symbols: &[String], site: Site) {
+    for symbol in symbols {
+        index.insert(symbol, site);
+    }
+}
