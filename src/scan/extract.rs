@@ -2,7 +2,9 @@
 //! parser per thread, reused), run the language's `.scm` query to find the nodes worth
 //! lowering, and lower each with the language's extractor.
 
+mod go;
 mod python;
+mod rust;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,8 +31,14 @@ fn grammar(language: Language) -> Option<&'static Grammar> {
     }
     static PYTHON: LazyLock<Grammar> =
         LazyLock::new(|| build(tree_sitter_python::LANGUAGE.into(), include_str!("queries/python.scm")));
+    static RUST: LazyLock<Grammar> =
+        LazyLock::new(|| build(tree_sitter_rust::LANGUAGE.into(), include_str!("queries/rust.scm")));
+    static GO: LazyLock<Grammar> =
+        LazyLock::new(|| build(tree_sitter_go::LANGUAGE.into(), include_str!("queries/go.scm")));
     match language {
         Language::Python | Language::Notebook => Some(&PYTHON),
+        Language::Rust => Some(&RUST),
+        Language::Go => Some(&GO),
         _ => None,
     }
 }
@@ -74,6 +82,8 @@ pub fn facts(language: Language, tree: &Tree, source: &str) -> FileFacts {
             let kind = names[capture.index as usize];
             match language {
                 Language::Python | Language::Notebook => python::lower(kind, capture.node, src, &mut facts),
+                Language::Rust => rust::lower(kind, capture.node, src, &mut facts),
+                Language::Go => go::lower(kind, capture.node, src, &mut facts),
                 _ => {}
             }
         }
