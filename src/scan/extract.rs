@@ -92,6 +92,23 @@ pub(crate) fn pos(node: Node<'_>) -> Pos {
     Pos { line: point.row + 1, column: point.column + 1 }
 }
 
+/// A doc comment's text without its indentation, trailing blank lines or surrounding space.
+pub(crate) fn clean_doc(doc: &str) -> String {
+    doc.lines().map(str::trim).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+/// The value of an escape sequence Python and JavaScript strings share; others stay as written.
+pub(crate) fn unescape(seq: &str) -> &str {
+    match seq {
+        "\\n" => "\n",
+        "\\t" => "\t",
+        "\\\"" => "\"",
+        "\\'" => "'",
+        "\\\\" => "\\",
+        other => other,
+    }
+}
+
 /// Counts syntax errors (error and missing nodes) and keeps the first one's position.
 fn count_errors(root: Node<'_>, facts: &mut FileFacts) {
     if !root.has_error() {
