@@ -2,6 +2,7 @@
 //! parser per thread, reused), run the language's `.scm` query to find the nodes worth
 //! lowering, and lower each with the language's extractor.
 
+mod javascript;
 mod python;
 
 use std::cell::RefCell;
@@ -29,8 +30,21 @@ fn grammar(language: Language) -> Option<&'static Grammar> {
     }
     static PYTHON: LazyLock<Grammar> =
         LazyLock::new(|| build(tree_sitter_python::LANGUAGE.into(), include_str!("queries/python.scm")));
+    static JAVASCRIPT: LazyLock<Grammar> = LazyLock::new(|| {
+        build(tree_sitter_javascript::LANGUAGE.into(), include_str!("queries/javascript.scm"))
+    });
+    static TYPESCRIPT: LazyLock<Grammar> = LazyLock::new(|| {
+        build(tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(), include_str!("queries/typescript.scm"))
+    });
+    // TSX is TypeScript plus JSX: the same node kinds, so the same query.
+    static TSX: LazyLock<Grammar> = LazyLock::new(|| {
+        build(tree_sitter_typescript::LANGUAGE_TSX.into(), include_str!("queries/typescript.scm"))
+    });
     match language {
         Language::Python | Language::Notebook => Some(&PYTHON),
+        Language::Javascript => Some(&JAVASCRIPT),
+        Language::Typescript => Some(&TYPESCRIPT),
+        Language::Tsx => Some(&TSX),
         _ => None,
     }
 }
@@ -69,6 +83,9 @@ pub fn extract(language: Language, source: &str) -> Option<FileFacts> {
             let kind = names[capture.index as usize];
             match language {
                 Language::Python | Language::Notebook => python::lower(kind, capture.node, src, &mut facts),
+                Language::Javascript | Language::Typescript | Language::Tsx => {
+                    javascript::lower(kind, capture.node, src, &mut facts)
+                }
                 _ => {}
             }
         }
