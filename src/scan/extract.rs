@@ -3,6 +3,7 @@
 //! lowering, and lower each with the language's extractor.
 
 mod go;
+mod javascript;
 mod python;
 mod rust;
 
@@ -35,10 +36,23 @@ fn grammar(language: Language) -> Option<&'static Grammar> {
         LazyLock::new(|| build(tree_sitter_rust::LANGUAGE.into(), include_str!("queries/rust.scm")));
     static GO: LazyLock<Grammar> =
         LazyLock::new(|| build(tree_sitter_go::LANGUAGE.into(), include_str!("queries/go.scm")));
+    static JAVASCRIPT: LazyLock<Grammar> = LazyLock::new(|| {
+        build(tree_sitter_javascript::LANGUAGE.into(), include_str!("queries/javascript.scm"))
+    });
+    static TYPESCRIPT: LazyLock<Grammar> = LazyLock::new(|| {
+        build(tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(), include_str!("queries/typescript.scm"))
+    });
+    // TSX is TypeScript plus JSX: the same node kinds, so the same query.
+    static TSX: LazyLock<Grammar> = LazyLock::new(|| {
+        build(tree_sitter_typescript::LANGUAGE_TSX.into(), include_str!("queries/typescript.scm"))
+    });
     match language {
         Language::Python | Language::Notebook => Some(&PYTHON),
         Language::Rust => Some(&RUST),
         Language::Go => Some(&GO),
+        Language::Javascript => Some(&JAVASCRIPT),
+        Language::Typescript => Some(&TYPESCRIPT),
+        Language::Tsx => Some(&TSX),
         _ => None,
     }
 }
@@ -84,6 +98,9 @@ pub fn facts(language: Language, tree: &Tree, source: &str) -> FileFacts {
                 Language::Python | Language::Notebook => python::lower(kind, capture.node, src, &mut facts),
                 Language::Rust => rust::lower(kind, capture.node, src, &mut facts),
                 Language::Go => go::lower(kind, capture.node, src, &mut facts),
+                Language::Javascript | Language::Typescript | Language::Tsx => {
+                    javascript::lower(kind, capture.node, src, &mut facts)
+                }
                 _ => {}
             }
         }
@@ -105,6 +122,23 @@ impl<'a> Source<'a> {
 pub(crate) fn pos(node: Node<'_>) -> Pos {
     let point = node.start_position();
     Pos { line: point.row + 1, column: point.column + 1 }
+}
+
+/// A doc comment's text without its indentation, trailing blank lines or surrounding space.
+pub(crate) fn clean_doc(doc: &str) -> String {
+    doc.lines().map(str::trim).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+/// The value of an escape sequence Python and JavaScript strings share; others stay as written.
+pub(crate) fn unescape(seq: &str) -> &str {
+    match seq {
+        "\\n" => "\n",
+        "\\t" => "\t",
+        "\\\"" => "\"",
+        "\\'" => "'",
+        "\\\\" => "\\",
+        other => other,
+    }
 }
 
 /// Counts syntax errors (error and missing nodes) and keeps the first one's position.

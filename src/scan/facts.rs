@@ -35,6 +35,18 @@ pub enum Expr {
     Other,
 }
 
+impl Expr {
+    /// `self.attr`, keeping dotted names flat: `a.b` + `c` is the name `a.b.c`, and
+    /// `f().a` + `b` is `f()` with the path `a.b`, so the rules see one path per base.
+    pub(crate) fn member(self, attr: &str) -> Expr {
+        match self {
+            Expr::Name(path) => Expr::Name(format!("{path}.{attr}")),
+            Expr::Member(base, path) => Expr::Member(base, format!("{path}.{attr}")),
+            other => Expr::Member(Box::new(other), attr.to_owned()),
+        }
+    }
+}
+
 /// A call site: `callee(args…, name=kwarg…)`. JavaScript's trailing object argument
 /// and Go's composite literal argument stay positional; the rules look inside them.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use tree_sitter::Node;
 
 use composite::{composite, construction};
 
-use super::python::{clean_doc, member};
+use super::clean_doc;
 use super::{pos, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
@@ -242,7 +242,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "selector_expression" => {
             let operand = node.child_by_field_name("operand").map_or(Expr::Other, |o| expr(o, src));
             let field = node.child_by_field_name("field").map(|f| src.text(f)).unwrap_or_default();
-            member(operand, field)
+            operand.member(field)
         }
         "call_expression" => Expr::Call(Box::new(call(node, src))),
         "type_conversion_expression"

@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{pos, Source};
+use super::{clean_doc, pos, unescape, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
 pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
@@ -178,11 +178,6 @@ fn docstring(body: Node<'_>, src: Source<'_>) -> Option<String> {
     }
 }
 
-/// A docstring without its indentation, trailing blank lines or surrounding space.
-pub(crate) fn clean_doc(doc: &str) -> String {
-    doc.lines().map(str::trim).collect::<Vec<_>>().join("\n").trim().to_owned()
-}
-
 /// The qualified name of the innermost function around `node`: `Class.method`, `outer.inner`.
 fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
@@ -232,7 +227,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "attribute" => {
             let object = node.child_by_field_name("object").map_or(Expr::Other, |o| expr(o, src));
             let attr = node.child_by_field_name("attribute").map(|a| src.text(a)).unwrap_or_default();
-            member(object, attr)
+            object.member(attr)
         }
         "call" => Expr::Call(Box::new(call(node, src))),
         "subscript" => {
@@ -285,15 +280,6 @@ fn fallback(node: Node<'_>, src: Source<'_>) -> Expr {
     }
 }
 
-/// `object.attr`, keeping dotted names flat.
-pub(crate) fn member(object: Expr, attr: &str) -> Expr {
-    match object {
-        Expr::Name(path) => Expr::Name(format!("{path}.{attr}")),
-        Expr::Member(base, path) => Expr::Member(base, format!("{path}.{attr}")),
-        other => Expr::Member(Box::new(other), attr.to_owned()),
-    }
-}
-
 /// A string literal's value; `None` for an f-string with holes.
 fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut out = String::new();
@@ -307,17 +293,6 @@ fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
         }
     }
     Some(out)
-}
-
-fn unescape(seq: &str) -> &str {
-    match seq {
-        "\\n" => "\n",
-        "\\t" => "\t",
-        "\\\"" => "\"",
-        "\\'" => "'",
-        "\\\\" => "\\",
-        other => other,
-    }
 }
 
 #[cfg(test)]

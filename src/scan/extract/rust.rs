@@ -9,7 +9,6 @@ use tree_sitter::Node;
 
 use literal::{converted_literal, string};
 
-use super::python::member;
 use super::{pos, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
@@ -248,7 +247,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "generic_function" => inner("function"),
         "field_expression" => {
             let field = node.child_by_field_name("field").map(|f| src.text(f)).unwrap_or_default();
-            member(inner("value"), field)
+            inner("value").member(field)
         }
         "call_expression" => match converted_literal(node, src) {
             Some(literal) => Expr::Str(literal),

@@ -6,8 +6,8 @@
 use tree_sitter::Node;
 
 use super::{enclosing_function, expr, path, Source};
+use crate::scan::extract::clean_doc;
 use crate::scan::extract::pos;
-use crate::scan::extract::python::clean_doc;
 use crate::scan::facts::{Call, Expr};
 
 /// The outer attributes (as decorators) and the doc comment (`///`, `/** */`,

@@ -1,0 +1,139 @@
+//! JavaScript and TypeScript expressions and call sites, lowered to [`Expr`] and [`Call`].
+
+use tree_sitter::Node;
+
+use super::scope::enclosing_function;
+use crate::scan::extract::{pos, unescape, Source};
+use crate::scan::facts::{Call, Expr};
+
+/// Lowers an expression as far as the scanner follows one.
+pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
+    let field = |name: &str| node.child_by_field_name(name).map_or(Expr::Other, |n| expr(n, src));
+    match node.kind() {
+        "string" | "template_string" => string(node, src).map_or(Expr::Other, Expr::Str),
+        "number" => Expr::Num(src.text(node).to_owned()),
+        "true" => Expr::Bool(true),
+        "false" => Expr::Bool(false),
+        "identifier" | "this" | "super" => Expr::Name(src.text(node).to_owned()),
+        // `a?.b` is the same path as `a.b`: the fields skip the optional chain.
+        "member_expression" => {
+            let property = node.child_by_field_name("property").map(|p| src.text(p)).unwrap_or_default();
+            field("object").member(property)
+        }
+        "call_expression" | "new_expression" => {
+            call(node, src).map_or(Expr::Other, |c| Expr::Call(Box::new(c)))
+        }
+        "subscript_expression" => Expr::Subscript(Box::new(field("object")), Box::new(field("index"))),
+        "object" => object(node, src),
+        "array" => {
+            let mut cursor = node.walk();
+            Expr::List(
+                node.named_children(&mut cursor)
+                    .filter(|n| !matches!(n.kind(), "comment" | "spread_element"))
+                    .map(|n| expr(n, src))
+                    .collect(),
+            )
+        }
+        "binary_expression"
+            if node.child_by_field_name("operator").is_some_and(|o| matches!(o.kind(), "??" | "||")) =>
+        {
+            Expr::Fallback(Box::new(field("left")), Box::new(field("right")))
+        }
+        // `c ? a : b`: the first alternative, falling back to the second.
+        "ternary_expression" => {
+            Expr::Fallback(Box::new(field("consequence")), Box::new(field("alternative")))
+        }
+        "arrow_function" | "function_expression" | "generator_function" => Expr::Lambda,
+        // Wrappers that leave the value as it is: grouping, awaiting, and TypeScript's
+        // assertions (`x as T`, `x satisfies T`, `x!`, `<T>x`).
+        "parenthesized_expression"
+        | "await_expression"
+        | "as_expression"
+        | "satisfies_expression"
+        | "non_null_expression"
+        | "type_assertion" => {
+            let mut cursor = node.walk();
+            let inner =
+                node.named_children(&mut cursor).find(|n| !matches!(n.kind(), "comment" | "type_arguments"));
+            inner.map_or(Expr::Other, |n| expr(n, src))
+        }
+        _ => Expr::Other,
+    }
+}
+
+/// A call or construction. `None` for a tagged template (`sql\`…\``), which the grammar
+/// calls a call but which passes no arguments the rules could read.
+pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
+    let is_new = node.kind() == "new_expression";
+    let callee = node.child_by_field_name(if is_new { "constructor" } else { "function" })?;
+    let arguments = node.child_by_field_name("arguments");
+    if arguments.is_some_and(|a| a.kind() == "template_string") {
+        return None;
+    }
+    let mut args = Vec::new();
+    if let Some(list) = arguments {
+        let mut cursor = list.walk();
+        args = list
+            .named_children(&mut cursor)
+            .filter(|a| !matches!(a.kind(), "comment" | "spread_element"))
+            .map(|a| expr(a, src))
+            .collect();
+    }
+    Some(Call {
+        callee: expr(callee, src),
+        args,
+        kwargs: Vec::new(),
+        is_new,
+        pos: pos(node),
+        function: enclosing_function(node, src),
+    })
+}
+
+/// An object literal's keyed values; spreads and computed keys are not followed.
+fn object(node: Node<'_>, src: Source<'_>) -> Expr {
+    let mut cursor = node.walk();
+    let fields = node
+        .named_children(&mut cursor)
+        .filter_map(|p| match p.kind() {
+            "pair" => {
+                Some((key(p.child_by_field_name("key")?, src)?, expr(p.child_by_field_name("value")?, src)))
+            }
+            "shorthand_property_identifier" => {
+                let name = src.text(p).to_owned();
+                Some((name.clone(), Expr::Name(name)))
+            }
+            // `{ execute() {…} }`: a function value under its key.
+            "method_definition" => Some((key(p.child_by_field_name("name")?, src)?, Expr::Lambda)),
+            _ => None,
+        })
+        .collect();
+    Expr::Object(fields)
+}
+
+/// A property key or imported name as a string: `a`, `"a-b"`, `0`, `#private`; `None`
+/// for a computed key (`[k]`).
+pub(super) fn key(node: Node<'_>, src: Source<'_>) -> Option<String> {
+    match node.kind() {
+        "string" => string(node, src),
+        "computed_property_name" => None,
+        _ => Some(src.text(node).to_owned()),
+    }
+}
+
+/// A string or template literal's value; `None` for a template with `${…}` holes.
+pub(super) fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
+    let mut out = String::new();
+    let mut cursor = node.walk();
+    for part in node.named_children(&mut cursor) {
+        match part.kind() {
+            "string_fragment" | "html_character_reference" => out.push_str(src.text(part)),
+            "escape_sequence" => match src.text(part) {
+                "\\`" => out.push('`'),
+                seq => out.push_str(unescape(seq)),
+            },
+            "template_substitution" => return None,
+            _ => {}
+        }
+    }
+    Some(out)
+}
