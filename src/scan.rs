@@ -8,6 +8,7 @@
 //! `src/scan/rules/`) turn resolved facts into findings; manifests and imports give the
 //! dependencies. The result is one [`report::RepositoryAnalysis`].
 
+pub mod deps;
 pub mod facts;
 pub mod report;
 pub mod walk;
