@@ -24,6 +24,12 @@ pub fn analyze(
     let mut packages: BTreeMap<(Ecosystem, String), Joined> = BTreeMap::new();
     // (ecosystem, matching key) → declared name; the first manifest by path wins a clash.
     let mut declared_by_key: HashMap<(Ecosystem, String), String> = HashMap::new();
+    // The repository's own packages, declared by its other manifests (a workspace
+    // member, `-e .`): imported as local code, so never unused.
+    let own: HashSet<(Ecosystem, String)> = manifests
+        .iter()
+        .filter_map(|m| m.name.as_deref().map(|name| (m.ecosystem, declared_form(m.ecosystem, name))))
+        .collect();
     for manifest in &manifests {
         for dep in &manifest.declared {
             let joined = packages.entry((manifest.ecosystem, dep.name.clone())).or_default();
@@ -54,6 +60,7 @@ pub fn analyze(
             } else if !joined.imported_in.is_empty()
                 || joined.all_dev == Some(true)
                 || joined.indirect
+                || own.contains(&(ecosystem, name.clone()))
                 || works_without_import(ecosystem, &name)
             {
                 PackageStatus::Used
@@ -72,6 +79,14 @@ pub fn analyze(
         })
         .collect();
     Dependencies { manifests, packages }
+}
+
+/// A package's own name as declarations spell it (PEP 503 for Python).
+fn declared_form(ecosystem: Ecosystem, name: &str) -> String {
+    match ecosystem {
+        Ecosystem::Pypi => super::python::normalize(name),
+        Ecosystem::Npm | Ecosystem::Cargo | Ecosystem::Go => name.to_owned(),
+    }
 }
 
 /// What is known of one package so far.
@@ -202,6 +217,28 @@ mod tests {
         assert_eq!(status(&deps, Ecosystem::Pypi, "openai"), Some(PackageStatus::Used));
         let deps = run(vec![], &imports, &["llm/client.py", "llm/openai.py"]);
         assert!(deps.packages.is_empty(), "undeclared, the sibling module is meant: {:?}", deps.packages);
+    }
+
+    #[test]
+    fn the_repositorys_own_packages_are_never_unused() {
+        let manifests = vec![
+            manifest("pyproject.toml", "[project]\nname = \"Acme_Agents\"\n"),
+            manifest("examples/twilio/requirements.txt", "acme-agents\nfastapi\n"),
+            manifest("crates/core/Cargo.toml", "[package]\nname = \"agent-core\"\n"),
+            manifest(
+                "crates/cli/Cargo.toml",
+                "[package]\nname = \"agent-cli\"\n[dependencies]\nagent-core = { path = \"../core\" }\n",
+            ),
+        ];
+        let imports = [
+            import(Language::Python, "acme_agents", "examples/twilio/server.py"),
+            import(Language::Rust, "agent_core::run", "crates/cli/src/main.rs"),
+        ];
+        let paths = ["src/acme_agents/__init__.py", "examples/twilio/server.py", "crates/cli/src/main.rs"];
+        let deps = run(manifests, &imports, &paths);
+        assert_eq!(status(&deps, Ecosystem::Pypi, "acme-agents"), Some(PackageStatus::Used));
+        assert_eq!(status(&deps, Ecosystem::Pypi, "fastapi"), Some(PackageStatus::Unused));
+        assert_eq!(status(&deps, Ecosystem::Cargo, "agent-core"), Some(PackageStatus::Used));
     }
 
     #[test]

@@ -130,10 +130,12 @@ pub(super) fn resolve(module: &str, file: &str, local: &HashSet<String>) -> Reso
     Resolution::Package { candidates, shadow }
 }
 
-/// Top-level modules the repository's Python files define. A package (a directory with
-/// `__init__.py`) or module is top-level below the nearest directory that is not a
-/// package: plain when that is the root or a `src/` at the root, `dir/name` otherwise
-/// (and also `parent/name` for a `parent/src/`).
+/// Modules the repository's Python files define, for the directories they are
+/// importable from by a bare name. A package (a directory with `__init__.py`) or module
+/// is top-level below the nearest directory that is not a package; a script's own
+/// directory is on `sys.path` too, so every module and package is also importable from
+/// its parent directory. Entries are plain for the root or a `src/` at the root,
+/// `dir/name` otherwise (and also `parent/name` for a `parent/src/`).
 pub(super) fn local_modules(rel_paths: &[&str], local: &mut HashSet<String>) {
     let python: Vec<&str> =
         rel_paths.iter().copied().filter(|p| p.ends_with(".py") || p.ends_with(".pyi")).collect();
@@ -146,18 +148,18 @@ pub(super) fn local_modules(rel_paths: &[&str], local: &mut HashSet<String>) {
     for path in python {
         let (mut dir, file) = path.rsplit_once('/').unwrap_or(("", path));
         let mut name = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
-        while packages.contains(dir) {
-            let (parent, last) = dir.rsplit_once('/').unwrap_or(("", dir));
-            name = last;
-            dir = parent;
-        }
-        if name == "__init__" {
-            continue;
-        }
-        local.insert(qualified(dir, name));
-        // A `src/` layout installs its packages: importable from anywhere in the project.
-        if let Some(project) = dir.strip_suffix("src").filter(|p| p.is_empty() || p.ends_with('/')) {
-            local.insert(qualified(project.trim_end_matches('/'), name));
+        loop {
+            if name != "__init__" {
+                local.insert(qualified(dir, name));
+                // A `src/` layout installs its packages: importable from anywhere in the project.
+                if let Some(project) = dir.strip_suffix("src").filter(|p| p.is_empty() || p.ends_with('/')) {
+                    local.insert(qualified(project.trim_end_matches('/'), name));
+                }
+            }
+            if !packages.contains(dir) {
+                break;
+            }
+            (dir, name) = dir.rsplit_once('/').unwrap_or(("", dir));
         }
     }
 }
@@ -268,6 +270,8 @@ mod tests {
                 "backend/src/lib_b",
                 "lib_a",
                 "pkg",
+                "pkg/sub",
+                "pkg/sub/mod",
                 "scripts/tool",
                 "setup",
                 "src/lib_a"
