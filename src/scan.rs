@@ -9,6 +9,7 @@
 //! dependencies. The result is one [`report::RepositoryAnalysis`].
 
 mod analyze;
+pub mod deps;
 pub mod detect;
 pub mod extract;
 pub mod facts;
@@ -94,6 +95,10 @@ pub fn scan_timed(
         frameworks: Vec::new(),
         readme: None,
     };
+    let manifests = manifests(&files, &mut report.problems);
+    let rel_paths: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let local = deps::local_modules(&rel_paths, &manifests);
+    let mut imports = Vec::new();
     let mut framework_files: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
     for (file, analysis) in files.iter().zip(analyses) {
         times.parse += analysis.parse_time;
@@ -103,10 +108,20 @@ pub fn scan_timed(
             report.summary.parsed_bytes += analysis.parsed_bytes;
         }
         for module in &analysis.imports {
+            // A repository's own `agents` package is not the OpenAI Agents SDK.
+            let top = module.split(['.', '/']).next().unwrap_or(module);
+            if local.contains(top) {
+                continue;
+            }
             for framework in rules.frameworks_of(module) {
                 framework_files.entry(framework).or_default().insert(&file.rel);
             }
         }
+        imports.extend(analysis.imports.into_iter().map(|module| deps::ImportUse {
+            language: file.language,
+            module,
+            file: file.rel.clone(),
+        }));
         report.problems.extend(analysis.problem);
         report.llm_calls.extend(analysis.llm_calls);
         if report.readme.is_none() && readme::is_readme(&file.rel) {
@@ -123,6 +138,8 @@ pub fn scan_timed(
             manifest: file.manifest,
         });
     }
+    report.dependencies = deps::analyze(manifests, &imports, &local);
+    report.problems.sort_by(|a, b| a.path.cmp(&b.path));
     report.frameworks = framework_files
         .into_iter()
         .map(|(name, files)| FrameworkUse { name: name.to_owned(), files: files.len() })
@@ -134,4 +151,29 @@ pub fn scan_timed(
     report.summary.mcp = report.mcp.len();
     report.summary.problems = report.problems.len();
     Ok((report, times))
+}
+
+/// The manifests among `files`, parsed; what cannot be read is a problem, not a failure.
+fn manifests(files: &[walk::WalkedFile], problems: &mut Vec<report::FileProblem>) -> Vec<report::Manifest> {
+    let mut out = Vec::new();
+    for file in files.iter().filter(|f| f.manifest) {
+        let problem = |message: String| report::FileProblem {
+            path: file.rel.clone(),
+            problem: "manifest".into(),
+            message,
+            line: None,
+        };
+        match std::fs::read_to_string(&file.path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| deps::parse_manifest(&file.rel, &t))
+        {
+            Ok(Some(mut manifest)) => {
+                problems.append(&mut manifest.problems);
+                out.push(manifest);
+            }
+            Ok(None) => {}
+            Err(message) => problems.push(problem(message)),
+        }
+    }
+    out
 }

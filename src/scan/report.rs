@@ -332,7 +332,15 @@ pub struct Manifest {
     pub ecosystem: Ecosystem,
     /// `requirements`, `pyproject`, `poetry`, `setup_cfg`, `package_json`, `cargo`, `go_mod`.
     pub format: String,
+    /// The package the manifest defines itself (`[project] name`, `[package] name`,
+    /// package.json's `name`, go.mod's `module`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub declared: Vec<DeclaredDependency>,
+    /// Entries that could not be read (a requirement line PEP 508 rejects); the file's
+    /// other entries still count. Moved to the report's `problems`, not serialized here.
+    #[serde(skip)]
+    pub problems: Vec<FileProblem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -344,13 +352,21 @@ pub struct DeclaredDependency {
     /// A development, test or optional dependency.
     pub dev: bool,
     pub line: Option<usize>,
+    /// The name code imports it by, where the manifest renames it (Cargo's `package =`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Required only by other dependencies (go.mod's `// indirect`): never unused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub indirect: bool,
 }
 
 /// How a package's declaration and its imports agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PackageStatus {
-    /// Declared and imported.
+    /// Declared and imported; or declared for use without imports (a dev dependency, a
+    /// server, CLI tool, plugin or type stubs, an indirect Go requirement), in which case
+    /// `imported_in` is empty.
     Used,
     /// Declared, never imported.
     Unused,
@@ -368,4 +384,7 @@ pub struct Package {
     pub imported_in: Vec<String>,
     /// The modules imported that map to it.
     pub modules: Vec<String>,
+    /// Every declaration of it is a development, test or optional one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
 }

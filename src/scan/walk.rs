@@ -103,7 +103,8 @@ fn is_skipped_dir(name: &str) -> bool {
 fn classify(path: PathBuf, rel: String, bytes: u64) -> Option<WalkedFile> {
     let name = rel.rsplit('/').next().unwrap_or(&rel).to_ascii_lowercase();
     let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    let manifest = is_manifest(&name);
+    // `requirements/base.txt` as well as `requirements-dev.txt`.
+    let manifest = is_manifest(&name) || (ext == "txt" && rel.rsplit('/').nth(1) == Some("requirements"));
     let language = match ext {
         "py" | "pyi" => Language::Python,
         "js" | "mjs" | "cjs" | "jsx" => Language::Javascript,
