@@ -132,6 +132,8 @@ pub(crate) mod tests {
             requirement: requirement.map(Into::into),
             dev: false,
             line: Some(line),
+            alias: None,
+            indirect: false,
         }
     }
 
@@ -141,7 +143,14 @@ pub(crate) mod tests {
         format: &str,
         declared: Vec<DeclaredDependency>,
     ) -> Manifest {
-        Manifest { path: path.into(), ecosystem, format: format.into(), declared }
+        Manifest {
+            path: path.into(),
+            ecosystem,
+            format: format.into(),
+            name: None,
+            declared,
+            problems: Vec::new(),
+        }
     }
 
     fn package(
@@ -158,6 +167,7 @@ pub(crate) mod tests {
             declared_in: declared_in.iter().map(|p| p.to_string()).collect(),
             imported_in: imported_in.iter().map(|p| p.to_string()).collect(),
             modules: vec![name.into()],
+            dev: false,
         }
     }
 
