@@ -124,6 +124,10 @@ pub fn scan_timed(
         }));
         report.problems.extend(analysis.problem);
         report.llm_calls.extend(analysis.llm_calls);
+        report.agents.extend(analysis.agents);
+        report.tools.extend(analysis.tools);
+        report.graphs.extend(analysis.graphs);
+        report.mcp.extend(analysis.mcp);
         if report.readme.is_none() && readme::is_readme(&file.rel) {
             report.readme =
                 std::fs::read_to_string(&file.path).ok().map(|text| readme::summarize(&file.rel, &text));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::detect;
 use super::extract;
 use super::notebook;
-use super::report::{FileProblem, Language, LlmCall};
+use super::report::{AgentFinding, AgentGraph, FileProblem, Language, LlmCall, McpFinding, ToolFinding};
 use super::resolve::Resolver;
 use super::rules::Rules;
 use super::walk::{WalkedFile, MAX_PARSED_BYTES};
@@ -16,6 +16,10 @@ use super::walk::{WalkedFile, MAX_PARSED_BYTES};
 #[derive(Debug, Default)]
 pub struct FileAnalysis {
     pub llm_calls: Vec<LlmCall>,
+    pub agents: Vec<AgentFinding>,
+    pub tools: Vec<ToolFinding>,
+    pub graphs: Vec<AgentGraph>,
+    pub mcp: Vec<McpFinding>,
     /// Modules the file imports, as written.
     pub imports: Vec<String>,
     pub problem: Option<FileProblem>,
@@ -80,6 +84,11 @@ pub fn analyze(file: &WalkedFile, rules: &Rules) -> FileAnalysis {
     // Rust writes crate paths in full (`async_openai::Client::new()`) without a `use`.
     let resolver = Resolver::new(&facts, rules, file.language == Language::Rust);
     out.llm_calls = detect::llm::llm_calls(&file.rel, &resolver, rules);
+    out.tools = detect::tools::tools(&file.rel, &resolver, rules);
+    let known = detect::agents::Known { llm_calls: &out.llm_calls, tools: &out.tools };
+    out.agents = detect::agents::agents(&file.rel, &resolver, rules, &known);
+    out.mcp = detect::mcp::mcp(&file.rel, file.language, &resolver, rules, &out.tools);
+    out.graphs = detect::graph::graphs(&file.rel, &resolver, rules, &out.agents);
     out.imports = facts.imports.iter().map(|i| i.module.clone()).collect();
     out.match_time = started.elapsed();
     out

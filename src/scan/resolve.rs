@@ -60,6 +60,8 @@ pub struct Resolver<'f> {
     /// Whether a dotted name nobody imported is still a qualified path (Rust's
     /// `async_openai::Client::new`, Go's package-qualified names after import mapping).
     bare_paths_qualified: bool,
+    /// The name each call's value is bound to (`researcher = Agent(…)`), by the call's position.
+    bound_calls: HashMap<Pos, &'f str>,
 }
 
 impl<'f> Resolver<'f> {
@@ -75,11 +77,37 @@ impl<'f> Resolver<'f> {
             bindings.entry(binding.name.as_str()).or_default().push(binding);
         }
         let functions = facts.functions.iter().map(|f| (f.name.as_str(), f)).collect();
-        Self { facts, rules, imports, bindings, functions, bare_paths_qualified }
+        let bound_calls = facts
+            .bindings
+            .iter()
+            .filter_map(|b| match &b.value {
+                Expr::Call(call) => Some((call.pos, b.name.as_str())),
+                _ => None,
+            })
+            .collect();
+        Self { facts, rules, imports, bindings, functions, bare_paths_qualified, bound_calls }
     }
 
     pub fn facts(&self) -> &'f FileFacts {
         self.facts
+    }
+
+    /// The variable the call at `pos` is assigned to, if any.
+    pub fn bound_name(&self, pos: Pos) -> Option<&'f str> {
+        self.bound_calls.get(&pos).copied()
+    }
+
+    /// A function of this file by its qualified name.
+    pub fn function(&self, name: &str) -> Option<&'f Function> {
+        self.functions.get(name).copied()
+    }
+
+    /// The literal `expr` comes to, if it comes to one.
+    pub fn literal(&self, expr: &'f Expr, function: Option<&str>, at: Pos) -> Option<String> {
+        match self.value(expr, function, at) {
+            Value::Literal(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// The symbol a call's callee (or any name) refers to.

@@ -9,7 +9,7 @@ use mark1::scan::{self, report::RepositoryAnalysis, Rules};
 use serde_json::{json, Map, Value};
 
 /// The categories compared, and the JSON key of each in the report.
-const CATEGORIES: &[&str] = &["llm_calls", "agents", "tools", "mcp"];
+const CATEGORIES: &[&str] = &["llm_calls", "agents", "tools", "mcp", "graphs"];
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan")

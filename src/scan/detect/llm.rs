@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 
+use super::argument;
 use crate::scan::facts::{Call, Pos};
 use crate::scan::report::{LlmCall, ModelSource};
 use crate::scan::resolve::{Resolver, Symbol, Value};
-use crate::scan::rules::{ArgRef, LlmRule, Rules, AUTO_PROVIDER};
+use crate::scan::rules::{LlmRule, Rules, AUTO_PROVIDER};
 
 /// How sure a finding is, by how its symbol was resolved.
 const RESOLVED_IMPORT: f32 = 0.95;
@@ -82,7 +83,7 @@ fn finding(
     rules: &Rules,
 ) -> Option<LlmCall> {
     let function = call.function.as_deref();
-    let given = rule.model.iter().find_map(|at| argument(call, at));
+    let given = argument(call, &rule.model);
     let (model, model_source, model_origin) = match given.map(|expr| resolver.value(expr, function, call.pos))
     {
         Some(Value::Literal(model)) => (Some(model), ModelSource::Literal, None),
@@ -90,6 +91,9 @@ fn finding(
         Some(Value::Param { name, default }) => {
             (default, ModelSource::Dynamic, Some(format!("param:{name}")))
         }
+        // A rule that counts only a stated model (an agent given a model name) does not
+        // count an object or an expression it cannot follow.
+        Some(Value::Unknown { .. }) if rule.requires_model => return None,
         Some(Value::Unknown { default }) => (default, ModelSource::Dynamic, Some("expr".to_owned())),
         None if rule.requires_model => return None,
         None => (rule.default_model.clone(), ModelSource::Default, None),
@@ -112,13 +116,6 @@ fn finding(
     })
 }
 
-fn argument<'c>(call: &'c Call, at: &ArgRef) -> Option<&'c crate::scan::facts::Expr> {
-    match at {
-        ArgRef::Name(name) => call.arg(Some(name), None),
-        ArgRef::Position(position) => call.arg(None, Some(*position)),
-    }
-}
-
 /// The rule's provider; for an `auto` rule the one the call states or the model's name
 /// tells; for a client pointed elsewhere by its base URL (an OpenAI client on a local
 /// Ollama), the one the URL tells.
@@ -136,7 +133,7 @@ fn provider(
     if rule.provider != AUTO_PROVIDER {
         return rule.provider.clone();
     }
-    let stated = rule.provider_arg.iter().find_map(|at| argument(call, at)).and_then(|expr| {
+    let stated = argument(call, &rule.provider_arg).and_then(|expr| {
         match resolver.value(expr, call.function.as_deref(), call.pos) {
             Value::Literal(name) => rules.provider(&name).map(str::to_owned),
             _ => None,

@@ -1,0 +1,106 @@
+//! MCP servers and clients: the calls that make one (`FastMCP("weather")`,
+//! `new McpServer({…})`, `server.NewMCPServer(…)`, `ClientSession(…)`) and the impl
+//! blocks rmcp's attributes make a server, with the transport the file sets up and the
+//! tools it registers.
+
+use super::{literal_argument, short, tools::decorator_symbol};
+use crate::scan::facts::Call;
+use crate::scan::report::{Language, McpFinding, ToolFinding};
+use crate::scan::resolve::{Resolver, Symbol};
+use crate::scan::rules::{Rules, Site, TransportRule};
+
+const CONFIDENCE: f32 = 0.95;
+
+pub fn mcp(
+    file: &str,
+    language: Language,
+    resolver: &Resolver<'_>,
+    rules: &Rules,
+    tools: &[ToolFinding],
+) -> Vec<McpFinding> {
+    let facts = resolver.facts();
+    let transport = transport(resolver, rules);
+    let tool_names: Vec<String> =
+        tools.iter().filter(|t| t.framework == "mcp").map(|t| t.name.clone()).collect();
+    let mut out = Vec::new();
+    for call in &facts.calls {
+        let Some(Symbol::Path { path, .. }) =
+            resolver.symbol(&call.callee, call.function.as_deref(), call.pos)
+        else {
+            continue;
+        };
+        for site in rules.agents.calls(&path) {
+            let Site::Mcp(i) = site else { continue };
+            let rule = &rules.agents.mcp[i];
+            let server = rule.kind == "mcp_server";
+            out.push(McpFinding {
+                kind: rule.kind.clone(),
+                language,
+                name: literal_argument(resolver, call, &rule.name)
+                    .or_else(|| resolver.bound_name(call.pos).map(str::to_owned)),
+                transport: transport.clone(),
+                tools: if server { tool_names.clone() } else { Vec::new() },
+                symbol: path.clone(),
+                file: file.to_owned(),
+                line: call.pos.line,
+                column: call.pos.column,
+                confidence: CONFIDENCE,
+            });
+        }
+    }
+    // rmcp: `#[tool_router] impl Calculator` (and `#[tool_handler]` on the same type) is one server.
+    for class in &facts.classes {
+        let serves = class.decorators.iter().any(|d| match decorator_symbol(d, class.pos, resolver) {
+            Some(Symbol::Path { path, .. }) => {
+                rules.agents.decorators(&path).any(|s| matches!(s, Site::Mcp(_)))
+            }
+            _ => false,
+        });
+        let name = short(&class.name).to_owned();
+        if serves && !out.iter().any(|m| m.name.as_deref() == Some(name.as_str())) {
+            out.push(McpFinding {
+                kind: "mcp_server".into(),
+                language,
+                name: Some(name),
+                transport: transport.clone(),
+                tools: tool_names.clone(),
+                symbol: class.name.clone(),
+                file: file.to_owned(),
+                line: class.pos.line,
+                column: class.pos.column,
+                confidence: CONFIDENCE,
+            });
+        }
+    }
+    out
+}
+
+/// The transport the file sets up: the first transport it makes, or names at a run call.
+fn transport(resolver: &Resolver<'_>, rules: &Rules) -> Option<String> {
+    resolver.facts().calls.iter().find_map(|call| {
+        let symbol = resolver.symbol(&call.callee, call.function.as_deref(), call.pos)?;
+        match symbol {
+            Symbol::Path { path, .. } => rules.agents.calls(&path).find_map(|site| match site {
+                Site::Transport(i) => named(&rules.agents.transports[i], call, resolver),
+                _ => None,
+            }),
+            Symbol::Instance { class, rest, .. } => {
+                rules.agents.classes(&class).find_map(|site| match site {
+                    Site::Transport(i)
+                        if rules.agents.transports[i].methods.iter().any(|m| *m == short(&rest)) =>
+                    {
+                        named(&rules.agents.transports[i], call, resolver)
+                    }
+                    _ => None,
+                })
+            }
+        }
+    })
+}
+
+fn named(rule: &TransportRule, call: &Call, resolver: &Resolver<'_>) -> Option<String> {
+    if rule.transport != "argument" {
+        return Some(rule.transport.clone());
+    }
+    literal_argument(resolver, call, &rule.arg).or_else(|| rule.default.clone()).map(|t| t.replace('-', "_"))
+}
