@@ -85,7 +85,12 @@ pub fn analyze(file: &WalkedFile, rules: &Rules) -> FileAnalysis {
     let resolver = Resolver::new(&facts, rules, file.language == Language::Rust);
     out.llm_calls = detect::llm::llm_calls(&file.rel, &resolver, rules);
     out.tools = detect::tools::tools(&file.rel, &resolver, rules);
-    let known = detect::agents::Known { llm_calls: &out.llm_calls, tools: &out.tools };
+    let crew_configs = match file.path.parent() {
+        Some(dir) => detect::crew::agent_configs(dir, &resolver),
+        None => Default::default(),
+    };
+    let known =
+        detect::agents::Known { llm_calls: &out.llm_calls, tools: &out.tools, crew_configs: &crew_configs };
     out.agents = detect::agents::agents(&file.rel, &resolver, rules, &known);
     out.mcp = detect::mcp::mcp(&file.rel, file.language, &resolver, rules, &out.tools);
     out.graphs = detect::graph::graphs(&file.rel, &resolver, rules, &out.agents);

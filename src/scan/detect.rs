@@ -3,6 +3,8 @@
 //! them), agents, MCP servers and clients, and graphs.
 
 pub mod agents;
+pub mod crew;
+pub mod flow;
 pub mod graph;
 pub mod llm;
 pub mod mcp;

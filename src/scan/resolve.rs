@@ -175,13 +175,10 @@ impl<'f> Resolver<'f> {
     /// module level.
     pub fn binding(&self, name: &str, function: Option<&str>, at: Pos) -> Option<&'f Binding> {
         let candidates = self.bindings.get(name)?;
-        let before = |b: &&&Binding| b.pos < at;
         let in_function = |b: &&&Binding| b.function.as_deref() == function;
         candidates
             .iter()
-            .filter(in_function)
-            .filter(before)
-            .next_back()
+            .rfind(|b| in_function(b) && b.pos < at)
             .or_else(|| candidates.iter().find(in_function))
             .or_else(|| {
                 let class = function?.rsplit_once('.')?.0;
@@ -189,7 +186,7 @@ impl<'f> Resolver<'f> {
                     b.function.as_deref().and_then(|f| f.rsplit_once('.')).is_some_and(|(c, _)| c == class)
                 })
             })
-            .or_else(|| candidates.iter().filter(|b| b.function.is_none()).next_back())
+            .or_else(|| candidates.iter().rfind(|b| b.function.is_none()))
             .copied()
     }
 

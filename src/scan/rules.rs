@@ -11,7 +11,7 @@ use super::report::CallKind;
 
 mod agents;
 
-pub use agents::{AgentRule, AgentRules, GraphRule, McpRule, Site, ToolRule, TransportRule};
+pub use agents::{AgentRule, AgentRules, FlowRule, GraphRule, McpRule, Site, ToolRule, TransportRule};
 
 /// The rule files built into the binary.
 const BUILT_IN: &[(&str, &str)] = &[

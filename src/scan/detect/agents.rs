@@ -10,6 +10,8 @@ use crate::scan::report::{AgentFinding, LlmCall, ToolFinding};
 use crate::scan::resolve::{Resolver, Symbol};
 use crate::scan::rules::{AgentRule, Rules, Site};
 
+use super::crew::{config_key, AgentConfig};
+
 const CONSTRUCTED: f32 = 0.95;
 const DECORATED: f32 = 0.9;
 
@@ -17,6 +19,8 @@ const DECORATED: f32 = 0.9;
 pub struct Known<'a> {
     pub llm_calls: &'a [LlmCall],
     pub tools: &'a [ToolFinding],
+    /// CrewBase agents' YAML configs, by agent key.
+    pub crew_configs: &'a HashMap<String, AgentConfig>,
 }
 
 pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<'_>) -> Vec<AgentFinding> {
@@ -26,13 +30,29 @@ pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<
         .iter()
         .filter_map(|f| Some((f.name.as_str(), (f, agent_decorator(f, resolver, rules)?))))
         .collect();
-    let mut out = Vec::new();
+    let mut out: Vec<AgentFinding> = Vec::new();
     // Each agent's variable, for handoffs given by variable.
     let mut by_variable: HashMap<&str, usize> = HashMap::new();
     let mut handoff_exprs: Vec<Option<&Expr>> = Vec::new();
     let mut named_functions = Vec::new();
     for call in &facts.calls {
         let Some(rule) = call_rule(call, resolver, rules) else { continue };
+        // `AgentExecutor(agent=agent, tools=tools)` runs an agent found already.
+        let wrapped = argument(call, &rule.wraps).and_then(|a| match a {
+            Expr::Name(variable) => by_variable.get(variable.as_str()).copied(),
+            _ => None,
+        });
+        if let Some(agent) = wrapped {
+            if out[agent].tools.is_empty() {
+                out[agent].tools = argument(call, &rule.tools)
+                    .map(|t| tool_names(t, call, resolver, known))
+                    .unwrap_or_default();
+            }
+            if let Some(variable) = resolver.bound_name(call.pos) {
+                by_variable.insert(variable, agent);
+            }
+            continue;
+        }
         // Inside an `@agent` method the method names the agent.
         let method = call.function.as_deref().and_then(|f| decorated.get(f));
         if let Some((function, _)) = method {
@@ -46,14 +66,17 @@ pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<
             by_variable.insert(variable, out.len());
         }
         handoff_exprs.push(argument(call, &rule.handoffs));
+        let config =
+            call.arg(Some("config"), None).and_then(config_key).and_then(|k| known.crew_configs.get(k));
+        let config = config.cloned().unwrap_or_default();
         out.push(AgentFinding {
             kind: "agent".into(),
             framework: rule.framework.clone(),
             name,
-            role: literal_argument(resolver, call, &rule.role),
-            goal: literal_argument(resolver, call, &rule.goal),
-            instructions: literal_argument(resolver, call, &rule.instructions),
-            model: argument(call, &rule.model).and_then(|m| model(m, call, resolver, known)),
+            role: literal_argument(resolver, call, &rule.role).or(config.role),
+            goal: literal_argument(resolver, call, &rule.goal).or(config.goal),
+            instructions: literal_argument(resolver, call, &rule.instructions).or(config.backstory),
+            model: argument(call, &rule.model).and_then(|m| model(m, call, resolver, known)).or(config.llm),
             tools: argument(call, &rule.tools)
                 .map(|t| tool_names(t, call, resolver, known))
                 .unwrap_or_default(),
@@ -75,14 +98,15 @@ pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<
     // An `@agent` method whose agent the scanner did not see constructed.
     for (function, rule) in decorated.values() {
         if !named_functions.contains(&function.name.as_str()) {
+            let config = known.crew_configs.get(&function.short_name).cloned().unwrap_or_default();
             out.push(AgentFinding {
                 kind: "agent".into(),
                 framework: rule.framework.clone(),
                 name: function.short_name.clone(),
-                role: None,
-                goal: None,
-                instructions: function.doc.clone(),
-                model: None,
+                role: config.role,
+                goal: config.goal,
+                instructions: config.backstory.or_else(|| function.doc.clone()),
+                model: config.llm,
                 tools: Vec::new(),
                 handoffs: Vec::new(),
                 symbol: function.name.clone(),
@@ -154,6 +178,13 @@ fn made_at(expr: &Expr, call: &Call, resolver: &Resolver<'_>) -> Option<Pos> {
 fn tool_names(expr: &Expr, call: &Call, resolver: &Resolver<'_>, known: &Known<'_>) -> Vec<String> {
     let items = match expr {
         Expr::List(items) => items.as_slice(),
+        // `tools = [search, calc]` … `tools=tools`.
+        Expr::Name(name) => {
+            match resolver.binding(name, call.function.as_deref(), call.pos).map(|b| &b.value) {
+                Some(Expr::List(items)) => items.as_slice(),
+                _ => std::slice::from_ref(expr),
+            }
+        }
         other => std::slice::from_ref(other),
     };
     items

@@ -36,14 +36,20 @@ pub fn graphs(
                 }) else {
                     continue;
                 };
-                let nodes = argument(call, &rule.members)
-                    .map(|m| super::agents::members(m, &by_variable, &agent_names))
-                    .unwrap_or_default();
+                let nodes = match argument(call, &rule.members) {
+                    // A CrewBase crew's `agents=self.agents`: every agent its methods make.
+                    Some(Expr::Name(name)) if name == "self.agents" => agents
+                        .iter()
+                        .filter(|a| a.framework == rule.framework)
+                        .map(|a| a.name.clone())
+                        .collect(),
+                    Some(members) => super::agents::members(members, &by_variable, &agent_names),
+                    None => Vec::new(),
+                };
+                let name = resolver.bound_name(call.pos).or(call.function.as_deref()).map(short);
                 let graph = AgentGraph {
                     framework: rule.framework.clone(),
-                    name: resolver
-                        .bound_name(call.pos)
-                        .map_or_else(|| rule.framework.clone(), |v| short(v).to_owned()),
+                    name: name.map_or_else(|| rule.framework.clone(), str::to_owned),
                     nodes,
                     edges: Vec::new(),
                     file: file.to_owned(),
@@ -62,6 +68,7 @@ pub fn graphs(
     }
     let mut out: Vec<AgentGraph> = graphs.into_iter().map(|(_, _, g)| g).collect();
     out.extend(handoffs(file, agents));
+    out.extend(super::flow::flows(file, resolver, rules));
     out
 }
 
@@ -119,7 +126,7 @@ fn add_node(graph: &mut AgentGraph, name: String) {
     }
 }
 
-fn add_edge(graph: &mut AgentGraph, from: String, to: String, conditional: bool) {
+pub(crate) fn add_edge(graph: &mut AgentGraph, from: String, to: String, conditional: bool) {
     for node in [&from, &to] {
         if !node.starts_with("__") {
             add_node(graph, node.clone());

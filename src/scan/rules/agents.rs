@@ -28,6 +28,10 @@ pub struct AgentRule {
     pub tools: Vec<ArgRef>,
     #[serde(default)]
     pub handoffs: Vec<ArgRef>,
+    /// Where a wrapper (`AgentExecutor(agent=…)`) is given the agent it runs: when that
+    /// agent is found, the wrapper is the same agent, not another.
+    #[serde(default)]
+    pub wraps: Vec<ArgRef>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +120,21 @@ pub struct GraphRule {
     pub members: Vec<ArgRef>,
 }
 
+/// Event-driven flows: a class on one of `bases` whose methods `start` and `listen`
+/// decorators chain (CrewAI Flows).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRule {
+    pub framework: String,
+    pub bases: Vec<String>,
+    pub start: Vec<String>,
+    /// Decorators whose arguments are the steps (or router labels) the method follows.
+    pub listen: Vec<String>,
+    /// Calls combining steps in a listen decorator (`or_(a, b)`).
+    #[serde(default)]
+    pub combinators: Vec<String>,
+}
+
 /// The tables of `agents.toml`, as a rule file holds them.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +149,8 @@ pub(super) struct AgentTables {
     pub mcp_transport: Vec<TransportRule>,
     #[serde(default)]
     pub graph: Vec<GraphRule>,
+    #[serde(default)]
+    pub flow: Vec<FlowRule>,
 }
 
 /// Which rule a symbol triggers.
@@ -140,6 +161,7 @@ pub enum Site {
     Mcp(usize),
     Transport(usize),
     Graph(usize),
+    Flow(usize),
 }
 
 /// The rules and their indexes.
@@ -150,6 +172,7 @@ pub struct AgentRules {
     pub mcp: Vec<McpRule>,
     pub transports: Vec<TransportRule>,
     pub graphs: Vec<GraphRule>,
+    pub flows: Vec<FlowRule>,
     calls: SymbolIndex<Site>,
     decorators: SymbolIndex<Site>,
     bases: SymbolIndex<Site>,
@@ -190,6 +213,10 @@ impl AgentRules {
             let site = Site::Graph(self.graphs.len());
             index(&mut self.calls, &rule.symbols, site);
             self.graphs.push(rule);
+        }
+        for rule in tables.flow {
+            index(&mut self.bases, &rule.bases, Site::Flow(self.flows.len()));
+            self.flows.push(rule);
         }
     }
 

@@ -1,0 +1,79 @@
+//! Event-driven flows (CrewAI Flows): a class on a flow base whose `@start()` methods
+//! begin and whose `@listen(step)` / `@router(step)` methods follow other steps, as a
+//! graph of its methods.
+
+use super::{short, tools::decorator_symbol};
+use crate::scan::facts::{Class, Expr};
+use crate::scan::report::AgentGraph;
+use crate::scan::resolve::{Resolver, Symbol};
+use crate::scan::rules::{FlowRule, Rules, Site};
+
+pub fn flows(file: &str, resolver: &Resolver<'_>, rules: &Rules) -> Vec<AgentGraph> {
+    let facts = resolver.facts();
+    let mut out = Vec::new();
+    for class in &facts.classes {
+        let Some(rule) = flow_rule(class, resolver, rules) else { continue };
+        let mut graph = AgentGraph {
+            framework: rule.framework.clone(),
+            name: short(&class.name).to_owned(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            file: file.to_owned(),
+            line: class.pos.line,
+        };
+        let prefix = format!("{}.", class.name);
+        for method in
+            facts.functions.iter().filter(|f| f.name.strip_prefix(&prefix).is_some_and(|m| !m.contains('.')))
+        {
+            for decorator in &method.decorators {
+                let Some(Symbol::Path { path, .. }) = decorator_symbol(decorator, method.pos, resolver)
+                else {
+                    continue;
+                };
+                if rule.start.contains(&path) {
+                    super::graph::add_edge(&mut graph, "__start__".into(), method.short_name.clone(), false);
+                } else if rule.listen.contains(&path) {
+                    let Expr::Call(call) = decorator else { continue };
+                    for step in call.args.iter().flat_map(|a| steps(a, rule, resolver)) {
+                        super::graph::add_edge(&mut graph, step, method.short_name.clone(), false);
+                    }
+                }
+            }
+        }
+        out.push(graph);
+    }
+    out
+}
+
+fn flow_rule<'r>(class: &Class, resolver: &Resolver<'_>, rules: &'r Rules) -> Option<&'r FlowRule> {
+    class.bases.iter().find_map(|base| {
+        // `Flow[State]`: the generic's base.
+        let base = match base {
+            Expr::Subscript(inner, _) => inner,
+            other => other,
+        };
+        match resolver.symbol(base, None, class.pos)? {
+            Symbol::Path { path, .. } => rules.agents.bases(&path).find_map(|site| match site {
+                Site::Flow(i) => Some(&rules.agents.flows[i]),
+                _ => None,
+            }),
+            Symbol::Instance { .. } => None,
+        }
+    })
+}
+
+/// The steps a listen argument names: a method, a method's name or router label, or a
+/// combination of them.
+fn steps(arg: &Expr, rule: &FlowRule, resolver: &Resolver<'_>) -> Vec<String> {
+    match arg {
+        Expr::Str(label) => vec![label.clone()],
+        Expr::Name(method) => vec![short(method).to_owned()],
+        Expr::Call(call) => match resolver.symbol(&call.callee, None, call.pos) {
+            Some(Symbol::Path { path, .. }) if rule.combinators.contains(&path) => {
+                call.args.iter().flat_map(|a| steps(a, rule, resolver)).collect()
+            }
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
