@@ -23,6 +23,9 @@ pub fn mcp(
     let tool_names: Vec<String> =
         tools.iter().filter(|t| t.framework == "mcp").map(|t| t.name.clone()).collect();
     let mut out = Vec::new();
+    // A client is opened in steps (`stdio_client(…)`, then `ClientSession(…)` on its
+    // streams): one connection per function.
+    let mut client_functions = Vec::new();
     for call in &facts.calls {
         let Some(Symbol::Path { path, .. }) =
             resolver.symbol(&call.callee, call.function.as_deref(), call.pos)
@@ -33,6 +36,12 @@ pub fn mcp(
             let Site::Mcp(i) = site else { continue };
             let rule = &rules.agents.mcp[i];
             let server = rule.kind == "mcp_server";
+            if !server {
+                if client_functions.contains(&call.function) {
+                    continue;
+                }
+                client_functions.push(call.function.clone());
+            }
             out.push(McpFinding {
                 kind: rule.kind.clone(),
                 language,
