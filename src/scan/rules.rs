@@ -48,6 +48,8 @@ struct RuleFile {
     #[serde(default)]
     passthrough: Vec<String>,
     #[serde(default)]
+    transparent_member: Vec<String>,
+    #[serde(default)]
     constant: BTreeMap<String, String>,
     #[serde(default)]
     model_provider: BTreeMap<String, String>,
@@ -117,7 +119,7 @@ struct EnvGetterRule {
 }
 
 /// A function that reads an environment variable: the positions of its arguments.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvGetter {
     pub var: usize,
     pub default: Option<usize>,
@@ -160,7 +162,7 @@ impl<T> Default for SymbolIndex<T> {
     }
 }
 
-impl<T: Copy> SymbolIndex<T> {
+impl<T: Copy + PartialEq> SymbolIndex<T> {
     fn insert(&mut self, symbol: &str, value: T) {
         if symbol.contains('*') {
             self.globs.push((Pattern(symbol.to_owned()), value));
@@ -169,9 +171,18 @@ impl<T: Copy> SymbolIndex<T> {
         }
     }
 
+    /// The values of every pattern `symbol` matches, each once (a rule may list a symbol
+    /// both exactly and through a glob).
     fn get<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = T> + 'a {
         let exact = self.exact.get(symbol).into_iter().flatten().copied();
-        exact.chain(self.globs.iter().filter(move |(p, _)| p.matches(symbol)).map(|(_, v)| *v))
+        let mut seen = Vec::new();
+        exact.chain(self.globs.iter().filter(move |(p, _)| p.matches(symbol)).map(|(_, v)| *v)).filter(
+            move |v| {
+                let new = !seen.contains(v);
+                seen.push(*v);
+                new
+            },
+        )
     }
 }
 
@@ -187,6 +198,8 @@ pub struct Rules {
     env_mappings: HashSet<String>,
     fallback_methods: HashSet<String>,
     passthrough: HashSet<String>,
+    /// Members that wrap a call without changing what it calls (`with_raw_response`).
+    transparent_members: HashSet<String>,
     constants: BTreeMap<String, String>,
     model_providers: BTreeMap<String, String>,
     base_url_providers: BTreeMap<String, String>,
@@ -249,6 +262,7 @@ impl Rules {
         self.env_mappings.extend(file.env_mapping);
         self.fallback_methods.extend(file.fallback_method);
         self.passthrough.extend(file.passthrough);
+        self.transparent_members.extend(file.transparent_member);
         self.constants.extend(file.constant);
         self.model_providers.extend(file.model_provider);
         self.base_url_providers.extend(file.base_url_provider);
@@ -288,12 +302,15 @@ impl Rules {
 
     /// The first LLM rule for a call of `symbol`.
     pub fn llm_call(&self, symbol: &str) -> Option<&LlmRule> {
-        self.llm_by_symbol.get(symbol).next().map(|i| &self.llm[i])
+        let symbol = self.without_transparent(symbol);
+        let found = self.llm_by_symbol.get(&symbol).next();
+        found.map(|i| &self.llm[i])
     }
 
     /// The first LLM rule for calling `method` on an object made by `class`: the rule's
     /// method is the member path or its tail (`with_options(…).chat.completions.create`).
     pub fn llm_method(&self, class: &str, method: &str) -> Option<&LlmRule> {
+        let method = &self.without_transparent(method);
         self.llm_by_class
             .get(class)
             .map(|i| &self.llm[i])
@@ -304,11 +321,24 @@ impl Rules {
     /// could not resolve, among the rules `applies` accepts (those whose package the
     /// file imports).
     pub fn llm_heuristic(&self, path: &str, applies: impl Fn(&LlmRule) -> bool) -> Option<&LlmRule> {
+        let path = &self.without_transparent(path);
         self.llm.iter().find(|rule| {
             !rule.packages.is_empty()
                 && rule.methods.iter().any(|m| m.contains('.') && ends_with_member(path, m))
                 && applies(rule)
         })
+    }
+
+    /// `chat.completions.with_raw_response.create` calls `chat.completions.create`.
+    fn without_transparent<'p>(&self, path: &'p str) -> std::borrow::Cow<'p, str> {
+        if !path.split('.').any(|m| self.transparent_members.contains(m)) {
+            return path.into();
+        }
+        path.split('.')
+            .filter(|m| !self.transparent_members.contains(*m))
+            .collect::<Vec<_>>()
+            .join(".")
+            .into()
     }
 
     pub fn env_getter(&self, symbol: &str) -> Option<EnvGetter> {
