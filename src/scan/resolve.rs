@@ -198,7 +198,11 @@ impl<'f> Resolver<'f> {
         let ty = self.param(name, function)?.ty.as_deref()?;
         // `Optional[OpenAI]`, `OpenAI | None`: the class is what matters.
         let ty = ty.trim_start_matches("Optional[").trim_end_matches(']');
-        Some(ty.split('|').next()?.trim())
+        let ty = ty.split('|').next()?.trim();
+        // A pointer or reference to the class (Go's `*genai.Client`, Rust's `&Client<C>`)
+        // calls the same methods.
+        let ty = ty.trim_start_matches(['*', '&']).trim_start_matches("mut ");
+        Some(ty.split('<').next()?.trim())
     }
 
     /// Where the value of `expr` comes from.
@@ -235,6 +239,10 @@ impl<'f> Resolver<'f> {
                             other => other,
                         }
                     }
+                    // Nobody writes a literal before `||`; a literal with an alternative is
+                    // one branch of a choice (`hard ? SMART : FAST`): which one runs is
+                    // decided at run time, the first is the one reported.
+                    Value::Literal(s) => Value::Unknown { default: Some(s) },
                     known => known,
                 }
             }
@@ -249,7 +257,14 @@ impl<'f> Resolver<'f> {
         // `Model.GPT4.value` is the member `Model.GPT4`.
         let path = path.strip_suffix(".value").filter(|p| self.bindings.contains_key(p)).unwrap_or(path);
         if let Some(binding) = self.binding(path, function, at) {
-            return self.value_at(&binding.value, binding.function.as_deref(), binding.pos, depth + 1);
+            let value = self.value_at(&binding.value, binding.function.as_deref(), binding.pos, depth + 1);
+            return match (value, self.earlier_env(path, binding, depth)) {
+                (Value::Literal(default), Some(var)) => Value::Env { var, default: Some(default) },
+                (value, _) => value,
+            };
+        }
+        if let Some(value) = self.field_value(path, function, depth) {
+            return value;
         }
         if !path.contains('.') {
             if let Some(param) = self.param(path, function) {
@@ -276,6 +291,43 @@ impl<'f> Resolver<'f> {
             }
         }
         Value::Unknown { default: None }
+    }
+
+    /// The variable `name` was read from before `binding` gave it a literal in the same
+    /// function: `m := os.Getenv("M"); if m == "" { m = "llama3" }` is the variable `M`
+    /// with the default `llama3`. The scanner does not follow control flow, and this
+    /// shape is the idiom for a default where the language has no `||`.
+    fn earlier_env(&self, name: &str, binding: &'f Binding, depth: usize) -> Option<String> {
+        self.bindings
+            .get(name)?
+            .iter()
+            .filter(|b| b.function == binding.function && b.pos < binding.pos)
+            .find_map(|earlier| {
+                match self.value_at(&earlier.value, earlier.function.as_deref(), earlier.pos, depth + 1) {
+                    Value::Env { var, default: None } => Some(var),
+                    _ => None,
+                }
+            })
+    }
+
+    /// `self.model` or `this.model` that no method assigns: the class's own field
+    /// (`Class.model`, a class attribute or field initializer), else what a constructor
+    /// literal of the type gave it (Rust's `Self { model, .. }` in `new`).
+    fn field_value(&self, path: &str, function: Option<&str>, depth: usize) -> Option<Value> {
+        let field = path.strip_prefix("self.").or_else(|| path.strip_prefix("this."))?;
+        let class = function?.rsplit_once('.')?.0;
+        if let Some(binding) = self.binding(&format!("{class}.{field}"), None, Pos::default()) {
+            return Some(self.value_at(&binding.value, binding.function.as_deref(), binding.pos, depth + 1));
+        }
+        let in_class = |f: &str| f.rsplit_once('.').is_some_and(|(c, _)| c == class);
+        self.facts.calls.iter().find_map(|call| {
+            let built = matches!(&call.callee, Expr::Name(n) if n == "Self" || n == class);
+            if !built || !call.function.as_deref().is_some_and(in_class) {
+                return None;
+            }
+            let (_, value) = call.kwargs.iter().find(|(k, _)| k == field)?;
+            Some(self.value_at(value, call.function.as_deref(), call.pos, depth + 1))
+        })
     }
 
     fn keyed_value(&self, base: &'f Expr, key: &str, function: Option<&str>, at: Pos, depth: usize) -> Value {
@@ -316,6 +368,23 @@ impl<'f> Resolver<'f> {
                     Value::Env { var, default: None } => Value::Env { var, default },
                     other => other,
                 };
+            }
+        }
+        // `model.clone()`, `EMBED_MODEL.to_string()`: a conversion method keeps its receiver's value.
+        if call.args.is_empty() {
+            let receiver = match &call.callee {
+                Expr::Member(base, method) if self.rules.is_passthrough(method) => Some(&**base),
+                _ => None,
+            };
+            if let Some(receiver) = receiver {
+                return self.value_at(receiver, function, call.pos, depth + 1);
+            }
+            if let Expr::Name(path) = &call.callee {
+                if let Some((receiver, method)) = path.rsplit_once('.') {
+                    if self.rules.is_passthrough(method) {
+                        return self.name_value(receiver, function, call.pos, depth + 1);
+                    }
+                }
             }
         }
         let Some(Symbol::Path { path, .. }) = self.symbol_at(&call.callee, function, call.pos, depth + 1)

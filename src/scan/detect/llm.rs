@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::argument;
-use crate::scan::facts::{Call, Pos};
+use crate::scan::facts::Call;
 use crate::scan::report::{LlmCall, ModelSource};
 use crate::scan::resolve::{Resolver, Symbol, Value};
 use crate::scan::rules::{LlmRule, Rules, AUTO_PROVIDER};
@@ -21,7 +21,7 @@ const METHOD_ONLY: f32 = 0.7;
 pub fn llm_calls(file: &str, resolver: &Resolver<'_>, rules: &Rules) -> Vec<LlmCall> {
     let facts = resolver.facts();
     let imported: HashSet<&str> = facts.imports.iter().map(|i| i.module.as_str()).collect();
-    let mut found: Vec<(LlmCall, Option<Pos>)> = Vec::new();
+    let mut found: Vec<(LlmCall, &Call, Option<&Call>)> = Vec::new();
     for call in &facts.calls {
         let Some(symbol) = resolver.symbol(&call.callee, call.function.as_deref(), call.pos) else {
             continue;
@@ -32,17 +32,20 @@ pub fn llm_calls(file: &str, resolver: &Resolver<'_>, rules: &Rules) -> Vec<LlmC
             Symbol::Path { .. } => None,
         };
         if let Some(finding) = finding(file, call, &symbol, origin, rule, confidence, resolver, rules) {
-            found.push((finding, origin.map(|o| o.pos)));
+            found.push((finding, call, origin));
         }
     }
     // A request on an object whose construction already named the model is the same use
-    // of that model: the construction is the finding.
-    let sites: HashSet<Pos> = found.iter().map(|(f, _)| Pos { line: f.line, column: f.column }).collect();
-    found
-        .into_iter()
-        .filter(|(_, origin)| origin.is_none_or(|o| !sites.contains(&o)))
-        .map(|(f, _)| f)
-        .collect()
+    // of that model: the construction is the finding. A call is known by its position and
+    // its callee together, since every call of a chain (`Args::default().model(…)`)
+    // starts where the chain does, and the origin may be a copy held by a binding.
+    let is_site = |origin: &Call| found.iter().any(|(_, site, _)| same_call(site, origin));
+    let keep: Vec<bool> = found.iter().map(|(_, _, origin)| origin.is_none_or(|o| !is_site(o))).collect();
+    found.into_iter().zip(keep).filter(|(_, keep)| *keep).map(|((f, _, _), _)| f).collect()
+}
+
+fn same_call(a: &Call, b: &Call) -> bool {
+    a.pos == b.pos && a.callee == b.callee
 }
 
 fn matching_rule<'r>(

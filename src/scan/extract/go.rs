@@ -118,10 +118,14 @@ fn bindings(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
             (names.collect(), list("value"))
         }
     };
-    if names.len() != values.len() {
-        return;
-    }
     let function = enclosing_function(node, src);
+    // `client, err := genai.NewClient(ctx, cfg)`: Go returns the value first and the
+    // error last, so the first name is what the call made.
+    let names = match (names.len(), values.as_slice()) {
+        (n, [value]) if n > 1 && value.kind() == "call_expression" => names[..1].to_vec(),
+        (n, _) if n == values.len() => names,
+        _ => return,
+    };
     for (name, value) in names.into_iter().zip(values) {
         let Expr::Name(name) = expr(name, src) else { continue };
         if name != "_" {
@@ -244,7 +248,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             let field = node.child_by_field_name("field").map(|f| src.text(f)).unwrap_or_default();
             operand.member(field)
         }
-        "call_expression" => Expr::Call(Box::new(call(node, src))),
+        "call_expression" => or_fallback(node, src).unwrap_or_else(|| Expr::Call(Box::new(call(node, src)))),
         "type_conversion_expression"
             if node.child_by_field_name("type").is_some_and(|t| t.kind() == "generic_type") =>
         {
@@ -268,6 +272,20 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "func_literal" => Expr::Lambda,
         _ => Expr::Other,
     }
+}
+
+/// `cmp.Or(os.Getenv("M"), "gpt-4o")`, the standard library's first non-zero value:
+/// each argument falls back to the next, as `a || b` does elsewhere.
+fn or_fallback(node: Node<'_>, src: Source<'_>) -> Option<Expr> {
+    let function = node.child_by_field_name("function")?;
+    if src.text(function) != "cmp.Or" {
+        return None;
+    }
+    let list = node.child_by_field_name("arguments")?;
+    let mut cursor = list.walk();
+    let args: Vec<Expr> =
+        list.named_children(&mut cursor).filter(|n| n.kind() != "comment").map(|n| expr(n, src)).collect();
+    args.into_iter().rev().reduce(|fallback, first| Expr::Fallback(Box::new(first), Box::new(fallback)))
 }
 
 /// A string literal's value, escapes resolved.
@@ -387,9 +405,26 @@ mod tests {
         assert_eq!(call(&f, "openai.F").args, [str("v")]);
         assert_eq!(call(&f, "openai.G").args, [name("ctx"), Expr::Num("2".into())]);
         assert_eq!(f.calls.len(), 8);
-        // `resp, err := …` binds results the scanner does not follow.
+        // `resp, err := …` binds its first name to what the call returned, and no `err`.
         let names: Vec<&str> = f.bindings.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["client", "x", "g"]);
+        assert_eq!(names, ["client", "resp", "x", "g"]);
+        assert_eq!(f.bindings[1].value, Expr::Call(Box::new(create.clone())));
+    }
+
+    #[test]
+    fn cmp_or_is_a_chain_of_fallbacks() {
+        let f = facts(
+            "package main
+
+var m = cmp.Or(os.Getenv(\"M\"), os.Getenv(\"N\"), \"llama3\")
+var k = x.Or(a, b)
+",
+        );
+        let Expr::Fallback(first, rest) = &f.bindings[0].value else { panic!("{:?}", f.bindings[0]) };
+        assert!(matches!(&**first, Expr::Call(c) if c.args == [str("M")]));
+        assert!(matches!(&**rest, Expr::Fallback(_, last) if **last == str("llama3")));
+        // Another package's `Or` is an ordinary call.
+        assert!(matches!(&f.bindings[1].value, Expr::Call(_)));
     }
 
     #[test]

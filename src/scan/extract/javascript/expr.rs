@@ -14,7 +14,8 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "number" => Expr::Num(src.text(node).to_owned()),
         "true" => Expr::Bool(true),
         "false" => Expr::Bool(false),
-        "identifier" | "this" | "super" => Expr::Name(src.text(node).to_owned()),
+        // `import.meta` is syntax, not a member of a name, but reads as one: `import.meta.env`.
+        "identifier" | "this" | "super" | "meta_property" => Expr::Name(src.text(node).to_owned()),
         // `a?.b` is the same path as `a.b`: the fields skip the optional chain.
         "member_expression" => {
             let property = node.child_by_field_name("property").map(|p| src.text(p)).unwrap_or_default();
