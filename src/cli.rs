@@ -1,7 +1,8 @@
 //! The `mark1` command line (DESIGN §13.8). Data goes to stdout, diagnostics to stderr.
 //! `serve`, `migrate`, `keys`, `audit` and `workflows validate` work on the local config
 //! and store; `agents`, `tasks`, `events`, `workflows list|get|create`, `runs`, `whoami`
-//! and `tree` talk to a running node ([`client`]).
+//! and `tree` talk to a running node ([`client`]); `scan PATH` and `rewrite PATH` talk to
+//! nothing: they read (and `rewrite --write` writes) local files only.
 
 mod agents;
 mod audit;
@@ -10,6 +11,7 @@ mod events;
 mod keys;
 mod migrate;
 mod models;
+mod rewrite;
 mod runs;
 mod scan;
 mod serve;
@@ -126,6 +128,8 @@ enum Command {
     },
     /// Finds the agents, tools, LLM calls and dependencies in a repository (local files only).
     Scan(scan::ScanArgs),
+    /// Points the OpenAI-style clients of local files at Ollama or Mark-1's gateway (a codemod).
+    Rewrite(rewrite::RewriteArgs),
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
 }
@@ -265,6 +269,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Workflows { command } => workflows::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Runs { command } => runs::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Scan(args) => scan::run(args).await,
+        Command::Rewrite(args) => rewrite::run(args).await,
         Command::Bench(command) => command.run().await,
     }
 }

@@ -18,6 +18,7 @@ mod notebook;
 mod readme;
 pub mod report;
 pub mod resolve;
+pub mod rewrite;
 pub mod rules;
 pub mod walk;
 
