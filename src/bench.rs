@@ -10,6 +10,7 @@ mod durable;
 mod http;
 mod models;
 mod restart;
+mod scan;
 mod spawn;
 mod workflow;
 
@@ -54,6 +55,8 @@ enum Bench {
     Spawn(spawn::Params),
     /// Time from a child's failure to its replacement handling a message.
     Restart(restart::Params),
+    /// The codebase scanner's whole pipeline over a repository (or a synthetic corpus), against parsing the same files alone.
+    Scan(scan::Params),
     /// Workflow runs (a long chain, fan-outs, many small runs), durability off and on.
     Workflow(workflow::Params),
 }
@@ -67,6 +70,7 @@ impl BenchCommand {
             Bench::Models(p) => models::run(p).await,
             Bench::Spawn(p) => spawn::run(p).await,
             Bench::Restart(p) => restart::run(p).await,
+            Bench::Scan(p) => scan::run(p).await,
             Bench::Workflow(p) => workflow::run(p).await,
         }
         .map_err(|message| CliError { code: exit::FAILURE, message })?;
@@ -157,6 +161,16 @@ pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
+}
+
+/// The peak resident memory of this process so far (`VmHWM`), in bytes (Linux).
+pub(crate) fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kb.unwrap_or(0) * 1024
 }
 
 /// How often the pacer of an open-loop phase wakes.

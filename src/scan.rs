@@ -14,7 +14,7 @@ pub mod detect;
 pub mod extract;
 pub mod facts;
 pub mod format;
-mod notebook;
+pub(crate) mod notebook;
 mod readme;
 pub mod report;
 pub mod resolve;
