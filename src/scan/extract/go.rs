@@ -184,12 +184,12 @@ fn qualified_name(decl: Node<'_>, src: Source<'_>) -> String {
 
 /// The function or method declaration around `node`; `None` at package level.
 fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    let mut current = node.parent();
+    let mut current = src.parent(node);
     while let Some(n) = current {
         if matches!(n.kind(), "function_declaration" | "method_declaration") {
             return Some(qualified_name(n, src));
         }
-        current = n.parent();
+        current = src.parent(n);
     }
     None
 }

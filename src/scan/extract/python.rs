@@ -182,7 +182,7 @@ fn docstring(body: Node<'_>, src: Source<'_>) -> Option<String> {
 fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
     let mut in_function = false;
-    let mut current = node.parent();
+    let mut current = src.parent(node);
     while let Some(n) = current {
         if matches!(n.kind(), "function_definition" | "class_definition") {
             in_function |= n.kind() == "function_definition";
@@ -190,7 +190,7 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
                 names.push(src.text(name));
             }
         }
-        current = n.parent();
+        current = src.parent(n);
     }
     in_function.then(|| names.iter().rev().copied().collect::<Vec<_>>().join("."))
 }
@@ -198,14 +198,14 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// The qualified name of the classes around `node` (outside any function).
 fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
-    let mut current = node.parent();
+    let mut current = src.parent(node);
     while let Some(n) = current {
         match n.kind() {
             "class_definition" => names.extend(n.child_by_field_name("name").map(|name| src.text(name))),
             "function_definition" => return None,
             _ => {}
         }
-        current = n.parent();
+        current = src.parent(n);
     }
     (!names.is_empty()).then(|| names.iter().rev().copied().collect::<Vec<_>>().join("."))
 }

@@ -211,7 +211,7 @@ fn class(node: Node<'_>, src: Source<'_>) -> Class {
 fn scope(node: Node<'_>, src: Source<'_>) -> (Vec<String>, bool) {
     let mut names = Vec::new();
     let mut in_fn = false;
-    let mut current = node.parent();
+    let mut current = src.parent(node);
     while let Some(n) = current {
         match n.kind() {
             "function_item" | "trait_item" => {
@@ -221,7 +221,7 @@ fn scope(node: Node<'_>, src: Source<'_>) -> (Vec<String>, bool) {
             "impl_item" => names.extend(n.child_by_field_name("type").map(|t| path(t, src))),
             _ => {}
         }
-        current = n.parent();
+        current = src.parent(n);
     }
     names.reverse();
     (names, in_fn)

@@ -64,7 +64,7 @@ fn bound_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
 pub(super) fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
     let mut in_function = false;
-    for n in ancestors(node) {
+    for n in ancestors(node, src) {
         if is_function(n) {
             if let Some(name) = function_name(n, src) {
                 in_function = true;
@@ -80,7 +80,7 @@ pub(super) fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<Stri
 /// The qualified name of the classes (and enums) around `node`, outside any named function.
 pub(super) fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
-    for n in ancestors(node) {
+    for n in ancestors(node, src) {
         if is_function(n) && function_name(n, src).is_some() {
             return None;
         }
@@ -91,10 +91,10 @@ pub(super) fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<Strin
 
 /// The nodes around `node`, innermost first. A decorator stands outside what it decorates,
 /// as in Python, though the grammars put a method's or class's decorator inside it.
-fn ancestors<'tree>(node: Node<'tree>) -> impl Iterator<Item = Node<'tree>> {
-    std::iter::successors(node.parent(), |n| match n.kind() {
-        "decorator" => n.parent().and_then(|owner| owner.parent()),
-        _ => n.parent(),
+fn ancestors<'a>(node: Node<'_>, src: Source<'a>) -> impl Iterator<Item = Node<'a>> {
+    std::iter::successors(src.parent(node), move |n| match n.kind() {
+        "decorator" => src.parent(*n).and_then(|owner| src.parent(owner)),
+        _ => src.parent(*n),
     })
 }
 
