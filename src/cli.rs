@@ -12,6 +12,7 @@ mod migrate;
 mod models;
 mod runs;
 mod scan;
+mod scans;
 mod serve;
 pub(crate) mod table;
 mod tasks;
@@ -126,6 +127,11 @@ enum Command {
     },
     /// Finds the agents, tools, LLM calls and dependencies in a repository (local files only).
     Scan(scan::ScanArgs),
+    /// Starts scans of folders on a running node and reads their reports.
+    Scans {
+        #[command(subcommand)]
+        command: scans::ScansCommand,
+    },
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
 }
@@ -265,6 +271,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Workflows { command } => workflows::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Runs { command } => runs::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Scan(args) => scan::run(args).await,
+        Command::Scans { command } => scans::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Bench(command) => command.run().await,
     }
 }

@@ -19,6 +19,7 @@ mod readme;
 pub mod report;
 pub mod resolve;
 pub mod rules;
+pub mod service;
 pub mod walk;
 
 use std::collections::{BTreeMap, HashSet};

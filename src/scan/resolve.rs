@@ -180,8 +180,7 @@ impl<'f> Resolver<'f> {
         candidates
             .iter()
             .filter(in_function)
-            .filter(before)
-            .next_back()
+            .rfind(before)
             .or_else(|| candidates.iter().find(in_function))
             .or_else(|| {
                 let class = function?.rsplit_once('.')?.0;
@@ -189,7 +188,7 @@ impl<'f> Resolver<'f> {
                     b.function.as_deref().and_then(|f| f.rsplit_once('.')).is_some_and(|(c, _)| c == class)
                 })
             })
-            .or_else(|| candidates.iter().filter(|b| b.function.is_none()).next_back())
+            .or_else(|| candidates.iter().rfind(|b| b.function.is_none()))
             .copied()
     }
 

@@ -60,7 +60,7 @@ fn decorator_rule<'r>(
             _ => None,
         }),
         Symbol::Instance { class, rest, .. } => rules.agents.classes(&class).find_map(|site| match site {
-            Site::Tool(i) if tools[i].decorator_methods.iter().any(|m| *m == rest) => Some(&tools[i]),
+            Site::Tool(i) if tools[i].decorator_methods.contains(&rest) => Some(&tools[i]),
             _ => None,
         }),
     }
