@@ -249,22 +249,11 @@ pub struct ScanConfig {
     pub max_concurrent: usize,
     /// Threads that parse the files of running scans; `0`: half the cores, at least one.
     pub threads: usize,
-    /// Scan `agents_dir` at start and register what it finds as `process` agents.
-    pub register_at_start: bool,
-    /// The folder scanned at start when `register_at_start` is on; the agents' commands
-    /// must lie under `process.allowed_dirs` like any process agent's.
-    pub agents_dir: Option<PathBuf>,
 }
 
 impl Default for ScanConfig {
     fn default() -> Self {
-        ScanConfig {
-            allowed_dirs: Vec::new(),
-            max_concurrent: 1,
-            threads: 0,
-            register_at_start: false,
-            agents_dir: None,
-        }
+        ScanConfig { allowed_dirs: Vec::new(), max_concurrent: 1, threads: 0 }
     }
 }
 
@@ -383,17 +372,6 @@ impl Config {
         for dir in &self.scan.allowed_dirs {
             if !dir.is_dir() {
                 return invalid("scan.allowed_dirs", format!("{} is not a directory", dir.display()));
-            }
-        }
-        if self.scan.register_at_start {
-            match &self.scan.agents_dir {
-                None => {
-                    return invalid("scan.agents_dir", "required when scan.register_at_start is true".into())
-                }
-                Some(dir) if !dir.is_dir() => {
-                    return invalid("scan.agents_dir", format!("{} is not a directory", dir.display()))
-                }
-                Some(_) => {}
             }
         }
         self.agent_specs().map(drop)
