@@ -14,6 +14,7 @@ mod models;
 mod rewrite;
 mod runs;
 mod scan;
+mod scans;
 mod serve;
 pub(crate) mod table;
 mod tasks;
@@ -130,6 +131,11 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Points the OpenAI-style clients of local files at Ollama or Mark-1's gateway (a codemod).
     Rewrite(rewrite::RewriteArgs),
+    /// Starts scans of folders on a running node and reads their reports.
+    Scans {
+        #[command(subcommand)]
+        command: scans::ScansCommand,
+    },
     /// Runs a benchmark in-process and prints its figures.
     Bench(BenchCommand),
 }
@@ -270,6 +276,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Runs { command } => runs::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Rewrite(args) => rewrite::run(args).await,
+        Command::Scans { command } => scans::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Bench(command) => command.run().await,
     }
 }

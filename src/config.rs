@@ -39,7 +39,7 @@ pub use models::{ModelsConfig, ProviderConfig, ProviderKind};
 /// The top-level sections, in the order of the documented config.toml. Environment
 /// variables naming any other section are errors (see [`ConfigLoader`]).
 pub const SECTIONS: &[&str] =
-    &["node", "server", "auth", "store", "limits", "process", "models", "mcp", "agents"];
+    &["node", "server", "auth", "store", "limits", "process", "scan", "models", "mcp", "agents"];
 
 /// The whole node configuration. After [`ConfigLoader::load`] every path in it is absolute.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub process: ProcessConfig,
+    /// Scans run by the node (`POST /v1/scans`) and agents found by scanning at start.
+    pub scan: ScanConfig,
     pub models: ModelsConfig,
     /// `[mcp.servers.<name>]`: MCP servers whose tools LLM agents may use.
     pub mcp: McpConfig,
@@ -73,6 +75,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             process: ProcessConfig::default(),
+            scan: ScanConfig::default(),
             models: ModelsConfig::default(),
             mcp: McpConfig::default(),
             agents: BTreeMap::new(),
@@ -236,6 +239,35 @@ impl Default for ProcessConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Folders the node may scan over the API; empty (the default): scans over HTTP are
+    /// refused. A scan reads every file under the folder it is given.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Scans running at once; more wait for a slot.
+    pub max_concurrent: usize,
+    /// Threads that parse the files of running scans; `0`: half the cores, at least one.
+    pub threads: usize,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig { allowed_dirs: Vec::new(), max_concurrent: 1, threads: 0 }
+    }
+}
+
+impl ScanConfig {
+    /// `threads`, or half the cores (at least one) when it is 0.
+    pub fn thread_count(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / 2).max(1)
+    }
+}
+
 impl Config {
     /// Loads with the usual layers: `path` (or `./config.toml` when it exists), the
     /// process environment, no flag overrides. The CLI uses [`ConfigLoader`] for flags.
@@ -308,6 +340,7 @@ impl Config {
             ("limits.default_queue_limit", self.limits.default_queue_limit),
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.ws_buffer", self.server.ws_buffer),
+            ("scan.max_concurrent", self.scan.max_concurrent),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
@@ -335,6 +368,11 @@ impl Config {
         }
         for var in &self.process.env_allow {
             check_var_name(var).or_else(|m| invalid("process.env_allow", m))?;
+        }
+        for dir in &self.scan.allowed_dirs {
+            if !dir.is_dir() {
+                return invalid("scan.allowed_dirs", format!("{} is not a directory", dir.display()));
+            }
         }
         self.agent_specs().map(drop)
     }

@@ -11,6 +11,7 @@
 //! | `/v1/workflows…` | [`routes::workflows`] |
 //! | `/v1/runs…` | [`routes::runs`], [`routes::runs::changes`] |
 //! | `/v1/models…` | [`routes::models`], [`routes::models::usage`] |
+//! | `/v1/scans…` | [`routes::scans`] |
 //! | `/v1/keys…`, `/v1/audit` | [`routes::admin`] |
 //! | `/openapi.json` | generated from the handlers' annotations |
 //!
@@ -82,7 +83,7 @@ use crate::node::NodeHandle;
     info(title = "Mark-1", description = "An orchestrator for AI agents, built as an actor-model runtime."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "events"), (name = "agents"), (name = "models"), (name = "gateways"), (name = "actors"), (name = "admin"), (name = "system"))
+    tags((name = "tasks"), (name = "workflows"), (name = "runs"), (name = "scans"), (name = "events"), (name = "agents"), (name = "models"), (name = "gateways"), (name = "actors"), (name = "admin"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -125,6 +126,9 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .routes(routes!(routes::runs::events))
         .routes(routes!(routes::runs::changes::cancel))
         .routes(routes!(routes::runs::changes::decide))
+        .routes(routes!(routes::scans::start, routes::scans::list))
+        .routes(routes!(routes::scans::get))
+        .routes(routes!(routes::scans::result))
         .routes(routes!(routes::agents::list, routes::agents::register))
         .routes(routes!(routes::agents::get, routes::agents::resize, routes::agents::remove))
         .routes(routes!(routes::models::list))

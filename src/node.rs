@@ -18,6 +18,7 @@
 
 mod declared;
 mod handle;
+mod scans;
 mod workflows;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,10 @@ impl Node {
             metrics,
             model_metrics,
             health: shared_health(),
+            scanner: Some(Arc::new(crate::scan::service::LocalScanner::new(
+                self.config.scan.max_concurrent,
+                self.config.scan.thread_count(),
+            ))),
         };
         let tree = NodeTree::start(parts)
             .await

@@ -20,6 +20,7 @@ pub mod report;
 pub mod resolve;
 pub mod rewrite;
 pub mod rules;
+pub mod service;
 pub mod walk;
 
 use std::collections::{BTreeMap, HashSet};

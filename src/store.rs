@@ -24,6 +24,7 @@ mod open;
 mod postgres;
 mod rows;
 mod runs;
+mod scans;
 mod sqlite;
 mod usage;
 mod write;
@@ -31,12 +32,14 @@ mod write;
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
+use mark1_actors::domain::scan::{ScanId, ScanRecord};
 use mark1_actors::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use mark1_actors::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
 };
 use mark1_actors::ports::{
-    AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow, UsageTotal, Write,
+    AttemptRecord, NodeStart, RunQuery, ScanQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow,
+    UsageTotal, Write,
 };
 use serde_json::Value;
 use sqlx::database::HasStatementCache;
@@ -419,6 +422,18 @@ where
 
     async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError> {
         self.list_workflows(namespace).await
+    }
+
+    async fn scan(&self, id: ScanId) -> Result<Option<ScanRecord>, StoreError> {
+        self.find_scan(id).await
+    }
+
+    async fn scan_result(&self, id: ScanId) -> Result<Option<String>, StoreError> {
+        self.find_scan_result(id).await
+    }
+
+    async fn list_scans(&self, query: &ScanQuery) -> Result<Vec<ScanRecord>, StoreError> {
+        self.select_scans(query).await
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {

@@ -42,6 +42,7 @@ pub mod agent;
 pub mod audit;
 pub mod event;
 pub mod model;
+pub mod scan;
 pub mod task;
 pub mod workflow;
 

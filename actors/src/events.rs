@@ -141,7 +141,7 @@ pub fn agent_of(event: &Event) -> Option<&str> {
         }
         TaskQueued | TaskRunning | TaskRetrying | TaskSucceeded | TaskFailed | TaskCancelled
         | TaskTimedOut => event.data.get("agent")?.as_str(),
-        TaskProgress | ActorRestarted => None,
+        TaskProgress | ActorRestarted | ScanStarted | ScanProgress | ScanFinished | ScanFailed => None,
         // Runs name the agents of their steps in `data.agent` where one is set.
         RunStarted | RunSucceeded | RunFailed | RunCancelled | RunChanged | StepRunning | StepSucceeded
         | StepFailed | StepRetrying | StepSkipped | StepWaitingApproval | StepDecided | StepPlanned

@@ -17,6 +17,7 @@ pub mod models;
 pub mod node;
 pub mod orchestrator;
 pub mod retention;
+pub mod scans;
 pub mod store_writer;
 pub mod testing;
 pub mod workflows;

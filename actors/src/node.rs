@@ -9,6 +9,7 @@
 //! ├── agents           supervisor of one pool per agent definition
 //! ├── orchestrator     intake, selection, dispatch, retries, deadlines, lease, recovery
 //! ├── workflows        supervisor: the workflow engine, then one `run:<id>` per live run
+//! ├── scans            supervisor: one `scan:<id>` per scan job (when the node has a scanner)
 //! ├── health           probes; keeps the latest report readable without messaging
 //! └── retention        prunes finished tasks and old events in small batches
 //! ```
@@ -42,8 +43,9 @@ use crate::models::router::UsageSink;
 use crate::models::stats::ProviderStats;
 use crate::models::{ModelRouter, ProviderEntry, Router, RouterArgs};
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
-use crate::ports::{Clock, EventSink, ModelProvider, Store, Write};
+use crate::ports::{Clock, EventSink, ModelProvider, Scanner, Store, Write};
 use crate::retention::{Retention, RetentionArgs};
+use crate::scans::ScanEnv;
 use crate::store_writer::{Retry, StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
 use crate::workflows::{Engine, EngineArgs, EngineMsg, RunDirectory};
 
@@ -76,6 +78,8 @@ pub struct NodeSettings {
     /// Upper bound on internal control calls (starting a pool, a drain).
     pub control_timeout: Duration,
     pub models: RouterSettings,
+    /// Scan jobs accepted and unfinished at most (running or waiting for a slot).
+    pub scan_queue_limit: usize,
 }
 
 impl Default for NodeSettings {
@@ -99,6 +103,7 @@ impl Default for NodeSettings {
             prune_batch: 1000,
             models: RouterSettings::default(),
             control_timeout: Duration::from_secs(30),
+            scan_queue_limit: 64,
         }
     }
 }
@@ -121,6 +126,8 @@ pub struct NodeParts {
     pub metrics: Arc<TaskMetrics>,
     pub model_metrics: Arc<ModelMetrics>,
     pub health: SharedHealth,
+    /// Runs scan jobs; `None`: the node takes no scans.
+    pub scanner: Option<Arc<dyn Scanner>>,
 }
 
 /// A running tree, and what the embedding API reads from it.
@@ -147,6 +154,8 @@ pub struct NodeTree {
     pub providers: Vec<ProviderEntry>,
     /// The router's budgets, readable without messaging it.
     pub budgets: BudgetBook,
+    scanner: Option<Arc<dyn Scanner>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Registry name of a core actor of node `node`.
@@ -275,8 +284,18 @@ fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
 
 impl NodeTree {
     pub async fn start(parts: NodeParts) -> Result<NodeTree, SpawnErr> {
-        let NodeParts { name, store, providers, clock, agents, settings, metrics, model_metrics, health } =
-            parts;
+        let NodeParts {
+            name,
+            store,
+            providers,
+            clock,
+            agents,
+            settings,
+            metrics,
+            model_metrics,
+            health,
+            scanner,
+        } = parts;
         let events = EventBus::new(settings.event_capacity, clock.clone());
         // The event sequence continues from what the store holds.
         let last_seq = store
@@ -491,6 +510,15 @@ impl NodeTree {
             }));
         }
         {
+            // Jobs are temporary children: a crashed one is recorded failed, never rerun.
+            let (settings, bus) = (settings.clone(), events.clone());
+            children.push(supervisor_child("scans", move |stats| {
+                let mut args = one_for_one(&settings, stats, Vec::new(), restart_events(bus.clone()));
+                args.max_children = Some(settings.scan_queue_limit.max(1));
+                args
+            }));
+        }
+        {
             let (node, root_stats, store, clock, interval, report, writer_stats) = (
                 node.clone(),
                 stats.clone(),
@@ -568,6 +596,8 @@ impl NodeTree {
             runs: directory,
             providers: model_providers,
             budgets,
+            scanner,
+            clock,
         })
     }
 
@@ -588,6 +618,23 @@ impl NodeTree {
     /// The workflow engine's current incarnation.
     pub fn workflow_engine(&self) -> Option<Addr<EngineMsg>> {
         addr_of(&self.stats, &actor_name(&self.name, "workflows/engine"))
+    }
+
+    /// What a scan job needs; `None` when the node has no scanner or the `scans`
+    /// supervisor or the store writer is not running.
+    pub fn scans(&self) -> Option<ScanEnv> {
+        Some(ScanEnv {
+            scanner: self.scanner.clone()?,
+            writer: addr_of(&self.stats, &actor_name(&self.name, "store_writer"))?,
+            events: self.events.clone(),
+            clock: self.clock.clone(),
+            supervisor: lookup(&actor_name(&self.name, "scans"))?,
+        })
+    }
+
+    /// Whether the node takes scans.
+    pub fn has_scanner(&self) -> bool {
+        self.scanner.is_some()
     }
 
     pub fn events_actor(&self) -> Option<ActorRef<EventsMsg>> {

@@ -6,13 +6,15 @@ pub mod agent;
 pub mod clock;
 pub mod events;
 pub mod model;
+pub mod scanner;
 pub mod store;
 
 pub use agent::{Agent, AgentError, AgentRuntime, AgentWorker, NativeRuntime, Progress, TaskContext};
 pub use clock::{Clock, SystemClock};
 pub use events::EventSink;
 pub use model::{ChatMessage, ChatRequest, ChatResponse, ModelError, ModelInfo, ModelProvider};
+pub use scanner::{ScanOutcome, ScanProgress, Scanner};
 pub use store::{
-    AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, UnknownUsageGroup,
-    UsageGroup, UsageQuery, UsageRow, UsageTotal, Write,
+    AttemptRecord, MemoryStore, NodeStart, RunQuery, ScanQuery, Store, StoreError, TaskQuery,
+    UnknownUsageGroup, UsageGroup, UsageQuery, UsageRow, UsageTotal, Write,
 };

@@ -7,11 +7,12 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use crate::domain::scan::{ScanId, ScanRecord};
 use crate::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
 use crate::ports::{
-    AttemptRecord, MemoryStore, NodeStart, RunQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow,
-    UsageTotal, Write,
+    AttemptRecord, MemoryStore, NodeStart, RunQuery, ScanQuery, Store, StoreError, TaskQuery, UsageQuery,
+    UsageRow, UsageTotal, Write,
 };
 
 /// A [`MemoryStore`] whose every call fails with `StoreError::Unavailable` while down,
@@ -148,6 +149,15 @@ impl Store for SwitchableStore {
     }
     async fn workflows(&self, namespace: Option<&str>) -> Result<Vec<WorkflowRecord>, StoreError> {
         self.up()?.workflows(namespace).await
+    }
+    async fn scan(&self, id: ScanId) -> Result<Option<ScanRecord>, StoreError> {
+        self.up()?.scan(id).await
+    }
+    async fn scan_result(&self, id: ScanId) -> Result<Option<String>, StoreError> {
+        self.up()?.scan_result(id).await
+    }
+    async fn list_scans(&self, query: &ScanQuery) -> Result<Vec<ScanRecord>, StoreError> {
+        self.up()?.list_scans(query).await
     }
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         self.up()?.run(id).await

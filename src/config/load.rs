@@ -157,6 +157,9 @@ impl Config {
         if let Some(dir) = &mut self.process.work_dir {
             *dir = resolve(dir);
         }
+        for dir in &mut self.scan.allowed_dirs {
+            *dir = resolve(dir);
+        }
         self.mcp.resolve_paths(resolve);
         for agent in self.agents.values_mut() {
             agents::resolve_agent_paths(agent, resolve);

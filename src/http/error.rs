@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use mark1_actors::domain::workflow::{ChangeError, Diagnostic, Positions, Problem as DefinitionProblem};
 use mark1_actors::events::EventsError;
 use mark1_actors::orchestrator::{AgentRegistryError, TaskError};
+use mark1_actors::scans::ScanError;
 use mark1_actors::workflows::WorkflowError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -221,7 +222,22 @@ impl From<NodeError> for ApiError {
             NodeError::Unavailable(m) => ApiError::Unavailable(m),
             NodeError::Events(e) => e.into(),
             NodeError::Workflow(e) => e.into(),
+            NodeError::Scan(e) => e.into(),
+            NodeError::UnknownScan(id) => ApiError::NotFound(format!("no scan {id}")),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ScanError> for ApiError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Disabled | ScanError::NotAllowed { .. } => ApiError::Forbidden(e.to_string()),
+            ScanError::InvalidPath(_) => ApiError::BadRequest(e.to_string()),
+            ScanError::Busy(_) => {
+                ApiError::TooManyRequests { message: e.to_string(), retry_after: Duration::from_secs(5) }
+            }
+            ScanError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -284,6 +300,19 @@ mod tests {
         assert_eq!(timeout.into_response().status(), StatusCode::GATEWAY_TIMEOUT);
         let stopped = ApiError::from(NodeError::Unavailable("the orchestrator stopped".into()));
         assert_eq!(stopped.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn scan_errors_map_to_one_status_each() {
+        use mark1_actors::scans::ScanError;
+        let status = |e: ScanError| ApiError::from(NodeError::Scan(e)).into_response().status();
+        assert_eq!(status(ScanError::Disabled), StatusCode::FORBIDDEN);
+        let outside = ScanError::NotAllowed { path: "/etc".into(), allowed: "/srv".into() };
+        assert_eq!(status(outside), StatusCode::FORBIDDEN);
+        assert_eq!(status(ScanError::InvalidPath("x".into())), StatusCode::BAD_REQUEST);
+        assert_eq!(status(ScanError::Busy(64)), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status(ScanError::Unavailable("down".into())), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(ScanError::Disabled.to_string().contains("scan.allowed_dirs"));
     }
 
     #[test]

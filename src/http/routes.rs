@@ -5,6 +5,7 @@ pub mod agents;
 pub mod events;
 pub mod models;
 pub mod runs;
+pub mod scans;
 pub mod system;
 pub mod tasks;
 pub mod workflows;

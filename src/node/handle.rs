@@ -42,6 +42,11 @@ pub enum NodeError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Workflow(#[from] mark1_actors::workflows::WorkflowError),
+    #[error(transparent)]
+    Scan(#[from] mark1_actors::scans::ScanError),
+    /// No such scan, or not visible to the caller.
+    #[error("no scan {0}")]
+    UnknownScan(String),
     /// A core actor is not running.
     #[error("unavailable: {0}")]
     Unavailable(String),

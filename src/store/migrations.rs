@@ -26,12 +26,14 @@ pub(super) const SQLITE: Files = embed!(
     "0002_keys_audit_listing.sql",
     "0003_workflow_runs.sql",
     "0004_model_usage.sql",
+    "0005_scans.sql",
 );
 pub(super) const POSTGRES: Files = embed!(
     "postgres": "0001_schema.sql",
     "0002_keys_audit_listing.sql",
     "0003_workflow_runs.sql",
     "0004_model_usage.sql",
+    "0005_scans.sql",
 );
 
 /// The newest schema version this build carries (both backends share the numbering).

@@ -12,7 +12,7 @@ use sqlx::{ConnectOptions, Connection, Pool, Postgres};
 use super::error::classify;
 use super::migrations::{self, Files};
 use super::write::{
-    Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS, USAGE, WORKFLOWS,
+    Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, SCANS, TASKS, USAGE, WORKFLOWS,
 };
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 
@@ -89,6 +89,10 @@ const JOURNAL_TYPES: &[&str] = &["uuid", "int8", "text", "int4", "text", "text",
 const USAGE_TYPES: &[&str] = &[
     "uuid", "text", "uuid", "uuid", "text", "text", "text", "int8", "int8", "float8", "int8", "int8", "int8",
 ];
+const SCAN_TYPES: &[&str] = &[
+    "uuid", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "int8", "int8", "text",
+    "int8", "int8",
+];
 
 /// `INSERT INTO t (cols) SELECT cols FROM UNNEST($n::type[], …) AS u(cols) [ON CONFLICT …]`,
 /// the arrays numbered from `first`: one array parameter per column whatever the number
@@ -125,17 +129,17 @@ fn unnest_sql(table: &Table, types: &[&str], first: usize) -> String {
 ///
 /// API keys, their revocations and audit records are rare, workflow definitions, runs
 /// and journal entries absent from a node that runs no workflow, and model usage from
-/// one that calls no model, so each group's parts are in the statement only for a batch
-/// that has some: the statement of the task path keeps only the parts it uses. Eight
-/// fixed texts, indexed by [`batch_index`].
-static BATCH_SQL: LazyLock<[String; 8]> =
-    LazyLock::new(|| std::array::from_fn(|i| batch_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0)));
+/// one that calls no model, and scan records from most batches, so each group's parts are
+/// in the statement only for a batch that has some: the statement of the task path keeps
+/// only the parts it uses. Sixteen fixed texts, indexed by [`batch_index`].
+static BATCH_SQL: LazyLock<[String; 16]> =
+    LazyLock::new(|| std::array::from_fn(|i| batch_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0, i & 8 != 0)));
 
-fn batch_index(access: bool, runs: bool, usage: bool) -> usize {
-    usize::from(access) | usize::from(runs) << 1 | usize::from(usage) << 2
+fn batch_index(access: bool, runs: bool, usage: bool, scans: bool) -> usize {
+    usize::from(access) | usize::from(runs) << 1 | usize::from(usage) << 2 | usize::from(scans) << 3
 }
 
-fn batch_sql(access: bool, runs: bool, usage: bool) -> String {
+fn batch_sql(access: bool, runs: bool, usage: bool, scans: bool) -> String {
     fn part(table: &Table, types: &[&str], next: &mut usize) -> String {
         let sql = unnest_sql(table, types, *next);
         *next += types.len();
@@ -169,6 +173,9 @@ fn batch_sql(access: bool, runs: bool, usage: bool) -> String {
     if usage {
         parts.push(part(&USAGE, USAGE_TYPES, &mut next));
     }
+    if scans {
+        parts.push(part(&SCANS, SCAN_TYPES, &mut next));
+    }
     let with: Vec<String> = parts.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql})")).collect();
     format!(
         "WITH {} DELETE FROM agents WHERE (namespace, name) IN (SELECT * FROM UNNEST(${}::text[], ${}::text[]))",
@@ -187,8 +194,9 @@ fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
 async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> {
     let (t, a, e, g, removed) =
         (&batch.tasks, &batch.attempts, &batch.events, &batch.agents, &batch.removed_agents);
-    let (access, runs, usage) = (batch.has_access(), batch.has_runs(), batch.has_usage());
-    let sql: &str = &BATCH_SQL[batch_index(access, runs, usage)];
+    let (access, runs, usage, scans) =
+        (batch.has_access(), batch.has_runs(), batch.has_usage(), batch.has_scans());
+    let sql: &str = &BATCH_SQL[batch_index(access, runs, usage, scans)];
     let mut query = sqlx::query(sql)
         .bind(column(t, |r| r.id))
         .bind(column(t, |r| r.namespace.clone()))
@@ -305,6 +313,23 @@ async fn write(pool: &Pool<Postgres>, batch: Grouped) -> Result<(), StoreError> 
             .bind(column(u, |r| r.first_token_us))
             .bind(column(u, |r| r.ended_at));
     }
+    if scans {
+        let s = &batch.scans;
+        query = query
+            .bind(column(s, |r| r.id))
+            .bind(column(s, |r| r.namespace.clone()))
+            .bind(column(s, |r| r.path.clone()))
+            .bind(column(s, |r| r.state))
+            .bind(column(s, |r| r.submitter.clone()))
+            .bind(column(s, |r| r.error.clone()));
+        for i in 0..6 {
+            query = query.bind(column(s, |r| r.counts[i]));
+        }
+        query = query
+            .bind(column(s, |r| r.result.clone()))
+            .bind(column(s, |r| r.created_at))
+            .bind(column(s, |r| r.finished_at));
+    }
     query.execute(pool).await.map(drop).map_err(classify)
 }
 
@@ -325,6 +350,7 @@ mod tests {
             (&RUNS, RUN_TYPES),
             (&JOURNAL, JOURNAL_TYPES),
             (&USAGE, USAGE_TYPES),
+            (&SCANS, SCAN_TYPES),
         ] {
             assert_eq!(table.columns().count(), types.len(), "{}", table.name);
         }
@@ -349,20 +375,24 @@ mod tests {
         for with_access in [false, true] {
             for with_runs in [false, true] {
                 for with_usage in [false, true] {
-                    let index = batch_index(with_access, with_runs, with_usage);
-                    assert!(seen.insert(index), "one text per combination");
-                    let sql = &BATCH_SQL[index];
-                    let arrays = core
-                        + if with_access { access } else { 0 }
-                        + if with_runs { runs } else { 0 }
-                        + if with_usage { USAGE_TYPES.len() } else { 0 };
-                    for n in 1..=arrays {
-                        assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n}");
+                    for with_scans in [false, true] {
+                        let index = batch_index(with_access, with_runs, with_usage, with_scans);
+                        assert!(seen.insert(index), "one text per combination");
+                        let sql = &BATCH_SQL[index];
+                        let arrays = core
+                            + if with_access { access } else { 0 }
+                            + if with_runs { runs } else { 0 }
+                            + if with_usage { USAGE_TYPES.len() } else { 0 }
+                            + if with_scans { SCAN_TYPES.len() } else { 0 };
+                        for n in 1..=arrays {
+                            assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n}");
+                        }
+                        assert!(!sql.contains(&format!("${}::", arrays + 1)));
+                        assert_eq!(sql.contains("audit_log"), with_access);
+                        assert_eq!(sql.contains("run_journal"), with_runs);
+                        assert_eq!(sql.contains("model_usage"), with_usage);
+                        assert_eq!(sql.contains("INSERT INTO scans"), with_scans);
                     }
-                    assert!(!sql.contains(&format!("${}::", arrays + 1)));
-                    assert_eq!(sql.contains("audit_log"), with_access);
-                    assert_eq!(sql.contains("run_journal"), with_runs);
-                    assert_eq!(sql.contains("model_usage"), with_usage);
                 }
             }
         }

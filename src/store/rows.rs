@@ -29,6 +29,8 @@ pub(crate) use runs::{
     journal_from_row, run_from_row, workflow_from_row, JournalRow, RunRow, WorkflowRow, JOURNAL_COLUMNS,
     RUN_COLUMNS, RUN_FINISHED, RUN_UNFINISHED, WORKFLOW_COLUMNS,
 };
+mod scans;
+pub(crate) use scans::{scan_from_row, ScanRow, SCAN_COLUMNS, SCAN_RECORD_COLUMNS};
 mod usage;
 pub(crate) use usage::{UsageRow, USAGE_COLUMNS};
 

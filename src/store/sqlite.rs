@@ -15,8 +15,8 @@ use sqlx::{ConnectOptions, Connection, Pool, Sqlite};
 use super::error::classify;
 use super::migrations::{self, Files};
 use super::write::{
-    rows_per_statement, Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, TASKS,
-    USAGE, WORKFLOWS,
+    rows_per_statement, Grouped, Table, AGENTS, API_KEYS, ATTEMPTS, AUDIT, EVENTS, JOURNAL, RUNS, SCANS,
+    TASKS, USAGE, WORKFLOWS,
 };
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 use crate::config::SyncMode;
@@ -233,6 +233,25 @@ async fn write(pool: &Pool<Sqlite>, batch: Grouped) -> Result<(), StoreError> {
             .bind(u.latency_us)
             .bind(u.first_token_us)
             .bind(u.ended_at)
+    })
+    .await?;
+    values(&mut tx, &SCANS, batch.scans, |q, s| {
+        let [files, llm_calls, agents, tools, mcp, problems] = s.counts;
+        q.bind(s.id)
+            .bind(s.namespace)
+            .bind(s.path)
+            .bind(s.state)
+            .bind(s.submitter)
+            .bind(s.error)
+            .bind(files)
+            .bind(llm_calls)
+            .bind(agents)
+            .bind(tools)
+            .bind(mcp)
+            .bind(problems)
+            .bind(s.result)
+            .bind(s.created_at)
+            .bind(s.finished_at)
     })
     .await?;
     tx.commit().await.map_err(classify)

@@ -4,14 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use mark1_actors::domain::scan::ScanId;
 use mark1_actors::domain::workflow::{RunId, RunRecord};
 use mark1_actors::domain::{TaskId, TaskRecord};
 use mark1_actors::ports::{AttemptRecord, StoreError, Write};
 
 use super::rows::{
-    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, JournalRow, RunRow, TaskRow, UsageRow,
-    WorkflowRow, API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS,
-    RUN_COLUMNS, TASK_COLUMNS, USAGE_COLUMNS, WORKFLOW_COLUMNS,
+    micros, AgentRow, ApiKeyRow, AttemptRow, AuditRow, EventRow, JournalRow, RunRow, ScanRow, TaskRow,
+    UsageRow, WorkflowRow, API_KEY_COLUMNS, ATTEMPT_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS,
+    RUN_COLUMNS, SCAN_COLUMNS, TASK_COLUMNS, USAGE_COLUMNS, WORKFLOW_COLUMNS,
 };
 
 /// Rows in one statement at most, whatever the parameter limit allows: past a few hundred
@@ -38,6 +39,8 @@ pub(crate) struct Grouped {
     pub journal: Vec<JournalRow>,
     /// One per id: the first record of it in the batch (the store keeps the first too).
     pub usage: Vec<UsageRow>,
+    /// One per scan: the last put of it in the batch.
+    pub scans: Vec<ScanRow>,
 }
 
 impl Grouped {
@@ -54,6 +57,8 @@ impl Grouped {
         // Puts and removals of one agent interleave; only the last of each key counts.
         let mut agents: HashMap<(String, String), Option<AgentRow>> = HashMap::new();
         let mut usage_ids = HashSet::new();
+        let mut scans: Vec<ScanRow> = Vec::new();
+        let mut scan_at: HashMap<ScanId, usize> = HashMap::new();
         for write in writes {
             match write {
                 Write::PutTask(task) => last_wins(&mut tasks, &mut task_at, task.id, task),
@@ -77,11 +82,23 @@ impl Grouped {
                         grouped.usage.push(UsageRow::new(record)?);
                     }
                 }
+                Write::PutScan { record, result } => {
+                    // Converted at once (scans are few): the report is the one big value.
+                    let row = ScanRow::new(record, result.as_deref())?;
+                    match scan_at.get(&record.id) {
+                        Some(&i) => scans[i] = row,
+                        None => {
+                            scan_at.insert(record.id, scans.len());
+                            scans.push(row);
+                        }
+                    }
+                }
             }
         }
         grouped.tasks = tasks.into_iter().map(TaskRow::new).collect::<Result<_, _>>()?;
         grouped.attempts = attempts.into_iter().map(AttemptRow::new).collect::<Result<_, _>>()?;
         grouped.runs = runs.into_iter().map(RunRow::new).collect::<Result<_, _>>()?;
+        grouped.scans = scans;
         for (key, last) in agents {
             match last {
                 Some(row) => grouped.agents.push(row),
@@ -108,6 +125,11 @@ impl Grouped {
     /// Whether the batch records model usage.
     pub fn has_usage(&self) -> bool {
         !self.usage.is_empty()
+    }
+
+    /// Whether the batch writes scan records.
+    pub fn has_scans(&self) -> bool {
+        !self.scans.is_empty()
     }
 
     /// A key put earlier in the same batch is stored revoked: on PostgreSQL the parts of
@@ -278,6 +300,16 @@ pub(super) const USAGE: Table = Table {
         "first_token_us",
         "ended_at",
     ],
+};
+
+/// A scan's state, end and counts change; where and when it started and who asked, not.
+/// The report is replaced with each put (a job sends it with its final put only).
+pub(super) const SCANS: Table = Table {
+    name: "scans",
+    columns: SCAN_COLUMNS,
+    json: &["result"],
+    key: &["id"],
+    fixed: &["namespace", "path", "submitter", "created_at"],
 };
 
 #[cfg(test)]

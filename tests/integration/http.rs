@@ -6,6 +6,7 @@ mod jwt;
 mod model_usage;
 mod models;
 mod quotas;
+mod scans;
 mod support;
 mod telemetry;
 mod tls;

@@ -3,6 +3,7 @@
 
 mod access;
 pub mod backends;
+mod scans;
 mod usage;
 mod workflows;
 

@@ -37,6 +37,9 @@ pub enum Permission {
     UseModels,
     /// Keys, users, audit, namespaces.
     Administer,
+    /// Start scans: a scan reads any file under `scan.allowed_dirs` on the node's disk
+    /// and stores what it found, so it is the administrators', like `process` agents.
+    StartScans,
 }
 
 impl Role {
@@ -61,7 +64,7 @@ impl Role {
             Submit | UseModels => matches!(self, Admin | Operator | Developer | Agent),
             WriteWorkflows => matches!(self, Admin | Operator | Developer),
             PatchRuns | ManageAgents => matches!(self, Admin | Operator),
-            ManageProcessAgents | Administer => self == Admin,
+            ManageProcessAgents | Administer | StartScans => self == Admin,
         }
     }
 
@@ -177,7 +180,7 @@ mod tests {
     #[test]
     fn role_table_matches_the_design() {
         use Permission::*;
-        let table: [(Permission, [bool; 5]); 8] = [
+        let table: [(Permission, [bool; 5]); 9] = [
             (Read, [true, true, true, true, true]),
             (Submit, [true, true, true, false, true]),
             (WriteWorkflows, [true, true, true, false, false]),
@@ -186,6 +189,7 @@ mod tests {
             (ManageProcessAgents, [true, false, false, false, false]),
             (UseModels, [true, true, true, false, true]),
             (Administer, [true, false, false, false, false]),
+            (StartScans, [true, false, false, false, false]),
         ];
         for (permission, expected) in table {
             for (role, allowed) in Role::ALL.into_iter().zip(expected) {

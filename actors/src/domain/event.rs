@@ -81,6 +81,16 @@ pub enum EventKind {
     StepItemSucceeded,
     #[serde(rename = "step.item_failed")]
     StepItemFailed,
+    /// A scan job started (subject: the scan id).
+    #[serde(rename = "scan.started")]
+    ScanStarted,
+    /// Files done and total of a running scan, at most every half second.
+    #[serde(rename = "scan.progress")]
+    ScanProgress,
+    #[serde(rename = "scan.finished")]
+    ScanFinished,
+    #[serde(rename = "scan.failed")]
+    ScanFailed,
 }
 
 impl EventKind {
@@ -115,6 +125,10 @@ impl EventKind {
             EventKind::StepItemRunning => "step.item_running",
             EventKind::StepItemSucceeded => "step.item_succeeded",
             EventKind::StepItemFailed => "step.item_failed",
+            EventKind::ScanStarted => "scan.started",
+            EventKind::ScanProgress => "scan.progress",
+            EventKind::ScanFinished => "scan.finished",
+            EventKind::ScanFailed => "scan.failed",
         }
     }
 

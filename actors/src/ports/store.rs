@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::model::UsageRecord;
+use crate::domain::scan::{ScanId, ScanRecord, ScanState};
 use crate::domain::workflow::{JournalEntry, RunId, RunRecord, RunState, WorkflowRecord};
 use crate::domain::{
     AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, Target, TaskId, TaskRecord, TaskState,
@@ -59,6 +60,13 @@ pub enum Write {
     /// Records one model call's usage. Inserted once: an id already present (stored, or
     /// earlier in the batch) is ignored, so a retried background batch cannot double-count.
     PutUsage(Box<UsageRecord>),
+    /// Inserts or replaces a scan job's record, with its report (JSON text) once it has
+    /// one. Several puts of one scan in a batch: the last wins; a put without a report
+    /// clears one stored earlier (a job writes its report with its final put only).
+    PutScan {
+        record: Box<ScanRecord>,
+        result: Option<Arc<str>>,
+    },
 }
 
 /// Which tasks [`Store::list_tasks`] returns: newest first (ids are UUID v7), those
@@ -123,6 +131,31 @@ impl RunQuery {
             && self.workflow.as_ref().is_none_or(|w| &run.workflow == w)
             && self.submitter.as_ref().is_none_or(|s| run.submitter.as_ref() == Some(s))
             && self.before.is_none_or(|before| run.id < before)
+    }
+}
+
+/// Which scans [`Store::list_scans`] returns: newest first (ids are UUID v7), those
+/// matching every filter that is set, at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanQuery {
+    pub namespace: Option<String>,
+    pub state: Option<ScanState>,
+    /// Only scans older than this one: the cursor of the next page.
+    pub before: Option<ScanId>,
+    pub limit: usize,
+}
+
+impl Default for ScanQuery {
+    fn default() -> Self {
+        ScanQuery { namespace: None, state: None, before: None, limit: 100 }
+    }
+}
+
+impl ScanQuery {
+    pub fn matches(&self, scan: &ScanRecord) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| &scan.namespace == ns)
+            && self.state.is_none_or(|s| scan.state == s)
+            && self.before.is_none_or(|before| scan.id < before)
     }
 }
 
@@ -340,6 +373,14 @@ pub trait Store: Send + Sync + 'static {
     /// Usage matching `query`, summed per group, in [`UsageRow::report_order`], at most
     /// [`UsageQuery::LIMIT`] rows.
     async fn usage_report(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
+
+    /// A scan job's record, without its report.
+    async fn scan(&self, id: ScanId) -> Result<Option<ScanRecord>, StoreError>;
+    /// A scan's report as the JSON text it was stored as; `None` when there is no such
+    /// scan or it has no report (yet).
+    async fn scan_result(&self, id: ScanId) -> Result<Option<String>, StoreError>;
+    /// Scans matching `query`, newest first, without their reports.
+    async fn list_scans(&self, query: &ScanQuery) -> Result<Vec<ScanRecord>, StoreError>;
 
     /// Version `version` of workflow `name` in `namespace`; its newest version when `None`.
     async fn workflow(

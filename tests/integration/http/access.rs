@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{json_of, serve, token, Served};
+use super::support::{json_of, serve, serve_with, token, Served};
 use crate::support::eventually;
 
 const ROLES: [&str; 5] = ["admin", "operator", "developer", "viewer", "agent"];
@@ -18,6 +18,9 @@ const PATCH_RUNS: [bool; 5] = [true, true, false, false, false];
 const MANAGE_AGENTS: [bool; 5] = [true, true, false, false, false];
 const ADMIN_ONLY: [bool; 5] = [true, false, false, false, false];
 const USE_MODELS: [bool; 5] = [true, true, true, false, true];
+/// Scans: every role but `agent` reads them; viewers see no reports.
+const READ_SCANS: [bool; 5] = [true, true, true, true, false];
+const READ_SCAN_REPORTS: [bool; 5] = [true, true, true, false, false];
 
 struct Route {
     method: &'static str,
@@ -29,6 +32,9 @@ struct Route {
 fn route(method: &'static str, path: &str, body: Option<Value>, allowed: [bool; 5]) -> Route {
     Route { method, path: path.to_string(), body, allowed }
 }
+
+/// A scan id no scan has.
+const NO_SCAN: &str = "01900000-0000-7000-8000-000000000000";
 
 fn matrix(task: &str, run: &str) -> Vec<Route> {
     let agent = "/v1/agents/team-a/missing";
@@ -71,6 +77,10 @@ fn matrix(task: &str, run: &str) -> Vec<Route> {
         route("POST", "/v1/agents", Some(json!({"name": "nameless-command"})), ADMIN_ONLY),
         route("PATCH", agent, Some(json!({"min": 1, "max": 2})), MANAGE_AGENTS),
         route("DELETE", agent, None, MANAGE_AGENTS),
+        route("POST", "/v1/scans", Some(json!({"path": "relative/folder"})), ADMIN_ONLY),
+        route("GET", "/v1/scans", None, READ_SCANS),
+        route("GET", &format!("/v1/scans/{NO_SCAN}"), None, READ_SCANS),
+        route("GET", &format!("/v1/scans/{NO_SCAN}/result"), None, READ_SCAN_REPORTS),
         route("GET", "/v1/models", None, READ),
         route("GET", "/v1/models/budgets", None, READ),
         route("GET", "/v1/models/usage?group_by=model", None, READ),
@@ -110,7 +120,9 @@ async fn call(s: &Served, route: &Route, token: Option<&str>) -> (u16, Value) {
 
 #[tokio::test]
 async fn every_route_answers_every_role_as_the_role_table_says() {
-    let s = serve().await;
+    // Scans allowed somewhere, so an admin's scan request reaches its body's check.
+    let allowed = vec![std::env::temp_dir().to_str().unwrap().to_string()];
+    let s = serve_with(|l| l.set("scan.allowed_dirs", allowed)).await;
     let (_, task) = json_of(
         s.http
             .post(s.url("/v1/tasks"))

@@ -8,8 +8,10 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    AttemptRecord, NodeStart, RunQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow, UsageTotal, Write,
+    AttemptRecord, NodeStart, RunQuery, ScanQuery, Store, StoreError, TaskQuery, UsageQuery, UsageRow,
+    UsageTotal, Write,
 };
+use crate::domain::scan::{ScanId, ScanRecord};
 use crate::domain::workflow::{JournalEntry, RunId, RunRecord, WorkflowRecord};
 use crate::domain::{AgentSpec, ApiKeyRecord, AuditHead, AuditRecord, Event, TaskId, TaskRecord, TaskState};
 
@@ -40,6 +42,8 @@ struct MemoryTables {
     runs: BTreeMap<RunId, RunRecord>,
     journal: BTreeMap<(RunId, u64), JournalEntry>,
     usage: usage::UsageTable,
+    /// Scan records and their reports.
+    scans: BTreeMap<ScanId, (ScanRecord, Option<Arc<str>>)>,
     /// Tasks and runs by (namespace, idempotency key): found without a scan, as a
     /// database's unique index finds them.
     task_keys: HashMap<(String, String), TaskId>,
@@ -179,6 +183,9 @@ impl Store for MemoryStore {
                     t.journal.insert((entry.run, entry.seq), (**entry).clone());
                 }
                 Write::PutUsage(record) => t.usage.insert(record),
+                Write::PutScan { record, result } => {
+                    t.scans.insert(record.id, ((**record).clone(), result.clone()));
+                }
             }
         }
         while t.tasks.len() > self.retain {
@@ -378,6 +385,26 @@ impl Store for MemoryStore {
         let t = self.inner.lock();
         let found = t.workflows.values().filter(|w| namespace.is_none_or(|ns| w.namespace == ns));
         Ok(found.cloned().collect())
+    }
+
+    async fn scan(&self, id: ScanId) -> Result<Option<ScanRecord>, StoreError> {
+        Ok(self.inner.lock().scans.get(&id).map(|(record, _)| record.clone()))
+    }
+
+    async fn scan_result(&self, id: ScanId) -> Result<Option<String>, StoreError> {
+        Ok(self.inner.lock().scans.get(&id).and_then(|(_, result)| result.as_deref().map(str::to_string)))
+    }
+
+    async fn list_scans(&self, query: &ScanQuery) -> Result<Vec<ScanRecord>, StoreError> {
+        let t = self.inner.lock();
+        Ok(t.scans
+            .values()
+            .rev()
+            .map(|(r, _)| r)
+            .filter(|r| query.matches(r))
+            .take(query.limit)
+            .cloned()
+            .collect())
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
