@@ -56,6 +56,9 @@ pub struct Call {
     pub kwargs: Vec<(String, Expr)>,
     /// `new X(…)` in JavaScript: a construction.
     pub is_new: bool,
+    /// Arguments the scanner cannot see are passed (`**kwargs`, `...options`): an
+    /// argument missing from `args` and `kwargs` may still be given.
+    pub spread: bool,
     pub pos: Pos,
     /// The qualified name of the enclosing function (`Class.method`), if any.
     pub function: Option<String>,

@@ -192,7 +192,8 @@ pub struct LlmCall {
     /// The model's name: the literal, or the default of a dynamic one where known.
     pub model: Option<String>,
     pub model_source: ModelSource,
-    /// For a dynamic model: where it comes from (`env:NAME`, `param:NAME`, `expr`).
+    /// For a dynamic model: where it comes from (`env:NAME`, `param:NAME`, `spread` for
+    /// arguments passed on as `**kwargs` / `...options`, `expr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_origin: Option<String>,
     pub call_kind: CallKind,

@@ -253,7 +253,10 @@ pub(crate) fn members(expr: &Expr, by_variable: &HashMap<&str, usize>, names: &[
             ),
             Expr::Str(name) => Some(name.clone()),
             // `self.researcher()` in a CrewBase crew: the method names the agent.
-            Expr::Call(call) => callee_name(call),
+            Expr::Call(call) => match &call.callee {
+                Expr::Name(method) => method.strip_prefix("self.").map(str::to_owned),
+                _ => None,
+            },
             _ => None,
         })
         .collect()

@@ -99,6 +99,8 @@ fn finding(
         Some(Value::Unknown { .. }) if rule.requires_model => return None,
         Some(Value::Unknown { default }) => (default, ModelSource::Dynamic, Some("expr".to_owned())),
         None if rule.requires_model => return None,
+        // `ChatOpenAI(**kwargs)`: the model may well be among what is passed on.
+        None if call.spread => (None, ModelSource::Dynamic, Some("spread".to_owned())),
         None => (rule.default_model.clone(), ModelSource::Default, None),
     };
     let provider = provider(call, origin, rule, model.as_deref(), resolver, rules);

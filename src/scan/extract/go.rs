@@ -65,7 +65,15 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
         let callee = field("type").map_or(Expr::Other, |t| Expr::Name(type_name(t, src)));
         let args = field("operand").map(|o| expr(o, src)).into_iter().collect();
         let function = enclosing_function(node, src);
-        return Call { callee, args, kwargs: Vec::new(), is_new: false, pos: pos(node), function };
+        return Call {
+            callee,
+            args,
+            kwargs: Vec::new(),
+            is_new: false,
+            spread: false,
+            pos: pos(node),
+            function,
+        };
     }
     let callee = match field("function") {
         // `F[T](…)` instantiates a generic function; the type arguments are dropped. (A
@@ -93,6 +101,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
         args,
         kwargs: Vec::new(),
         is_new: false,
+        spread: false,
         pos: pos(node),
         function: enclosing_function(node, src),
     }

@@ -64,6 +64,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
     let callee = node.child_by_field_name("function").map_or(Expr::Other, |f| expr(f, src));
     let mut args = Vec::new();
     let mut kwargs = Vec::new();
+    let mut spread = false;
     if let Some(list) = node.child_by_field_name("arguments") {
         let mut cursor = list.walk();
         for arg in list.named_children(&mut cursor) {
@@ -75,12 +76,21 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
                         kwargs.push((name, value));
                     }
                 }
-                "comment" | "list_splat" | "dictionary_splat" => {}
+                "list_splat" | "dictionary_splat" => spread = true,
+                "comment" => {}
                 _ => args.push(expr(arg, src)),
             }
         }
     }
-    Call { callee, args, kwargs, is_new: false, pos: pos(node), function: enclosing_function(node, src) }
+    Call {
+        callee,
+        args,
+        kwargs,
+        is_new: false,
+        spread,
+        pos: pos(node),
+        function: enclosing_function(node, src),
+    }
 }
 
 fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {

@@ -120,6 +120,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
         args,
         kwargs: Vec::new(),
         is_new: false,
+        spread: false,
         pos: pos(node),
         function: enclosing_function(node, src),
     }
@@ -153,6 +154,7 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
         args: Vec::new(),
         kwargs,
         is_new: false,
+        spread: false,
         pos: pos(node),
         function: enclosing_function(node, src),
     }

@@ -21,6 +21,7 @@ pub(super) fn construction(node: Node<'_>, src: Source<'_>) -> Option<Call> {
         args,
         kwargs,
         is_new: false,
+        spread: false,
         pos: pos(node),
         function,
     })

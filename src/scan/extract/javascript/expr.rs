@@ -72,8 +72,10 @@ pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
         return None;
     }
     let mut args = Vec::new();
+    let mut spread = false;
     if let Some(list) = arguments {
         let mut cursor = list.walk();
+        spread = list.named_children(&mut cursor).any(|a| a.kind() == "spread_element");
         args = list
             .named_children(&mut cursor)
             .filter(|a| !matches!(a.kind(), "comment" | "spread_element"))
@@ -83,6 +85,7 @@ pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
     Some(Call {
         callee: expr(callee, src),
         args,
+        spread,
         kwargs: Vec::new(),
         is_new,
         pos: pos(node),

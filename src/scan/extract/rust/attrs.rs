@@ -52,7 +52,15 @@ fn attribute(node: Node<'_>, src: Source<'_>) -> Attribute {
     };
     let (args, kwargs) = arguments(tree, src);
     let function = enclosing_function(node, src);
-    let call = Call { callee: Expr::Name(name), args, kwargs, is_new: false, pos: pos(node), function };
+    let call = Call {
+        callee: Expr::Name(name),
+        args,
+        kwargs,
+        is_new: false,
+        spread: false,
+        pos: pos(node),
+        function,
+    };
     Attribute::Decorator(Expr::Call(Box::new(call)))
 }
 
@@ -117,6 +125,7 @@ fn value_of(tokens: &[Node<'_>], src: Source<'_>) -> Expr {
                     args,
                     kwargs,
                     is_new: false,
+                    spread: false,
                     pos: pos(*tree),
                     function: None,
                 };
