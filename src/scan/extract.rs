@@ -114,7 +114,7 @@ pub fn facts(language: Language, tree: &Tree, source: &str) -> FileFacts {
 #[derive(Clone, Copy)]
 pub(crate) struct Source<'a> {
     text: &'a str,
-    parents: &'a HashMap<usize, Node<'a>>,
+    parents: &'a Parents<'a>,
 }
 
 impl<'a> Source<'a> {
@@ -131,10 +131,13 @@ impl<'a> Source<'a> {
     }
 }
 
+/// Node id → parent. Ids are addresses: foldhash, not SipHash (no untrusted keys here).
+type Parents<'a> = HashMap<usize, Node<'a>, foldhash::fast::RandomState>;
+
 /// Every node's parent, from one walk of the tree with a cursor (which keeps its path,
 /// so each step is constant time).
-fn parent_links(tree: &Tree) -> HashMap<usize, Node<'_>> {
-    let mut parents = HashMap::new();
+fn parent_links(tree: &Tree) -> Parents<'_> {
+    let mut parents = Parents::default();
     let mut cursor = tree.walk();
     // The ancestors of the cursor's node, innermost last.
     let mut path: Vec<Node<'_>> = Vec::new();
