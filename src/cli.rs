@@ -274,7 +274,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Workflows { command } => workflows::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Runs { command } => runs::run(&client::Remote::new(&cli.remote)?, command).await,
-        Command::Scan(args) => scan::run(args).await,
+        Command::Scan(args) => scan::run(args, &cli.remote).await,
         Command::Rewrite(args) => rewrite::run(args).await,
         Command::Scans { command } => scans::run(&client::Remote::new(&cli.remote)?, command).await,
         Command::Bench(command) => command.run().await,

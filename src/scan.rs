@@ -16,6 +16,7 @@ pub mod facts;
 pub mod format;
 pub(crate) mod notebook;
 mod readme;
+pub mod register;
 pub mod report;
 pub mod resolve;
 pub mod rewrite;

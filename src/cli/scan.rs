@@ -2,13 +2,16 @@
 //! analysis as a summary table, JSON, SARIF or CycloneDX.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{exit, CliError};
-use crate::scan::{self, format, Rules};
+use super::client::{Remote, RemoteArgs, Request};
+use super::{exit, table, CliError};
+use reqwest::Method;
+
+use crate::scan::{self, format, register, Rules};
 
 #[derive(Args, Debug)]
 pub struct ScanArgs {
@@ -27,6 +30,14 @@ pub struct ScanArgs {
     /// Extra rule files (TOML, the shape of src/scan/rules/*.toml), added to the built-in rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
+    /// Shows the `process` agents PATH holds (each subfolder with an entry point, each
+    /// runnable script) and, with --yes, registers them on the running node.
+    #[arg(long)]
+    register: bool,
+    /// With --register: registers the agents shown (through the node's POST /v1/agents:
+    /// an admin key, commands under the node's process.allowed_dirs).
+    #[arg(long, requires = "register")]
+    yes: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,7 +52,7 @@ enum ScanFormat {
     Cyclonedx,
 }
 
-pub async fn run(args: ScanArgs) -> Result<(), CliError> {
+pub async fn run(args: ScanArgs, remote: &RemoteArgs) -> Result<(), CliError> {
     if args.schema {
         super::print_json(&format::json_schema());
         return Ok(());
@@ -55,6 +66,9 @@ pub async fn run(args: ScanArgs) -> Result<(), CliError> {
     }
     let rules =
         Rules::load(&args.rules).map_err(|e| CliError { code: exit::USAGE, message: e.to_string() })?;
+    if args.register {
+        return register(&path, rules, args.yes, args.json, remote).await;
+    }
     let format = if args.json { ScanFormat::Json } else { args.format };
     // The scan is CPU work on rayon's pool; keep it off the async runtime's workers.
     let analysis = tokio::task::spawn_blocking(move || {
@@ -92,4 +106,61 @@ fn progress_bar() -> ProgressBar {
         ProgressStyle::with_template("scanning {bar:30} {pos}/{len} files").expect("the template is valid"),
     );
     bar
+}
+
+/// Shows the agents `dir` holds; with `yes`, registers each through the node, which
+/// decides (admins only, commands under its `process.allowed_dirs`).
+async fn register(
+    dir: &Path,
+    rules: Rules,
+    yes: bool,
+    json: bool,
+    remote: &RemoteArgs,
+) -> Result<(), CliError> {
+    let dir = dir.to_path_buf();
+    let proposals = tokio::task::spawn_blocking(move || register::propose(&dir, &rules))
+        .await
+        .map_err(|e| CliError { code: exit::FAILURE, message: format!("the scan stopped: {e}") })?
+        .map_err(|e| CliError { code: exit::FAILURE, message: e.to_string() })?;
+    if json {
+        super::print_json(&serde_json::to_value(&proposals).expect("proposals serialize"));
+    } else {
+        let rows: Vec<Vec<String>> = proposals
+            .iter()
+            .map(|p| vec![p.name.clone(), p.command.display().to_string(), p.capabilities.join(",")])
+            .collect();
+        print!("{}", table::render(&["NAME", "COMMAND", "CAPABILITIES"], &rows));
+    }
+    if !yes {
+        eprintln!(
+            "nothing registered: add --yes to register these {} agent(s) as process agents",
+            proposals.len()
+        );
+        return Ok(());
+    }
+    let remote = Remote::new(remote)?;
+    let mut refused: Option<CliError> = None;
+    let mut failures = 0;
+    for proposal in &proposals {
+        let request = Request { body: Some(proposal.request()), ..Request::default() };
+        match remote.send(Method::POST, &["v1", "agents"], request).await {
+            Ok(_) => eprintln!("registered {}", proposal.name),
+            Err(e) => {
+                eprintln!("{}: not registered: {}", proposal.name, e.message);
+                failures += 1;
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    match refused {
+        None => Ok(()),
+        Some(first) => Err(CliError {
+            code: first.code,
+            message: format!(
+                "{failures} of {} agent(s) not registered (first: {})",
+                proposals.len(),
+                first.message
+            ),
+        }),
+    }
 }

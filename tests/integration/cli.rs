@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod client;
 mod keys;
+mod register;
 mod rewrite;
 mod runs;
 mod workflows;
