@@ -137,23 +137,25 @@ impl<'f> Resolver<'f> {
 
     /// Resolves a dotted path by its longest prefix that is bound or imported.
     fn path_symbol(&self, path: &str, function: Option<&str>, at: Pos, depth: usize) -> Symbol<'f> {
-        let segments: Vec<&str> = path.split('.').collect();
-        for cut in (1..=segments.len()).rev() {
-            let prefix = segments[..cut].join(".");
-            let rest = segments[cut..].join(".");
-            if let Some(binding) = self.binding(&prefix, function, at) {
-                if let Some(symbol) = self.bound_symbol(binding, &rest, depth) {
+        // Prefixes from the whole path down to its first segment, as slices of it: this
+        // runs for every call of every file.
+        let cuts = path.match_indices('.').map(|(at, _)| at).rev();
+        for cut in std::iter::once(path.len()).chain(cuts) {
+            let prefix = &path[..cut];
+            let rest = path.get(cut + 1..).unwrap_or("");
+            if let Some(binding) = self.binding(prefix, function, at) {
+                if let Some(symbol) = self.bound_symbol(binding, rest, depth) {
                     return symbol;
                 }
             }
-            if let Some(fqn) = self.imports.get(prefix.as_str()) {
-                return Symbol::Path { path: joined(fqn, &rest), imported: true };
+            if let Some(fqn) = self.imports.get(prefix) {
+                return Symbol::Path { path: joined(fqn, rest), imported: true };
             }
-            if cut == 1 {
-                if let Some(class) = self.param_type(segments[0], function) {
+            if !prefix.contains('.') {
+                if let Some(class) = self.param_type(prefix, function) {
                     let class = self.path_symbol(class, None, at, depth + 1);
                     if let Symbol::Path { path: class, imported: true } = class {
-                        return Symbol::Instance { class, rest, origin: None };
+                        return Symbol::Instance { class, rest: rest.to_owned(), origin: None };
                     }
                 }
             }
