@@ -62,6 +62,8 @@ pub struct Resolver<'f> {
     bare_paths_qualified: bool,
     /// The name each call's value is bound to (`researcher = Agent(…)`), by the call's position.
     bound_calls: HashMap<Pos, &'f str>,
+    /// What each of the file's calls calls, resolved once: every detector asks.
+    call_symbols: Vec<Option<Symbol<'f>>>,
 }
 
 impl<'f> Resolver<'f> {
@@ -85,11 +87,31 @@ impl<'f> Resolver<'f> {
                 _ => None,
             })
             .collect();
-        Self { facts, rules, imports, bindings, functions, bare_paths_qualified, bound_calls }
+        let mut resolver = Self {
+            facts,
+            rules,
+            imports,
+            bindings,
+            functions,
+            bare_paths_qualified,
+            bound_calls,
+            call_symbols: Vec::new(),
+        };
+        resolver.call_symbols =
+            facts.calls.iter().map(|c| resolver.symbol(&c.callee, c.function.as_deref(), c.pos)).collect();
+        resolver
     }
 
     pub fn facts(&self) -> &'f FileFacts {
         self.facts
+    }
+
+    /// The symbol one of this file's calls (an element of `facts().calls`) calls.
+    pub fn call_symbol(&self, call: &Call) -> Option<&Symbol<'f>> {
+        // The calls are one slice: a call's index is its offset in it.
+        let base = self.facts.calls.as_ptr() as usize;
+        let index = (call as *const Call as usize).checked_sub(base)? / std::mem::size_of::<Call>().max(1);
+        self.call_symbols.get(index)?.as_ref()
     }
 
     /// The variable the call at `pos` is assigned to, if any.

@@ -81,10 +81,7 @@ pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<
                 .map(|t| tool_names(t, call, resolver, known))
                 .unwrap_or_default(),
             handoffs: Vec::new(),
-            symbol: resolver
-                .symbol(&call.callee, call.function.as_deref(), call.pos)
-                .map(|s| s.display())
-                .unwrap_or_default(),
+            symbol: resolver.call_symbol(call).map(|s| s.display()).unwrap_or_default(),
             file: file.to_owned(),
             line: call.pos.line,
             column: call.pos.column,
@@ -138,8 +135,8 @@ fn agent_decorator<'r>(
 }
 
 fn call_rule<'r>(call: &Call, resolver: &Resolver<'_>, rules: &'r Rules) -> Option<&'r AgentRule> {
-    match resolver.symbol(&call.callee, call.function.as_deref(), call.pos)? {
-        Symbol::Path { path, .. } => rules.agents.calls(&path).find_map(|site| match site {
+    match resolver.call_symbol(call)? {
+        Symbol::Path { path, .. } => rules.agents.calls(path).find_map(|site| match site {
             Site::Agent(i) => Some(&rules.agents.agents[i]),
             _ => None,
         }),

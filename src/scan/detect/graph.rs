@@ -25,12 +25,12 @@ pub fn graphs(
         .filter_map(|(i, a)| Some((resolver.bound_name(Pos { line: a.line, column: a.column })?, i)))
         .collect();
     for call in &facts.calls {
-        let Some(symbol) = resolver.symbol(&call.callee, call.function.as_deref(), call.pos) else {
+        let Some(symbol) = resolver.call_symbol(call) else {
             continue;
         };
         match symbol {
             Symbol::Path { path, .. } => {
-                let Some(rule) = rules.agents.calls(&path).find_map(|site| match site {
+                let Some(rule) = rules.agents.calls(path).find_map(|site| match site {
                     Site::Graph(i) => Some(&rules.agents.graphs[i]),
                     _ => None,
                 }) else {
@@ -60,7 +60,7 @@ pub fn graphs(
             // `graph.add_node(…)` on a graph this file made.
             Symbol::Instance { rest, origin: Some(origin), .. } => {
                 if let Some((_, rule, graph)) = graphs.iter_mut().find(|(pos, _, _)| *pos == origin.pos) {
-                    build(graph, rule, short(&rest), call, resolver);
+                    build(graph, rule, short(rest), call, resolver);
                 }
             }
             Symbol::Instance { .. } => {}

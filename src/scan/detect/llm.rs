@@ -23,15 +23,15 @@ pub fn llm_calls(file: &str, resolver: &Resolver<'_>, rules: &Rules) -> Vec<LlmC
     let imported: HashSet<&str> = facts.imports.iter().map(|i| i.module.as_str()).collect();
     let mut found: Vec<(LlmCall, &Call, Option<&Call>)> = Vec::new();
     for call in &facts.calls {
-        let Some(symbol) = resolver.symbol(&call.callee, call.function.as_deref(), call.pos) else {
+        let Some(symbol) = resolver.call_symbol(call) else {
             continue;
         };
-        let Some((rule, confidence)) = matching_rule(&symbol, rules, &imported) else { continue };
+        let Some((rule, confidence)) = matching_rule(symbol, rules, &imported) else { continue };
         let origin = match &symbol {
             Symbol::Instance { origin, .. } => *origin,
             Symbol::Path { .. } => None,
         };
-        if let Some(finding) = finding(file, call, &symbol, origin, rule, confidence, resolver, rules) {
+        if let Some(finding) = finding(file, call, symbol, origin, rule, confidence, resolver, rules) {
             found.push((finding, call, origin));
         }
     }

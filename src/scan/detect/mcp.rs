@@ -27,12 +27,10 @@ pub fn mcp(
     // streams): one connection per function.
     let mut client_functions = Vec::new();
     for call in &facts.calls {
-        let Some(Symbol::Path { path, .. }) =
-            resolver.symbol(&call.callee, call.function.as_deref(), call.pos)
-        else {
+        let Some(Symbol::Path { path, .. }) = resolver.call_symbol(call) else {
             continue;
         };
-        for site in rules.agents.calls(&path) {
+        for site in rules.agents.calls(path) {
             let Site::Mcp(i) = site else { continue };
             let rule = &rules.agents.mcp[i];
             let server = rule.kind == "mcp_server";
@@ -87,22 +85,20 @@ pub fn mcp(
 /// The transport the file sets up: the first transport it makes, or names at a run call.
 fn transport(resolver: &Resolver<'_>, rules: &Rules) -> Option<String> {
     resolver.facts().calls.iter().find_map(|call| {
-        let symbol = resolver.symbol(&call.callee, call.function.as_deref(), call.pos)?;
+        let symbol = resolver.call_symbol(call)?;
         match symbol {
-            Symbol::Path { path, .. } => rules.agents.calls(&path).find_map(|site| match site {
+            Symbol::Path { path, .. } => rules.agents.calls(path).find_map(|site| match site {
                 Site::Transport(i) => named(&rules.agents.transports[i], call, resolver),
                 _ => None,
             }),
-            Symbol::Instance { class, rest, .. } => {
-                rules.agents.classes(&class).find_map(|site| match site {
-                    Site::Transport(i)
-                        if rules.agents.transports[i].methods.iter().any(|m| *m == short(&rest)) =>
-                    {
-                        named(&rules.agents.transports[i], call, resolver)
-                    }
-                    _ => None,
-                })
-            }
+            Symbol::Instance { class, rest, .. } => rules.agents.classes(class).find_map(|site| match site {
+                Site::Transport(i)
+                    if rules.agents.transports[i].methods.iter().any(|m| *m == short(rest)) =>
+                {
+                    named(&rules.agents.transports[i], call, resolver)
+                }
+                _ => None,
+            }),
         }
     })
 }

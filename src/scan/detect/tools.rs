@@ -138,13 +138,13 @@ fn tool_class(file: &str, class: &Class, rule: &ToolRule, resolver: &Resolver<'_
 
 fn call_rule<'r>(call: &Call, resolver: &Resolver<'_>, rules: &'r Rules) -> Option<&'r ToolRule> {
     let tools = &rules.agents.tools;
-    match resolver.symbol(&call.callee, call.function.as_deref(), call.pos)? {
-        Symbol::Path { path, .. } => rules.agents.calls(&path).find_map(|site| match site {
+    match resolver.call_symbol(call)? {
+        Symbol::Path { path, .. } => rules.agents.calls(path).find_map(|site| match site {
             Site::Tool(i) => Some(&tools[i]),
             _ => None,
         }),
-        Symbol::Instance { class, rest, .. } => rules.agents.classes(&class).find_map(|site| match site {
-            Site::Tool(i) if tools[i].methods.iter().any(|m| *m == short(&rest)) => Some(&tools[i]),
+        Symbol::Instance { class, rest, .. } => rules.agents.classes(class).find_map(|site| match site {
+            Site::Tool(i) if tools[i].methods.iter().any(|m| *m == short(rest)) => Some(&tools[i]),
             _ => None,
         }),
     }
