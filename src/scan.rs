@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-pub use analyze::FileAnalysis;
+use analyze::FileAnalysis;
 use report::{FileEntry, FrameworkUse, RepositoryAnalysis, Summary, ToolInfo, SCHEMA_VERSION};
 pub use rules::{RuleError, Rules};
 

@@ -77,7 +77,8 @@ pub fn parse(language: Language, source: &str) -> Option<Tree> {
     })
 }
 
-/// Parses and lowers one file. `None` when the language is not parsed.
+/// Parses and lowers one file (the extractors' tests). `None` when the language is not parsed.
+#[cfg(test)]
 pub fn extract(language: Language, source: &str) -> Option<FileFacts> {
     let tree = parse(language, source)?;
     Some(facts(language, &tree, source))

@@ -216,20 +216,24 @@ impl Rules {
     pub fn load(extra: &[impl AsRef<Path>]) -> Result<Self, RuleError> {
         let mut files = Vec::new();
         for (name, text) in BUILT_IN {
-            files.push(parse(name, text)?);
+            files.push((name.to_string(), parse(name, text)?));
         }
         for path in extra {
             let path = path.as_ref();
             let file = path.display().to_string();
             let text = std::fs::read_to_string(path)
                 .map_err(|source| RuleError::Read { file: file.clone(), source })?;
-            files.push(parse(&file, &text)?);
+            let parsed = parse(&file, &text)?;
+            files.push((file, parsed));
         }
+        // A provider may be listed in any file, so every file is checked against all of them.
+        let known: HashSet<String> =
+            files.iter().flat_map(|(_, f)| f.provider.iter().map(|p| p.name.clone())).collect();
         let mut rules = Self::default();
-        for file in files {
+        for (name, file) in files {
+            validate(&name, &file, &known)?;
             rules.add(file);
         }
-        rules.validate()?;
         Ok(rules)
     }
 
@@ -272,32 +276,6 @@ impl Rules {
                 self.framework_modules.entry(module).or_default().push(framework.clone());
             }
         }
-    }
-
-    /// Every LLM rule names a documented provider and says what it matches.
-    fn validate(&self) -> Result<(), RuleError> {
-        let known: HashSet<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
-        for (prefix, provider) in self.model_providers.iter().chain(&self.base_url_providers) {
-            if !known.contains(provider.as_str()) {
-                let message = format!(
-                    "model_provider `{prefix}` names `{provider}`, which is not in the provider list"
-                );
-                return Err(RuleError::Invalid { file: "model_provider".into(), message });
-            }
-        }
-        for rule in &self.llm {
-            let invalid = |message: String| Err(RuleError::Invalid { file: "llm".into(), message });
-            if rule.provider != AUTO_PROVIDER && !known.contains(rule.provider.as_str()) {
-                return invalid(format!("provider `{}` is not in the provider list", rule.provider));
-            }
-            if rule.symbols.is_empty() && (rule.on.is_empty() || rule.methods.is_empty()) {
-                return invalid(format!(
-                    "a `{}` rule needs `symbols`, or `on` with `methods`",
-                    rule.provider
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The first LLM rule for a call of `symbol`.
@@ -422,6 +400,35 @@ fn ends_with_member(path: &str, member: &str) -> bool {
     path == member || path.strip_suffix(member).is_some_and(|head| head.ends_with('.'))
 }
 
+/// Every LLM rule of `file` names a listed provider and says what it matches; every
+/// provider table names a listed provider. The error names the file and what to change.
+fn validate(name: &str, file: &RuleFile, known: &HashSet<String>) -> Result<(), RuleError> {
+    let invalid = |message: String| Err(RuleError::Invalid { file: name.to_owned(), message });
+    let unlisted = |provider: &str| provider != AUTO_PROVIDER && !known.contains(provider);
+    let tables = file.model_provider.iter().map(|e| ("model_provider", e));
+    for (table, (key, provider)) in
+        tables.chain(file.base_url_provider.iter().map(|e| ("base_url_provider", e)))
+    {
+        if unlisted(provider) {
+            return invalid(format!(
+                "[{table}] `{key}` names `{provider}`, which is not in the provider list: add a [[provider]] named `{provider}`"
+            ));
+        }
+    }
+    for rule in &file.llm {
+        if unlisted(&rule.provider) {
+            return invalid(format!(
+                "provider `{}` is not in the provider list: add a [[provider]] named `{}`, or use `auto`",
+                rule.provider, rule.provider
+            ));
+        }
+        if rule.symbols.is_empty() && (rule.on.is_empty() || rule.methods.is_empty()) {
+            return invalid(format!("a `{}` rule needs `symbols`, or `on` with `methods`", rule.provider));
+        }
+    }
+    Ok(())
+}
+
 fn parse(file: &str, text: &str) -> Result<RuleFile, RuleError> {
     toml::from_str(text).map_err(|e| RuleError::Invalid { file: file.to_owned(), message: e.to_string() })
 }
@@ -470,7 +477,7 @@ mod tests {
         )
         .unwrap();
         let err = Rules::load(&[&path]).unwrap_err().to_string();
-        assert!(err.contains("`acme` is not in the provider list"), "{err}");
+        assert!(err.contains("`acme` is not in the provider list") && err.contains("mine.toml"), "{err}");
         std::fs::write(&path, "[[provider]]\nname = \"acme\"\ndescription = \"Acme\"\n[[llm]]\nprovider = \"acme\"\ncall_kind = \"chat\"\nsymbols = [\"acme.chat\"]\n").unwrap();
         assert!(Rules::load(&[&path]).unwrap().llm_call("acme.chat").is_some());
         std::fs::write(&path, "[[llm]]\nprovder = \"x\"\n").unwrap();
