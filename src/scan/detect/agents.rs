@@ -8,7 +8,7 @@ use super::{argument, literal_argument, short};
 use crate::scan::facts::{Call, Expr, Function, Pos};
 use crate::scan::report::{AgentFinding, LlmCall, ToolFinding};
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{AgentRule, Rules, Site};
+use crate::scan::rules::{AgentRule, Rules};
 
 use super::crew::{config_key, AgentConfig};
 
@@ -125,10 +125,7 @@ fn agent_decorator<'r>(
 ) -> Option<&'r AgentRule> {
     function.decorators.iter().find_map(|d| {
         match super::tools::decorator_symbol(d, function.pos, resolver)? {
-            Symbol::Path { path, .. } => rules.agents.decorators(&path).find_map(|site| match site {
-                Site::Agent(i) => Some(&rules.agents.agents[i]),
-                _ => None,
-            }),
+            Symbol::Path { path, .. } => rules.agents.agents_in(rules.agents.decorators(&path)).next(),
             Symbol::Instance { .. } => None,
         }
     })
@@ -136,10 +133,7 @@ fn agent_decorator<'r>(
 
 fn call_rule<'r>(call: &Call, resolver: &Resolver<'_>, rules: &'r Rules) -> Option<&'r AgentRule> {
     match resolver.call_symbol(call)? {
-        Symbol::Path { path, .. } => rules.agents.calls(path).find_map(|site| match site {
-            Site::Agent(i) => Some(&rules.agents.agents[i]),
-            _ => None,
-        }),
+        Symbol::Path { path, .. } => rules.agents.agents_in(rules.agents.calls(path)).next(),
         Symbol::Instance { .. } => None,
     }
 }

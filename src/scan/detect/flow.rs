@@ -6,7 +6,7 @@ use super::{short, tools::decorator_symbol};
 use crate::scan::facts::{Class, Expr};
 use crate::scan::report::AgentGraph;
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{FlowRule, Rules, Site};
+use crate::scan::rules::{FlowRule, Rules};
 
 pub fn flows(file: &str, resolver: &Resolver<'_>, rules: &Rules) -> Vec<AgentGraph> {
     let facts = resolver.facts();
@@ -53,10 +53,7 @@ fn flow_rule<'r>(class: &Class, resolver: &Resolver<'_>, rules: &'r Rules) -> Op
             other => other,
         };
         match resolver.symbol(base, None, class.pos)? {
-            Symbol::Path { path, .. } => rules.agents.bases(&path).find_map(|site| match site {
-                Site::Flow(i) => Some(&rules.agents.flows[i]),
-                _ => None,
-            }),
+            Symbol::Path { path, .. } => rules.agents.flows_in(rules.agents.bases(&path)).next(),
             Symbol::Instance { .. } => None,
         }
     })

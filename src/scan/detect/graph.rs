@@ -8,7 +8,7 @@ use super::{argument, short};
 use crate::scan::facts::{Call, Expr, Pos};
 use crate::scan::report::{AgentFinding, AgentGraph, GraphEdge};
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{GraphRule, Rules, Site};
+use crate::scan::rules::{GraphRule, Rules};
 
 pub fn graphs(
     file: &str,
@@ -30,12 +30,7 @@ pub fn graphs(
         };
         match symbol {
             Symbol::Path { path, .. } => {
-                let Some(rule) = rules.agents.calls(path).find_map(|site| match site {
-                    Site::Graph(i) => Some(&rules.agents.graphs[i]),
-                    _ => None,
-                }) else {
-                    continue;
-                };
+                let Some(rule) = rules.agents.graphs_in(rules.agents.calls(path)).next() else { continue };
                 let nodes = match argument(call, &rule.members) {
                     // A CrewBase crew's `agents=self.agents`: every agent its methods make.
                     Some(Expr::Name(name)) if name == "self.agents" => agents

@@ -87,18 +87,15 @@ fn transport(resolver: &Resolver<'_>, rules: &Rules) -> Option<String> {
     resolver.facts().calls.iter().find_map(|call| {
         let symbol = resolver.call_symbol(call)?;
         match symbol {
-            Symbol::Path { path, .. } => rules.agents.calls(path).find_map(|site| match site {
-                Site::Transport(i) => named(&rules.agents.transports[i], call, resolver),
-                _ => None,
-            }),
-            Symbol::Instance { class, rest, .. } => rules.agents.classes(class).find_map(|site| match site {
-                Site::Transport(i)
-                    if rules.agents.transports[i].methods.iter().any(|m| *m == short(rest)) =>
-                {
-                    named(&rules.agents.transports[i], call, resolver)
-                }
-                _ => None,
-            }),
+            Symbol::Path { path, .. } => rules
+                .agents
+                .transports_in(rules.agents.calls(path))
+                .find_map(|rule| named(rule, call, resolver)),
+            Symbol::Instance { class, rest, .. } => rules
+                .agents
+                .transports_in(rules.agents.classes(class))
+                .filter(|rule| rule.methods.iter().any(|m| m == short(rest)))
+                .find_map(|rule| named(rule, call, resolver)),
         }
     })
 }

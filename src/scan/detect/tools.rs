@@ -6,7 +6,7 @@ use super::{argument, literal_argument, short};
 use crate::scan::facts::{Call, Class, Expr, Function, Pos};
 use crate::scan::report::{ToolFinding, ToolParameter};
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{Rules, Site, ToolRule};
+use crate::scan::rules::{Rules, ToolRule};
 
 /// Decorated functions and tool classes are certain; calls matched by symbol nearly so.
 const DECLARED: f32 = 0.95;
@@ -53,16 +53,12 @@ fn decorator_rule<'r>(
     resolver: &Resolver<'_>,
     rules: &'r Rules,
 ) -> Option<&'r ToolRule> {
-    let tools = &rules.agents.tools;
     match decorator_symbol(decorator, at, resolver)? {
-        Symbol::Path { path, .. } => rules.agents.decorators(&path).find_map(|site| match site {
-            Site::Tool(i) => Some(&tools[i]),
-            _ => None,
-        }),
-        Symbol::Instance { class, rest, .. } => rules.agents.classes(&class).find_map(|site| match site {
-            Site::Tool(i) if tools[i].decorator_methods.contains(&rest) => Some(&tools[i]),
-            _ => None,
-        }),
+        Symbol::Path { path, .. } => rules.agents.tools_in(rules.agents.decorators(&path)).next(),
+        Symbol::Instance { class, rest, .. } => rules
+            .agents
+            .tools_in(rules.agents.classes(&class))
+            .find(|tool| tool.decorator_methods.contains(&rest)),
     }
 }
 
@@ -104,10 +100,7 @@ fn parameters(function: &Function) -> Vec<ToolParameter> {
 
 fn base_rule<'r>(class: &Class, resolver: &Resolver<'_>, rules: &'r Rules) -> Option<&'r ToolRule> {
     class.bases.iter().find_map(|base| match resolver.symbol(base, None, class.pos)? {
-        Symbol::Path { path, .. } => rules.agents.bases(&path).find_map(|site| match site {
-            Site::Tool(i) => Some(&rules.agents.tools[i]),
-            _ => None,
-        }),
+        Symbol::Path { path, .. } => rules.agents.tools_in(rules.agents.bases(&path)).next(),
         Symbol::Instance { .. } => None,
     })
 }
@@ -137,16 +130,12 @@ fn tool_class(file: &str, class: &Class, rule: &ToolRule, resolver: &Resolver<'_
 }
 
 fn call_rule<'r>(call: &Call, resolver: &Resolver<'_>, rules: &'r Rules) -> Option<&'r ToolRule> {
-    let tools = &rules.agents.tools;
     match resolver.call_symbol(call)? {
-        Symbol::Path { path, .. } => rules.agents.calls(path).find_map(|site| match site {
-            Site::Tool(i) => Some(&tools[i]),
-            _ => None,
-        }),
-        Symbol::Instance { class, rest, .. } => rules.agents.classes(class).find_map(|site| match site {
-            Site::Tool(i) if tools[i].methods.iter().any(|m| *m == short(rest)) => Some(&tools[i]),
-            _ => None,
-        }),
+        Symbol::Path { path, .. } => rules.agents.tools_in(rules.agents.calls(path)).next(),
+        Symbol::Instance { class, rest, .. } => rules
+            .agents
+            .tools_in(rules.agents.classes(class))
+            .find(|tool| tool.methods.iter().any(|m| m == short(rest))),
     }
 }
 

@@ -239,6 +239,46 @@ impl AgentRules {
     pub fn classes<'a>(&'a self, class: &'a str) -> impl Iterator<Item = Site> + 'a {
         self.classes.get(class)
     }
+
+    /// The agent rules among `sites`.
+    pub fn agents_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &AgentRule> {
+        sites.filter_map(|site| match site {
+            Site::Agent(i) => Some(&self.agents[i]),
+            _ => None,
+        })
+    }
+
+    /// The tool rules among `sites`.
+    pub fn tools_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &ToolRule> {
+        sites.filter_map(|site| match site {
+            Site::Tool(i) => Some(&self.tools[i]),
+            _ => None,
+        })
+    }
+
+    /// The transport rules among `sites`.
+    pub fn transports_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &TransportRule> {
+        sites.filter_map(|site| match site {
+            Site::Transport(i) => Some(&self.transports[i]),
+            _ => None,
+        })
+    }
+
+    /// The graph rules among `sites`.
+    pub fn graphs_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &GraphRule> {
+        sites.filter_map(|site| match site {
+            Site::Graph(i) => Some(&self.graphs[i]),
+            _ => None,
+        })
+    }
+
+    /// The flow rules among `sites`.
+    pub fn flows_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &FlowRule> {
+        sites.filter_map(|site| match site {
+            Site::Flow(i) => Some(&self.flows[i]),
+            _ => None,
+        })
+    }
 }
 
 fn index(index: &mut SymbolIndex<Site>, symbols: &[String], site: Site) {
