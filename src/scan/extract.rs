@@ -6,20 +6,30 @@ mod go;
 mod javascript;
 mod python;
 mod rust;
+mod select;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use streaming_iterator::StreamingIterator;
-use tree_sitter::{Node, Parser, Query, QueryCursor, Tree};
+use tree_sitter::{Node, Parser, Tree};
 
 use super::facts::{FileFacts, Pos};
 use super::report::Language;
+use select::Selection;
 
 /// A grammar and its compiled query; built once per process.
 struct Grammar {
     language: tree_sitter::Language,
-    query: Query,
+    selection: Selection,
+    fields: FieldIds,
+}
+
+/// Field name → id. tree-sitter looks a field name up by comparing it with every field
+/// of the grammar in turn, which was a tenth of the lowering in `mark1 bench scan`.
+type FieldIds = HashMap<&'static str, u16, foldhash::fast::FixedState>;
+
+fn field_ids(language: &tree_sitter::Language) -> FieldIds {
+    (1..=language.field_count() as u16).filter_map(|id| Some((language.field_name_for_id(id)?, id))).collect()
 }
 
 fn grammar(language: Language) -> Option<&'static Grammar> {
@@ -27,8 +37,8 @@ fn grammar(language: Language) -> Option<&'static Grammar> {
     fn build(language: tree_sitter::Language, source: &str) -> Grammar {
         // The queries are part of the source tree; one that does not compile is a bug
         // caught by every test that parses.
-        let query = Query::new(&language, source).expect("scanner query compiles");
-        Grammar { language, query }
+        let selection = Selection::new(&language, source).unwrap_or_else(|e| panic!("scanner query: {e}"));
+        Grammar { fields: field_ids(&language), language, selection }
     }
     static PYTHON: LazyLock<Grammar> =
         LazyLock::new(|| build(tree_sitter_python::LANGUAGE.into(), include_str!("queries/python.scm")));
@@ -88,34 +98,32 @@ pub fn extract(language: Language, source: &str) -> Option<FileFacts> {
 pub fn facts(language: Language, tree: &Tree, source: &str) -> FileFacts {
     let mut facts = FileFacts::default();
     let Some(grammar) = grammar(language) else { return facts };
-    let mut cursor = QueryCursor::new();
-    let names = grammar.query.capture_names();
-    let mut matches = cursor.matches(&grammar.query, tree.root_node(), source.as_bytes());
-    let parents = parent_links(tree);
-    let src = Source { text: source, parents: &parents };
-    while let Some(found) = matches.next() {
-        for capture in found.captures {
-            let kind = names[capture.index as usize];
-            match language {
-                Language::Python | Language::Notebook => python::lower(kind, capture.node, src, &mut facts),
-                Language::Rust => rust::lower(kind, capture.node, src, &mut facts),
-                Language::Go => go::lower(kind, capture.node, src, &mut facts),
-                Language::Javascript | Language::Typescript | Language::Tsx => {
-                    javascript::lower(kind, capture.node, src, &mut facts)
-                }
-                _ => {}
+    let selection = &grammar.selection;
+    selection.walk(tree, source, |capture, node, path| {
+        let kind = selection.capture_name(capture);
+        let src = Source { text: source, node, path, fields: &grammar.fields };
+        match language {
+            Language::Python | Language::Notebook => python::lower(kind, node, src, &mut facts),
+            Language::Rust => rust::lower(kind, node, src, &mut facts),
+            Language::Go => go::lower(kind, node, src, &mut facts),
+            Language::Javascript | Language::Typescript | Language::Tsx => {
+                javascript::lower(kind, node, src, &mut facts)
             }
+            _ => {}
         }
-    }
+    });
     count_errors(tree.root_node(), &mut facts);
     facts
 }
 
-/// The source text and its tree's parent links, with helpers for the nodes of the tree.
+/// The source text, and the node being lowered with its ancestors.
 #[derive(Clone, Copy)]
 pub(crate) struct Source<'a> {
     text: &'a str,
-    parents: &'a Parents<'a>,
+    node: Node<'a>,
+    /// `node`'s ancestors, the root first.
+    path: &'a [Node<'a>],
+    fields: &'a FieldIds,
 }
 
 impl<'a> Source<'a> {
@@ -123,43 +131,50 @@ impl<'a> Source<'a> {
         &self.text[node.byte_range()]
     }
 
-    /// The node's parent. tree-sitter finds a parent by descending from the root, so
-    /// walking up from every call to its enclosing function cost depth² per call (a
-    /// quarter of the scan's time in `mark1 bench scan`); the links are recorded once
-    /// per file instead.
-    pub fn parent(self, node: Node<'_>) -> Option<Node<'a>> {
-        self.parents.get(&node.id()).copied()
+    /// `node`'s child in field `name` (`Node::child_by_field_name`, with the id looked up
+    /// in a map).
+    pub fn field<'t>(self, node: Node<'t>, name: &str) -> Option<Node<'t>> {
+        node.child_by_field_id(*self.fields.get(name)?)
     }
-}
 
-/// Node id → parent. Ids are addresses: foldhash, not SipHash (no untrusted keys here).
-type Parents<'a> = HashMap<usize, Node<'a>, foldhash::fast::RandomState>;
+    /// The node's parent. For the node being lowered and its ancestors this is the walk's
+    /// path; tree-sitter itself finds a parent by descending from the root, which made
+    /// walking up from every call to its function cost depth² per call.
+    pub fn parent<'t>(self, node: Node<'t>) -> Option<Node<'t>>
+    where
+        'a: 't,
+    {
+        if node == self.node {
+            return self.path.last().copied();
+        }
+        match self.path.iter().rposition(|n| *n == node) {
+            Some(i) => i.checked_sub(1).map(|i| self.path[i]),
+            None => node.parent(),
+        }
+    }
 
-/// Every node's parent, from one walk of the tree with a cursor (which keeps its path,
-/// so each step is constant time).
-fn parent_links(tree: &Tree) -> Parents<'_> {
-    let mut parents = Parents::default();
-    let mut cursor = tree.walk();
-    // The ancestors of the cursor's node, innermost last.
-    let mut path: Vec<Node<'_>> = Vec::new();
-    loop {
-        let node = cursor.node();
-        if let Some(&parent) = path.last() {
-            parents.insert(node.id(), parent);
-        }
-        if cursor.goto_first_child() {
-            path.push(node);
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return parents;
-            }
-            path.pop();
-        }
+    /// The nodes around `node` that the walk's path holds, innermost first: for the node
+    /// being lowered and its ancestors, the path above it; for a node inside it (an
+    /// argument's call) or beside it (a decorator), the innermost of the two that holds
+    /// it and what is above. Nodes between are left out; the extractors look up this way
+    /// for functions and classes, and lowering never descends into either.
+    pub fn ancestors<'t>(self, node: Node<'t>) -> impl Iterator<Item = Node<'t>>
+    where
+        'a: 't,
+    {
+        let holds = |outer: &Node<'_>| {
+            *outer != node && outer.start_byte() <= node.start_byte() && node.end_byte() <= outer.end_byte()
+        };
+        let (first, above) = if node == self.node {
+            (None, self.path.len())
+        } else if let Some(i) = self.path.iter().rposition(|n| *n == node) {
+            (None, i)
+        } else if holds(&self.node) {
+            (Some(self.node), self.path.len())
+        } else {
+            (None, self.path.iter().rposition(holds).map_or(0, |i| i + 1))
+        };
+        first.into_iter().chain(self.path[..above].iter().rev().copied())
     }
 }
 

@@ -125,64 +125,96 @@ pub struct EnvGetter {
     pub default: Option<usize>,
 }
 
-/// A symbol pattern: exact, or with `*` matching any run of characters.
+/// A symbol pattern with `*` matching any run of characters, split at its stars once
+/// rather than at every lookup.
 #[derive(Debug, Clone)]
-struct Pattern(String);
+struct Glob {
+    head: String,
+    middle: Vec<String>,
+    last: String,
+}
 
-impl Pattern {
+impl Glob {
+    fn new(pattern: &str) -> Glob {
+        let mut parts = pattern.split('*').map(str::to_owned);
+        let head = parts.next().unwrap_or_default();
+        let mut middle: Vec<String> = parts.collect();
+        let last = middle.pop().unwrap_or_default();
+        Glob { head, middle, last }
+    }
+
     fn matches(&self, symbol: &str) -> bool {
-        glob(&self.0, symbol)
-    }
-}
-
-fn glob(pattern: &str, text: &str) -> bool {
-    let Some((head, tail)) = pattern.split_once('*') else { return pattern == text };
-    let Some(mut text) = text.strip_prefix(head) else { return false };
-    let parts: Vec<&str> = tail.split('*').collect();
-    let (last, middle) = parts.split_last().expect("split yields one part");
-    for part in middle {
-        match text.find(part) {
-            Some(at) => text = &text[at + part.len()..],
-            None => return false,
+        let Some(mut text) = symbol.strip_prefix(self.head.as_str()) else { return false };
+        for part in &self.middle {
+            match text.find(part.as_str()) {
+                Some(at) => text = &text[at + part.len()..],
+                None => return false,
+            }
         }
+        text.ends_with(self.last.as_str())
     }
-    text.ends_with(last)
+
+    /// The last dotted name of every symbol the pattern matches, when the pattern fixes
+    /// it (`langchain*.ChatOpenAI` → `ChatOpenAI`).
+    fn last_name(&self) -> Option<&str> {
+        self.last.rsplit_once('.').map(|(_, name)| name).filter(|name| !name.is_empty())
+    }
 }
 
-/// Symbols looked up by exact name first, then through the glob patterns.
+/// Symbols looked up by exact name first, then through the glob patterns. Globs are
+/// indexed by the last name they fix, so a lookup tries the few that can match rather
+/// than every one (rules are looked up for every call in a scanned file).
 #[derive(Debug)]
 struct SymbolIndex<T> {
     exact: HashMap<String, Vec<T>>,
-    globs: Vec<(Pattern, T)>,
+    globs: Vec<(Glob, T)>,
+    /// Last name → indices into `globs`, ascending.
+    globs_by_last_name: HashMap<String, Vec<usize>>,
+    /// Globs that end in a star: tried for every symbol.
+    open_globs: Vec<usize>,
 }
 
 impl<T> Default for SymbolIndex<T> {
     fn default() -> Self {
-        Self { exact: HashMap::new(), globs: Vec::new() }
+        Self {
+            exact: HashMap::new(),
+            globs: Vec::new(),
+            globs_by_last_name: HashMap::new(),
+            open_globs: Vec::new(),
+        }
     }
 }
 
 impl<T: Copy + PartialEq> SymbolIndex<T> {
     fn insert(&mut self, symbol: &str, value: T) {
-        if symbol.contains('*') {
-            self.globs.push((Pattern(symbol.to_owned()), value));
-        } else {
+        if !symbol.contains('*') {
             self.exact.entry(symbol.to_owned()).or_default().push(value);
+            return;
         }
+        let glob = Glob::new(symbol);
+        let index = self.globs.len();
+        match glob.last_name() {
+            Some(name) => self.globs_by_last_name.entry(name.to_owned()).or_default().push(index),
+            None => self.open_globs.push(index),
+        }
+        self.globs.push((glob, value));
     }
 
     /// The values of every pattern `symbol` matches, each once (a rule may list a symbol
-    /// both exactly and through a glob).
+    /// both exactly and through a glob), globs in the order they were listed.
     fn get<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = T> + 'a {
         let exact = self.exact.get(symbol).into_iter().flatten().copied();
+        let last_name = symbol.rsplit('.').next().unwrap_or(symbol);
+        let named = self.globs_by_last_name.get(last_name).map_or(&[][..], Vec::as_slice);
+        let mut candidates: Vec<usize> = named.iter().chain(&self.open_globs).copied().collect();
+        candidates.sort_unstable();
+        let globs = candidates.into_iter().map(|i| &self.globs[i]).filter(|(g, _)| g.matches(symbol));
         let mut seen = Vec::new();
-        exact.chain(self.globs.iter().filter(move |(p, _)| p.matches(symbol)).map(|(_, v)| *v)).filter(
-            move |v| {
-                let new = !seen.contains(v);
-                seen.push(*v);
-                new
-            },
-        )
+        exact.chain(globs.map(|(_, v)| *v)).filter(move |v| {
+            let new = !seen.contains(v);
+            seen.push(*v);
+            new
+        })
     }
 }
 
@@ -461,10 +493,25 @@ mod tests {
 
     #[test]
     fn globs_match_any_run() {
+        let glob = |pattern: &str, symbol: &str| Glob::new(pattern).matches(symbol);
         assert!(glob("langchain*.ChatOpenAI", "langchain_openai.chat_models.ChatOpenAI"));
         assert!(glob("a.*.c", "a.b.c"));
         assert!(!glob("a.*.c", "a.b.d"));
-        assert!(glob("exact", "exact") && !glob("exact", "exact2"));
+        assert!(glob("a.*", "a.b") && glob("*/x.js.C", "../y/x.js.C") && !glob("a*b*c", "abd"));
+    }
+
+    #[test]
+    fn the_index_finds_exact_symbols_then_the_globs_that_match_in_listed_order() {
+        let mut index = SymbolIndex::default();
+        for (symbol, value) in
+            [("rig.Client.*", 1), ("a*.Chat", 2), ("a.b.Chat", 3), ("*.Chat", 4), ("x*.Other", 5)]
+        {
+            index.insert(symbol, value);
+        }
+        assert_eq!(index.get("a.b.Chat").collect::<Vec<_>>(), [3, 2, 4]);
+        assert_eq!(index.get("rig.Client.Chat").collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(index.get("x.y.Other").collect::<Vec<_>>(), [5]);
+        assert!(index.get("x.y").next().is_none());
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut 
 /// `import "a/b"` binds the package name; `import x "a/b"` binds `x`; `import _ "a/b"` is
 /// a dependency only (local ""); `import . "a/b"` brings its names in unqualified.
 fn import(node: Node<'_>, src: Source<'_>) -> Option<Import> {
-    let path = node.child_by_field_name("path").and_then(|p| string(p, src))?;
-    let alias = node.child_by_field_name("name");
+    let path = src.field(node, "path").and_then(|p| string(p, src))?;
+    let alias = src.field(node, "name");
     let (local, fqn) = match alias.map(|a| a.kind()) {
         Some("dot") => ("*".to_owned(), format!("{path}.*")),
         Some("blank_identifier") => (String::new(), path.clone()),
@@ -58,7 +58,7 @@ fn package_name(path: &str) -> String {
 }
 
 fn call(node: Node<'_>, src: Source<'_>) -> Call {
-    let field = |name: &str| node.child_by_field_name(name);
+    let field = |name: &str| src.field(node, name);
     if node.kind() == "type_conversion_expression" {
         // `F[T](x)` reads as a conversion to the generic type `F[T]`; Go's syntax cannot
         // tell the two apart, and the scanner follows it as the call of `F`.
@@ -79,10 +79,10 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
         // `F[T](…)` instantiates a generic function; the type arguments are dropped. (A
         // call through an indexed slice of funcs, `handlers[i](…)`, reads the same.)
         Some(f) if f.kind() == "index_expression" => {
-            f.child_by_field_name("operand").map_or(Expr::Other, |o| expr(o, src))
+            src.field(f, "operand").map_or(Expr::Other, |o| expr(o, src))
         }
         Some(f) if f.kind() == "type_instantiation_expression" => {
-            f.child_by_field_name("type").map_or(Expr::Other, |t| Expr::Name(type_name(t, src)))
+            src.field(f, "type").map_or(Expr::Other, |t| Expr::Name(type_name(t, src)))
         }
         Some(f) => expr(f, src),
         None => Expr::Other,
@@ -112,12 +112,12 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
 /// scanner does not follow. Specs without a value (`iota` continuations) bind nothing.
 fn bindings(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     let list = |field: &str| -> Vec<Node<'_>> {
-        let Some(list) = node.child_by_field_name(field) else { return Vec::new() };
+        let Some(list) = src.field(node, field) else { return Vec::new() };
         let mut cursor = list.walk();
         list.named_children(&mut cursor).filter(|n| n.kind() != "comment").collect()
     };
     let (names, values) = match node.kind() {
-        "assignment_statement" if node.child_by_field_name("operator").is_some_and(|o| o.kind() != "=") => {
+        "assignment_statement" if src.field(node, "operator").is_some_and(|o| o.kind() != "=") => {
             return;
         }
         "short_var_declaration" | "assignment_statement" => (list("left"), list("right")),
@@ -145,8 +145,8 @@ fn bindings(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
 }
 
 fn function(node: Node<'_>, src: Source<'_>) -> Function {
-    let short_name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
-    let params = node.child_by_field_name("parameters").map(|p| params(p, src)).unwrap_or_default();
+    let short_name = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let params = src.field(node, "parameters").map(|p| params(p, src)).unwrap_or_default();
     let doc = doc(node, src);
     Function {
         name: qualified_name(node, src),
@@ -168,7 +168,7 @@ fn params(list: Node<'_>, src: Source<'_>) -> Vec<Param> {
             "variadic_parameter_declaration" => "...",
             _ => continue,
         };
-        let ty = decl.child_by_field_name("type").map(|t| format!("{variadic}{}", src.text(t)));
+        let ty = src.field(decl, "type").map(|t| format!("{variadic}{}", src.text(t)));
         let mut names = decl.walk();
         for name in decl.children_by_field_name("name", &mut names) {
             out.push(Param { name: src.text(name).to_owned(), ty: ty.clone(), default: None });
@@ -179,11 +179,11 @@ fn params(list: Node<'_>, src: Source<'_>) -> Vec<Param> {
 
 /// `Func`, or `Type.Method` with the receiver's type (without `*` or type parameters).
 fn qualified_name(decl: Node<'_>, src: Source<'_>) -> String {
-    let name = decl.child_by_field_name("name").map(|n| src.text(n)).unwrap_or_default();
-    let receiver = decl.child_by_field_name("receiver").and_then(|list| {
+    let name = src.field(decl, "name").map(|n| src.text(n)).unwrap_or_default();
+    let receiver = src.field(decl, "receiver").and_then(|list| {
         let mut cursor = list.walk();
         let param = list.named_children(&mut cursor).find(|p| p.kind() == "parameter_declaration");
-        param.and_then(|p| p.child_by_field_name("type"))
+        param.and_then(|p| src.field(p, "type"))
     });
     match receiver {
         Some(ty) => format!("{}.{name}", type_name(ty, src)),
@@ -193,28 +193,23 @@ fn qualified_name(decl: Node<'_>, src: Source<'_>) -> String {
 
 /// The function or method declaration around `node`; `None` at package level.
 fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    let mut current = src.parent(node);
-    while let Some(n) = current {
-        if matches!(n.kind(), "function_declaration" | "method_declaration") {
-            return Some(qualified_name(n, src));
-        }
-        current = src.parent(n);
-    }
-    None
+    src.ancestors(node)
+        .find(|n| matches!(n.kind(), "function_declaration" | "method_declaration"))
+        .map(|n| qualified_name(n, src))
 }
 
 /// A type as a dotted name without pointers or type arguments: `*pkg.T[K]` → `pkg.T`.
 fn type_name(node: Node<'_>, src: Source<'_>) -> String {
     match node.kind() {
         "pointer_type" => node.named_child(0).map(|t| type_name(t, src)).unwrap_or_default(),
-        "generic_type" => node.child_by_field_name("type").map(|t| type_name(t, src)).unwrap_or_default(),
+        "generic_type" => src.field(node, "type").map(|t| type_name(t, src)).unwrap_or_default(),
         _ => src.text(node).to_owned(),
     }
 }
 
 /// `type T struct {…}` or `type T interface {…}`.
 fn class(node: Node<'_>, src: Source<'_>) -> Class {
-    let name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let name = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
     Class { name, bases: Vec::new(), decorators: Vec::new(), doc: doc(node, src), pos: pos(node) }
 }
 
@@ -234,7 +229,7 @@ fn doc(node: Node<'_>, src: Source<'_>) -> Option<String> {
         below = comment;
     }
     if lines.is_empty() {
-        return node.parent().filter(|p| p.kind() == "type_declaration").and_then(|p| doc(p, src));
+        return src.parent(node).filter(|p| p.kind() == "type_declaration").and_then(|p| doc(p, src));
     }
     lines.reverse();
     let doc = clean_doc(&lines.join("\n"));
@@ -253,26 +248,24 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "false" => Expr::Bool(false),
         "identifier" => Expr::Name(src.text(node).to_owned()),
         "selector_expression" => {
-            let operand = node.child_by_field_name("operand").map_or(Expr::Other, |o| expr(o, src));
-            let field = node.child_by_field_name("field").map(|f| src.text(f)).unwrap_or_default();
+            let operand = src.field(node, "operand").map_or(Expr::Other, |o| expr(o, src));
+            let field = src.field(node, "field").map(|f| src.text(f)).unwrap_or_default();
             operand.member(field)
         }
         "call_expression" => or_fallback(node, src).unwrap_or_else(|| Expr::Call(Box::new(call(node, src)))),
         "type_conversion_expression"
-            if node.child_by_field_name("type").is_some_and(|t| t.kind() == "generic_type") =>
+            if src.field(node, "type").is_some_and(|t| t.kind() == "generic_type") =>
         {
             Expr::Call(Box::new(call(node, src)))
         }
         // `[]byte("x")` converts without changing what the value is.
-        "type_conversion_expression" => {
-            node.child_by_field_name("operand").map_or(Expr::Other, |o| expr(o, src))
-        }
+        "type_conversion_expression" => src.field(node, "operand").map_or(Expr::Other, |o| expr(o, src)),
         "composite_literal" => composite(node, src),
         "index_expression" => {
-            let part = |field: &str| node.child_by_field_name(field).map_or(Expr::Other, |n| expr(n, src));
+            let part = |field: &str| src.field(node, field).map_or(Expr::Other, |n| expr(n, src));
             Expr::Subscript(Box::new(part("operand")), Box::new(part("index")))
         }
-        "unary_expression" => match (node.child_by_field_name("operator").map(|o| o.kind()), first()) {
+        "unary_expression" => match (src.field(node, "operator").map(|o| o.kind()), first()) {
             (Some("&" | "*"), operand) => operand,
             (Some("-"), Expr::Num(n)) => Expr::Num(format!("-{n}")),
             _ => Expr::Other,
@@ -286,11 +279,11 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
 /// `cmp.Or(os.Getenv("M"), "gpt-4o")`, the standard library's first non-zero value:
 /// each argument falls back to the next, as `a || b` does elsewhere.
 fn or_fallback(node: Node<'_>, src: Source<'_>) -> Option<Expr> {
-    let function = node.child_by_field_name("function")?;
+    let function = src.field(node, "function")?;
     if src.text(function) != "cmp.Or" {
         return None;
     }
-    let list = node.child_by_field_name("arguments")?;
+    let list = src.field(node, "arguments")?;
     let mut cursor = list.walk();
     let args: Vec<Expr> =
         list.named_children(&mut cursor).filter(|n| n.kind() != "comment").map(|n| expr(n, src)).collect();

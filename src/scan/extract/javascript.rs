@@ -33,7 +33,7 @@ pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut 
 fn call_site(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     facts.imports.extend(imports::loaded_module(node, src));
     // `import("m")` is syntax that loads a module, not a call of anything.
-    if !imports::is_dynamic_import(node) {
+    if !imports::is_dynamic_import(node, src) {
         facts.calls.extend(expr::call(node, src));
     }
 }
@@ -45,8 +45,7 @@ fn declaration(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
         facts.imports.extend(imports);
         return;
     }
-    let (Some(name), Some(value)) = (node.child_by_field_name("name"), node.child_by_field_name("value"))
-    else {
+    let (Some(name), Some(value)) = (src.field(node, "name"), src.field(node, "value")) else {
         return;
     };
     // Other destructuring takes values apart that the scanner does not follow.
@@ -63,8 +62,7 @@ fn declaration(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
 
 /// `name = value`, `this.client = value`, `module.exports = value`.
 fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
-    let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right"))
-    else {
+    let (Some(left), Some(right)) = (src.field(node, "left"), src.field(node, "right")) else {
         return;
     };
     if let Expr::Name(name) = expr(left, src) {
@@ -77,9 +75,8 @@ fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
 /// (`A = "x"`), bound as `Class.model` and `Enum.A` like Python's class attributes.
 fn field(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     // JavaScript names a class field's key `property`; TypeScript and enum members `name`.
-    let name = node.child_by_field_name("name").or_else(|| node.child_by_field_name("property"));
-    let (Some(mut name), Some(value)) = (name.and_then(|n| key(n, src)), node.child_by_field_name("value"))
-    else {
+    let name = src.field(node, "name").or_else(|| src.field(node, "property"));
+    let (Some(mut name), Some(value)) = (name.and_then(|n| key(n, src)), src.field(node, "value")) else {
         return;
     };
     let function = enclosing_function(node, src);

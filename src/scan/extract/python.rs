@@ -29,7 +29,7 @@ fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
         }
         return;
     }
-    let Some(module) = node.child_by_field_name("module_name") else { return };
+    let Some(module) = src.field(node, "module_name") else { return };
     let module = src.text(module).to_owned();
     let names: Vec<Node<'_>> = node.children_by_field_name("name", &mut cursor).collect();
     if names.is_empty() {
@@ -52,8 +52,8 @@ fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
 /// `a.b` or `a.b as c`: the dotted name and the alias.
 fn aliased(node: Node<'_>, src: Source<'_>) -> (String, Option<String>) {
     if node.kind() == "aliased_import" {
-        let name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
-        let alias = node.child_by_field_name("alias").map(|n| src.text(n).to_owned());
+        let name = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+        let alias = src.field(node, "alias").map(|n| src.text(n).to_owned());
         (name, alias)
     } else {
         (src.text(node).to_owned(), None)
@@ -61,17 +61,17 @@ fn aliased(node: Node<'_>, src: Source<'_>) -> (String, Option<String>) {
 }
 
 fn call(node: Node<'_>, src: Source<'_>) -> Call {
-    let callee = node.child_by_field_name("function").map_or(Expr::Other, |f| expr(f, src));
+    let callee = src.field(node, "function").map_or(Expr::Other, |f| expr(f, src));
     let mut args = Vec::new();
     let mut kwargs = Vec::new();
     let mut spread = false;
-    if let Some(list) = node.child_by_field_name("arguments") {
+    if let Some(list) = src.field(node, "arguments") {
         let mut cursor = list.walk();
         for arg in list.named_children(&mut cursor) {
             match arg.kind() {
                 "keyword_argument" => {
-                    let name = arg.child_by_field_name("name").map(|n| src.text(n).to_owned());
-                    let value = arg.child_by_field_name("value").map_or(Expr::Other, |v| expr(v, src));
+                    let name = src.field(arg, "name").map(|n| src.text(n).to_owned());
+                    let value = src.field(arg, "value").map_or(Expr::Other, |v| expr(v, src));
                     if let Some(name) = name {
                         kwargs.push((name, value));
                     }
@@ -94,8 +94,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
 }
 
 fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
-    let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right"))
-    else {
+    let (Some(left), Some(right)) = (src.field(node, "left"), src.field(node, "right")) else {
         return;
     };
     if !matches!(left.kind(), "identifier" | "attribute") {
@@ -113,13 +112,13 @@ fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
 }
 
 fn function(node: Node<'_>, src: Source<'_>) -> Function {
-    let short_name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let short_name = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
     let name = match enclosing_function(node, src).or_else(|| enclosing_classes(node, src)) {
         Some(outer) => format!("{outer}.{short_name}"),
         None => short_name.clone(),
     };
-    let params = node.child_by_field_name("parameters").map(|p| params(p, src)).unwrap_or_default();
-    let doc = node.child_by_field_name("body").and_then(|body| docstring(body, src));
+    let params = src.field(node, "parameters").map(|p| params(p, src)).unwrap_or_default();
+    let doc = src.field(node, "body").and_then(|body| docstring(body, src));
     Function { name, short_name, params, decorators: decorators(node, src), doc, pos: pos(node) }
 }
 
@@ -127,7 +126,7 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
     let mut out = Vec::new();
     let mut cursor = node.walk();
     for param in node.named_children(&mut cursor) {
-        let text = |field: &str| param.child_by_field_name(field).map(|n| src.text(n).to_owned());
+        let text = |field: &str| src.field(param, field).map(|n| src.text(n).to_owned());
         let (name, ty, default) = match param.kind() {
             "identifier" => (Some(src.text(param).to_owned()), None, None),
             "typed_parameter" => {
@@ -136,7 +135,7 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
                 (name, text("type"), None)
             }
             "default_parameter" | "typed_default_parameter" => {
-                (text("name"), text("type"), param.child_by_field_name("value").map(|v| expr(v, src)))
+                (text("name"), text("type"), src.field(param, "value").map(|v| expr(v, src)))
             }
             _ => (None, None, None),
         };
@@ -148,13 +147,13 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
 }
 
 fn class(node: Node<'_>, src: Source<'_>) -> Class {
-    let short = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let short = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
     let name = match enclosing_classes(node, src) {
         Some(outer) => format!("{outer}.{short}"),
         None => short,
     };
     let mut bases = Vec::new();
-    if let Some(list) = node.child_by_field_name("superclasses") {
+    if let Some(list) = src.field(node, "superclasses") {
         let mut cursor = list.walk();
         bases = list
             .named_children(&mut cursor)
@@ -162,13 +161,13 @@ fn class(node: Node<'_>, src: Source<'_>) -> Class {
             .map(|n| expr(n, src))
             .collect();
     }
-    let doc = node.child_by_field_name("body").and_then(|body| docstring(body, src));
+    let doc = src.field(node, "body").and_then(|body| docstring(body, src));
     Class { name, bases, decorators: decorators(node, src), doc, pos: pos(node) }
 }
 
 /// The decorators of a decorated function or class: names or calls.
 fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
-    let Some(parent) = node.parent().filter(|p| p.kind() == "decorated_definition") else {
+    let Some(parent) = src.parent(node).filter(|p| p.kind() == "decorated_definition") else {
         return Vec::new();
     };
     let mut cursor = parent.walk();
@@ -192,15 +191,14 @@ fn docstring(body: Node<'_>, src: Source<'_>) -> Option<String> {
 fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
     let mut in_function = false;
-    let mut current = src.parent(node);
-    while let Some(n) = current {
-        if matches!(n.kind(), "function_definition" | "class_definition") {
-            in_function |= n.kind() == "function_definition";
-            if let Some(name) = n.child_by_field_name("name") {
+    for n in src.ancestors(node) {
+        let kind = n.kind();
+        if matches!(kind, "function_definition" | "class_definition") {
+            in_function |= kind == "function_definition";
+            if let Some(name) = src.field(n, "name") {
                 names.push(src.text(name));
             }
         }
-        current = src.parent(n);
     }
     in_function.then(|| names.iter().rev().copied().collect::<Vec<_>>().join("."))
 }
@@ -208,14 +206,12 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// The qualified name of the classes around `node` (outside any function).
 fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
-    let mut current = src.parent(node);
-    while let Some(n) = current {
+    for n in src.ancestors(node) {
         match n.kind() {
-            "class_definition" => names.extend(n.child_by_field_name("name").map(|name| src.text(name))),
+            "class_definition" => names.extend(src.field(n, "name").map(|name| src.text(name))),
             "function_definition" => return None,
             _ => {}
         }
-        current = src.parent(n);
     }
     (!names.is_empty()).then(|| names.iter().rev().copied().collect::<Vec<_>>().join("."))
 }
@@ -235,14 +231,14 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "false" => Expr::Bool(false),
         "identifier" => Expr::Name(src.text(node).to_owned()),
         "attribute" => {
-            let object = node.child_by_field_name("object").map_or(Expr::Other, |o| expr(o, src));
-            let attr = node.child_by_field_name("attribute").map(|a| src.text(a)).unwrap_or_default();
+            let object = src.field(node, "object").map_or(Expr::Other, |o| expr(o, src));
+            let attr = src.field(node, "attribute").map(|a| src.text(a)).unwrap_or_default();
             object.member(attr)
         }
         "call" => Expr::Call(Box::new(call(node, src))),
         "subscript" => {
-            let value = node.child_by_field_name("value").map_or(Expr::Other, |v| expr(v, src));
-            let index = node.child_by_field_name("subscript").map_or(Expr::Other, |s| expr(s, src));
+            let value = src.field(node, "value").map_or(Expr::Other, |v| expr(v, src));
+            let index = src.field(node, "subscript").map_or(Expr::Other, |s| expr(s, src));
             Expr::Subscript(Box::new(value), Box::new(index))
         }
         "dictionary" => {
@@ -251,11 +247,11 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
                 .named_children(&mut cursor)
                 .filter(|p| p.kind() == "pair")
                 .filter_map(|p| {
-                    let key = match expr(p.child_by_field_name("key")?, src) {
+                    let key = match expr(src.field(p, "key")?, src) {
                         Expr::Str(k) | Expr::Name(k) => k,
                         _ => return None,
                     };
-                    Some((key, expr(p.child_by_field_name("value")?, src)))
+                    Some((key, expr(src.field(p, "value")?, src)))
                 })
                 .collect();
             Expr::Object(pairs)
@@ -269,7 +265,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
                     .collect(),
             )
         }
-        "boolean_operator" if node.child_by_field_name("operator").is_some_and(|o| o.kind() == "or") => {
+        "boolean_operator" if src.field(node, "operator").is_some_and(|o| o.kind() == "or") => {
             fallback(node, src)
         }
         // `a if cond else b`: the first alternative, falling back to the second.
@@ -284,7 +280,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
 }
 
 fn fallback(node: Node<'_>, src: Source<'_>) -> Expr {
-    match (node.child_by_field_name("left"), node.child_by_field_name("right")) {
+    match (src.field(node, "left"), src.field(node, "right")) {
         (Some(a), Some(b)) => Expr::Fallback(Box::new(expr(a, src)), Box::new(expr(b, src))),
         _ => Expr::Other,
     }

@@ -27,7 +27,7 @@ pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut 
 
 fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let at = pos(node);
-    let text = |field: &str| node.child_by_field_name(field).map(|n| src.text(n).to_owned());
+    let text = |field: &str| src.field(node, field).map(|n| src.text(n).to_owned());
     if node.kind() == "extern_crate_declaration" {
         let Some(name) = text("name") else { return };
         let local = text("alias").unwrap_or_else(|| name.clone());
@@ -35,7 +35,7 @@ fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
         return;
     }
     let mut found = Vec::new();
-    if let Some(tree) = node.child_by_field_name("argument") {
+    if let Some(tree) = src.field(node, "argument") {
         use_tree(tree, "", src, &mut found);
     }
     for (local, fqn) in found {
@@ -51,9 +51,7 @@ fn use_tree(node: Node<'_>, prefix: &str, src: Source<'_>, out: &mut Vec<(String
     let under = |path: Node<'_>| join(prefix, &self::path(path, src));
     match node.kind() {
         "use_as_clause" => {
-            if let (Some(path), Some(alias)) =
-                (node.child_by_field_name("path"), node.child_by_field_name("alias"))
-            {
+            if let (Some(path), Some(alias)) = (src.field(node, "path"), src.field(node, "alias")) {
                 out.push((src.text(alias).to_owned(), under(path)));
             }
         }
@@ -62,8 +60,8 @@ fn use_tree(node: Node<'_>, prefix: &str, src: Source<'_>, out: &mut Vec<(String
             out.push(("*".into(), join(&path, "*")));
         }
         "scoped_use_list" => {
-            let path = node.child_by_field_name("path").map_or_else(|| prefix.to_owned(), under);
-            if let Some(list) = node.child_by_field_name("list") {
+            let path = src.field(node, "path").map_or_else(|| prefix.to_owned(), under);
+            if let Some(list) = src.field(node, "list") {
                 use_tree(list, &path, src, out);
             }
         }
@@ -95,7 +93,7 @@ fn join(prefix: &str, name: &str) -> String {
 /// A path or type as a dotted name without generic arguments or references:
 /// `a::b::C<T>` → `a.b.C`, `&mut Foo` → `Foo`.
 fn path(node: Node<'_>, src: Source<'_>) -> String {
-    let field = |name: &str| node.child_by_field_name(name);
+    let field = |name: &str| src.field(node, name);
     match node.kind() {
         "scoped_identifier" | "scoped_type_identifier" => {
             let name = field("name").map(|n| src.text(n)).unwrap_or_default();
@@ -113,8 +111,8 @@ fn path(node: Node<'_>, src: Source<'_>) -> String {
 }
 
 fn call(node: Node<'_>, src: Source<'_>) -> Call {
-    let callee = node.child_by_field_name("function").map_or(Expr::Other, |f| expr(f, src));
-    let args = node.child_by_field_name("arguments").map(|a| elements(a, src)).unwrap_or_default();
+    let callee = src.field(node, "function").map_or(Expr::Other, |f| expr(f, src));
+    let args = src.field(node, "arguments").map(|a| elements(a, src)).unwrap_or_default();
     Call {
         callee,
         args,
@@ -129,15 +127,15 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
 /// A struct literal `T { field: value, shorthand, ..base }` is a construction of `T`
 /// with its fields as keyword arguments; the base (`..Default::default()`) is left out.
 fn construction(node: Node<'_>, src: Source<'_>) -> Call {
-    let callee = node.child_by_field_name("name").map_or(Expr::Other, |n| Expr::Name(path(n, src)));
+    let callee = src.field(node, "name").map_or(Expr::Other, |n| Expr::Name(path(n, src)));
     let mut kwargs = Vec::new();
-    if let Some(body) = node.child_by_field_name("body") {
+    if let Some(body) = src.field(node, "body") {
         let mut cursor = body.walk();
         for field in body.named_children(&mut cursor) {
             match field.kind() {
                 "field_initializer" => {
-                    let name = field.child_by_field_name("field").map(|n| src.text(n).to_owned());
-                    let value = field.child_by_field_name("value").map_or(Expr::Other, |v| expr(v, src));
+                    let name = src.field(field, "field").map(|n| src.text(n).to_owned());
+                    let value = src.field(field, "value").map_or(Expr::Other, |v| expr(v, src));
                     kwargs.extend(name.map(|name| (name, value)));
                 }
                 "shorthand_field_initializer" => {
@@ -164,10 +162,10 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
 /// Associated consts outside any fn are bound as `Type.NAME`.
 fn binding(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     let name_field = if node.kind() == "let_declaration" { "pattern" } else { "name" };
-    let Some(name) = node.child_by_field_name(name_field).filter(|n| n.kind() == "identifier") else {
+    let Some(name) = src.field(node, name_field).filter(|n| n.kind() == "identifier") else {
         return;
     };
-    let Some(value) = node.child_by_field_name("value") else { return };
+    let Some(value) = src.field(node, "value") else { return };
     let (scope, in_fn) = scope(node, src);
     let name = if in_fn { src.text(name).to_owned() } else { join(&scope.join("."), src.text(name)) };
     let function = in_fn.then(|| scope.join("."));
@@ -175,9 +173,9 @@ fn binding(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
 }
 
 fn function(node: Node<'_>, src: Source<'_>) -> Function {
-    let short_name = node.child_by_field_name("name").map(|n| src.text(n).to_owned()).unwrap_or_default();
+    let short_name = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
     let name = join(&scope(node, src).0.join("."), &short_name);
-    let params = node.child_by_field_name("parameters").map(|p| params(p, src)).unwrap_or_default();
+    let params = src.field(node, "parameters").map(|p| params(p, src)).unwrap_or_default();
     let (decorators, doc) = attrs::outer(node, src);
     Function { name, short_name, params, decorators, doc, pos: pos(node) }
 }
@@ -187,8 +185,8 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
     node.named_children(&mut cursor)
         .filter(|p| p.kind() == "parameter")
         .filter_map(|p| {
-            let pattern = p.child_by_field_name("pattern").filter(|n| n.kind() != "self")?;
-            let ty = p.child_by_field_name("type").map(|t| src.text(t).to_owned());
+            let pattern = src.field(p, "pattern").filter(|n| n.kind() != "self")?;
+            let ty = src.field(p, "type").map(|t| src.text(t).to_owned());
             Some(Param { name: src.text(pattern).to_owned(), ty, default: None })
         })
         .collect()
@@ -197,7 +195,7 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
 /// An `impl` block is a class named by its self type, with the trait it implements as
 /// its base; a `struct` or `enum` is a class by its own name.
 fn class(node: Node<'_>, src: Source<'_>) -> Class {
-    let field = |name: &str| node.child_by_field_name(name);
+    let field = |name: &str| src.field(node, name);
     let (decorators, doc) = attrs::outer(node, src);
     let (name, bases) = if node.kind() == "impl_item" {
         let bases = field("trait").map(|t| Expr::Name(path(t, src))).into_iter().collect();
@@ -213,17 +211,15 @@ fn class(node: Node<'_>, src: Source<'_>) -> Class {
 fn scope(node: Node<'_>, src: Source<'_>) -> (Vec<String>, bool) {
     let mut names = Vec::new();
     let mut in_fn = false;
-    let mut current = src.parent(node);
-    while let Some(n) = current {
+    for n in src.ancestors(node) {
         match n.kind() {
             "function_item" | "trait_item" => {
                 in_fn |= n.kind() == "function_item";
-                names.extend(n.child_by_field_name("name").map(|name| src.text(name).to_owned()));
+                names.extend(src.field(n, "name").map(|name| src.text(name).to_owned()));
             }
-            "impl_item" => names.extend(n.child_by_field_name("type").map(|t| path(t, src))),
+            "impl_item" => names.extend(src.field(n, "type").map(|t| path(t, src))),
             _ => {}
         }
-        current = src.parent(n);
     }
     names.reverse();
     (names, in_fn)
@@ -237,7 +233,7 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
 
 /// Lowers an expression as far as the scanner follows one.
 fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
-    let inner = |field: &str| node.child_by_field_name(field).map_or(Expr::Other, |n| expr(n, src));
+    let inner = |field: &str| src.field(node, field).map_or(Expr::Other, |n| expr(n, src));
     match node.kind() {
         "string_literal" => Expr::Str(string(node, src)),
         "raw_string_literal" => {
@@ -248,7 +244,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "identifier" | "self" | "scoped_identifier" => Expr::Name(path(node, src)),
         "generic_function" => inner("function"),
         "field_expression" => {
-            let field = node.child_by_field_name("field").map(|f| src.text(f)).unwrap_or_default();
+            let field = src.field(node, "field").map(|f| src.text(f)).unwrap_or_default();
             inner("value").member(field)
         }
         "call_expression" => match converted_literal(node, src) {
@@ -262,7 +258,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             }
             _ => Expr::Other,
         },
-        "array_expression" if node.child_by_field_name("length").is_none() => Expr::List(elements(node, src)),
+        "array_expression" if src.field(node, "length").is_none() => Expr::List(elements(node, src)),
         "tuple_expression" => Expr::List(elements(node, src)),
         "macro_invocation" => attrs::vec_macro(node, src),
         "reference_expression" => inner("value"),

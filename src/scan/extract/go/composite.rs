@@ -11,10 +11,10 @@ use crate::scan::facts::{Call, Expr};
 /// constructs it: keyed fields are keyword arguments, unkeyed elements positional.
 /// Slices, maps and anonymous structs construct nothing.
 pub(super) fn construction(node: Node<'_>, src: Source<'_>) -> Option<Call> {
-    let ty = node
-        .child_by_field_name("type")
+    let ty = src
+        .field(node, "type")
         .filter(|t| matches!(t.kind(), "type_identifier" | "qualified_type" | "generic_type"))?;
-    let (args, kwargs) = node.child_by_field_name("body").map(|b| elements(b, src)).unwrap_or_default();
+    let (args, kwargs) = src.field(node, "body").map(|b| elements(b, src)).unwrap_or_default();
     let function = enclosing_function(node, src);
     Some(Call {
         callee: Expr::Name(type_name(ty, src)),
@@ -32,8 +32,8 @@ pub(super) fn composite(node: Node<'_>, src: Source<'_>) -> Expr {
     if let Some(call) = construction(node, src) {
         return Expr::Call(Box::new(call));
     }
-    let Some(body) = node.child_by_field_name("body") else { return Expr::Other };
-    match node.child_by_field_name("type").map(|t| t.kind()) {
+    let Some(body) = src.field(node, "body") else { return Expr::Other };
+    match src.field(node, "type").map(|t| t.kind()) {
         Some("map_type" | "struct_type") => Expr::Object(elements(body, src).1),
         Some("slice_type" | "array_type" | "implicit_length_array_type") => Expr::List(elements(body, src).0),
         _ => untyped(body, src),
@@ -63,12 +63,12 @@ fn elements(body: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Vec<(String, Expr)>)
     for child in body.named_children(&mut cursor) {
         match child.kind() {
             "keyed_element" => {
-                let key = child.child_by_field_name("key").and_then(|k| k.named_child(0));
+                let key = src.field(child, "key").and_then(|k| k.named_child(0));
                 let key = key.map(|k| match expr(k, src) {
                     Expr::Str(key) | Expr::Name(key) => key,
                     _ => src.text(k).to_owned(),
                 });
-                let value = child.child_by_field_name("value").map_or(Expr::Other, element);
+                let value = src.field(child, "value").map_or(Expr::Other, element);
                 kwargs.extend(key.map(|key| (key, value)));
             }
             "literal_element" => args.push(element(child)),

@@ -53,10 +53,10 @@ pub(super) fn class(node: Node<'_>, src: Source<'_>) -> Option<Class> {
 
 fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
     // `x => …`: one bare parameter.
-    if let Some(single) = node.child_by_field_name("parameter") {
+    if let Some(single) = src.field(node, "parameter") {
         return vec![Param { name: src.text(single).to_owned(), ty: None, default: None }];
     }
-    let Some(list) = node.child_by_field_name("parameters") else { return Vec::new() };
+    let Some(list) = src.field(node, "parameters") else { return Vec::new() };
     let mut cursor = list.walk();
     list.named_children(&mut cursor).filter_map(|p| param(p, src)).collect()
 }
@@ -65,11 +65,11 @@ fn param(node: Node<'_>, src: Source<'_>) -> Option<Param> {
     // TypeScript wraps each parameter with its type and default; JavaScript has the pattern.
     let (pattern, ty, default) = match node.kind() {
         "required_parameter" | "optional_parameter" => (
-            node.child_by_field_name("pattern")?,
-            node.child_by_field_name("type").and_then(|t| t.named_child(0)).map(|t| src.text(t).to_owned()),
-            node.child_by_field_name("value"),
+            src.field(node, "pattern")?,
+            src.field(node, "type").and_then(|t| t.named_child(0)).map(|t| src.text(t).to_owned()),
+            src.field(node, "value"),
         ),
-        "assignment_pattern" => (node.child_by_field_name("left")?, None, node.child_by_field_name("right")),
+        "assignment_pattern" => (src.field(node, "left")?, None, src.field(node, "right")),
         _ => (node, None, None),
     };
     let name = match pattern.kind() {
@@ -106,14 +106,14 @@ fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
 /// or its decorators), without the comment markers.
 fn doc(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut anchor = node;
-    if let Some(parent) = node.parent() {
+    if let Some(parent) = src.parent(node) {
         match parent.kind() {
-            "variable_declarator" => anchor = parent.parent().unwrap_or(parent),
+            "variable_declarator" => anchor = src.parent(parent).unwrap_or(parent),
             "pair" | "field_definition" | "public_field_definition" => anchor = parent,
             _ => {}
         }
     }
-    if let Some(export) = anchor.parent().filter(|p| p.kind() == "export_statement") {
+    if let Some(export) = src.parent(anchor).filter(|p| p.kind() == "export_statement") {
         anchor = export;
     }
     let mut previous = anchor.prev_sibling();

@@ -8,7 +8,7 @@ use crate::scan::facts::{Call, Expr};
 
 /// Lowers an expression as far as the scanner follows one.
 pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
-    let field = |name: &str| node.child_by_field_name(name).map_or(Expr::Other, |n| expr(n, src));
+    let field = |name: &str| src.field(node, name).map_or(Expr::Other, |n| expr(n, src));
     match node.kind() {
         "string" | "template_string" => string(node, src).map_or(Expr::Other, Expr::Str),
         "number" => Expr::Num(src.text(node).to_owned()),
@@ -18,7 +18,7 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "identifier" | "this" | "super" | "meta_property" => Expr::Name(src.text(node).to_owned()),
         // `a?.b` is the same path as `a.b`: the fields skip the optional chain.
         "member_expression" => {
-            let property = node.child_by_field_name("property").map(|p| src.text(p)).unwrap_or_default();
+            let property = src.field(node, "property").map(|p| src.text(p)).unwrap_or_default();
             field("object").member(property)
         }
         "call_expression" | "new_expression" => {
@@ -36,7 +36,7 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             )
         }
         "binary_expression"
-            if node.child_by_field_name("operator").is_some_and(|o| matches!(o.kind(), "??" | "||")) =>
+            if src.field(node, "operator").is_some_and(|o| matches!(o.kind(), "??" | "||")) =>
         {
             Expr::Fallback(Box::new(field("left")), Box::new(field("right")))
         }
@@ -66,8 +66,8 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
 /// calls a call but which passes no arguments the rules could read.
 pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
     let is_new = node.kind() == "new_expression";
-    let callee = node.child_by_field_name(if is_new { "constructor" } else { "function" })?;
-    let arguments = node.child_by_field_name("arguments");
+    let callee = src.field(node, if is_new { "constructor" } else { "function" })?;
+    let arguments = src.field(node, "arguments");
     if arguments.is_some_and(|a| a.kind() == "template_string") {
         return None;
     }
@@ -99,15 +99,13 @@ fn object(node: Node<'_>, src: Source<'_>) -> Expr {
     let fields = node
         .named_children(&mut cursor)
         .filter_map(|p| match p.kind() {
-            "pair" => {
-                Some((key(p.child_by_field_name("key")?, src)?, expr(p.child_by_field_name("value")?, src)))
-            }
+            "pair" => Some((key(src.field(p, "key")?, src)?, expr(src.field(p, "value")?, src))),
             "shorthand_property_identifier" => {
                 let name = src.text(p).to_owned();
                 Some((name.clone(), Expr::Name(name)))
             }
             // `{ execute() {…} }`: a function value under its key.
-            "method_definition" => Some((key(p.child_by_field_name("name")?, src)?, Expr::Lambda)),
+            "method_definition" => Some((key(src.field(p, "name")?, src)?, Expr::Lambda)),
             _ => None,
         })
         .collect();

@@ -15,14 +15,14 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let clauses: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
     // TypeScript's `import x = require("m")` is CommonJS: bound as `const x = require("m")` is.
     if let Some(clause) = clauses.iter().find(|n| n.kind() == "import_require_clause") {
-        let module = clause.child_by_field_name("source").and_then(|s| string(s, src));
+        let module = src.field(*clause, "source").and_then(|s| string(s, src));
         if let (Some(module), Some(local)) = (module, clause.named_child(0)) {
             let fqn = format!("{module}.default");
             out.push(Import { local: src.text(local).to_owned(), fqn, module, pos: at });
         }
         return;
     }
-    let Some(module) = node.child_by_field_name("source").and_then(|s| string(s, src)) else { return };
+    let Some(module) = src.field(node, "source").and_then(|s| string(s, src)) else { return };
     let Some(clause) = clauses.iter().find(|n| n.kind() == "import_clause") else {
         // `import "m"` runs `m` for its effects: no name, still a dependency.
         out.push(Import { local: String::new(), fqn: module.clone(), module, pos: at });
@@ -43,10 +43,10 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
             "named_imports" => {
                 let mut cursor = part.walk();
                 for spec in part.named_children(&mut cursor).filter(|s| s.kind() == "import_specifier") {
-                    let Some(name) = spec.child_by_field_name("name").and_then(|n| key(n, src)) else {
+                    let Some(name) = src.field(spec, "name").and_then(|n| key(n, src)) else {
                         continue;
                     };
-                    let local = spec.child_by_field_name("alias").map_or(name.as_str(), |a| src.text(a));
+                    let local = src.field(spec, "alias").map_or(name.as_str(), |a| src.text(a));
                     bind(local, format!("{module}.{name}"));
                 }
             }
@@ -57,32 +57,30 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
 
 /// `export … from "m"`: binds nothing in this file but depends on `m`.
 pub(super) fn reexport(node: Node<'_>, src: Source<'_>) -> Option<Import> {
-    let module = string(node.child_by_field_name("source")?, src)?;
+    let module = string(src.field(node, "source")?, src)?;
     Some(Import { local: String::new(), fqn: module.clone(), module, pos: pos(node) })
 }
 
 /// The module a call loads without binding a name: `import("m")`, or `require("m")`
 /// when no declaration binds it (those are [`require_imports`]).
 pub(super) fn loaded_module(node: Node<'_>, src: Source<'_>) -> Option<Import> {
-    let loads = is_dynamic_import(node) || (is_require(node, src) && !bound_require(node, src));
+    let loads = is_dynamic_import(node, src) || (is_require(node, src) && !bound_require(node, src));
     let module = string_argument(node, src).filter(|_| loads)?;
     Some(Import { local: String::new(), fqn: module.clone(), module, pos: pos(node) })
 }
 
-pub(super) fn is_dynamic_import(node: Node<'_>) -> bool {
-    node.child_by_field_name("function").is_some_and(|f| f.kind() == "import")
+pub(super) fn is_dynamic_import(node: Node<'_>, src: Source<'_>) -> bool {
+    src.field(node, "function").is_some_and(|f| f.kind() == "import")
 }
 
 fn is_require(node: Node<'_>, src: Source<'_>) -> bool {
     node.kind() == "call_expression"
-        && node
-            .child_by_field_name("function")
-            .is_some_and(|f| f.kind() == "identifier" && src.text(f) == "require")
+        && src.field(node, "function").is_some_and(|f| f.kind() == "identifier" && src.text(f) == "require")
 }
 
 /// A call's first argument when it is a plain string: the module of `require("m")`.
 fn string_argument(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    let first = node.child_by_field_name("arguments")?.named_child(0)?;
+    let first = src.field(node, "arguments")?.named_child(0)?;
     (first.kind() == "string").then(|| string(first, src)).flatten()
 }
 
@@ -102,15 +100,14 @@ fn bound_require(node: Node<'_>, src: Source<'_>) -> bool {
 /// require("m")` gives `A` → `m.A` and `C` → `m.B`; `const F = require("m").Foo` gives
 /// `F` → `m.Foo`.
 pub(super) fn require_imports(declarator: Node<'_>, src: Source<'_>) -> Vec<Import> {
-    let (Some(name), Some(mut value)) =
-        (declarator.child_by_field_name("name"), declarator.child_by_field_name("value"))
+    let (Some(name), Some(mut value)) = (src.field(declarator, "name"), src.field(declarator, "value"))
     else {
         return Vec::new();
     };
     let mut path = Vec::new();
     while value.kind() == "member_expression" {
-        path.extend(value.child_by_field_name("property").map(|p| src.text(p)));
-        let Some(object) = value.child_by_field_name("object") else { return Vec::new() };
+        path.extend(src.field(value, "property").map(|p| src.text(p)));
+        let Some(object) = src.field(value, "object") else { return Vec::new() };
         value = object;
     }
     let Some(module) = string_argument(value, src).filter(|_| is_require(value, src)) else {
@@ -133,14 +130,14 @@ pub(super) fn require_imports(declarator: Node<'_>, src: Source<'_>) -> Vec<Impo
                         "shorthand_property_identifier_pattern" => (src.text(entry).to_owned(), entry),
                         // `{ A = fallback }`
                         "object_assignment_pattern" => {
-                            let left = entry.child_by_field_name("left")?;
+                            let left = src.field(entry, "left")?;
                             (src.text(left).to_owned(), left)
                         }
                         // `{ B: C }`, `{ B: C = fallback }`
                         "pair_pattern" => {
-                            let value = entry.child_by_field_name("value")?;
-                            let local = value.child_by_field_name("left").unwrap_or(value);
-                            (key(entry.child_by_field_name("key")?, src)?, local)
+                            let value = src.field(entry, "value")?;
+                            let local = src.field(value, "left").unwrap_or(value);
+                            (key(src.field(entry, "key")?, src)?, local)
                         }
                         _ => return None,
                     };

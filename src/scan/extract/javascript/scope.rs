@@ -23,13 +23,11 @@ pub(super) fn is_function(node: Node<'_>) -> bool {
 pub(super) fn function_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
     match node.kind() {
         "function_declaration" | "generator_function_declaration" => {
-            node.child_by_field_name("name").map(|n| src.text(n).to_owned())
+            src.field(node, "name").map(|n| src.text(n).to_owned())
         }
-        "method_definition" => key(node.child_by_field_name("name")?, src),
+        "method_definition" => key(src.field(node, "name")?, src),
         // `const f = function g() {}` is called as `f`; `g` names it only when unbound.
-        _ => {
-            bound_name(node, src).or_else(|| node.child_by_field_name("name").map(|n| src.text(n).to_owned()))
-        }
+        _ => bound_name(node, src).or_else(|| src.field(node, "name").map(|n| src.text(n).to_owned())),
     }
 }
 
@@ -38,7 +36,7 @@ pub(super) fn function_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
 pub(super) fn class_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
     match node.kind() {
         "class_declaration" | "abstract_class_declaration" | "class" | "enum_declaration" => {
-            node.child_by_field_name("name").map(|n| src.text(n).to_owned()).or_else(|| bound_name(node, src))
+            src.field(node, "name").map(|n| src.text(n).to_owned()).or_else(|| bound_name(node, src))
         }
         _ => None,
     }
@@ -46,13 +44,13 @@ pub(super) fn class_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
 
 /// The name a value is bound to: `const name = …`, `{ name: … }`, a class field `name = …`.
 fn bound_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    let parent = node.parent()?;
+    let parent = src.parent(node)?;
     let holder = match parent.kind() {
-        "variable_declarator" => parent.child_by_field_name("name").filter(|n| n.kind() == "identifier")?,
-        "pair" => parent.child_by_field_name("key")?,
+        "variable_declarator" => src.field(parent, "name").filter(|n| n.kind() == "identifier")?,
+        "pair" => src.field(parent, "key")?,
         // JavaScript names a class field's key `property`, TypeScript `name`.
         "field_definition" | "public_field_definition" => {
-            parent.child_by_field_name("property").or_else(|| parent.child_by_field_name("name"))?
+            src.field(parent, "property").or_else(|| src.field(parent, "name"))?
         }
         _ => return None,
     };
@@ -90,11 +88,13 @@ pub(super) fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<Strin
 }
 
 /// The nodes around `node`, innermost first. A decorator stands outside what it decorates,
-/// as in Python, though the grammars put a method's or class's decorator inside it.
-fn ancestors<'a>(node: Node<'_>, src: Source<'a>) -> impl Iterator<Item = Node<'a>> {
-    std::iter::successors(src.parent(node), move |n| match n.kind() {
-        "decorator" => src.parent(*n).and_then(|owner| src.parent(owner)),
-        _ => src.parent(*n),
+/// as in Python, though the grammars put a method's or class's decorator inside it: the
+/// node after a decorator (its owner) is left out.
+fn ancestors<'t>(node: Node<'t>, src: Source<'t>) -> impl Iterator<Item = Node<'t>> {
+    let mut owner_next = false;
+    src.ancestors(node).filter(move |n| {
+        let skip = std::mem::replace(&mut owner_next, n.kind() == "decorator");
+        !skip && !owner_next
     })
 }
 

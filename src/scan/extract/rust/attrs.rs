@@ -43,11 +43,11 @@ enum Attribute {
 fn attribute(node: Node<'_>, src: Source<'_>) -> Attribute {
     let name = node.named_child(0).map(|n| path(n, src)).unwrap_or_default();
     if name == "doc" {
-        if let Some(Expr::Str(line)) = node.child_by_field_name("value").map(|v| expr(v, src)) {
+        if let Some(Expr::Str(line)) = src.field(node, "value").map(|v| expr(v, src)) {
             return Attribute::Doc(line);
         }
     }
-    let Some(tree) = node.child_by_field_name("arguments") else {
+    let Some(tree) = src.field(node, "arguments") else {
         return Attribute::Decorator(Expr::Name(name));
     };
     let (args, kwargs) = arguments(tree, src);
@@ -77,7 +77,7 @@ fn doc_comment(text: &str) -> Option<String> {
 
 /// `vec![a, b]` is the list of its elements; other macros are not followed.
 pub(super) fn vec_macro(node: Node<'_>, src: Source<'_>) -> Expr {
-    let is_vec = node.child_by_field_name("macro").is_some_and(|m| src.text(m) == "vec");
+    let is_vec = src.field(node, "macro").is_some_and(|m| src.text(m) == "vec");
     let mut cursor = node.walk();
     let tree = node.named_children(&mut cursor).find(|n| n.kind() == "token_tree");
     match tree {

@@ -9,17 +9,17 @@ use crate::scan::facts::Expr;
 /// `"x".into()`, `"x".to_string()`, `"x".to_owned()`, `"x".into_string()` and
 /// `String::from("x")` are the literal `x`: a literal stays a literal through them.
 pub(super) fn converted_literal(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    let function = node.child_by_field_name("function")?;
-    let args = node.child_by_field_name("arguments")?;
+    let function = src.field(node, "function")?;
+    let args = src.field(node, "arguments")?;
     let mut cursor = args.walk();
     let args: Vec<Node<'_>> = args.named_children(&mut cursor).collect();
     let literal = match (function.kind(), args.as_slice()) {
         ("field_expression", []) => {
-            let method = function.child_by_field_name("field").map(|f| src.text(f));
+            let method = src.field(function, "field").map(|f| src.text(f));
             if !matches!(method, Some("into" | "to_string" | "to_owned" | "into_string")) {
                 return None;
             }
-            function.child_by_field_name("value")?
+            src.field(function, "value")?
         }
         ("scoped_identifier", [arg]) if path(function, src) == "String.from" => *arg,
         _ => return None,
