@@ -5,11 +5,11 @@
 
 mod target;
 
-use super::{literal_argument, short, tools::decorator_symbol};
-use crate::scan::facts::Call;
+use super::{argument, literal_argument, short, tools::decorator_symbol};
+use crate::scan::facts::{Call, Expr};
 use crate::scan::report::{Language, McpFinding, ToolFinding};
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{Rules, Site, TransportRule};
+use crate::scan::rules::{McpRule, Rules, Site, TransportRule};
 
 const CONFIDENCE: f32 = 0.95;
 
@@ -46,7 +46,7 @@ pub fn mcp(
             out.push(McpFinding {
                 kind: rule.kind.clone(),
                 language,
-                name: literal_argument(resolver, call, &rule.name).or_else(|| {
+                name: declared_name(rule, call, resolver).or_else(|| {
                     rule.name_from_variable
                         .then(|| resolver.bound_name(call.pos).map(str::to_owned))
                         .flatten()
@@ -89,6 +89,25 @@ pub fn mcp(
         }
     }
     out
+}
+
+/// The name the code gives the server or client: an argument of the call, or of the
+/// construction the rule's `name_in` says the call is given (in place or by variable).
+fn declared_name<'f>(rule: &McpRule, call: &'f Call, resolver: &Resolver<'f>) -> Option<String> {
+    if rule.name_in.is_empty() {
+        return literal_argument(resolver, call, &rule.name);
+    }
+    let holder = match argument(call, &rule.name_in)? {
+        Expr::Call(holder) => holder,
+        Expr::Name(variable) => {
+            match &resolver.binding(variable, call.function.as_deref(), call.pos)?.value {
+                Expr::Call(holder) => holder,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    literal_argument(resolver, holder, &rule.name)
 }
 
 /// The transport the file sets up: the first transport it makes, or names at a run call.

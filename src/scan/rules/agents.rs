@@ -109,6 +109,10 @@ pub struct McpRule {
     pub decorators: Vec<String>,
     #[serde(default)]
     pub name: Vec<ArgRef>,
+    /// Where a construction holding the name is given, when it is not the call's own
+    /// argument (the Go SDK's `mcp.NewClient(&mcp.Implementation{Name: …}, nil)`).
+    #[serde(default)]
+    pub name_in: Vec<ArgRef>,
     /// Whether a finding without a declared name is named after the variable the call is
     /// bound to; not where that call makes something else (rmcp's transport).
     #[serde(default = "yes")]
