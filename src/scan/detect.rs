@@ -6,6 +6,7 @@ pub mod agents;
 pub mod crew;
 pub mod flow;
 pub mod graph;
+mod guardrails;
 pub mod llm;
 pub mod mcp;
 pub mod tools;

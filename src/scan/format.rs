@@ -99,6 +99,7 @@ pub(crate) mod tests {
             model: model.map(Into::into),
             tools: tools.iter().map(|t| t.to_string()).collect(),
             handoffs: vec![],
+            guardrails: vec![],
             symbol: format!("agents.{name}"),
             file: "src/agents.py".into(),
             line,
@@ -250,6 +251,10 @@ pub(crate) mod tests {
             agents: vec![
                 AgentFinding {
                     handoffs: vec!["billing".into()],
+                    guardrails: vec![Guardrail {
+                        name: "no_refund_abuse".into(),
+                        kind: GuardrailKind::Input,
+                    }],
                     ..agent("openai_agents", "triage", Some("gpt-4o"), &["lookup_order", "refund"], 20)
                 },
                 agent("openai_agents", "billing", Some("o3-mini"), &["refund"], 30),
@@ -281,6 +286,7 @@ pub(crate) mod tests {
                     language: Language::Python,
                     name: Some("orders".into()),
                     transport: Some("stdio".into()),
+                    target: None,
                     tools: vec!["lookup_order".into()],
                     symbol: "mcp.server.fastmcp.FastMCP".into(),
                     file: "src/tools.py".into(),
@@ -293,6 +299,7 @@ pub(crate) mod tests {
                     language: Language::Python,
                     name: None,
                     transport: Some("streamable_http".into()),
+                    target: Some("http://localhost:8000/mcp".into()),
                     tools: vec![],
                     symbol: "mcp.ClientSession".into(),
                     file: "src/app.py".into(),
@@ -338,6 +345,9 @@ pub(crate) mod tests {
         assert!(!validator.is_valid(&instance));
         let mut instance = serde_json::to_value(sample()).unwrap();
         instance["llm_calls"][0]["model_source"] = json!("guessed");
+        assert!(!validator.is_valid(&instance));
+        let mut instance = serde_json::to_value(sample()).unwrap();
+        instance["agents"][0]["guardrails"][0]["kind"] = json!("sideways");
         assert!(!validator.is_valid(&instance));
     }
 }

@@ -232,11 +232,32 @@ pub struct AgentFinding {
     /// Agents it hands off to or delegates to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handoffs: Vec<String>,
+    /// Checks run on its input or its final output (OpenAI Agents SDK guardrails).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<Guardrail>,
     pub symbol: String,
     pub file: String,
     pub line: usize,
     pub column: usize,
     pub confidence: f32,
+}
+
+/// A guardrail an agent runs: a check that can stop the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Guardrail {
+    /// Its declared name, else the function that implements it.
+    pub name: String,
+    pub kind: GuardrailKind,
+}
+
+/// What a guardrail checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailKind {
+    /// The input the agent is given.
+    Input,
+    /// The agent's final output.
+    Output,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -289,6 +310,10 @@ pub struct McpFinding {
     pub name: Option<String>,
     /// `stdio`, `sse`, `streamable_http`, where the code states it.
     pub transport: Option<String>,
+    /// The server a client starts or connects to: its command line (the literal part)
+    /// or URL, where the code states it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Names of the tools a server registers.
     pub tools: Vec<String>,
     pub symbol: String,

@@ -194,6 +194,15 @@ impl<'f> Resolver<'f> {
         })
     }
 
+    /// The qualified path a type written in an annotation names at module level
+    /// (`StartEvent` → `llama_index.core.workflow.StartEvent`), where it is a path.
+    pub fn type_path(&self, name: &str, at: Pos) -> Option<String> {
+        match self.path_symbol(name, None, at, 0) {
+            Symbol::Path { path, .. } => Some(path),
+            Symbol::Instance { .. } => None,
+        }
+    }
+
     /// The binding of `name` visible at `at` in `function`: the latest one before `at` in
     /// the same function, else in the same class's methods (for `self.x`), else at
     /// module level.

@@ -11,7 +11,9 @@ use super::report::CallKind;
 
 mod agents;
 
-pub use agents::{AgentRule, AgentRules, FlowRule, GraphRule, McpRule, Site, ToolRule, TransportRule};
+pub use agents::{
+    AgentRule, AgentRules, FlowRule, GraphRule, GuardrailRule, McpRule, Site, ToolRule, TransportRule,
+};
 
 /// The rule files built into the binary.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -444,6 +446,14 @@ fn validate(name: &str, file: &RuleFile, known: &HashSet<String>) -> Result<(), 
         if unlisted(provider) {
             return invalid(format!(
                 "[{table}] `{key}` names `{provider}`, which is not in the provider list: add a [[provider]] named `{provider}`"
+            ));
+        }
+    }
+    for flow in &file.agents.flow {
+        if flow.steps.is_empty() && (flow.start.is_empty() || flow.listen.is_empty()) {
+            return invalid(format!(
+                "a `{}` [[flow]] needs `start` with `listen`, or `steps`",
+                flow.framework
             ));
         }
     }

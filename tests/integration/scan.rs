@@ -11,6 +11,23 @@ use serde_json::{json, Map, Value};
 /// The categories compared, and the JSON key of each in the report.
 const CATEGORIES: &[&str] = &["llm_calls", "agents", "tools", "mcp", "graphs"];
 
+/// Fields compared on every finding of a category, with the value a finding that does
+/// not state one has (the report omits an empty list or an absent value). An expectation
+/// that leaves one out expects that value, so a guardrail or target the scanner stops
+/// reporting (or starts inventing) is a miss and an extra, not a silent match.
+fn always_compared() -> [(&'static str, &'static str, Value); 2] {
+    [("agents", "guardrails", json!([])), ("mcp", "target", Value::Null)]
+}
+
+/// `finding` with every always-compared field of `category` present.
+fn with_defaults(category: &str, mut finding: Value) -> Value {
+    for (_, field, default) in always_compared().into_iter().filter(|(c, _, _)| *c == category) {
+        let object = finding.as_object_mut().expect("a finding is an object");
+        object.entry(field).or_insert(default);
+    }
+    finding
+}
+
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan")
 }
@@ -35,7 +52,7 @@ fn expected() -> BTreeMap<&'static str, Vec<Value>> {
                 .unwrap_or_else(|| panic!("{rel}: unknown category {category}"));
             for mut finding in findings.as_array().cloned().unwrap_or_default() {
                 finding["file"] = json!(file);
-                list.push(finding);
+                list.push(with_defaults(&category, finding));
             }
         }
     }
@@ -110,7 +127,13 @@ fn the_corpus_is_found_with_full_precision_and_recall() {
     let expected = expected();
     let mut failures = Vec::new();
     for category in CATEGORIES {
-        let found: Vec<Value> = report[category].as_array().cloned().unwrap_or_default();
+        let found: Vec<Value> = report[category]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| with_defaults(category, f))
+            .collect();
         let score = score(&found, &expected[category]);
         eprintln!(
             "{category}: precision {:.3} recall {:.3} ({} expected, {} found)",
@@ -142,4 +165,16 @@ fn commented_out_and_string_calls_are_never_findings() {
         .llm_calls
         .iter()
         .all(|c| c.provider != "anthropic" || !c.file.ends_with("openai_traps.py")));
+}
+
+#[test]
+fn an_unstated_guardrail_or_target_is_compared_as_none() {
+    let found = with_defaults("agents", json!({"name": "a", "guardrails": [{"name": "g", "kind": "input"}]}));
+    assert!(!matches(&found, &with_defaults("agents", json!({"name": "a"}))));
+    assert!(matches(
+        &with_defaults("agents", json!({"name": "a"})),
+        &with_defaults("agents", json!({"name": "a"}))
+    ));
+    let found = with_defaults("mcp", json!({"kind": "mcp_client", "target": "npx server"}));
+    assert!(!matches(&found, &with_defaults("mcp", json!({"kind": "mcp_client"}))));
 }

@@ -81,6 +81,7 @@ pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<
                 .map(|t| tool_names(t, call, resolver, known))
                 .unwrap_or_default(),
             handoffs: Vec::new(),
+            guardrails: super::guardrails::guardrails(call, rule, resolver, rules),
             symbol: resolver.call_symbol(call).map(|s| s.display()).unwrap_or_default(),
             file: file.to_owned(),
             line: call.pos.line,
@@ -106,6 +107,7 @@ pub fn agents(file: &str, resolver: &Resolver<'_>, rules: &Rules, known: &Known<
                 model: config.llm,
                 tools: Vec::new(),
                 handoffs: Vec::new(),
+                guardrails: Vec::new(),
                 symbol: function.name.clone(),
                 file: file.to_owned(),
                 line: function.pos.line,
@@ -167,18 +169,7 @@ fn made_at(expr: &Expr, call: &Call, resolver: &Resolver<'_>) -> Option<Pos> {
 
 /// The names of the tools in an agent's tool list.
 fn tool_names(expr: &Expr, call: &Call, resolver: &Resolver<'_>, known: &Known<'_>) -> Vec<String> {
-    let items = match expr {
-        Expr::List(items) => items.as_slice(),
-        // `tools = [search, calc]` … `tools=tools`.
-        Expr::Name(name) => {
-            match resolver.binding(name, call.function.as_deref(), call.pos).map(|b| &b.value) {
-                Some(Expr::List(items)) => items.as_slice(),
-                _ => std::slice::from_ref(expr),
-            }
-        }
-        other => std::slice::from_ref(other),
-    };
-    items
+    list_items(expr, call, resolver)
         .iter()
         .filter_map(|item| {
             // A decorated function or tool class of this file (passed, or instantiated in
@@ -220,7 +211,22 @@ fn tool_names(expr: &Expr, call: &Call, resolver: &Resolver<'_>, known: &Known<'
         .collect()
 }
 
-fn callee_name(call: &Call) -> Option<String> {
+/// The items of a list an agent is given (tools, guardrails): a list in place, the list
+/// a variable holds (`tools = [search, calc]` … `tools=tools`), else the one value.
+pub(super) fn list_items<'e>(expr: &'e Expr, call: &Call, resolver: &Resolver<'e>) -> &'e [Expr] {
+    match expr {
+        Expr::List(items) => items.as_slice(),
+        Expr::Name(name) => {
+            match resolver.binding(name, call.function.as_deref(), call.pos).map(|b| &b.value) {
+                Some(Expr::List(items)) => items.as_slice(),
+                _ => std::slice::from_ref(expr),
+            }
+        }
+        other => std::slice::from_ref(other),
+    }
+}
+
+pub(super) fn callee_name(call: &Call) -> Option<String> {
     match &call.callee {
         Expr::Name(name) => Some(short(name).to_owned()),
         Expr::Member(_, path) => Some(short(path).to_owned()),

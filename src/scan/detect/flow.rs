@@ -1,9 +1,12 @@
-//! Event-driven flows (CrewAI Flows): a class on a flow base whose `@start()` methods
-//! begin and whose `@listen(step)` / `@router(step)` methods follow other steps, as a
-//! graph of its methods.
+//! Event-driven flows, as a graph of a class's methods: CrewAI Flows, whose `@start()`
+//! methods begin and whose `@listen(step)` / `@router(step)` methods follow other steps,
+//! and LlamaIndex workflows, whose `@step` methods follow the steps making the event they
+//! take (`events`).
+
+mod events;
 
 use super::{short, tools::decorator_symbol};
-use crate::scan::facts::{Class, Expr};
+use crate::scan::facts::{Class, Expr, Function};
 use crate::scan::report::AgentGraph;
 use crate::scan::resolve::{Resolver, Symbol};
 use crate::scan::rules::{FlowRule, Rules};
@@ -22,9 +25,17 @@ pub fn flows(file: &str, resolver: &Resolver<'_>, rules: &Rules) -> Vec<AgentGra
             line: class.pos.line,
         };
         let prefix = format!("{}.", class.name);
-        for method in
-            facts.functions.iter().filter(|f| f.name.strip_prefix(&prefix).is_some_and(|m| !m.contains('.')))
-        {
+        let methods: Vec<&Function> = facts
+            .functions
+            .iter()
+            .filter(|f| f.name.strip_prefix(&prefix).is_some_and(|m| !m.contains('.')))
+            .collect();
+        if !rule.steps.is_empty() {
+            events::chain(&mut graph, &methods, rule, resolver);
+            out.push(graph);
+            continue;
+        }
+        for method in methods {
             for decorator in &method.decorators {
                 let Some(Symbol::Path { path, .. }) = decorator_symbol(decorator, method.pos, resolver)
                 else {

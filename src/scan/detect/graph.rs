@@ -42,7 +42,7 @@ pub fn graphs(
                     None => Vec::new(),
                 };
                 let name = resolver.bound_name(call.pos).or(call.function.as_deref()).map(short);
-                let graph = AgentGraph {
+                let mut graph = AgentGraph {
                     framework: rule.framework.clone(),
                     name: name.map_or_else(|| rule.framework.clone(), str::to_owned),
                     nodes,
@@ -50,6 +50,10 @@ pub fn graphs(
                     file: file.to_owned(),
                     line: call.pos.line,
                 };
+                let root = argument(call, &rule.root).and_then(|r| root(r, &by_variable, &agent_names));
+                if let Some(root) = root {
+                    add_edge(&mut graph, "__start__".into(), root, false);
+                }
                 graphs.push((call.pos, rule, graph));
             }
             // `graph.add_node(…)` on a graph this file made.
@@ -65,6 +69,20 @@ pub fn graphs(
     out.extend(handoffs(file, agents));
     out.extend(super::flow::flows(file, resolver, rules));
     out
+}
+
+/// The member a team starts with: its name, the variable of an agent of this file, or an
+/// attribute of one (`research_agent.name`).
+fn root(expr: &Expr, by_variable: &HashMap<&str, usize>, names: &[String]) -> Option<String> {
+    match expr {
+        Expr::Str(name) => Some(name.clone()),
+        Expr::Name(path) => {
+            let owner = path.rsplit_once('.').map(|(owner, _)| owner);
+            let agent = by_variable.get(path.as_str()).or_else(|| by_variable.get(owner?))?;
+            Some(names[*agent].clone())
+        }
+        _ => None,
+    }
 }
 
 /// Applies one builder call to the graph.
@@ -115,7 +133,7 @@ fn node_name(expr: &Expr, call: &Call, resolver: &Resolver<'_>) -> Option<String
     })
 }
 
-fn add_node(graph: &mut AgentGraph, name: String) {
+pub(crate) fn add_node(graph: &mut AgentGraph, name: String) {
     if !graph.nodes.contains(&name) {
         graph.nodes.push(name);
     }

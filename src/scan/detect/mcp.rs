@@ -1,13 +1,15 @@
 //! MCP servers and clients: the calls that make one (`FastMCP("weather")`,
 //! `new McpServer({…})`, `server.NewMCPServer(…)`, `ClientSession(…)`) and the impl
-//! blocks rmcp's attributes make a server, with the transport the file sets up and the
-//! tools it registers.
+//! blocks rmcp's attributes make a server, with the transport the file sets up, the
+//! server a client starts or connects to, and the tools a server registers.
 
-use super::{literal_argument, short, tools::decorator_symbol};
-use crate::scan::facts::Call;
+mod target;
+
+use super::{argument, literal_argument, short, tools::decorator_symbol};
+use crate::scan::facts::{Call, Expr};
 use crate::scan::report::{Language, McpFinding, ToolFinding};
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{Rules, Site, TransportRule};
+use crate::scan::rules::{McpRule, Rules, Site, TransportRule};
 
 const CONFIDENCE: f32 = 0.95;
 
@@ -20,6 +22,7 @@ pub fn mcp(
 ) -> Vec<McpFinding> {
     let facts = resolver.facts();
     let transport = transport(resolver, rules);
+    let target = target::target(resolver, rules);
     let tool_names: Vec<String> =
         tools.iter().filter(|t| t.framework == "mcp").map(|t| t.name.clone()).collect();
     let mut out = Vec::new();
@@ -43,9 +46,14 @@ pub fn mcp(
             out.push(McpFinding {
                 kind: rule.kind.clone(),
                 language,
-                name: literal_argument(resolver, call, &rule.name)
-                    .or_else(|| resolver.bound_name(call.pos).map(str::to_owned)),
+                name: declared_name(rule, call, resolver).or_else(|| {
+                    rule.name_from_variable
+                        .then(|| resolver.bound_name(call.pos).map(str::to_owned))
+                        .flatten()
+                }),
                 transport: transport.clone(),
+                // A server is the target, not a client of one.
+                target: if server { None } else { target.clone() },
                 tools: if server { tool_names.clone() } else { Vec::new() },
                 symbol: path.clone(),
                 file: file.to_owned(),
@@ -70,6 +78,7 @@ pub fn mcp(
                 language,
                 name: Some(name),
                 transport: transport.clone(),
+                target: None,
                 tools: tool_names.clone(),
                 symbol: class.name.clone(),
                 file: file.to_owned(),
@@ -80,6 +89,25 @@ pub fn mcp(
         }
     }
     out
+}
+
+/// The name the code gives the server or client: an argument of the call, or of the
+/// construction the rule's `name_in` says the call is given (in place or by variable).
+fn declared_name<'f>(rule: &McpRule, call: &'f Call, resolver: &Resolver<'f>) -> Option<String> {
+    if rule.name_in.is_empty() {
+        return literal_argument(resolver, call, &rule.name);
+    }
+    let holder = match argument(call, &rule.name_in)? {
+        Expr::Call(holder) => holder,
+        Expr::Name(variable) => {
+            match &resolver.binding(variable, call.function.as_deref(), call.pos)?.value {
+                Expr::Call(holder) => holder,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    literal_argument(resolver, holder, &rule.name)
 }
 
 /// The transport the file sets up: the first transport it makes, or names at a run call.

@@ -28,6 +28,13 @@ pub struct AgentRule {
     pub tools: Vec<ArgRef>,
     #[serde(default)]
     pub handoffs: Vec<ArgRef>,
+    /// Where the guardrails checking its input are given (a list; `[[guardrail]]` rules
+    /// name each item).
+    #[serde(default)]
+    pub input_guardrails: Vec<ArgRef>,
+    /// Where the guardrails checking its final output are given.
+    #[serde(default)]
+    pub output_guardrails: Vec<ArgRef>,
     /// Where a wrapper (`AgentExecutor(agent=…)`) is given the agent it runs: when that
     /// agent is found, the wrapper is the same agent, not another.
     #[serde(default)]
@@ -70,6 +77,26 @@ pub struct ToolRule {
     pub function: Vec<ArgRef>,
 }
 
+/// What makes a guardrail, so an agent's guardrail list can name its items: decorators
+/// of a function (`@input_guardrail(name=…)`) or constructions
+/// (`InputGuardrail(guardrail_function=f, name=…)`). Without a `name`, a guardrail is
+/// named after its function.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailRule {
+    pub framework: String,
+    #[serde(default)]
+    pub decorators: Vec<String>,
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Where the decorator or construction is given the guardrail's name.
+    #[serde(default)]
+    pub name: Vec<ArgRef>,
+    /// Where a construction is given the implementing function.
+    #[serde(default)]
+    pub function: Vec<ArgRef>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpRule {
@@ -82,6 +109,18 @@ pub struct McpRule {
     pub decorators: Vec<String>,
     #[serde(default)]
     pub name: Vec<ArgRef>,
+    /// Where a construction holding the name is given, when it is not the call's own
+    /// argument (the Go SDK's `mcp.NewClient(&mcp.Implementation{Name: …}, nil)`).
+    #[serde(default)]
+    pub name_in: Vec<ArgRef>,
+    /// Whether a finding without a declared name is named after the variable the call is
+    /// bound to; not where that call makes something else (rmcp's transport).
+    #[serde(default = "yes")]
+    pub name_from_variable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +137,17 @@ pub struct TransportRule {
     #[serde(default)]
     pub arg: Vec<ArgRef>,
     pub default: Option<String>,
+    /// Where a client transport is given the server it starts or connects to: a command
+    /// or URL literal, or a call spelling one (`exec.Command("npx", "-y", pkg)`,
+    /// `new URL("http://…")`, `Command::new("npx").arg("-y")`).
+    #[serde(default)]
+    pub target: Vec<ArgRef>,
+    /// Where the command's arguments are given as a list (`args=["server.py"]`).
+    #[serde(default)]
+    pub target_args: Vec<ArgRef>,
+    /// The position from which the remaining positional arguments are the command's
+    /// arguments (mcp-go's `NewStdioMCPClient(command, env, args...)`).
+    pub target_rest: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,21 +168,38 @@ pub struct GraphRule {
     /// Where a team's member agents are given (`Crew(agents=[…])`).
     #[serde(default)]
     pub members: Vec<ArgRef>,
+    /// Where a team is given the member that takes the input first
+    /// (`AgentWorkflow(root_agent=…)`): an edge from `__start__`.
+    #[serde(default)]
+    pub root: Vec<ArgRef>,
 }
 
 /// Event-driven flows: a class on one of `bases` whose methods `start` and `listen`
-/// decorators chain (CrewAI Flows).
+/// decorators chain (CrewAI Flows), or whose `steps` chain through the event types they
+/// take and make (LlamaIndex workflows).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowRule {
     pub framework: String,
     pub bases: Vec<String>,
+    #[serde(default)]
     pub start: Vec<String>,
     /// Decorators whose arguments are the steps (or router labels) the method follows.
+    #[serde(default)]
     pub listen: Vec<String>,
     /// Calls combining steps in a listen decorator (`or_(a, b)`).
     #[serde(default)]
     pub combinators: Vec<String>,
+    /// Decorators of a step that takes an event (its parameter's annotation) and makes
+    /// others (the events it constructs): it follows the steps making what it takes.
+    #[serde(default)]
+    pub steps: Vec<String>,
+    /// Events that start the flow (a step taking one follows `__start__`).
+    #[serde(default)]
+    pub start_events: Vec<String>,
+    /// Events that end it (a step making one leads to `__end__`).
+    #[serde(default)]
+    pub stop_events: Vec<String>,
 }
 
 /// The tables of `agents.toml`, as a rule file holds them.
@@ -141,6 +208,8 @@ pub struct FlowRule {
 pub(super) struct AgentTables {
     #[serde(default)]
     pub agent: Vec<AgentRule>,
+    #[serde(default)]
+    pub guardrail: Vec<GuardrailRule>,
     #[serde(default)]
     pub tool: Vec<ToolRule>,
     #[serde(default)]
@@ -157,6 +226,7 @@ pub(super) struct AgentTables {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Site {
     Agent(usize),
+    Guardrail(usize),
     Tool(usize),
     Mcp(usize),
     Transport(usize),
@@ -168,6 +238,7 @@ pub enum Site {
 #[derive(Debug, Default)]
 pub struct AgentRules {
     pub agents: Vec<AgentRule>,
+    pub guardrails: Vec<GuardrailRule>,
     pub tools: Vec<ToolRule>,
     pub mcp: Vec<McpRule>,
     pub transports: Vec<TransportRule>,
@@ -187,6 +258,12 @@ impl AgentRules {
             index(&mut self.calls, &rule.symbols, site);
             index(&mut self.decorators, &rule.decorators, site);
             self.agents.push(rule);
+        }
+        for rule in tables.guardrail {
+            let site = Site::Guardrail(self.guardrails.len());
+            index(&mut self.calls, &rule.symbols, site);
+            index(&mut self.decorators, &rule.decorators, site);
+            self.guardrails.push(rule);
         }
         for rule in tables.tool {
             let site = Site::Tool(self.tools.len());
@@ -244,6 +321,14 @@ impl AgentRules {
     pub fn agents_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &AgentRule> {
         sites.filter_map(|site| match site {
             Site::Agent(i) => Some(&self.agents[i]),
+            _ => None,
+        })
+    }
+
+    /// The guardrail rules among `sites`.
+    pub fn guardrails_in(&self, sites: impl Iterator<Item = Site>) -> impl Iterator<Item = &GuardrailRule> {
+        sites.filter_map(|site| match site {
+            Site::Guardrail(i) => Some(&self.guardrails[i]),
             _ => None,
         })
     }
