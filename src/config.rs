@@ -249,11 +249,23 @@ pub struct ScanConfig {
     pub max_concurrent: usize,
     /// Threads that parse the files of running scans; `0`: half the cores, at least one.
     pub threads: usize,
+    /// A folder of agents (`mark1 scan DIR --register` shows what it holds).
+    pub agents_dir: Option<PathBuf>,
+    /// Registers the agents found in `agents_dir` as process agents when the node starts,
+    /// under the rule every process agent meets (commands under `process.allowed_dirs`).
+    /// Off by default: a node runs only the agents it is told to.
+    pub register_at_start: bool,
 }
 
 impl Default for ScanConfig {
     fn default() -> Self {
-        ScanConfig { allowed_dirs: Vec::new(), max_concurrent: 1, threads: 0 }
+        ScanConfig {
+            allowed_dirs: Vec::new(),
+            max_concurrent: 1,
+            threads: 0,
+            agents_dir: None,
+            register_at_start: false,
+        }
     }
 }
 
@@ -300,6 +312,41 @@ impl Config {
     /// The config file that was read, if any (for the startup log line).
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
+    }
+
+    /// `scan.agents_dir` is a folder, set when `scan.register_at_start` asks for it, and
+    /// then under `process.allowed_dirs`: what it holds runs as process agents.
+    fn check_scanned_agents(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| {
+            Err(ConfigError::InvalidValue { key: "scan.agents_dir".into(), message, origin: String::new() })
+        };
+        let Some(dir) = &self.scan.agents_dir else {
+            if self.scan.register_at_start {
+                return invalid(
+                    "required when scan.register_at_start = true: the folder of agents to \
+                                register at start"
+                        .into(),
+                );
+            }
+            return Ok(());
+        };
+        if !dir.is_dir() {
+            return invalid(format!("{} is not a directory", dir.display()));
+        }
+        if self.scan.register_at_start && !self.process.allowed_dirs.iter().any(|a| dir.starts_with(a)) {
+            return invalid(format!(
+                "{} is not under process.allowed_dirs ({}): the agents found there run as process \
+                 agents, whose commands must be allowed; add the folder there",
+                dir.display(),
+                self.process
+                    .allowed_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the whole configuration; [`ConfigLoader::load`] calls it once after layering.
@@ -374,6 +421,7 @@ impl Config {
                 return invalid("scan.allowed_dirs", format!("{} is not a directory", dir.display()));
             }
         }
+        self.check_scanned_agents()?;
         self.agent_specs().map(drop)
     }
 }

@@ -18,6 +18,7 @@
 
 mod declared;
 mod handle;
+mod scanned;
 mod scans;
 mod workflows;
 
@@ -194,6 +195,17 @@ impl NodeBuilder {
                 return Err(NodeError::InvalidAgent(format!("agent {} is defined twice", spec.key())));
             }
             definitions.push(AgentDefinition::new(spec, runtime));
+        }
+        // Agents found in `scan.agents_dir`: config and code name agents explicitly, so
+        // theirs win over one of the same name found by scanning.
+        for (name, agent) in scanned::scanned_agents(&config).await? {
+            let invalid = |e: String| NodeError::InvalidAgent(format!("scan.agents_dir: agent {name}: {e}"));
+            let spec = config.agent_spec_from(&name, agent).map_err(|e| invalid(e.to_string()))?;
+            if definitions.iter().any(|d| d.spec.key() == spec.key()) {
+                tracing::info!(agent = %spec.key(), "found in scan.agents_dir and also defined: the definition wins");
+                continue;
+            }
+            definitions.push(declared.definition(spec).map_err(invalid)?);
         }
         let mut providers = crate::models::providers_from_config(&config.models)?;
         providers.extend(self.providers);

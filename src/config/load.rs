@@ -160,6 +160,9 @@ impl Config {
         for dir in &mut self.scan.allowed_dirs {
             *dir = resolve(dir);
         }
+        if let Some(dir) = &mut self.scan.agents_dir {
+            *dir = resolve(dir);
+        }
         self.mcp.resolve_paths(resolve);
         for agent in self.agents.values_mut() {
             agents::resolve_agent_paths(agent, resolve);

@@ -222,3 +222,56 @@ async fn a_process_agent_registered_at_run_time_comes_back_after_a_restart() {
     assert!(third.agents().await.unwrap().is_empty(), "a removed agent stays removed");
     stop(third).await;
 }
+
+/// `scan.register_at_start` with the examples folder as `scan.agents_dir`, and `echo`
+/// also defined in config.
+fn scanning_config(dir: &Path, register_at_start: bool) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[scan]\nagents_dir = \"{e}\"\nregister_at_start = {register_at_start}\n\n\
+             [agents.echo]\ncommand = \"{e}/echo.py\"\ncapabilities = [\"text.echo\"]\n",
+            e = examples().display()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_found_in_the_agents_folder_are_registered_at_start_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = node(&scanning_config(dir.path(), false)).await.unwrap();
+    agents_ready(&handle, 1).await;
+    let names: Vec<String> = handle.agents().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["echo"], "off by default: only what config defines");
+    stop(handle).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let handle = node(&scanning_config(dir.path(), true)).await.unwrap();
+    agents_ready(&handle, 2).await;
+    let mut agents = handle.agents().await.unwrap();
+    agents.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["echo", "wordcount"]);
+    assert_eq!(agents[0].capabilities, ["text.echo"], "the config's definition wins over the scanned one");
+    let req = TaskRequest::to_agent("wordcount", json!({"text": "one two three"}));
+    let done = handle.run(req, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.output.unwrap()["words"], json!(3));
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_folder_outside_the_allowed_directories_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[scan]\nagents_dir = \"{}\"\nregister_at_start = true\n", elsewhere.path().display()),
+    );
+    let message = node(&config).await.err().expect("refused").to_string();
+    assert!(message.contains("scan.agents_dir") && message.contains("process.allowed_dirs"), "{message}");
+
+    let config = write_config(dir.path(), "[scan]\nregister_at_start = true\n");
+    let message = node(&config).await.err().expect("refused").to_string();
+    assert!(message.contains("scan.agents_dir") && message.contains("required"), "{message}");
+}
