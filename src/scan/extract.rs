@@ -22,6 +22,8 @@ struct Grammar {
     language: tree_sitter::Language,
     selection: Selection,
     fields: FieldIds,
+    /// Kind id → name. `Node::kind` measures and checks the C string at every call.
+    kinds: Vec<&'static str>,
 }
 
 /// Field name → id. tree-sitter looks a field name up by comparing it with every field
@@ -38,7 +40,10 @@ fn grammar(language: Language) -> Option<&'static Grammar> {
         // The queries are part of the source tree; one that does not compile is a bug
         // caught by every test that parses.
         let selection = Selection::new(&language, source).unwrap_or_else(|e| panic!("scanner query: {e}"));
-        Grammar { fields: field_ids(&language), language, selection }
+        let kinds = (0..language.node_kind_count() as u16)
+            .map(|id| language.node_kind_for_id(id).unwrap_or_default())
+            .collect();
+        Grammar { fields: field_ids(&language), kinds, language, selection }
     }
     static PYTHON: LazyLock<Grammar> =
         LazyLock::new(|| build(tree_sitter_python::LANGUAGE.into(), include_str!("queries/python.scm")));
@@ -101,7 +106,7 @@ pub fn facts(language: Language, tree: &Tree, source: &str) -> FileFacts {
     let selection = &grammar.selection;
     selection.walk(tree, source, |capture, node, path| {
         let kind = selection.capture_name(capture);
-        let src = Source { text: source, node, path, fields: &grammar.fields };
+        let src = Source { text: source, node, path, fields: &grammar.fields, kinds: &grammar.kinds };
         match language {
             Language::Python | Language::Notebook => python::lower(kind, node, src, &mut facts),
             Language::Rust => rust::lower(kind, node, src, &mut facts),
@@ -124,11 +129,17 @@ pub(crate) struct Source<'a> {
     /// `node`'s ancestors, the root first.
     path: &'a [Node<'a>],
     fields: &'a FieldIds,
+    kinds: &'a [&'static str],
 }
 
 impl<'a> Source<'a> {
     pub fn text(self, node: Node<'_>) -> &'a str {
         &self.text[node.byte_range()]
+    }
+
+    /// `node.kind()`, from the grammar's table.
+    pub fn kind(self, node: Node<'_>) -> &'static str {
+        self.kinds.get(node.kind_id() as usize).copied().unwrap_or_else(|| node.kind())
     }
 
     /// `node`'s child in field `name` (`Node::child_by_field_name`, with the id looked up

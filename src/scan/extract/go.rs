@@ -29,7 +29,7 @@ pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut 
 fn import(node: Node<'_>, src: Source<'_>) -> Option<Import> {
     let path = src.field(node, "path").and_then(|p| string(p, src))?;
     let alias = src.field(node, "name");
-    let (local, fqn) = match alias.map(|a| a.kind()) {
+    let (local, fqn) = match alias.map(|a| src.kind(a)) {
         Some("dot") => ("*".to_owned(), format!("{path}.*")),
         Some("blank_identifier") => (String::new(), path.clone()),
         Some(_) => (alias.map(|a| src.text(a).to_owned()).unwrap_or_default(), path.clone()),
@@ -59,7 +59,7 @@ fn package_name(path: &str) -> String {
 
 fn call(node: Node<'_>, src: Source<'_>) -> Call {
     let field = |name: &str| src.field(node, name);
-    if node.kind() == "type_conversion_expression" {
+    if src.kind(node) == "type_conversion_expression" {
         // `F[T](x)` reads as a conversion to the generic type `F[T]`; Go's syntax cannot
         // tell the two apart, and the scanner follows it as the call of `F`.
         let callee = field("type").map_or(Expr::Other, |t| Expr::Name(type_name(t, src)));
@@ -78,10 +78,10 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
     let callee = match field("function") {
         // `F[T](…)` instantiates a generic function; the type arguments are dropped. (A
         // call through an indexed slice of funcs, `handlers[i](…)`, reads the same.)
-        Some(f) if f.kind() == "index_expression" => {
+        Some(f) if src.kind(f) == "index_expression" => {
             src.field(f, "operand").map_or(Expr::Other, |o| expr(o, src))
         }
-        Some(f) if f.kind() == "type_instantiation_expression" => {
+        Some(f) if src.kind(f) == "type_instantiation_expression" => {
             src.field(f, "type").map_or(Expr::Other, |t| Expr::Name(type_name(t, src)))
         }
         Some(f) => expr(f, src),
@@ -90,9 +90,10 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
     let mut args = Vec::new();
     if let Some(list) = field("arguments") {
         let mut cursor = list.walk();
-        for arg in list.named_children(&mut cursor).filter(|a| a.kind() != "comment") {
+        for arg in list.named_children(&mut cursor).filter(|a| src.kind(*a) != "comment") {
             // `xs...` spreads xs.
-            let arg = if arg.kind() == "variadic_argument" { arg.named_child(0).unwrap_or(arg) } else { arg };
+            let arg =
+                if src.kind(arg) == "variadic_argument" { arg.named_child(0).unwrap_or(arg) } else { arg };
             args.push(expr(arg, src));
         }
     }
@@ -114,16 +115,17 @@ fn bindings(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     let list = |field: &str| -> Vec<Node<'_>> {
         let Some(list) = src.field(node, field) else { return Vec::new() };
         let mut cursor = list.walk();
-        list.named_children(&mut cursor).filter(|n| n.kind() != "comment").collect()
+        list.named_children(&mut cursor).filter(|n| src.kind(*n) != "comment").collect()
     };
-    let (names, values) = match node.kind() {
-        "assignment_statement" if src.field(node, "operator").is_some_and(|o| o.kind() != "=") => {
+    let (names, values) = match src.kind(node) {
+        "assignment_statement" if src.field(node, "operator").is_some_and(|o| src.kind(o) != "=") => {
             return;
         }
         "short_var_declaration" | "assignment_statement" => (list("left"), list("right")),
         _ => {
             let mut cursor = node.walk();
-            let names = node.children_by_field_name("name", &mut cursor).filter(|n| n.kind() == "identifier");
+            let names =
+                node.children_by_field_name("name", &mut cursor).filter(|n| src.kind(*n) == "identifier");
             (names.collect(), list("value"))
         }
     };
@@ -131,7 +133,7 @@ fn bindings(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     // `client, err := genai.NewClient(ctx, cfg)`: Go returns the value first and the
     // error last, so the first name is what the call made.
     let names = match (names.len(), values.as_slice()) {
-        (n, [value]) if n > 1 && value.kind() == "call_expression" => names[..1].to_vec(),
+        (n, [value]) if n > 1 && src.kind(*value) == "call_expression" => names[..1].to_vec(),
         (n, _) if n == values.len() => names,
         _ => return,
     };
@@ -163,7 +165,7 @@ fn params(list: Node<'_>, src: Source<'_>) -> Vec<Param> {
     let mut out = Vec::new();
     let mut cursor = list.walk();
     for decl in list.named_children(&mut cursor) {
-        let variadic = match decl.kind() {
+        let variadic = match src.kind(decl) {
             "parameter_declaration" => "",
             "variadic_parameter_declaration" => "...",
             _ => continue,
@@ -182,7 +184,7 @@ fn qualified_name(decl: Node<'_>, src: Source<'_>) -> String {
     let name = src.field(decl, "name").map(|n| src.text(n)).unwrap_or_default();
     let receiver = src.field(decl, "receiver").and_then(|list| {
         let mut cursor = list.walk();
-        let param = list.named_children(&mut cursor).find(|p| p.kind() == "parameter_declaration");
+        let param = list.named_children(&mut cursor).find(|p| src.kind(*p) == "parameter_declaration");
         param.and_then(|p| src.field(p, "type"))
     });
     match receiver {
@@ -194,13 +196,13 @@ fn qualified_name(decl: Node<'_>, src: Source<'_>) -> String {
 /// The function or method declaration around `node`; `None` at package level.
 fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
     src.ancestors(node)
-        .find(|n| matches!(n.kind(), "function_declaration" | "method_declaration"))
+        .find(|n| matches!(src.kind(*n), "function_declaration" | "method_declaration"))
         .map(|n| qualified_name(n, src))
 }
 
 /// A type as a dotted name without pointers or type arguments: `*pkg.T[K]` → `pkg.T`.
 fn type_name(node: Node<'_>, src: Source<'_>) -> String {
-    match node.kind() {
+    match src.kind(node) {
         "pointer_type" => node.named_child(0).map(|t| type_name(t, src)).unwrap_or_default(),
         "generic_type" => src.field(node, "type").map(|t| type_name(t, src)).unwrap_or_default(),
         _ => src.text(node).to_owned(),
@@ -220,7 +222,7 @@ fn doc(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut below = node;
     while let Some(comment) = below.prev_sibling().filter(|c| {
         let own_line = c.prev_sibling().is_none_or(|p| p.end_position().row < c.start_position().row);
-        c.kind() == "comment" && own_line && c.end_position().row + 1 == below.start_position().row
+        src.kind(*c) == "comment" && own_line && c.end_position().row + 1 == below.start_position().row
     }) {
         let text = src.text(comment);
         let text = text.strip_prefix("//").unwrap_or(text);
@@ -229,7 +231,7 @@ fn doc(node: Node<'_>, src: Source<'_>) -> Option<String> {
         below = comment;
     }
     if lines.is_empty() {
-        return src.parent(node).filter(|p| p.kind() == "type_declaration").and_then(|p| doc(p, src));
+        return src.parent(node).filter(|p| src.kind(*p) == "type_declaration").and_then(|p| doc(p, src));
     }
     lines.reverse();
     let doc = clean_doc(&lines.join("\n"));
@@ -239,7 +241,7 @@ fn doc(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// Lowers an expression as far as the scanner follows one.
 fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
     let first = || node.named_child(0).map_or(Expr::Other, |n| expr(n, src));
-    match node.kind() {
+    match src.kind(node) {
         "interpreted_string_literal" | "raw_string_literal" => {
             string(node, src).map_or(Expr::Other, Expr::Str)
         }
@@ -254,7 +256,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         }
         "call_expression" => or_fallback(node, src).unwrap_or_else(|| Expr::Call(Box::new(call(node, src)))),
         "type_conversion_expression"
-            if src.field(node, "type").is_some_and(|t| t.kind() == "generic_type") =>
+            if src.field(node, "type").is_some_and(|t| src.kind(t) == "generic_type") =>
         {
             Expr::Call(Box::new(call(node, src)))
         }
@@ -265,7 +267,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             let part = |field: &str| src.field(node, field).map_or(Expr::Other, |n| expr(n, src));
             Expr::Subscript(Box::new(part("operand")), Box::new(part("index")))
         }
-        "unary_expression" => match (src.field(node, "operator").map(|o| o.kind()), first()) {
+        "unary_expression" => match (src.field(node, "operator").map(|o| src.kind(o)), first()) {
             (Some("&" | "*"), operand) => operand,
             (Some("-"), Expr::Num(n)) => Expr::Num(format!("-{n}")),
             _ => Expr::Other,
@@ -285,20 +287,23 @@ fn or_fallback(node: Node<'_>, src: Source<'_>) -> Option<Expr> {
     }
     let list = src.field(node, "arguments")?;
     let mut cursor = list.walk();
-    let args: Vec<Expr> =
-        list.named_children(&mut cursor).filter(|n| n.kind() != "comment").map(|n| expr(n, src)).collect();
+    let args: Vec<Expr> = list
+        .named_children(&mut cursor)
+        .filter(|n| src.kind(*n) != "comment")
+        .map(|n| expr(n, src))
+        .collect();
     args.into_iter().rev().reduce(|fallback, first| Expr::Fallback(Box::new(first), Box::new(fallback)))
 }
 
 /// A string literal's value, escapes resolved.
 fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    if node.kind() == "raw_string_literal" {
+    if src.kind(node) == "raw_string_literal" {
         return Some(src.text(node).trim_matches('`').to_owned());
     }
     let mut out = String::new();
     let mut cursor = node.walk();
     for part in node.named_children(&mut cursor) {
-        match part.kind() {
+        match src.kind(part) {
             "interpreted_string_literal_content" => out.push_str(src.text(part)),
             "escape_sequence" => out.push_str(&unescape(src.text(part))),
             _ => {}

@@ -49,7 +49,7 @@ fn declaration(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
         return;
     };
     // Other destructuring takes values apart that the scanner does not follow.
-    if name.kind() == "identifier" {
+    if src.kind(name) == "identifier" {
         let function = enclosing_function(node, src);
         facts.bindings.push(Binding {
             name: src.text(name).to_owned(),

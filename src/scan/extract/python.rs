@@ -19,12 +19,12 @@ pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut 
 fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let at = pos(node);
     let mut cursor = node.walk();
-    if node.kind() == "import_statement" {
+    if src.kind(node) == "import_statement" {
         // `import a.b.c` binds `a`; `import a.b as c` binds `c` to `a.b`.
         for name in node.children_by_field_name("name", &mut cursor) {
             let (module, alias) = aliased(name, src);
             let local = alias.unwrap_or_else(|| module.split('.').next().unwrap_or(&module).to_owned());
-            let fqn = if name.kind() == "aliased_import" { module.clone() } else { local.clone() };
+            let fqn = if src.kind(name) == "aliased_import" { module.clone() } else { local.clone() };
             out.push(Import { local, fqn, module, pos: at });
         }
         return;
@@ -51,7 +51,7 @@ fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
 
 /// `a.b` or `a.b as c`: the dotted name and the alias.
 fn aliased(node: Node<'_>, src: Source<'_>) -> (String, Option<String>) {
-    if node.kind() == "aliased_import" {
+    if src.kind(node) == "aliased_import" {
         let name = src.field(node, "name").map(|n| src.text(n).to_owned()).unwrap_or_default();
         let alias = src.field(node, "alias").map(|n| src.text(n).to_owned());
         (name, alias)
@@ -68,7 +68,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
     if let Some(list) = src.field(node, "arguments") {
         let mut cursor = list.walk();
         for arg in list.named_children(&mut cursor) {
-            match arg.kind() {
+            match src.kind(arg) {
                 "keyword_argument" => {
                     let name = src.field(arg, "name").map(|n| src.text(n).to_owned());
                     let value = src.field(arg, "value").map_or(Expr::Other, |v| expr(v, src));
@@ -97,7 +97,7 @@ fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     let (Some(left), Some(right)) = (src.field(node, "left"), src.field(node, "right")) else {
         return;
     };
-    if !matches!(left.kind(), "identifier" | "attribute") {
+    if !matches!(src.kind(left), "identifier" | "attribute") {
         return;
     }
     let mut name = src.text(left).to_owned();
@@ -127,11 +127,13 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
     let mut cursor = node.walk();
     for param in node.named_children(&mut cursor) {
         let text = |field: &str| src.field(param, field).map(|n| src.text(n).to_owned());
-        let (name, ty, default) = match param.kind() {
+        let (name, ty, default) = match src.kind(param) {
             "identifier" => (Some(src.text(param).to_owned()), None, None),
             "typed_parameter" => {
-                let name =
-                    param.named_child(0).filter(|n| n.kind() == "identifier").map(|n| src.text(n).to_owned());
+                let name = param
+                    .named_child(0)
+                    .filter(|n| src.kind(*n) == "identifier")
+                    .map(|n| src.text(n).to_owned());
                 (name, text("type"), None)
             }
             "default_parameter" | "typed_default_parameter" => {
@@ -157,7 +159,7 @@ fn class(node: Node<'_>, src: Source<'_>) -> Class {
         let mut cursor = list.walk();
         bases = list
             .named_children(&mut cursor)
-            .filter(|n| n.kind() != "keyword_argument")
+            .filter(|n| src.kind(*n) != "keyword_argument")
             .map(|n| expr(n, src))
             .collect();
     }
@@ -167,20 +169,20 @@ fn class(node: Node<'_>, src: Source<'_>) -> Class {
 
 /// The decorators of a decorated function or class: names or calls.
 fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
-    let Some(parent) = src.parent(node).filter(|p| p.kind() == "decorated_definition") else {
+    let Some(parent) = src.parent(node).filter(|p| src.kind(*p) == "decorated_definition") else {
         return Vec::new();
     };
     let mut cursor = parent.walk();
     parent
         .named_children(&mut cursor)
-        .filter(|n| n.kind() == "decorator")
+        .filter(|n| src.kind(*n) == "decorator")
         .filter_map(|d| d.named_child(0))
         .map(|e| expr(e, src))
         .collect()
 }
 
 fn docstring(body: Node<'_>, src: Source<'_>) -> Option<String> {
-    let first = body.named_child(0).filter(|n| n.kind() == "expression_statement")?;
+    let first = body.named_child(0).filter(|n| src.kind(*n) == "expression_statement")?;
     match expr(first.named_child(0)?, src) {
         Expr::Str(doc) => Some(clean_doc(&doc)),
         _ => None,
@@ -192,7 +194,7 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
     let mut in_function = false;
     for n in src.ancestors(node) {
-        let kind = n.kind();
+        let kind = src.kind(n);
         if matches!(kind, "function_definition" | "class_definition") {
             in_function |= kind == "function_definition";
             if let Some(name) = src.field(n, "name") {
@@ -207,7 +209,7 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
 fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
     for n in src.ancestors(node) {
-        match n.kind() {
+        match src.kind(n) {
             "class_definition" => names.extend(src.field(n, "name").map(|name| src.text(name))),
             "function_definition" => return None,
             _ => {}
@@ -218,7 +220,7 @@ fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
 
 /// Lowers an expression as far as the scanner follows one.
 fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
-    match node.kind() {
+    match src.kind(node) {
         "string" => string(node, src).map_or(Expr::Other, Expr::Str),
         "concatenated_string" => {
             let mut cursor = node.walk();
@@ -245,7 +247,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             let mut cursor = node.walk();
             let pairs = node
                 .named_children(&mut cursor)
-                .filter(|p| p.kind() == "pair")
+                .filter(|p| src.kind(*p) == "pair")
                 .filter_map(|p| {
                     let key = match expr(src.field(p, "key")?, src) {
                         Expr::Str(k) | Expr::Name(k) => k,
@@ -260,12 +262,12 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             let mut cursor = node.walk();
             Expr::List(
                 node.named_children(&mut cursor)
-                    .filter(|n| n.kind() != "comment")
+                    .filter(|n| src.kind(*n) != "comment")
                     .map(|n| expr(n, src))
                     .collect(),
             )
         }
-        "boolean_operator" if src.field(node, "operator").is_some_and(|o| o.kind() == "or") => {
+        "boolean_operator" if src.field(node, "operator").is_some_and(|o| src.kind(o) == "or") => {
             fallback(node, src)
         }
         // `a if cond else b`: the first alternative, falling back to the second.
@@ -291,7 +293,7 @@ fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut out = String::new();
     let mut cursor = node.walk();
     for part in node.named_children(&mut cursor) {
-        match part.kind() {
+        match src.kind(part) {
             "string_content" => out.push_str(src.text(part)),
             "escape_sequence" => out.push_str(unescape(src.text(part))),
             "interpolation" => return None,

@@ -28,7 +28,7 @@ pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut 
 fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let at = pos(node);
     let text = |field: &str| src.field(node, field).map(|n| src.text(n).to_owned());
-    if node.kind() == "extern_crate_declaration" {
+    if src.kind(node) == "extern_crate_declaration" {
         let Some(name) = text("name") else { return };
         let local = text("alias").unwrap_or_else(|| name.clone());
         out.push(Import { local, fqn: name.clone(), module: name, pos: at });
@@ -49,7 +49,7 @@ fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
 /// `a::{b::{C, D as E}, self}` gives C → a.b.C, E → a.b.D and a → a.
 fn use_tree(node: Node<'_>, prefix: &str, src: Source<'_>, out: &mut Vec<(String, String)>) {
     let under = |path: Node<'_>| join(prefix, &self::path(path, src));
-    match node.kind() {
+    match src.kind(node) {
         "use_as_clause" => {
             if let (Some(path), Some(alias)) = (src.field(node, "path"), src.field(node, "alias")) {
                 out.push((src.text(alias).to_owned(), under(path)));
@@ -94,7 +94,7 @@ fn join(prefix: &str, name: &str) -> String {
 /// `a::b::C<T>` → `a.b.C`, `&mut Foo` → `Foo`.
 fn path(node: Node<'_>, src: Source<'_>) -> String {
     let field = |name: &str| src.field(node, name);
-    match node.kind() {
+    match src.kind(node) {
         "scoped_identifier" | "scoped_type_identifier" => {
             let name = field("name").map(|n| src.text(n)).unwrap_or_default();
             match field("path") {
@@ -132,7 +132,7 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
     if let Some(body) = src.field(node, "body") {
         let mut cursor = body.walk();
         for field in body.named_children(&mut cursor) {
-            match field.kind() {
+            match src.kind(field) {
                 "field_initializer" => {
                     let name = src.field(field, "field").map(|n| src.text(n).to_owned());
                     let value = src.field(field, "value").map_or(Expr::Other, |v| expr(v, src));
@@ -140,7 +140,7 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
                 }
                 "shorthand_field_initializer" => {
                     let mut cursor = field.walk();
-                    let name = field.named_children(&mut cursor).find(|n| n.kind() == "identifier");
+                    let name = field.named_children(&mut cursor).find(|n| src.kind(*n) == "identifier");
                     kwargs.extend(name.map(|n| (src.text(n).to_owned(), Expr::Name(src.text(n).to_owned()))));
                 }
                 _ => {}
@@ -161,8 +161,8 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
 /// `let name = value;` (a plain identifier pattern), `const`/`static NAME: T = value;`.
 /// Associated consts outside any fn are bound as `Type.NAME`.
 fn binding(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
-    let name_field = if node.kind() == "let_declaration" { "pattern" } else { "name" };
-    let Some(name) = src.field(node, name_field).filter(|n| n.kind() == "identifier") else {
+    let name_field = if src.kind(node) == "let_declaration" { "pattern" } else { "name" };
+    let Some(name) = src.field(node, name_field).filter(|n| src.kind(*n) == "identifier") else {
         return;
     };
     let Some(value) = src.field(node, "value") else { return };
@@ -183,9 +183,9 @@ fn function(node: Node<'_>, src: Source<'_>) -> Function {
 fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
     let mut cursor = node.walk();
     node.named_children(&mut cursor)
-        .filter(|p| p.kind() == "parameter")
+        .filter(|p| src.kind(*p) == "parameter")
         .filter_map(|p| {
-            let pattern = src.field(p, "pattern").filter(|n| n.kind() != "self")?;
+            let pattern = src.field(p, "pattern").filter(|n| src.kind(*n) != "self")?;
             let ty = src.field(p, "type").map(|t| src.text(t).to_owned());
             Some(Param { name: src.text(pattern).to_owned(), ty, default: None })
         })
@@ -197,7 +197,7 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
 fn class(node: Node<'_>, src: Source<'_>) -> Class {
     let field = |name: &str| src.field(node, name);
     let (decorators, doc) = attrs::outer(node, src);
-    let (name, bases) = if node.kind() == "impl_item" {
+    let (name, bases) = if src.kind(node) == "impl_item" {
         let bases = field("trait").map(|t| Expr::Name(path(t, src))).into_iter().collect();
         (field("type").map(|t| path(t, src)).unwrap_or_default(), bases)
     } else {
@@ -212,9 +212,9 @@ fn scope(node: Node<'_>, src: Source<'_>) -> (Vec<String>, bool) {
     let mut names = Vec::new();
     let mut in_fn = false;
     for n in src.ancestors(node) {
-        match n.kind() {
+        match src.kind(n) {
             "function_item" | "trait_item" => {
-                in_fn |= n.kind() == "function_item";
+                in_fn |= src.kind(n) == "function_item";
                 names.extend(src.field(n, "name").map(|name| src.text(name).to_owned()));
             }
             "impl_item" => names.extend(src.field(n, "type").map(|t| path(t, src))),
@@ -234,7 +234,7 @@ fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// Lowers an expression as far as the scanner follows one.
 fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
     let inner = |field: &str| src.field(node, field).map_or(Expr::Other, |n| expr(n, src));
-    match node.kind() {
+    match src.kind(node) {
         "string_literal" => Expr::Str(string(node, src)),
         "raw_string_literal" => {
             Expr::Str(node.named_child(0).map(|c| src.text(c)).unwrap_or_default().into())
@@ -268,7 +268,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         }
         "unary_expression" => {
             let operand = node.named_child(0).map_or(Expr::Other, |n| expr(n, src));
-            match (node.child(0).map(|op| op.kind()), operand) {
+            match (node.child(0).map(|op| src.kind(op)), operand) {
                 (Some("*"), operand) => operand,
                 (Some("-"), Expr::Num(n)) => Expr::Num(format!("-{n}")),
                 _ => Expr::Other,
@@ -283,7 +283,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
 fn elements(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
     let mut cursor = node.walk();
     node.named_children(&mut cursor)
-        .filter(|n| !matches!(n.kind(), "line_comment" | "block_comment" | "attribute_item"))
+        .filter(|n| !matches!(src.kind(*n), "line_comment" | "block_comment" | "attribute_item"))
         .map(|n| expr(n, src))
         .collect()
 }

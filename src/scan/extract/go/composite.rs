@@ -13,7 +13,7 @@ use crate::scan::facts::{Call, Expr};
 pub(super) fn construction(node: Node<'_>, src: Source<'_>) -> Option<Call> {
     let ty = src
         .field(node, "type")
-        .filter(|t| matches!(t.kind(), "type_identifier" | "qualified_type" | "generic_type"))?;
+        .filter(|t| matches!(src.kind(*t), "type_identifier" | "qualified_type" | "generic_type"))?;
     let (args, kwargs) = src.field(node, "body").map(|b| elements(b, src)).unwrap_or_default();
     let function = enclosing_function(node, src);
     Some(Call {
@@ -33,7 +33,7 @@ pub(super) fn composite(node: Node<'_>, src: Source<'_>) -> Expr {
         return Expr::Call(Box::new(call));
     }
     let Some(body) = src.field(node, "body") else { return Expr::Other };
-    match src.field(node, "type").map(|t| t.kind()) {
+    match src.field(node, "type").map(|t| src.kind(t)) {
         Some("map_type" | "struct_type") => Expr::Object(elements(body, src).1),
         Some("slice_type" | "array_type" | "implicit_length_array_type") => Expr::List(elements(body, src).0),
         _ => untyped(body, src),
@@ -53,7 +53,7 @@ fn untyped(body: Node<'_>, src: Source<'_>) -> Expr {
 /// A literal value's elements: the unkeyed ones and the keyed ones.
 fn elements(body: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Vec<(String, Expr)>) {
     let element = |node: Node<'_>| match node.named_child(0) {
-        Some(value) if value.kind() == "literal_value" => untyped(value, src),
+        Some(value) if src.kind(value) == "literal_value" => untyped(value, src),
         Some(value) => expr(value, src),
         None => Expr::Other,
     };
@@ -61,7 +61,7 @@ fn elements(body: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Vec<(String, Expr)>)
     let mut kwargs = Vec::new();
     let mut cursor = body.walk();
     for child in body.named_children(&mut cursor) {
-        match child.kind() {
+        match src.kind(child) {
             "keyed_element" => {
                 let key = src.field(child, "key").and_then(|k| k.named_child(0));
                 let key = key.map(|k| match expr(k, src) {

@@ -33,10 +33,10 @@ pub(super) fn class(node: Node<'_>, src: Source<'_>) -> Option<Class> {
     };
     let mut bases = Vec::new();
     let mut cursor = node.walk();
-    for heritage in node.named_children(&mut cursor).filter(|n| n.kind() == "class_heritage") {
+    for heritage in node.named_children(&mut cursor).filter(|n| src.kind(*n) == "class_heritage") {
         let mut cursor = heritage.walk();
         for part in heritage.named_children(&mut cursor) {
-            match part.kind() {
+            match src.kind(part) {
                 // TypeScript: `extends B` is a clause of its own; `implements I` names
                 // interfaces, which are types and not bases.
                 "extends_clause" => {
@@ -63,7 +63,7 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
 
 fn param(node: Node<'_>, src: Source<'_>) -> Option<Param> {
     // TypeScript wraps each parameter with its type and default; JavaScript has the pattern.
-    let (pattern, ty, default) = match node.kind() {
+    let (pattern, ty, default) = match src.kind(node) {
         "required_parameter" | "optional_parameter" => (
             src.field(node, "pattern")?,
             src.field(node, "type").and_then(|t| t.named_child(0)).map(|t| src.text(t).to_owned()),
@@ -72,7 +72,7 @@ fn param(node: Node<'_>, src: Source<'_>) -> Option<Param> {
         "assignment_pattern" => (src.field(node, "left")?, None, src.field(node, "right")),
         _ => (node, None, None),
     };
-    let name = match pattern.kind() {
+    let name = match src.kind(pattern) {
         "identifier" => src.text(pattern).to_owned(),
         // A destructured parameter is named by its pattern, `{ city }`, so it keeps its place.
         "object_pattern" | "array_pattern" => {
@@ -91,8 +91,8 @@ fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
     // grammars put those of `@Dec export class C` before the class in the `export`.
     let mut before = Vec::new();
     let mut previous = node.prev_named_sibling();
-    while let Some(p) = previous.filter(|p| matches!(p.kind(), "decorator" | "comment")) {
-        if p.kind() == "decorator" {
+    while let Some(p) = previous.filter(|p| matches!(src.kind(*p), "decorator" | "comment")) {
+        if src.kind(p) == "decorator" {
             before.push(p);
         }
         previous = p.prev_named_sibling();
@@ -107,21 +107,21 @@ fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
 fn doc(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut anchor = node;
     if let Some(parent) = src.parent(node) {
-        match parent.kind() {
+        match src.kind(parent) {
             "variable_declarator" => anchor = src.parent(parent).unwrap_or(parent),
             "pair" | "field_definition" | "public_field_definition" => anchor = parent,
             _ => {}
         }
     }
-    if let Some(export) = src.parent(anchor).filter(|p| p.kind() == "export_statement") {
+    if let Some(export) = src.parent(anchor).filter(|p| src.kind(*p) == "export_statement") {
         anchor = export;
     }
     let mut previous = anchor.prev_sibling();
-    while let Some(decorator) = previous.filter(|p| p.kind() == "decorator") {
+    while let Some(decorator) = previous.filter(|p| src.kind(*p) == "decorator") {
         anchor = decorator;
         previous = decorator.prev_sibling();
     }
-    let comment = previous.filter(|c| c.kind() == "comment")?;
+    let comment = previous.filter(|c| src.kind(*c) == "comment")?;
     // A comment with a blank line after it is about something else (a file header).
     if anchor.start_position().row > comment.end_position().row + 1 {
         return None;

@@ -9,7 +9,7 @@ use crate::scan::facts::{Call, Expr};
 /// Lowers an expression as far as the scanner follows one.
 pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
     let field = |name: &str| src.field(node, name).map_or(Expr::Other, |n| expr(n, src));
-    match node.kind() {
+    match src.kind(node) {
         "string" | "template_string" => string(node, src).map_or(Expr::Other, Expr::Str),
         "number" => Expr::Num(src.text(node).to_owned()),
         "true" => Expr::Bool(true),
@@ -30,13 +30,13 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             let mut cursor = node.walk();
             Expr::List(
                 node.named_children(&mut cursor)
-                    .filter(|n| !matches!(n.kind(), "comment" | "spread_element"))
+                    .filter(|n| !matches!(src.kind(*n), "comment" | "spread_element"))
                     .map(|n| expr(n, src))
                     .collect(),
             )
         }
         "binary_expression"
-            if src.field(node, "operator").is_some_and(|o| matches!(o.kind(), "??" | "||")) =>
+            if src.field(node, "operator").is_some_and(|o| matches!(src.kind(o), "??" | "||")) =>
         {
             Expr::Fallback(Box::new(field("left")), Box::new(field("right")))
         }
@@ -54,8 +54,9 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         | "non_null_expression"
         | "type_assertion" => {
             let mut cursor = node.walk();
-            let inner =
-                node.named_children(&mut cursor).find(|n| !matches!(n.kind(), "comment" | "type_arguments"));
+            let inner = node
+                .named_children(&mut cursor)
+                .find(|n| !matches!(src.kind(*n), "comment" | "type_arguments"));
             inner.map_or(Expr::Other, |n| expr(n, src))
         }
         _ => Expr::Other,
@@ -65,20 +66,20 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
 /// A call or construction. `None` for a tagged template (`sql\`…\``), which the grammar
 /// calls a call but which passes no arguments the rules could read.
 pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
-    let is_new = node.kind() == "new_expression";
+    let is_new = src.kind(node) == "new_expression";
     let callee = src.field(node, if is_new { "constructor" } else { "function" })?;
     let arguments = src.field(node, "arguments");
-    if arguments.is_some_and(|a| a.kind() == "template_string") {
+    if arguments.is_some_and(|a| src.kind(a) == "template_string") {
         return None;
     }
     let mut args = Vec::new();
     let mut spread = false;
     if let Some(list) = arguments {
         let mut cursor = list.walk();
-        spread = list.named_children(&mut cursor).any(|a| a.kind() == "spread_element");
+        spread = list.named_children(&mut cursor).any(|a| src.kind(a) == "spread_element");
         args = list
             .named_children(&mut cursor)
-            .filter(|a| !matches!(a.kind(), "comment" | "spread_element"))
+            .filter(|a| !matches!(src.kind(*a), "comment" | "spread_element"))
             .map(|a| expr(a, src))
             .collect();
     }
@@ -98,7 +99,7 @@ fn object(node: Node<'_>, src: Source<'_>) -> Expr {
     let mut cursor = node.walk();
     let fields = node
         .named_children(&mut cursor)
-        .filter_map(|p| match p.kind() {
+        .filter_map(|p| match src.kind(p) {
             "pair" => Some((key(src.field(p, "key")?, src)?, expr(src.field(p, "value")?, src))),
             "shorthand_property_identifier" => {
                 let name = src.text(p).to_owned();
@@ -115,7 +116,7 @@ fn object(node: Node<'_>, src: Source<'_>) -> Expr {
 /// A property key or imported name as a string: `a`, `"a-b"`, `0`, `#private`; `None`
 /// for a computed key (`[k]`).
 pub(super) fn key(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    match node.kind() {
+    match src.kind(node) {
         "string" => string(node, src),
         "computed_property_name" => None,
         _ => Some(src.text(node).to_owned()),
@@ -127,7 +128,7 @@ pub(super) fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut out = String::new();
     let mut cursor = node.walk();
     for part in node.named_children(&mut cursor) {
-        match part.kind() {
+        match src.kind(part) {
             "string_fragment" | "html_character_reference" => out.push_str(src.text(part)),
             "escape_sequence" => match src.text(part) {
                 "\\`" => out.push('`'),

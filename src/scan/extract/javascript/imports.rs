@@ -14,7 +14,7 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let mut cursor = node.walk();
     let clauses: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
     // TypeScript's `import x = require("m")` is CommonJS: bound as `const x = require("m")` is.
-    if let Some(clause) = clauses.iter().find(|n| n.kind() == "import_require_clause") {
+    if let Some(clause) = clauses.iter().find(|n| src.kind(**n) == "import_require_clause") {
         let module = src.field(*clause, "source").and_then(|s| string(s, src));
         if let (Some(module), Some(local)) = (module, clause.named_child(0)) {
             let fqn = format!("{module}.default");
@@ -23,7 +23,7 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
         return;
     }
     let Some(module) = src.field(node, "source").and_then(|s| string(s, src)) else { return };
-    let Some(clause) = clauses.iter().find(|n| n.kind() == "import_clause") else {
+    let Some(clause) = clauses.iter().find(|n| src.kind(**n) == "import_clause") else {
         // `import "m"` runs `m` for its effects: no name, still a dependency.
         out.push(Import { local: String::new(), fqn: module.clone(), module, pos: at });
         return;
@@ -33,7 +33,7 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     };
     let mut cursor = clause.walk();
     for part in clause.named_children(&mut cursor) {
-        match part.kind() {
+        match src.kind(part) {
             "identifier" => bind(src.text(part), format!("{module}.default")),
             "namespace_import" => {
                 if let Some(local) = part.named_child(0) {
@@ -42,7 +42,7 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
             }
             "named_imports" => {
                 let mut cursor = part.walk();
-                for spec in part.named_children(&mut cursor).filter(|s| s.kind() == "import_specifier") {
+                for spec in part.named_children(&mut cursor).filter(|s| src.kind(*s) == "import_specifier") {
                     let Some(name) = src.field(spec, "name").and_then(|n| key(n, src)) else {
                         continue;
                     };
@@ -70,28 +70,30 @@ pub(super) fn loaded_module(node: Node<'_>, src: Source<'_>) -> Option<Import> {
 }
 
 pub(super) fn is_dynamic_import(node: Node<'_>, src: Source<'_>) -> bool {
-    src.field(node, "function").is_some_and(|f| f.kind() == "import")
+    src.field(node, "function").is_some_and(|f| src.kind(f) == "import")
 }
 
 fn is_require(node: Node<'_>, src: Source<'_>) -> bool {
-    node.kind() == "call_expression"
-        && src.field(node, "function").is_some_and(|f| f.kind() == "identifier" && src.text(f) == "require")
+    src.kind(node) == "call_expression"
+        && src
+            .field(node, "function")
+            .is_some_and(|f| src.kind(f) == "identifier" && src.text(f) == "require")
 }
 
 /// A call's first argument when it is a plain string: the module of `require("m")`.
 fn string_argument(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let first = src.field(node, "arguments")?.named_child(0)?;
-    (first.kind() == "string").then(|| string(first, src)).flatten()
+    (src.kind(first) == "string").then(|| string(first, src)).flatten()
 }
 
 /// Whether the `require` call `node` is the value of a declaration that binds it as imports.
 fn bound_require(node: Node<'_>, src: Source<'_>) -> bool {
     let mut top = node;
-    while let Some(parent) = top.parent().filter(|p| p.kind() == "member_expression") {
+    while let Some(parent) = top.parent().filter(|p| src.kind(*p) == "member_expression") {
         top = parent;
     }
     top.parent()
-        .filter(|p| p.kind() == "variable_declarator")
+        .filter(|p| src.kind(*p) == "variable_declarator")
         .is_some_and(|d| !require_imports(d, src).is_empty())
 }
 
@@ -105,7 +107,7 @@ pub(super) fn require_imports(declarator: Node<'_>, src: Source<'_>) -> Vec<Impo
         return Vec::new();
     };
     let mut path = Vec::new();
-    while value.kind() == "member_expression" {
+    while src.kind(value) == "member_expression" {
         path.extend(src.field(value, "property").map(|p| src.text(p)));
         let Some(object) = src.field(value, "object") else { return Vec::new() };
         value = object;
@@ -119,14 +121,14 @@ pub(super) fn require_imports(declarator: Node<'_>, src: Source<'_>) -> Vec<Impo
     let at = pos(declarator);
     let import =
         |local: &str, fqn: String| Import { local: local.to_owned(), fqn, module: module.clone(), pos: at };
-    match name.kind() {
+    match src.kind(name) {
         "identifier" if path.len() == 1 => vec![import(src.text(name), format!("{module}.default"))],
         "identifier" => vec![import(src.text(name), base)],
         "object_pattern" => {
             let mut cursor = name.walk();
             name.named_children(&mut cursor)
                 .filter_map(|entry| {
-                    let (imported, local) = match entry.kind() {
+                    let (imported, local) = match src.kind(entry) {
                         "shorthand_property_identifier_pattern" => (src.text(entry).to_owned(), entry),
                         // `{ A = fallback }`
                         "object_assignment_pattern" => {
@@ -141,7 +143,8 @@ pub(super) fn require_imports(declarator: Node<'_>, src: Source<'_>) -> Vec<Impo
                         }
                         _ => return None,
                     };
-                    (local.kind() == "identifier" || local.kind() == "shorthand_property_identifier_pattern")
+                    (src.kind(local) == "identifier"
+                        || src.kind(local) == "shorthand_property_identifier_pattern")
                         .then(|| import(src.text(local), format!("{base}.{imported}")))
                 })
                 .collect()

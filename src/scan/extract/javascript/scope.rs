@@ -7,9 +7,9 @@ use tree_sitter::Node;
 use super::expr::key;
 use crate::scan::extract::Source;
 
-pub(super) fn is_function(node: Node<'_>) -> bool {
+pub(super) fn is_function(node: Node<'_>, src: Source<'_>) -> bool {
     matches!(
-        node.kind(),
+        src.kind(node),
         "function_declaration"
             | "generator_function_declaration"
             | "method_definition"
@@ -21,7 +21,7 @@ pub(super) fn is_function(node: Node<'_>) -> bool {
 
 /// The bare name of a function node; `None` for an anonymous one.
 pub(super) fn function_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    match node.kind() {
+    match src.kind(node) {
         "function_declaration" | "generator_function_declaration" => {
             src.field(node, "name").map(|n| src.text(n).to_owned())
         }
@@ -34,7 +34,7 @@ pub(super) fn function_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// The bare name of a class or enum node: its own, or for a class expression the `const`
 /// it is bound to.
 pub(super) fn class_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
-    match node.kind() {
+    match src.kind(node) {
         "class_declaration" | "abstract_class_declaration" | "class" | "enum_declaration" => {
             src.field(node, "name").map(|n| src.text(n).to_owned()).or_else(|| bound_name(node, src))
         }
@@ -45,8 +45,8 @@ pub(super) fn class_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// The name a value is bound to: `const name = …`, `{ name: … }`, a class field `name = …`.
 fn bound_name(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let parent = src.parent(node)?;
-    let holder = match parent.kind() {
-        "variable_declarator" => src.field(parent, "name").filter(|n| n.kind() == "identifier")?,
+    let holder = match src.kind(parent) {
+        "variable_declarator" => src.field(parent, "name").filter(|n| src.kind(*n) == "identifier")?,
         "pair" => src.field(parent, "key")?,
         // JavaScript names a class field's key `property`, TypeScript `name`.
         "field_definition" | "public_field_definition" => {
@@ -63,7 +63,7 @@ pub(super) fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<Stri
     let mut names = Vec::new();
     let mut in_function = false;
     for n in ancestors(node, src) {
-        if is_function(n) {
+        if is_function(n, src) {
             if let Some(name) = function_name(n, src) {
                 in_function = true;
                 names.push(name);
@@ -79,7 +79,7 @@ pub(super) fn enclosing_function(node: Node<'_>, src: Source<'_>) -> Option<Stri
 pub(super) fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut names = Vec::new();
     for n in ancestors(node, src) {
-        if is_function(n) && function_name(n, src).is_some() {
+        if is_function(n, src) && function_name(n, src).is_some() {
             return None;
         }
         names.extend(class_name(n, src));
@@ -93,7 +93,7 @@ pub(super) fn enclosing_classes(node: Node<'_>, src: Source<'_>) -> Option<Strin
 fn ancestors<'t>(node: Node<'t>, src: Source<'t>) -> impl Iterator<Item = Node<'t>> {
     let mut owner_next = false;
     src.ancestors(node).filter(move |n| {
-        let skip = std::mem::replace(&mut owner_next, n.kind() == "decorator");
+        let skip = std::mem::replace(&mut owner_next, src.kind(*n) == "decorator");
         !skip && !owner_next
     })
 }

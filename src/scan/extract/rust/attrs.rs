@@ -17,7 +17,7 @@ pub(super) fn outer(node: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Option<Strin
     let mut doc = Vec::new();
     let mut current = node.prev_sibling();
     while let Some(n) = current {
-        match n.kind() {
+        match src.kind(n) {
             "attribute_item" => match n.named_child(0).map(|a| attribute(a, src)) {
                 Some(Attribute::Doc(line)) => doc.push(line),
                 Some(Attribute::Decorator(decorator)) => decorators.push(decorator),
@@ -79,7 +79,7 @@ fn doc_comment(text: &str) -> Option<String> {
 pub(super) fn vec_macro(node: Node<'_>, src: Source<'_>) -> Expr {
     let is_vec = src.field(node, "macro").is_some_and(|m| src.text(m) == "vec");
     let mut cursor = node.walk();
-    let tree = node.named_children(&mut cursor).find(|n| n.kind() == "token_tree");
+    let tree = node.named_children(&mut cursor).find(|n| src.kind(*n) == "token_tree");
     match tree {
         Some(tree) if is_vec => Expr::List(arguments(tree, src).0),
         _ => Expr::Other,
@@ -91,16 +91,16 @@ fn arguments(tree: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Vec<(String, Expr)>
     let mut cursor = tree.walk();
     let tokens: Vec<Node<'_>> = tree
         .children(&mut cursor)
-        .filter(|t| !matches!(t.kind(), "line_comment" | "block_comment"))
+        .filter(|t| !matches!(src.kind(*t), "line_comment" | "block_comment"))
         .collect();
     // The first and last tokens are the tree's delimiters.
     let inner = tokens.get(1..tokens.len().saturating_sub(1)).unwrap_or_default();
     let mut args = Vec::new();
     let mut kwargs = Vec::new();
-    for item in inner.split(|t| t.kind() == ",") {
+    for item in inner.split(|t| src.kind(*t) == ",") {
         match item {
             [] => {}
-            [key, eq, value @ ..] if key.kind() == "identifier" && eq.kind() == "=" => {
+            [key, eq, value @ ..] if src.kind(*key) == "identifier" && src.kind(*eq) == "=" => {
                 kwargs.push((src.text(*key).to_owned(), value_of(value, src)));
             }
             _ => args.push(value_of(item, src)),
@@ -112,12 +112,14 @@ fn arguments(tree: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Vec<(String, Expr)>
 /// The value a run of tokens spells: a literal, a path, or a call `path(…)`.
 fn value_of(tokens: &[Node<'_>], src: Source<'_>) -> Expr {
     match tokens {
-        [one] if is_literal(one.kind()) || one.kind() == "identifier" => expr(*one, src),
-        [minus, number] if minus.kind() == "-" && is_literal(number.kind()) => match expr(*number, src) {
-            Expr::Num(n) => Expr::Num(format!("-{n}")),
-            _ => Expr::Other,
-        },
-        [callee @ .., tree] if tree.kind() == "token_tree" => match token_path(callee, src) {
+        [one] if is_literal(src.kind(*one)) || src.kind(*one) == "identifier" => expr(*one, src),
+        [minus, number] if src.kind(*minus) == "-" && is_literal(src.kind(*number)) => {
+            match expr(*number, src) {
+                Expr::Num(n) => Expr::Num(format!("-{n}")),
+                _ => Expr::Other,
+            }
+        }
+        [callee @ .., tree] if src.kind(*tree) == "token_tree" => match token_path(callee, src) {
             Some(name) => {
                 let (args, kwargs) = arguments(*tree, src);
                 let call = Call {
@@ -148,7 +150,7 @@ fn is_literal(kind: &str) -> bool {
 fn token_path(tokens: &[Node<'_>], src: Source<'_>) -> Option<String> {
     let mut segments = Vec::new();
     for token in tokens {
-        match token.kind() {
+        match src.kind(*token) {
             "::" => {}
             "identifier" | "self" | "crate" | "super" => segments.push(src.text(*token)),
             _ => return None,

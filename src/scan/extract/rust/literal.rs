@@ -13,7 +13,7 @@ pub(super) fn converted_literal(node: Node<'_>, src: Source<'_>) -> Option<Strin
     let args = src.field(node, "arguments")?;
     let mut cursor = args.walk();
     let args: Vec<Node<'_>> = args.named_children(&mut cursor).collect();
-    let literal = match (function.kind(), args.as_slice()) {
+    let literal = match (src.kind(function), args.as_slice()) {
         ("field_expression", []) => {
             let method = src.field(function, "field").map(|f| src.text(f));
             if !matches!(method, Some("into" | "to_string" | "to_owned" | "into_string")) {
@@ -37,7 +37,7 @@ pub(super) fn string(node: Node<'_>, src: Source<'_>) -> String {
     let mut continued = false;
     let mut cursor = node.walk();
     for part in node.named_children(&mut cursor) {
-        match part.kind() {
+        match src.kind(part) {
             "string_content" if continued => out.push_str(src.text(part).trim_start()),
             "string_content" => out.push_str(src.text(part)),
             "escape_sequence" => {
