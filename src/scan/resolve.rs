@@ -2,7 +2,8 @@
 //! imports, aliases and the variables a value was bound to), and values to the literal,
 //! environment variable or parameter they come from.
 
-use std::collections::HashMap;
+// foldhash: the maps are keyed by the file's own names and looked up for every call.
+use foldhash::{HashMap, HashMapExt};
 
 use super::facts::{Binding, Call, Expr, FileFacts, Function, Pos};
 use super::rules::Rules;

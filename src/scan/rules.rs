@@ -2,7 +2,10 @@
 //! environment, kept as data in `src/scan/rules/*.toml` (compiled in) plus any rule
 //! files a user passes with `--rules`. A new provider or framework is a table entry.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// foldhash: looked up for every call of every scanned file; the keys are the rules' own.
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
