@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use tree_sitter::{Node, Parser, Tree};
 
-use super::facts::{FileFacts, Pos};
+use super::facts::{Expr, FileFacts, Pos};
 use super::report::Language;
 use select::Selection;
 
@@ -189,6 +189,16 @@ impl<'a> Source<'a> {
     }
 }
 
+/// A member path written plainly (`self.client.chat.completions.create`) as one name:
+/// the same [`Expr::Name`] lowering it a member at a time builds, with one string rather
+/// than one per dot. `None` when anything else is written (calls, subscripts, spaces,
+/// comments, `?.`, a number first).
+pub(crate) fn plain_path(text: &str) -> Option<Expr> {
+    let plain = text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        && text.split('.').all(|part| part.bytes().next().is_some_and(|b| !b.is_ascii_digit()));
+    plain.then(|| Expr::Name(text.to_owned()))
+}
+
 pub(crate) fn pos(node: Node<'_>) -> Pos {
     let point = node.start_position();
     Pos { line: point.row + 1, column: point.column + 1 }
@@ -229,6 +239,20 @@ fn count_errors(root: Node<'_>, facts: &mut FileFacts) {
         }
         if node.has_error() {
             stack.extend(node.children(&mut cursor));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_path_is_one_name_and_anything_else_is_lowered_a_member_at_a_time() {
+        assert_eq!(plain_path("self.client.chat"), Some(Expr::Name("self.client.chat".into())));
+        assert_eq!(plain_path("import.meta.env"), Some(Expr::Name("import.meta.env".into())));
+        for written in ["a().b", "a?.b", "a .b", "1.real", "a[0].b", "this.#x", "a.\n# c\nb"] {
+            assert_eq!(plain_path(written), None, "{written:?}");
         }
     }
 }

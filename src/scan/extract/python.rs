@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{clean_doc, pos, unescape, Source};
+use super::{clean_doc, plain_path, pos, unescape, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
 pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
@@ -233,6 +233,9 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "false" => Expr::Bool(false),
         "identifier" => Expr::Name(src.text(node).to_owned()),
         "attribute" => {
+            if let Some(path) = plain_path(src.text(node)) {
+                return path;
+            }
             let object = src.field(node, "object").map_or(Expr::Other, |o| expr(o, src));
             let attr = src.field(node, "attribute").map(|a| src.text(a)).unwrap_or_default();
             object.member(attr)

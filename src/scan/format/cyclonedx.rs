@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use super::enum_name;
-use crate::scan::report::{Package, PackageStatus, RepositoryAnalysis};
+use crate::scan::report::{AgentFinding, GuardrailKind, Package, PackageStatus, RepositoryAnalysis};
 
 pub(super) fn bom(analysis: &RepositoryAnalysis) -> Value {
     let mut bom = Bom::default();
@@ -131,6 +131,8 @@ impl Bom {
                     ("mark1:model", a.model.clone()),
                     ("mark1:tools", join(&a.tools)),
                     ("mark1:handoffs", join(&a.handoffs)),
+                    ("mark1:input_guardrails", guardrails(a, GuardrailKind::Input)),
+                    ("mark1:output_guardrails", guardrails(a, GuardrailKind::Output)),
                 ]),
             });
             let description = a.role.as_ref().or(a.goal.as_ref()).or(a.instructions.as_ref());
@@ -241,6 +243,11 @@ fn properties(pairs: &[(&str, Option<String>)]) -> Value {
 }
 
 /// A list as one property value; none for an empty list.
+/// The names of an agent's guardrails of one kind, joined.
+fn guardrails(agent: &AgentFinding, kind: GuardrailKind) -> Option<String> {
+    join(agent.guardrails.iter().filter(|g| g.kind == kind).map(|g| &g.name))
+}
+
 fn join(items: impl IntoIterator<Item = impl AsRef<str>>) -> Option<String> {
     let items: Vec<String> = items.into_iter().map(|i| i.as_ref().to_string()).collect();
     (!items.is_empty()).then(|| items.join(","))
@@ -359,6 +366,9 @@ mod tests {
             .collect();
         assert_eq!(servers.len(), 1);
         assert_eq!(property(servers[0], "mark1:tools"), Some("lookup_order"));
+        let triage = components(&bom, "application").into_iter().find(|c| c["name"] == "triage").unwrap();
+        assert_eq!(property(triage, "mark1:input_guardrails"), Some("no_refund_abuse"));
+        assert_eq!(property(triage, "mark1:output_guardrails"), None);
     }
 
     #[test]

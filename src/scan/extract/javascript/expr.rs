@@ -3,7 +3,7 @@
 use tree_sitter::Node;
 
 use super::scope::enclosing_function;
-use crate::scan::extract::{pos, unescape, Source};
+use crate::scan::extract::{plain_path, pos, unescape, Source};
 use crate::scan::facts::{Call, Expr};
 
 /// Lowers an expression as far as the scanner follows one.
@@ -18,6 +18,9 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         "identifier" | "this" | "super" | "meta_property" => Expr::Name(src.text(node).to_owned()),
         // `a?.b` is the same path as `a.b`: the fields skip the optional chain.
         "member_expression" => {
+            if let Some(path) = plain_path(src.text(node)) {
+                return path;
+            }
             let property = src.field(node, "property").map(|p| src.text(p)).unwrap_or_default();
             field("object").member(property)
         }
