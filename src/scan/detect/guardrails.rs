@@ -8,7 +8,7 @@ use super::{argument, literal_argument, short, tools::decorator_symbol};
 use crate::scan::facts::{Call, Expr};
 use crate::scan::report::{Guardrail, GuardrailKind};
 use crate::scan::resolve::{Resolver, Symbol};
-use crate::scan::rules::{AgentRule, GuardrailRule, Rules};
+use crate::scan::rules::{AgentRule, ArgRef, GuardrailRule, Rules};
 
 /// The guardrails the agent constructed by `call` is given, input ones first.
 pub(super) fn guardrails<'f>(
@@ -23,7 +23,8 @@ pub(super) fn guardrails<'f>(
     for (kind, at) in slots {
         let Some(list) = argument(call, at) else { continue };
         for item in list_items(list, call, resolver) {
-            out.extend(name(item, call, resolver, rules).map(|name| Guardrail { name, kind }));
+            let named = name(item, call, rule, resolver, rules);
+            out.extend(named.map(|name| Guardrail { name, kind }));
         }
     }
     out
@@ -31,17 +32,25 @@ pub(super) fn guardrails<'f>(
 
 /// A guardrail's name: declared where the rules say, else its function's, else the
 /// variable's or factory's.
-fn name<'f>(item: &'f Expr, call: &'f Call, resolver: &Resolver<'f>, rules: &Rules) -> Option<String> {
+fn name<'f>(
+    item: &'f Expr,
+    call: &'f Call,
+    agent: &AgentRule,
+    resolver: &Resolver<'f>,
+    rules: &Rules,
+) -> Option<String> {
     match item {
         Expr::Name(variable) => Some(
             decorated(variable, resolver, rules)
                 .or_else(|| match &resolver.binding(variable, call.function.as_deref(), call.pos)?.value {
                     Expr::Call(made) => constructed(made, resolver, rules),
+                    Expr::Object(fields) => object_name(fields, call, agent, resolver, rules),
                     _ => None,
                 })
                 .unwrap_or_else(|| short(variable).to_owned()),
         ),
         Expr::Call(made) => constructed(made, resolver, rules).or_else(|| callee_name(made)),
+        Expr::Object(fields) => object_name(fields, call, agent, resolver, rules),
         Expr::Str(name) => Some(name.clone()),
         _ => None,
     }
@@ -68,6 +77,23 @@ fn constructed<'f>(made: &'f Call, resolver: &Resolver<'f>, rules: &Rules) -> Op
     literal_argument(resolver, made, &rule.name).or_else(|| match argument(made, &rule.function)? {
         Expr::Name(function) => Some(short(function).to_owned()),
         _ => None,
+    })
+}
+
+/// The name a guardrail object (`{ name: "…", execute }`, JavaScript) declares, at the
+/// keys the guardrail rules of the agent's framework name.
+fn object_name<'f>(
+    fields: &'f [(String, Expr)],
+    call: &'f Call,
+    agent: &AgentRule,
+    resolver: &Resolver<'f>,
+    rules: &Rules,
+) -> Option<String> {
+    let keys = rules.agents.guardrails.iter().filter(|g| g.framework == agent.framework);
+    keys.flat_map(|g| &g.name).find_map(|key| {
+        let ArgRef::Name(key) = key else { return None };
+        let (_, value) = fields.iter().find(|(k, _)| k == key)?;
+        resolver.literal(value, call.function.as_deref(), call.pos)
     })
 }
 
