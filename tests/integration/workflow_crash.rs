@@ -305,8 +305,12 @@ fn execution(line: &str) -> Execution {
     Execution { task: task.to_string(), key: key.to_string(), unit: (run, step.to_string(), item), attempt }
 }
 
+/// The log's complete lines. The parent polls the log while the child appends to it, so a
+/// read can see a line half copied; until its newline is there it is not an execution.
 fn executions(path: &Path) -> Vec<Execution> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(execution).collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete.lines().map(execution).collect()
 }
 
 async fn crash_and_resume(Fresh { store, options, backend }: Fresh) {
