@@ -131,6 +131,21 @@ fn clamp_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The `WHERE` clause of the filters a query sets: each `(set, "column op")` that is set
+/// adds `column op $n`, numbered in order, so the caller binds the values in the same
+/// order. Returns the clause (empty with no filter) and how many parameters it takes.
+fn where_clause(filters: &[(bool, &str)]) -> (String, usize) {
+    let conditions: Vec<String> = filters
+        .iter()
+        .filter(|(set, _)| *set)
+        .enumerate()
+        .map(|(i, (_, condition))| format!("{condition} ${}", i + 1))
+        .collect();
+    let clause =
+        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    (clause, conditions.len())
+}
+
 /// The claim of orphans of `table` (tasks or runs), bound `$1` the claiming start, `$2`
 /// its node, `$3` now, `$4` the limit; returns the claimed rows' `columns`.
 ///

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::error::classify;
 use super::rows::{self, micros, JOURNAL_COLUMNS, RUN_COLUMNS, RUN_UNFINISHED, WORKFLOW_COLUMNS};
-use super::{claim_sql, clamp_i64, Dialect, SqlStore};
+use super::{claim_sql, clamp_i64, where_clause, Dialect, SqlStore};
 
 /// Bounded as `SqlStore`'s `Store` implementation in `store.rs` is (less what these
 /// methods do not use), so that implementation can call them.
@@ -99,32 +99,14 @@ where
     /// As `list_tasks`: one statement text per combination of filters (at most 32); a
     /// namespace's runs come from the `(namespace, id)` index newest first.
     pub(super) async fn select_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        let mut conditions = Vec::new();
-        let mut param = |condition: &str| conditions.push(format!("{condition} ${}", conditions.len() + 1));
-        if query.namespace.is_some() {
-            param("namespace =");
-        }
-        if query.state.is_some() {
-            param("state =");
-        }
-        if query.workflow.is_some() {
-            param("workflow =");
-        }
-        if query.submitter.is_some() {
-            param("submitter =");
-        }
-        if query.before.is_some() {
-            param("id <");
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs{filter} ORDER BY id DESC LIMIT ${}",
-            conditions.len() + 1
-        );
+        let (filter, params) = where_clause(&[
+            (query.namespace.is_some(), "namespace ="),
+            (query.state.is_some(), "state ="),
+            (query.workflow.is_some(), "workflow ="),
+            (query.submitter.is_some(), "submitter ="),
+            (query.before.is_some(), "id <"),
+        ]);
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs{filter} ORDER BY id DESC LIMIT ${}", params + 1);
         let mut select = sqlx::query(&sql);
         if let Some(namespace) = &query.namespace {
             select = select.bind(namespace.clone());

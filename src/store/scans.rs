@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::error::classify;
 use super::rows::{scan_from_row, SCAN_RECORD_COLUMNS};
-use super::{clamp_i64, Dialect, SqlStore};
+use super::{clamp_i64, where_clause, Dialect, SqlStore};
 
 /// Bounded as `SqlStore`'s `Store` implementation in `store.rs` is (less what these
 /// methods do not use), so that implementation can call them.
@@ -45,26 +45,13 @@ where
     /// As `select_runs`: one statement text per combination of filters (at most 8); a
     /// namespace's scans come from the `(namespace, id)` index newest first.
     pub(super) async fn select_scans(&self, query: &ScanQuery) -> Result<Vec<ScanRecord>, StoreError> {
-        let mut conditions = Vec::new();
-        let mut param = |condition: &str| conditions.push(format!("{condition} ${}", conditions.len() + 1));
-        if query.namespace.is_some() {
-            param("namespace =");
-        }
-        if query.state.is_some() {
-            param("state =");
-        }
-        if query.before.is_some() {
-            param("id <");
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {SCAN_RECORD_COLUMNS} FROM scans{filter} ORDER BY id DESC LIMIT ${}",
-            conditions.len() + 1
-        );
+        let (filter, params) = where_clause(&[
+            (query.namespace.is_some(), "namespace ="),
+            (query.state.is_some(), "state ="),
+            (query.before.is_some(), "id <"),
+        ]);
+        let sql =
+            format!("SELECT {SCAN_RECORD_COLUMNS} FROM scans{filter} ORDER BY id DESC LIMIT ${}", params + 1);
         let mut select = sqlx::query(&sql);
         if let Some(namespace) = &query.namespace {
             select = select.bind(namespace.clone());

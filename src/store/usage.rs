@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::error::classify;
 use super::rows::micros;
-use super::{clamp_i64, Dialect, SqlStore};
+use super::{clamp_i64, where_clause, Dialect, SqlStore};
 
 /// The column a report groups by.
 fn group_column(group: UsageGroup) -> &'static str {
@@ -35,10 +35,8 @@ fn group_column(group: UsageGroup) -> &'static str {
 /// ties by key with the groups without one first, so the limit cuts where the order
 /// does. Aliases differ from the column names: SQLite would read a column name in
 /// `ORDER BY` as the alias of the same name.
-fn report_sql(group: UsageGroup, conditions: &[String]) -> String {
+fn report_sql(group: UsageGroup, filter: &str, params: usize) -> String {
     let column = group_column(group);
-    let filter =
-        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
     format!(
         "SELECT {column} AS group_key, COUNT(*) AS calls, \
          CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_sum, \
@@ -47,7 +45,7 @@ fn report_sql(group: UsageGroup, conditions: &[String]) -> String {
          FROM model_usage{filter} GROUP BY {column} \
          ORDER BY SUM(cost) DESC, SUM(prompt_tokens + completion_tokens) DESC, \
          ({column} IS NULL) DESC, {column} LIMIT ${}",
-        conditions.len() + 1
+        params + 1
     )
 }
 
@@ -93,18 +91,12 @@ where
     /// One statement text per group and combination of filters (48 at most); a
     /// namespace's records come from the `(namespace, ended_at)` index.
     pub(super) async fn select_usage_report(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
-        let mut conditions = Vec::new();
-        let mut param = |condition: &str| conditions.push(format!("{condition} ${}", conditions.len() + 1));
-        if query.namespace.is_some() {
-            param("namespace =");
-        }
-        if query.since.is_some() {
-            param("ended_at >=");
-        }
-        if query.until.is_some() {
-            param("ended_at <");
-        }
-        let sql = report_sql(query.group_by, &conditions);
+        let (filter, params) = where_clause(&[
+            (query.namespace.is_some(), "namespace ="),
+            (query.since.is_some(), "ended_at >="),
+            (query.until.is_some(), "ended_at <"),
+        ]);
+        let sql = report_sql(query.group_by, &filter, params);
         let mut select = sqlx::query(&sql);
         if let Some(namespace) = &query.namespace {
             select = select.bind(namespace.clone());
@@ -156,11 +148,13 @@ mod tests {
 
     #[test]
     fn reports_group_filter_and_order_by_the_group_column() {
-        let sql = report_sql(UsageGroup::Task, &["namespace = $1".into(), "ended_at < $2".into()]);
+        let (filter, params) = where_clause(&[(true, "namespace ="), (false, "x ="), (true, "ended_at <")]);
+        let sql = report_sql(UsageGroup::Task, &filter, params);
         assert!(sql.starts_with("SELECT task_id AS group_key, COUNT(*) AS calls"), "{sql}");
         assert!(sql.contains(" WHERE namespace = $1 AND ended_at < $2 GROUP BY task_id "), "{sql}");
         assert!(sql.contains("(task_id IS NULL) DESC, task_id LIMIT $3"), "{sql}");
-        let all = report_sql(UsageGroup::Model, &[]);
+        let (filter, params) = where_clause(&[(false, "namespace =")]);
+        let all = report_sql(UsageGroup::Model, &filter, params);
         assert!(all.contains("FROM model_usage GROUP BY model ") && all.ends_with("LIMIT $1"), "{all}");
     }
 }
