@@ -65,6 +65,17 @@ pub struct Call {
 }
 
 impl Call {
+    /// A plain call: no `new`, nothing spread.
+    pub fn new(
+        callee: Expr,
+        args: Vec<Expr>,
+        kwargs: Vec<(String, Expr)>,
+        pos: Pos,
+        function: Option<String>,
+    ) -> Call {
+        Call { callee, args, kwargs, is_new: false, spread: false, pos, function }
+    }
+
     /// The argument given by keyword `name` — a keyword argument, or a key of an object
     /// argument (JavaScript's options object, Go's request struct) — else at `position`.
     pub fn arg(&self, name: Option<&str>, position: Option<usize>) -> Option<&Expr> {

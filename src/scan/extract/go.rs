@@ -65,15 +65,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
         let callee = field("type").map_or(Expr::Other, |t| Expr::Name(type_name(t, src)));
         let args = field("operand").map(|o| expr(o, src)).into_iter().collect();
         let function = enclosing_function(node, src);
-        return Call {
-            callee,
-            args,
-            kwargs: Vec::new(),
-            is_new: false,
-            spread: false,
-            pos: pos(node),
-            function,
-        };
+        return Call::new(callee, args, Vec::new(), pos(node), function);
     }
     let callee = match field("function") {
         // `F[T](…)` instantiates a generic function; the type arguments are dropped. (A
@@ -97,15 +89,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
             args.push(expr(arg, src));
         }
     }
-    Call {
-        callee,
-        args,
-        kwargs: Vec::new(),
-        is_new: false,
-        spread: false,
-        pos: pos(node),
-        function: enclosing_function(node, src),
-    }
+    Call::new(callee, args, Vec::new(), pos(node), enclosing_function(node, src))
 }
 
 /// `x := v`, `x = v`, `s.f = v`, `var x T = v`, `const X = v`. Several names bind only

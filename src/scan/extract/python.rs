@@ -82,15 +82,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
             }
         }
     }
-    Call {
-        callee,
-        args,
-        kwargs,
-        is_new: false,
-        spread,
-        pos: pos(node),
-        function: enclosing_function(node, src),
-    }
+    Call { spread, ..Call::new(callee, args, kwargs, pos(node), enclosing_function(node, src)) }
 }
 
 fn assignment(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {

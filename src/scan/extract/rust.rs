@@ -113,15 +113,7 @@ fn path(node: Node<'_>, src: Source<'_>) -> String {
 fn call(node: Node<'_>, src: Source<'_>) -> Call {
     let callee = src.field(node, "function").map_or(Expr::Other, |f| expr(f, src));
     let args = src.field(node, "arguments").map(|a| elements(a, src)).unwrap_or_default();
-    Call {
-        callee,
-        args,
-        kwargs: Vec::new(),
-        is_new: false,
-        spread: false,
-        pos: pos(node),
-        function: enclosing_function(node, src),
-    }
+    Call::new(callee, args, Vec::new(), pos(node), enclosing_function(node, src))
 }
 
 /// A struct literal `T { field: value, shorthand, ..base }` is a construction of `T`
@@ -147,15 +139,7 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
             }
         }
     }
-    Call {
-        callee,
-        args: Vec::new(),
-        kwargs,
-        is_new: false,
-        spread: false,
-        pos: pos(node),
-        function: enclosing_function(node, src),
-    }
+    Call::new(callee, Vec::new(), kwargs, pos(node), enclosing_function(node, src))
 }
 
 /// `let name = value;` (a plain identifier pattern), `const`/`static NAME: T = value;`.

@@ -65,15 +65,16 @@ impl Selection {
     /// Walks `tree` in document order and calls `visit` with each selected node, its
     /// capture's index and the node's ancestors (the root first, the parent last).
     pub fn walk<'t>(&self, tree: &'t Tree, text: &str, mut visit: impl FnMut(u32, Node<'t>, &[Node<'t>])) {
-        let mut engine = QueryCursor::new();
-        // Structured patterns are checked at the node itself, never below it.
-        engine.set_max_start_depth(Some(0));
+        // Made at the first structured pattern; most files' walks need none.
+        let mut engine: Option<QueryCursor> = None;
         let mut cursor = tree.walk();
         let mut path: Vec<Node<'t>> = Vec::new();
         loop {
             let node = cursor.node();
             for pattern in self.by_kind.get(node.kind_id() as usize).into_iter().flatten() {
-                if !pattern.structured || self.matches_at(&mut engine, *pattern, node, text) {
+                if !pattern.structured
+                    || self.matches_at(engine.get_or_insert_with(at_node_only), *pattern, node, text)
+                {
                     visit(pattern.capture, node, &path);
                 }
             }
@@ -99,6 +100,13 @@ impl Selection {
         }
         false
     }
+}
+
+/// A query cursor whose patterns match only at the node it is run on, never below it.
+fn at_node_only() -> QueryCursor {
+    let mut engine = QueryCursor::new();
+    engine.set_max_start_depth(Some(0));
+    engine
 }
 
 /// `(kind …) @name` → (kind, name, whether anything stands between the two).

@@ -16,15 +16,7 @@ pub(super) fn construction(node: Node<'_>, src: Source<'_>) -> Option<Call> {
         .filter(|t| matches!(src.kind(*t), "type_identifier" | "qualified_type" | "generic_type"))?;
     let (args, kwargs) = src.field(node, "body").map(|b| elements(b, src)).unwrap_or_default();
     let function = enclosing_function(node, src);
-    Some(Call {
-        callee: Expr::Name(type_name(ty, src)),
-        args,
-        kwargs,
-        is_new: false,
-        spread: false,
-        pos: pos(node),
-        function,
-    })
+    Some(Call::new(Expr::Name(type_name(ty, src)), args, kwargs, pos(node), function))
 }
 
 /// A composite literal's value: a construction, or the list or object it spells.

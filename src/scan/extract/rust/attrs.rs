@@ -52,15 +52,7 @@ fn attribute(node: Node<'_>, src: Source<'_>) -> Attribute {
     };
     let (args, kwargs) = arguments(tree, src);
     let function = enclosing_function(node, src);
-    let call = Call {
-        callee: Expr::Name(name),
-        args,
-        kwargs,
-        is_new: false,
-        spread: false,
-        pos: pos(node),
-        function,
-    };
+    let call = Call::new(Expr::Name(name), args, kwargs, pos(node), function);
     Attribute::Decorator(Expr::Call(Box::new(call)))
 }
 
@@ -122,15 +114,7 @@ fn value_of(tokens: &[Node<'_>], src: Source<'_>) -> Expr {
         [callee @ .., tree] if src.kind(*tree) == "token_tree" => match token_path(callee, src) {
             Some(name) => {
                 let (args, kwargs) = arguments(*tree, src);
-                let call = Call {
-                    callee: Expr::Name(name),
-                    args,
-                    kwargs,
-                    is_new: false,
-                    spread: false,
-                    pos: pos(*tree),
-                    function: None,
-                };
+                let call = Call::new(Expr::Name(name), args, kwargs, pos(*tree), None);
                 Expr::Call(Box::new(call))
             }
             None => Expr::Other,
