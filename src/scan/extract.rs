@@ -199,6 +199,22 @@ pub(crate) fn plain_path(text: &str) -> Option<Expr> {
     plain.then(|| Expr::Name(text.to_owned()))
 }
 
+/// `node`'s named children in order. Child `i` is read by index, which tree-sitter does
+/// without a cursor's allocation and bookkeeping; as reading it scans the children before
+/// it, a wide node (a module, a long list) is read with a cursor instead. Named children
+/// are all the scanner looks at: in the grammars it ships no anonymous node has children
+/// (a test in `select` checks each grammar's node types).
+pub(crate) fn named_children<'t>(node: Node<'t>) -> impl DoubleEndedIterator<Item = Node<'t>> {
+    const WIDE: usize = 32;
+    let count = node.named_child_count();
+    let (narrow, wide) = if count <= WIDE {
+        (count, Vec::new())
+    } else {
+        (0, node.named_children(&mut node.walk()).collect())
+    };
+    (0..narrow).filter_map(move |i| node.named_child(i)).chain(wide)
+}
+
 pub(crate) fn pos(node: Node<'_>) -> Pos {
     let point = node.start_position();
     Pos { line: point.row + 1, column: point.column + 1 }

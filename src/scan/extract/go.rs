@@ -9,7 +9,7 @@ use tree_sitter::Node;
 use composite::{composite, construction};
 
 use super::clean_doc;
-use super::{pos, Source};
+use super::{named_children, pos, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
 pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
@@ -81,8 +81,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
     };
     let mut args = Vec::new();
     if let Some(list) = field("arguments") {
-        let mut cursor = list.walk();
-        for arg in list.named_children(&mut cursor).filter(|a| src.kind(*a) != "comment") {
+        for arg in named_children(list).filter(|a| src.kind(*a) != "comment") {
             // `xs...` spreads xs.
             let arg =
                 if src.kind(arg) == "variadic_argument" { arg.named_child(0).unwrap_or(arg) } else { arg };
@@ -98,8 +97,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
 fn bindings(node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
     let list = |field: &str| -> Vec<Node<'_>> {
         let Some(list) = src.field(node, field) else { return Vec::new() };
-        let mut cursor = list.walk();
-        list.named_children(&mut cursor).filter(|n| src.kind(*n) != "comment").collect()
+        named_children(list).filter(|n| src.kind(*n) != "comment").collect()
     };
     let (names, values) = match src.kind(node) {
         "assignment_statement" if src.field(node, "operator").is_some_and(|o| src.kind(o) != "=") => {
@@ -147,8 +145,7 @@ fn function(node: Node<'_>, src: Source<'_>) -> Function {
 /// `a, b string` declares two params of type `string`; `xs ...int` one of type `...int`.
 fn params(list: Node<'_>, src: Source<'_>) -> Vec<Param> {
     let mut out = Vec::new();
-    let mut cursor = list.walk();
-    for decl in list.named_children(&mut cursor) {
+    for decl in named_children(list) {
         let variadic = match src.kind(decl) {
             "parameter_declaration" => "",
             "variadic_parameter_declaration" => "...",
@@ -167,8 +164,7 @@ fn params(list: Node<'_>, src: Source<'_>) -> Vec<Param> {
 fn qualified_name(decl: Node<'_>, src: Source<'_>) -> String {
     let name = src.field(decl, "name").map(|n| src.text(n)).unwrap_or_default();
     let receiver = src.field(decl, "receiver").and_then(|list| {
-        let mut cursor = list.walk();
-        let param = list.named_children(&mut cursor).find(|p| src.kind(*p) == "parameter_declaration");
+        let param = named_children(list).find(|p| src.kind(*p) == "parameter_declaration");
         param.and_then(|p| src.field(p, "type"))
     });
     match receiver {
@@ -270,12 +266,8 @@ fn or_fallback(node: Node<'_>, src: Source<'_>) -> Option<Expr> {
         return None;
     }
     let list = src.field(node, "arguments")?;
-    let mut cursor = list.walk();
-    let args: Vec<Expr> = list
-        .named_children(&mut cursor)
-        .filter(|n| src.kind(*n) != "comment")
-        .map(|n| expr(n, src))
-        .collect();
+    let args: Vec<Expr> =
+        named_children(list).filter(|n| src.kind(*n) != "comment").map(|n| expr(n, src)).collect();
     args.into_iter().rev().reduce(|fallback, first| Expr::Fallback(Box::new(first), Box::new(fallback)))
 }
 
@@ -285,8 +277,7 @@ fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
         return Some(src.text(node).trim_matches('`').to_owned());
     }
     let mut out = String::new();
-    let mut cursor = node.walk();
-    for part in node.named_children(&mut cursor) {
+    for part in named_children(node) {
         match src.kind(part) {
             "interpreted_string_literal_content" => out.push_str(src.text(part)),
             "escape_sequence" => out.push_str(&unescape(src.text(part))),

@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{clean_doc, plain_path, pos, unescape, Source};
+use super::{clean_doc, named_children, plain_path, pos, unescape, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
 pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
@@ -66,8 +66,7 @@ fn call(node: Node<'_>, src: Source<'_>) -> Call {
     let mut kwargs = Vec::new();
     let mut spread = false;
     if let Some(list) = src.field(node, "arguments") {
-        let mut cursor = list.walk();
-        for arg in list.named_children(&mut cursor) {
+        for arg in named_children(list) {
             match src.kind(arg) {
                 "keyword_argument" => {
                     let name = src.field(arg, "name").map(|n| src.text(n).to_owned());
@@ -116,8 +115,7 @@ fn function(node: Node<'_>, src: Source<'_>) -> Function {
 
 fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
     let mut out = Vec::new();
-    let mut cursor = node.walk();
-    for param in node.named_children(&mut cursor) {
+    for param in named_children(node) {
         let text = |field: &str| src.field(param, field).map(|n| src.text(n).to_owned());
         let (name, ty, default) = match src.kind(param) {
             "identifier" => (Some(src.text(param).to_owned()), None, None),
@@ -148,9 +146,7 @@ fn class(node: Node<'_>, src: Source<'_>) -> Class {
     };
     let mut bases = Vec::new();
     if let Some(list) = src.field(node, "superclasses") {
-        let mut cursor = list.walk();
-        bases = list
-            .named_children(&mut cursor)
+        bases = named_children(list)
             .filter(|n| src.kind(*n) != "keyword_argument")
             .map(|n| expr(n, src))
             .collect();
@@ -164,9 +160,7 @@ fn decorators(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
     let Some(parent) = src.parent(node).filter(|p| src.kind(*p) == "decorated_definition") else {
         return Vec::new();
     };
-    let mut cursor = parent.walk();
-    parent
-        .named_children(&mut cursor)
+    named_children(parent)
         .filter(|n| src.kind(*n) == "decorator")
         .filter_map(|d| d.named_child(0))
         .map(|e| expr(e, src))
@@ -215,9 +209,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
     match src.kind(node) {
         "string" => string(node, src).map_or(Expr::Other, Expr::Str),
         "concatenated_string" => {
-            let mut cursor = node.walk();
-            let parts: Option<Vec<String>> =
-                node.named_children(&mut cursor).map(|s| string(s, src)).collect();
+            let parts: Option<Vec<String>> = named_children(node).map(|s| string(s, src)).collect();
             parts.map_or(Expr::Other, |p| Expr::Str(p.concat()))
         }
         "integer" | "float" => Expr::Num(src.text(node).to_owned()),
@@ -239,9 +231,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
             Expr::Subscript(Box::new(value), Box::new(index))
         }
         "dictionary" => {
-            let mut cursor = node.walk();
-            let pairs = node
-                .named_children(&mut cursor)
+            let pairs = named_children(node)
                 .filter(|p| src.kind(*p) == "pair")
                 .filter_map(|p| {
                     let key = match expr(src.field(p, "key")?, src) {
@@ -253,15 +243,9 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
                 .collect();
             Expr::Object(pairs)
         }
-        "list" | "tuple" | "set" => {
-            let mut cursor = node.walk();
-            Expr::List(
-                node.named_children(&mut cursor)
-                    .filter(|n| src.kind(*n) != "comment")
-                    .map(|n| expr(n, src))
-                    .collect(),
-            )
-        }
+        "list" | "tuple" | "set" => Expr::List(
+            named_children(node).filter(|n| src.kind(*n) != "comment").map(|n| expr(n, src)).collect(),
+        ),
         "boolean_operator" if src.field(node, "operator").is_some_and(|o| src.kind(o) == "or") => {
             fallback(node, src)
         }
@@ -286,8 +270,7 @@ fn fallback(node: Node<'_>, src: Source<'_>) -> Expr {
 /// A string literal's value; `None` for an f-string with holes.
 fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut out = String::new();
-    let mut cursor = node.walk();
-    for part in node.named_children(&mut cursor) {
+    for part in named_children(node) {
         match src.kind(part) {
             "string_content" => out.push_str(src.text(part)),
             "escape_sequence" => out.push_str(unescape(src.text(part))),

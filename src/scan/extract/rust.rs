@@ -9,7 +9,7 @@ use tree_sitter::Node;
 
 use literal::{converted_literal, string};
 
-use super::{pos, Source};
+use super::{named_children, pos, Source};
 use crate::scan::facts::{Binding, Call, Class, Expr, FileFacts, Function, Import, Param};
 
 pub(super) fn lower(capture: &str, node: Node<'_>, src: Source<'_>, facts: &mut FileFacts) {
@@ -66,8 +66,7 @@ fn use_tree(node: Node<'_>, prefix: &str, src: Source<'_>, out: &mut Vec<(String
             }
         }
         "use_list" => {
-            let mut cursor = node.walk();
-            for item in node.named_children(&mut cursor) {
+            for item in named_children(node) {
                 use_tree(item, prefix, src, out);
             }
         }
@@ -122,8 +121,7 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
     let callee = src.field(node, "name").map_or(Expr::Other, |n| Expr::Name(path(n, src)));
     let mut kwargs = Vec::new();
     if let Some(body) = src.field(node, "body") {
-        let mut cursor = body.walk();
-        for field in body.named_children(&mut cursor) {
+        for field in named_children(body) {
             match src.kind(field) {
                 "field_initializer" => {
                     let name = src.field(field, "field").map(|n| src.text(n).to_owned());
@@ -131,8 +129,7 @@ fn construction(node: Node<'_>, src: Source<'_>) -> Call {
                     kwargs.extend(name.map(|name| (name, value)));
                 }
                 "shorthand_field_initializer" => {
-                    let mut cursor = field.walk();
-                    let name = field.named_children(&mut cursor).find(|n| src.kind(*n) == "identifier");
+                    let name = named_children(field).find(|n| src.kind(*n) == "identifier");
                     kwargs.extend(name.map(|n| (src.text(n).to_owned(), Expr::Name(src.text(n).to_owned()))));
                 }
                 _ => {}
@@ -165,8 +162,7 @@ fn function(node: Node<'_>, src: Source<'_>) -> Function {
 }
 
 fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
-    let mut cursor = node.walk();
-    node.named_children(&mut cursor)
+    named_children(node)
         .filter(|p| src.kind(*p) == "parameter")
         .filter_map(|p| {
             let pattern = src.field(p, "pattern").filter(|n| src.kind(*n) != "self")?;
@@ -265,8 +261,7 @@ fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
 
 /// The lowered elements of an argument list, array or tuple, without comments or attributes.
 fn elements(node: Node<'_>, src: Source<'_>) -> Vec<Expr> {
-    let mut cursor = node.walk();
-    node.named_children(&mut cursor)
+    named_children(node)
         .filter(|n| !matches!(src.kind(*n), "line_comment" | "block_comment" | "attribute_item"))
         .map(|n| expr(n, src))
         .collect()

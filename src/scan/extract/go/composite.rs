@@ -4,7 +4,7 @@
 use tree_sitter::Node;
 
 use super::{enclosing_function, expr, type_name, Source};
-use crate::scan::extract::pos;
+use crate::scan::extract::{named_children, pos};
 use crate::scan::facts::{Call, Expr};
 
 /// A composite literal of a named type (`T{…}`, `pkg.T{…}`, `T[int]{…}`, also under `&`)
@@ -51,8 +51,7 @@ fn elements(body: Node<'_>, src: Source<'_>) -> (Vec<Expr>, Vec<(String, Expr)>)
     };
     let mut args = Vec::new();
     let mut kwargs = Vec::new();
-    let mut cursor = body.walk();
-    for child in body.named_children(&mut cursor) {
+    for child in named_children(body) {
         match src.kind(child) {
             "keyed_element" => {
                 let key = src.field(child, "key").and_then(|k| k.named_child(0));

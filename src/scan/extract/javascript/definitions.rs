@@ -4,7 +4,7 @@ use tree_sitter::Node;
 
 use super::expr::expr;
 use super::scope::{class_name, enclosing_classes, enclosing_function, function_name};
-use crate::scan::extract::{clean_doc, pos, Source};
+use crate::scan::extract::{clean_doc, named_children, pos, Source};
 use crate::scan::facts::{Class, Expr, Function, Param};
 
 /// A named function; `None` for an anonymous one (a callback is part of its caller).
@@ -32,10 +32,8 @@ pub(super) fn class(node: Node<'_>, src: Source<'_>) -> Option<Class> {
         None => short,
     };
     let mut bases = Vec::new();
-    let mut cursor = node.walk();
-    for heritage in node.named_children(&mut cursor).filter(|n| src.kind(*n) == "class_heritage") {
-        let mut cursor = heritage.walk();
-        for part in heritage.named_children(&mut cursor) {
+    for heritage in named_children(node).filter(|n| src.kind(*n) == "class_heritage") {
+        for part in named_children(heritage) {
             match src.kind(part) {
                 // TypeScript: `extends B` is a clause of its own; `implements I` names
                 // interfaces, which are types and not bases.
@@ -57,8 +55,7 @@ fn params(node: Node<'_>, src: Source<'_>) -> Vec<Param> {
         return vec![Param { name: src.text(single).to_owned(), ty: None, default: None }];
     }
     let Some(list) = src.field(node, "parameters") else { return Vec::new() };
-    let mut cursor = list.walk();
-    list.named_children(&mut cursor).filter_map(|p| param(p, src)).collect()
+    named_children(list).filter_map(|p| param(p, src)).collect()
 }
 
 fn param(node: Node<'_>, src: Source<'_>) -> Option<Param> {

@@ -3,7 +3,7 @@
 use tree_sitter::Node;
 
 use super::scope::enclosing_function;
-use crate::scan::extract::{plain_path, pos, unescape, Source};
+use crate::scan::extract::{named_children, plain_path, pos, unescape, Source};
 use crate::scan::facts::{Call, Expr};
 
 /// Lowers an expression as far as the scanner follows one.
@@ -29,15 +29,12 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         }
         "subscript_expression" => Expr::Subscript(Box::new(field("object")), Box::new(field("index"))),
         "object" => object(node, src),
-        "array" => {
-            let mut cursor = node.walk();
-            Expr::List(
-                node.named_children(&mut cursor)
-                    .filter(|n| !matches!(src.kind(*n), "comment" | "spread_element"))
-                    .map(|n| expr(n, src))
-                    .collect(),
-            )
-        }
+        "array" => Expr::List(
+            named_children(node)
+                .filter(|n| !matches!(src.kind(*n), "comment" | "spread_element"))
+                .map(|n| expr(n, src))
+                .collect(),
+        ),
         "binary_expression"
             if src.field(node, "operator").is_some_and(|o| matches!(src.kind(o), "??" | "||")) =>
         {
@@ -56,10 +53,7 @@ pub(super) fn expr(node: Node<'_>, src: Source<'_>) -> Expr {
         | "satisfies_expression"
         | "non_null_expression"
         | "type_assertion" => {
-            let mut cursor = node.walk();
-            let inner = node
-                .named_children(&mut cursor)
-                .find(|n| !matches!(src.kind(*n), "comment" | "type_arguments"));
+            let inner = named_children(node).find(|n| !matches!(src.kind(*n), "comment" | "type_arguments"));
             inner.map_or(Expr::Other, |n| expr(n, src))
         }
         _ => Expr::Other,
@@ -78,10 +72,8 @@ pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
     let mut args = Vec::new();
     let mut spread = false;
     if let Some(list) = arguments {
-        let mut cursor = list.walk();
-        spread = list.named_children(&mut cursor).any(|a| src.kind(a) == "spread_element");
-        args = list
-            .named_children(&mut cursor)
+        spread = named_children(list).any(|a| src.kind(a) == "spread_element");
+        args = named_children(list)
             .filter(|a| !matches!(src.kind(*a), "comment" | "spread_element"))
             .map(|a| expr(a, src))
             .collect();
@@ -99,9 +91,7 @@ pub(super) fn call(node: Node<'_>, src: Source<'_>) -> Option<Call> {
 
 /// An object literal's keyed values; spreads and computed keys are not followed.
 fn object(node: Node<'_>, src: Source<'_>) -> Expr {
-    let mut cursor = node.walk();
-    let fields = node
-        .named_children(&mut cursor)
+    let fields = named_children(node)
         .filter_map(|p| match src.kind(p) {
             "pair" => Some((key(src.field(p, "key")?, src)?, expr(src.field(p, "value")?, src))),
             "shorthand_property_identifier" => {
@@ -129,8 +119,7 @@ pub(super) fn key(node: Node<'_>, src: Source<'_>) -> Option<String> {
 /// A string or template literal's value; `None` for a template with `${…}` holes.
 pub(super) fn string(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let mut out = String::new();
-    let mut cursor = node.walk();
-    for part in node.named_children(&mut cursor) {
+    for part in named_children(node) {
         match src.kind(part) {
             "string_fragment" | "html_character_reference" => out.push_str(src.text(part)),
             "escape_sequence" => match src.text(part) {

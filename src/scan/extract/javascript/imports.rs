@@ -6,13 +6,12 @@
 use tree_sitter::Node;
 
 use super::expr::{key, string};
-use crate::scan::extract::{pos, Source};
+use crate::scan::extract::{named_children, pos, Source};
 use crate::scan::facts::Import;
 
 pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let at = pos(node);
-    let mut cursor = node.walk();
-    let clauses: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+    let clauses: Vec<Node<'_>> = named_children(node).collect();
     // TypeScript's `import x = require("m")` is CommonJS: bound as `const x = require("m")` is.
     if let Some(clause) = clauses.iter().find(|n| src.kind(**n) == "import_require_clause") {
         let module = src.field(*clause, "source").and_then(|s| string(s, src));
@@ -31,8 +30,7 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
     let mut bind = |local: &str, fqn: String| {
         out.push(Import { local: local.to_owned(), fqn, module: module.clone(), pos: at });
     };
-    let mut cursor = clause.walk();
-    for part in clause.named_children(&mut cursor) {
+    for part in named_children(*clause) {
         match src.kind(part) {
             "identifier" => bind(src.text(part), format!("{module}.default")),
             "namespace_import" => {
@@ -41,8 +39,7 @@ pub(super) fn imports(node: Node<'_>, src: Source<'_>, out: &mut Vec<Import>) {
                 }
             }
             "named_imports" => {
-                let mut cursor = part.walk();
-                for spec in part.named_children(&mut cursor).filter(|s| src.kind(*s) == "import_specifier") {
+                for spec in named_children(part).filter(|s| src.kind(*s) == "import_specifier") {
                     let Some(name) = src.field(spec, "name").and_then(|n| key(n, src)) else {
                         continue;
                     };
@@ -125,8 +122,7 @@ pub(super) fn require_imports(declarator: Node<'_>, src: Source<'_>) -> Vec<Impo
         "identifier" if path.len() == 1 => vec![import(src.text(name), format!("{module}.default"))],
         "identifier" => vec![import(src.text(name), base)],
         "object_pattern" => {
-            let mut cursor = name.walk();
-            name.named_children(&mut cursor)
+            named_children(name)
                 .filter_map(|entry| {
                     let (imported, local) = match src.kind(entry) {
                         "shorthand_property_identifier_pattern" => (src.text(entry).to_owned(), entry),

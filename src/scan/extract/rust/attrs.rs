@@ -6,8 +6,8 @@
 use tree_sitter::Node;
 
 use super::{enclosing_function, expr, path, Source};
-use crate::scan::extract::clean_doc;
 use crate::scan::extract::pos;
+use crate::scan::extract::{clean_doc, named_children};
 use crate::scan::facts::{Call, Expr};
 
 /// The outer attributes (as decorators) and the doc comment (`///`, `/** */`,
@@ -70,8 +70,7 @@ fn doc_comment(text: &str) -> Option<String> {
 /// `vec![a, b]` is the list of its elements; other macros are not followed.
 pub(super) fn vec_macro(node: Node<'_>, src: Source<'_>) -> Expr {
     let is_vec = src.field(node, "macro").is_some_and(|m| src.text(m) == "vec");
-    let mut cursor = node.walk();
-    let tree = node.named_children(&mut cursor).find(|n| src.kind(*n) == "token_tree");
+    let tree = named_children(node).find(|n| src.kind(*n) == "token_tree");
     match tree {
         Some(tree) if is_vec => Expr::List(arguments(tree, src).0),
         _ => Expr::Other,

@@ -4,6 +4,7 @@
 use tree_sitter::Node;
 
 use super::{expr, path, Source};
+use crate::scan::extract::named_children;
 use crate::scan::facts::Expr;
 
 /// `"x".into()`, `"x".to_string()`, `"x".to_owned()`, `"x".into_string()` and
@@ -11,8 +12,7 @@ use crate::scan::facts::Expr;
 pub(super) fn converted_literal(node: Node<'_>, src: Source<'_>) -> Option<String> {
     let function = src.field(node, "function")?;
     let args = src.field(node, "arguments")?;
-    let mut cursor = args.walk();
-    let args: Vec<Node<'_>> = args.named_children(&mut cursor).collect();
+    let args: Vec<Node<'_>> = named_children(args).collect();
     let literal = match (src.kind(function), args.as_slice()) {
         ("field_expression", []) => {
             let method = src.field(function, "field").map(|f| src.text(f));
@@ -35,8 +35,7 @@ pub(super) fn string(node: Node<'_>, src: Source<'_>) -> String {
     let mut out = String::new();
     // After a `\` line continuation Rust drops the next line's leading whitespace.
     let mut continued = false;
-    let mut cursor = node.walk();
-    for part in node.named_children(&mut cursor) {
+    for part in named_children(node) {
         match src.kind(part) {
             "string_content" if continued => out.push_str(src.text(part).trim_start()),
             "string_content" => out.push_str(src.text(part)),
