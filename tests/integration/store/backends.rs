@@ -111,6 +111,24 @@ fn migrations_digest() -> String {
     hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Renames database `from` to `to`. The server ends the session of a closed connection
+/// after the client has gone, so the pool that just migrated `from` may still be using it
+/// ("being accessed by other users", 55006) for a moment: the rename waits for it, up to
+/// five seconds.
+async fn rename_when_left(conn: &mut PgConnection, from: &str, to: &str) {
+    let sql = format!("ALTER DATABASE \"{from}\" RENAME TO \"{to}\"");
+    for _ in 0..100 {
+        match sqlx::raw_sql(&sql).execute(&mut *conn).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the template {from} cannot be renamed to {to}: {e}"),
+        }
+    }
+    panic!("the template {from} is still in use after five seconds");
+}
+
 async fn build_template(admin: &str) -> String {
     // Any constant: test processes running at once agree on it.
     const LOCK: i64 = 0x6d61_726b_3174;
@@ -135,10 +153,7 @@ async fn build_template(admin: &str) -> String {
         let opened =
             open(&StoreOptions::new(with_database(admin, &building))).await.expect("the template migrates");
         opened.close().await;
-        sqlx::raw_sql(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        rename_when_left(&mut conn, &building, &name).await;
     }
     sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK).execute(&mut conn).await.unwrap();
     conn.close().await.ok();
