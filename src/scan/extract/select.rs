@@ -83,9 +83,10 @@ impl Selection {
                     visit(pattern.capture, node, &path);
                 }
             }
-            if node.named_child_count() > 0 {
+            let first = pending.len();
+            pending.extend(named_children(node).rev().map(|child| (child, depth + 1)));
+            if pending.len() > first {
                 path.push(node);
-                pending.extend(named_children(node).rev().map(|child| (child, depth + 1)));
             }
         }
     }
