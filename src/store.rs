@@ -113,15 +113,21 @@ pub(crate) struct SqlStore<DB: Database> {
     writer: Pool<DB>,
     reader: Pool<DB>,
     io: io::Io,
+    /// SQLite files only: copies the WAL into the database between commits.
+    checkpointer: Option<sqlite::Checkpointer>,
 }
 
 impl<DB: Database> SqlStore<DB> {
     fn new(writer: Pool<DB>, reader: Pool<DB>) -> Result<Self, StoreOpenError> {
-        Ok(SqlStore { writer, reader, io: io::Io::new().map_err(StoreOpenError::Thread)? })
+        let io = io::Io::new().map_err(StoreOpenError::Thread)?;
+        Ok(SqlStore { writer, reader, io, checkpointer: None })
     }
 
     /// Closes every connection (SQLite checkpoints its WAL when the last one closes).
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
         self.writer.close().await;
         self.reader.close().await;
     }
@@ -188,7 +194,11 @@ where
     /// thread (`io`).
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let (batch, pool) = (write::Grouped::new(writes)?, self.writer.clone());
-        self.io.run(async move { DB::write(&pool, batch).await }).await
+        self.io.run(async move { DB::write(&pool, batch).await }).await?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(())
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {

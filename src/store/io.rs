@@ -25,6 +25,11 @@ impl Io {
         Ok(Io { runtime: Some(runtime) })
     }
 
+    /// The runtime, for work that outlives one call (the SQLite checkpointer).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime.as_ref().expect("the runtime lives until the store is dropped").handle()
+    }
+
     /// Runs `work` on the store's thread and waits for it.
     pub async fn run<T: Send + 'static>(
         &self,

@@ -21,6 +21,10 @@ use super::write::{
 use super::{Dialect, SqlStore, StoreOpenError, StoreOptions};
 use crate::config::SyncMode;
 
+mod checkpoint;
+
+pub(crate) use checkpoint::Checkpointer;
+
 /// Readers besides the one writer connection; WAL lets them read while it commits.
 const READERS: u32 = 4;
 
@@ -76,8 +80,26 @@ pub(super) async fn connect(options: &StoreOptions, url: &str) -> Result<SqlStor
     // One connection first, for its error: a pool would retry until its timeout and then
     // report only that it timed out.
     connect.connect().await.map_err(unreachable)?.close().await.map_err(unreachable)?;
-    // The writer lives as long as the store: reopening costs a file open and the pragmas.
-    let writer = SqlitePoolOptions::new()
+    let writer = single_connection(&connect).await.map_err(unreachable)?;
+    // An in-memory database exists once per connection (or per shared cache, which the
+    // pool may close when idle): one connection serves reads and writes, and has no WAL.
+    if in_memory {
+        return SqlStore::new(writer.clone(), writer);
+    }
+    let reader = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .test_before_acquire(false)
+        .connect_lazy_with(connect.clone().pragma("query_only", "ON"));
+    let checkpoints = single_connection(&connect).await.map_err(unreachable)?;
+    let mut store = SqlStore::new(writer, reader)?;
+    store.checkpointer = Some(Checkpointer::start(checkpoints, store.io.handle()));
+    Ok(store)
+}
+
+/// A pool of one connection that lives as long as the store: reopening costs a file
+/// open and the pragmas.
+async fn single_connection(connect: &SqliteConnectOptions) -> Result<Pool<Sqlite>, sqlx::Error> {
+    SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
         .idle_timeout(None)
@@ -85,18 +107,6 @@ pub(super) async fn connect(options: &StoreOptions, url: &str) -> Result<SqlStor
         .test_before_acquire(false)
         .connect_with(connect.clone())
         .await
-        .map_err(unreachable)?;
-    // An in-memory database exists once per connection (or per shared cache, which the
-    // pool may close when idle): one connection serves reads and writes.
-    let reader = if in_memory {
-        writer.clone()
-    } else {
-        SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .test_before_acquire(false)
-            .connect_lazy_with(connect.pragma("query_only", "ON"))
-    };
-    SqlStore::new(writer, reader)
 }
 
 type Bound<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;

@@ -472,6 +472,26 @@ async fn a_database_with_a_newer_schema_is_refused_and_data_survives_reopening()
     .await;
 }
 
+/// A commit's pages reach the database file soon after it, copied from the WAL in the
+/// background, instead of all at once inside the commit that passes SQLite's automatic
+/// checkpoint (1,000 pages, far more than these writes).
+#[tokio::test]
+async fn sqlite_commits_are_copied_from_the_wal_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mark1.db");
+    let opened = open(&StoreOptions::new(format!("sqlite://{}", file.display()))).await.unwrap();
+    let size = || std::fs::metadata(&file).unwrap().len();
+    let before = size();
+    let tasks: Vec<TaskRecord> = (0..200).map(|_| task("default", TaskState::Queued, now())).collect();
+    opened.store.write_batch(&tasks.iter().map(put).collect::<Vec<_>>()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while size() <= before {
+        assert!(tokio::time::Instant::now() < deadline, "the database file stayed at {before} bytes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    opened.close().await;
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_named_without_its_password() {
     let options = StoreOptions::new("postgres://mark1:hunter2@127.0.0.1:1/mark1");
