@@ -32,6 +32,7 @@ pub use client::TaskClient;
 pub use registry::AgentEntry;
 use registry::AgentRegistry;
 pub use registry::{AgentHealth, AgentStatus};
+pub use tasks::WaitReply;
 use tasks::{RecordReply, TaskEntry, TaskTable};
 use wait_slots::WaitSlots;
 
@@ -102,7 +103,7 @@ pub enum OrchestratorMsg {
     SubmitAndWait {
         request: Arc<TaskRequest>,
         wait: Option<Duration>,
-        reply: RecordReply,
+        reply: WaitReply,
     },
     /// Internal: the bounded waits filed under this slot are due.
     WaitElapsed {
@@ -341,10 +342,10 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Claim => state.claim(),
             OrchestratorMsg::Claimed(result) => state.claimed(result),
             OrchestratorMsg::RenewLease => state.renew_lease(),
-            OrchestratorMsg::Wait { id, wait, reply } => state.wait(id, reply, wait),
+            OrchestratorMsg::Wait { id, wait, reply } => state.wait(id, reply.into(), wait),
             OrchestratorMsg::Get { id, reply } => match state.tasks.get(&id) {
                 Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
-                None => state.read_from_store(id, reply),
+                None => state.read_from_store(id, reply.into()),
             },
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
             OrchestratorMsg::CancelKey { namespace, key } => {
@@ -399,14 +400,14 @@ pub enum Intake {
     /// Replies "accepted" (after the commit, when durable).
     Accept(RpcReplyPort<Result<Submitted, TaskError>>),
     /// Replies with the finished task, or after the bound with the task as it is.
-    Wait(RecordReply, Option<Duration>),
+    Wait(WaitReply, Option<Duration>),
 }
 
 impl Intake {
     fn refuse(self, error: TaskError) {
         match self {
             Intake::Accept(reply) => drop(reply.send(Err(error))),
-            Intake::Wait(reply, _) => drop(reply.send(Err(error))),
+            Intake::Wait(reply, _) => reply.send(Err(error)),
         }
     }
 }

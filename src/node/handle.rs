@@ -142,7 +142,9 @@ impl NodeHandle {
     /// Submits and waits for the final state in one message.
     pub async fn run(&self, request: TaskRequest, timeout: Duration) -> Result<TaskRecord, NodeError> {
         let request = std::sync::Arc::new(request);
-        Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait: None, reply }, timeout).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait: None, reply: reply.into() }, timeout)
+            .await??)
     }
 
     /// Submits and waits up to `wait` for the task to finish, in one message: returns the
@@ -155,7 +157,9 @@ impl NodeHandle {
         let request = std::sync::Arc::new(request);
         let deadline = wait + self.call_timeout();
         let wait = Some(wait);
-        Ok(self.ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait, reply }, deadline).await??)
+        Ok(self
+            .ask(|reply| OrchestratorMsg::SubmitAndWait { request, wait, reply: reply.into() }, deadline)
+            .await??)
     }
 
     /// Waits up to `timeout` for the task to finish; returns the task as it is then.

@@ -120,7 +120,7 @@ impl OrchestratorState {
                 Intake::Accept(reply) => drop(reply.send(Ok(Submitted { id: record.id, existing: true }))),
                 // Final (it finished long ago), or run by another node start: what the
                 // store says is all this node knows.
-                Intake::Wait(reply, _) => drop(reply.send(Ok(*record))),
+                Intake::Wait(reply, _) => reply.send(Ok(*record)),
             },
         }
     }

@@ -15,10 +15,36 @@ use crate::ports::AttemptRecord;
 
 pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
 
+/// Where the answer to a wait goes: a reply port someone awaits, or a continuation the
+/// orchestrator runs itself when the answer is ready. A workflow run's step turns the
+/// answer into a message to the run this way, with no task waiting on a port in
+/// between (one wake-up less per step). A continuation runs inside the orchestrator's
+/// handler, so it only sends messages or spawns; dropped unanswered (the orchestrator
+/// stopped), it must notice on its own, as a port's receiver would.
+pub enum WaitReply {
+    Port(RecordReply),
+    Then(Box<dyn FnOnce(Result<TaskRecord, TaskError>) + Send>),
+}
+
+impl WaitReply {
+    pub fn send(self, answer: Result<TaskRecord, TaskError>) {
+        match self {
+            WaitReply::Port(port) => drop(port.send(answer)),
+            WaitReply::Then(then) => then(answer),
+        }
+    }
+}
+
+impl From<RecordReply> for WaitReply {
+    fn from(port: RecordReply) -> Self {
+        WaitReply::Port(port)
+    }
+}
+
 /// Someone waiting for a task to finish; a bounded wait is answered with the task as it
 /// is at `until` if it has not finished by then.
 pub struct Waiter {
-    pub reply: RecordReply,
+    pub reply: WaitReply,
     pub until: Option<Instant>,
     /// The slot of the orchestrator's wait timers `until` is filed under.
     pub slot: Option<u64>,
@@ -26,7 +52,7 @@ pub struct Waiter {
 
 impl Waiter {
     pub fn send(self, answer: Result<TaskRecord, TaskError>) {
-        let _ = self.reply.send(answer);
+        self.reply.send(answer);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::tasks::{RecordReply, Waiter};
+use super::tasks::{WaitReply, Waiter};
 use super::{OrchestratorMsg, OrchestratorState, TaskError};
 use crate::domain::TaskId;
 use crate::store_writer::{Ack, Retry};
@@ -13,7 +13,7 @@ impl OrchestratorState {
     /// committed: a task that finished moments ago may still have its final write in the
     /// store writer, so the reply goes through a barrier there (acked once everything
     /// sent before it is committed).
-    pub(super) fn wait(&mut self, id: TaskId, reply: RecordReply, wait: Option<Duration>) {
+    pub(super) fn wait(&mut self, id: TaskId, reply: WaitReply, wait: Option<Duration>) {
         if self.tasks.get(&id).is_some_and(|e| !e.record.state.is_final()) {
             let waiter = self.waiter(id, reply, wait);
             return self.tasks.get_mut(&id).expect("just seen").waiters.push(waiter);
@@ -23,21 +23,21 @@ impl OrchestratorState {
             return self.read_from_store(id, reply);
         };
         if !entry.record.durable {
-            return drop(reply.send(Ok(entry.record.clone())));
+            return reply.send(Ok(entry.record.clone()));
         }
         let record = entry.record.clone();
         let ack: Ack = Box::new(move |result| {
             let answer = result
                 .map(|()| record)
                 .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
-            let _ = reply.send(answer);
+            reply.send(answer);
         });
         self.write_now(Vec::new(), ack, Retry::UntilCommitted);
     }
 
     /// Answers from the store for a task no longer held in memory; the read runs outside
     /// the mailbox.
-    pub(super) fn read_from_store(&self, id: TaskId, reply: RecordReply) {
+    pub(super) fn read_from_store(&self, id: TaskId, reply: WaitReply) {
         let store = self.args.store.clone();
         tokio::spawn(async move {
             let result = match store.task(id).await {
@@ -45,13 +45,13 @@ impl OrchestratorState {
                 Ok(None) => Err(TaskError::NotFound(id)),
                 Err(error) => Err(TaskError::Unavailable(error.to_string())),
             };
-            let _ = reply.send(result);
+            reply.send(result);
         });
     }
 
     /// A waiter of task `id`; a bounded one is filed in the wait slots (a new slot gets a
     /// timer message).
-    pub(super) fn waiter(&mut self, id: TaskId, reply: RecordReply, wait: Option<Duration>) -> Waiter {
+    pub(super) fn waiter(&mut self, id: TaskId, reply: WaitReply, wait: Option<Duration>) -> Waiter {
         let Some(wait) = wait else { return Waiter { reply, until: None, slot: None } };
         let until = Instant::now() + wait;
         let (slot, timer) = self.wait_slots.add(id, until);

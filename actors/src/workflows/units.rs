@@ -19,7 +19,7 @@ use crate::domain::workflow::{
     step_task_key, RunId, RunRecord, RunState, StepState, UnitOutcome, WorkflowDef,
 };
 use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
-use crate::orchestrator::{OrchestratorMsg, TaskError};
+use crate::orchestrator::{OrchestratorMsg, TaskError, WaitReply};
 use mark1_supervisors::Addr;
 
 /// How long to wait before asking again when the orchestrator is away.
@@ -79,7 +79,8 @@ pub(super) fn run_task(orchestrator: OrchestratorFn, run: Addr<RunMsg>, unit: Un
 
 /// Submits a step's task and waits for its end in one orchestrator message. It is sent
 /// from the run actor itself, so a later [`cancel_key`] from the run reaches the
-/// orchestrator after it. Any other answer than the task's end (the orchestrator went
+/// orchestrator after it, and the orchestrator hands the end straight to the run (a
+/// [`WaitReply::Then`]). Any other answer than the task's end (the orchestrator went
 /// away or refused for a while, or answered with a task it does not hold) falls back to
 /// the loop of [`run_task`].
 pub(super) fn submit_and_wait(
@@ -90,22 +91,41 @@ pub(super) fn submit_and_wait(
 ) {
     let Some(addr) = orchestrator() else { return run_task(orchestrator, run, unit, request) };
     let request = Arc::new(request);
-    let (reply, answer) = oneshot();
-    let message =
-        OrchestratorMsg::SubmitAndWait { request: request.clone(), wait: None, reply: reply.into() };
-    let sent = addr.cast(message).is_ok();
-    tokio::spawn(async move {
-        match answer.await {
-            Ok(Ok(record)) if sent && record.state.is_final() => {
+    let step = StepWait(Some((orchestrator, run, unit, request.clone())));
+    let reply = WaitReply::Then(Box::new(move |answer| step.answer(answer)));
+    // Refused, the message is dropped with the continuation, which then falls back.
+    let _ = addr.cast(OrchestratorMsg::SubmitAndWait { request, wait: None, reply });
+}
+
+/// A step's wait for its task, answered by the orchestrator.
+struct StepWait(Option<(OrchestratorFn, Addr<RunMsg>, UnitKey, Arc<TaskRequest>)>);
+
+impl StepWait {
+    fn answer(mut self, answer: Result<TaskRecord, TaskError>) {
+        let Some((orchestrator, run, unit, request)) = self.0.take() else { return };
+        match answer {
+            Ok(record) if record.state.is_final() => {
                 let _ = run.cast(RunMsg::Finished { unit, outcome: task_outcome(&record) });
             }
-            Ok(Err(error)) if retry_after(&error).is_none() => {
+            Err(error) if retry_after(&error).is_none() => {
                 let outcome = UnitOutcome::Failed { state: StepState::Failed, error: error.to_string() };
                 let _ = run.cast(RunMsg::Finished { unit, outcome });
             }
-            _ => drive(orchestrator, run, unit, request, !sent).await,
+            _ => drop(tokio::spawn(drive(orchestrator, run, unit, request, false))),
         }
-    });
+    }
+}
+
+impl Drop for StepWait {
+    /// Dropped unanswered: the orchestrator stopped (or never took the message). The loop
+    /// submits again once one runs, and the idempotency key finds the task if it exists.
+    fn drop(&mut self) {
+        if let Some((orchestrator, run, unit, request)) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(drive(orchestrator, run, unit, request, false));
+            }
+        }
+    }
 }
 
 /// Submits (again) and waits until the task is final, through whatever comes in between.
