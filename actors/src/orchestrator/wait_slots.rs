@@ -73,10 +73,11 @@ impl WaitSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orchestrator::WaitReply;
 
     fn waiter(slot: u64) -> Waiter {
         let (tx, _rx) = tokio::sync::oneshot::channel();
-        Waiter { reply: tx.into(), until: None, slot: Some(slot) }
+        Waiter { reply: WaitReply::Port(tx.into()), until: None, slot: Some(slot) }
     }
 
     #[tokio::test]
