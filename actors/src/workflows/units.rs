@@ -422,6 +422,33 @@ mod tests {
         run.stop(None);
     }
 
+    /// `NotHeld` drops a `SubmitAndWait` unanswered, as an orchestrator that stops with
+    /// the step's wait in its table does: the dropped continuation falls back to the loop.
+    #[tokio::test(start_paused = true)]
+    async fn a_step_wait_dropped_unanswered_falls_back_to_submitting_again() {
+        let request = TaskRequest::to_agent("echo", json!({}));
+        let record = TaskRecord::queued(&request, 1, None, SystemTime::now());
+        let state = NotHeldState { record, looks: 0, running_for: 0 };
+        let (orchestrator, _) = Actor::spawn(None, NotHeld, state).await.unwrap();
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let (run, _) = Actor::spawn(None, Outcomes, tx).await.unwrap();
+
+        let found = Addr::new(orchestrator.clone(), ActorStats::new("orchestrator"));
+        let unit = UnitKey { step: "s".into(), item: None, attempt: 1 };
+        submit_and_wait(
+            Arc::new(move || Some(found.clone())),
+            Addr::new(run.clone(), ActorStats::new("run")),
+            unit,
+            request,
+        );
+
+        let ended = tokio::time::timeout(Duration::from_secs(60), outcomes.recv()).await;
+        let outcome = ended.expect("the unit ends, not waits forever").expect("the run is there");
+        assert_eq!(outcome, UnitOutcome::Succeeded(json!("done")));
+        orchestrator.stop(None);
+        run.stop(None);
+    }
+
     /// An orchestrator draining for shutdown: it refuses every submission.
     struct Draining;
 
