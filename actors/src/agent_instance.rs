@@ -1,15 +1,20 @@
 //! The agent instance actor: one worker (a process, a native value) running one task
 //! at a time.
 //!
-//! The task runs as a spawned future that owns the worker and hands it back with the
-//! result, so the mailbox stays live while the agent works. Cancellation and the attempt
-//! timeout reach the task through its cancellation token; the result goes straight to
-//! the orchestrator. A worker that crashed or broke the protocol is not trusted again:
+//! The attempt is a future that owns the worker and hands it back with the result. The
+//! instance polls it once in its handler: an agent that answers at once (a no-op, a
+//! cached answer) costs no task, no timer and no further message. One that has to wait
+//! moves to a spawned task, so the mailbox stays live while the agent works; its start
+//! is reported then. Cancellation and the attempt timeout reach the task through its
+//! cancellation token; the result goes straight to the orchestrator. A worker that crashed or broke the protocol is not trusted again:
 //! the instance fails and its pool restarts it with a fresh worker.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use mark1_supervisors::{Addr, Assignment, Job, Lease, PoolError};
@@ -62,6 +67,7 @@ impl Job for AgentJob {
             attempt: self.attempt,
             outcome: AttemptOutcome::Rejected(error),
             elapsed: Duration::ZERO,
+            start_unreported: false,
         });
     }
 }
@@ -129,22 +135,42 @@ impl Actor for AgentInstance {
                     job.reject(PoolError::NoWorkers);
                     return Err("agent instance received a task while busy".into());
                 };
-                state.lease = Some(lease);
-                state.running = Some(job.cancel.clone().drop_guard());
-                let me = Addr::new(myself, state.args.stats.clone());
-                spawn_attempt(me, worker, job, state.args.events.clone());
+                let report = Report::new(&job);
+                let (cancel, timeout) = (job.cancel.clone(), job.timeout);
+                let refused = if cancel.is_cancelled() {
+                    Some(AttemptOutcome::Failed(AgentError::Cancelled))
+                } else if timeout.is_zero() {
+                    Some(AttemptOutcome::TimedOut)
+                } else {
+                    None
+                };
+                if let Some(outcome) = refused {
+                    report.done(outcome, false);
+                    return state.hand_back(worker, None);
+                }
+                let mut attempt = start_attempt(worker, job, state.args.events.clone());
+                match attempt.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready((worker, result)) => {
+                        let outcome = outcome_of(result, false);
+                        let broken = broken(&outcome, worker.as_ref());
+                        report.done(outcome, true);
+                        state.hand_back(worker, broken)?;
+                    }
+                    Poll::Pending => {
+                        report.started();
+                        state.lease = Some(lease);
+                        state.running = Some(cancel.clone().drop_guard());
+                        let me = Addr::new(myself, state.args.stats.clone());
+                        finish_in_task(me, attempt, report, cancel, timeout);
+                    }
+                }
             }
             AgentInstanceMsg::Finished { worker, broken } => {
                 state.lease = None;
                 if let Some(guard) = state.running.take() {
                     guard.disarm();
                 }
-                if let Some(reason) = broken {
-                    // Dropping the worker ends its process; the pool restarts this instance.
-                    drop(worker);
-                    return Err(format!("agent '{}' worker broken: {reason}", state.args.spec.name).into());
-                }
-                state.worker = Some(worker);
+                state.hand_back(worker, broken)?;
             }
         }
         Ok(())
@@ -162,75 +188,120 @@ impl Actor for AgentInstance {
     }
 }
 
-/// Runs one attempt outside the mailbox, then reports the outcome to the orchestrator
-/// and hands the worker back to the instance.
-fn spawn_attempt(
+impl AgentInstanceState {
+    /// Takes the worker back after an attempt, or fails the instance when it is broken.
+    fn hand_back(
+        &mut self,
+        worker: Box<dyn AgentWorker>,
+        broken: Option<String>,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(reason) = broken {
+            // Dropping the worker ends its process; the pool restarts this instance.
+            drop(worker);
+            return Err(format!("agent '{}' worker broken: {reason}", self.args.spec.name).into());
+        }
+        self.worker = Some(worker);
+        Ok(())
+    }
+}
+
+/// An attempt in progress: the agent's run, owning the worker it hands back.
+type Attempt = Pin<Box<dyn Future<Output = (Box<dyn AgentWorker>, AgentResult)> + Send>>;
+
+/// What the agent's run gave, or its panic.
+type AgentResult = std::thread::Result<Result<Value, AgentError>>;
+
+/// Builds the attempt's future; nothing runs until it is polled.
+fn start_attempt(mut worker: Box<dyn AgentWorker>, job: AgentJob, events: Arc<dyn EventSink>) -> Attempt {
+    let AgentJob { task_id, attempt, reply_to, .. } = job;
+    // The job's fields move into the agent's context: nothing is copied.
+    let progress = Progress::new(events, task_id, job.namespace.clone());
+    let ctx = TaskContext {
+        task_id,
+        attempt,
+        idempotency_key: job.idempotency_key,
+        deadline: job.deadline,
+        namespace: job.namespace,
+        traceparent: job.traceparent,
+        submitter: job.submitter,
+        cancel: job.cancel,
+        progress: Some(progress),
+        tasks: Some(TaskClient::new(reply_to)),
+    };
+    let input = Value::clone(&job.input);
+    Box::pin(async move {
+        let result = AssertUnwindSafe(worker.run(ctx, input)).catch_unwind().await;
+        (worker, result)
+    })
+}
+
+/// Runs the rest of an attempt that is waiting on something, outside the mailbox, under
+/// the attempt's timeout; then reports the outcome and hands the worker back.
+fn finish_in_task(
     myself: Addr<AgentInstanceMsg>,
-    mut worker: Box<dyn AgentWorker>,
-    job: AgentJob,
-    events: Arc<dyn EventSink>,
+    mut attempt: Attempt,
+    report: Report,
+    cancel: CancellationToken,
+    timeout: Duration,
 ) {
+    let deadline = report.started.checked_add(timeout);
     tokio::spawn(async move {
-        let started = Instant::now();
-        let AgentJob { task_id, attempt, reply_to, timeout, .. } = job;
-        let outcome = if job.cancel.is_cancelled() {
-            AttemptOutcome::Failed(AgentError::Cancelled)
-        } else if timeout.is_zero() {
-            AttemptOutcome::TimedOut
-        } else {
-            let _ = reply_to.cast(OrchestratorMsg::AttemptStarted { task_id, attempt });
-            // The job's fields move into the agent's context: nothing is copied.
-            let progress = Progress::new(events, task_id, job.namespace.clone());
-            let ctx = TaskContext {
-                task_id,
-                attempt,
-                idempotency_key: job.idempotency_key,
-                deadline: job.deadline,
-                namespace: job.namespace,
-                traceparent: job.traceparent,
-                submitter: job.submitter,
-                cancel: job.cancel,
-                progress: Some(progress),
-                tasks: Some(TaskClient::new(reply_to.clone())),
-            };
-            run_attempt(worker.as_mut(), ctx, Value::clone(&job.input), timeout).await
+        let timer = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
         };
-        let broken = match &outcome {
-            AttemptOutcome::Failed(e) if e.breaks_worker() => Some(e.to_string()),
-            _ => worker.broken(),
+        let ((worker, result), timed_out) = tokio::select! {
+            biased;
+            done = &mut attempt => (done, false),
+            _ = timer => {
+                // Ask the worker to stop and wait for it: it returns once it stopped (a
+                // process worker kills its child after the grace period).
+                cancel.cancel();
+                (attempt.await, true)
+            }
         };
-        let _ = reply_to.cast(OrchestratorMsg::AttemptDone {
-            task_id,
-            attempt,
-            outcome,
-            elapsed: started.elapsed(),
-        });
+        let outcome = outcome_of(result, timed_out);
+        let broken = broken(&outcome, worker.as_ref());
+        report.done(outcome, false);
         let _ = myself.cast(AgentInstanceMsg::Finished { worker, broken });
     });
 }
 
-async fn run_attempt(
-    worker: &mut dyn AgentWorker,
-    ctx: TaskContext,
-    input: Value,
-    timeout: Duration,
-) -> AttemptOutcome {
-    // The attempt's own token (a fresh one per attempt): fired by a cancel or the timeout.
-    let cancel = ctx.cancel.clone();
-    let run = AssertUnwindSafe(worker.run(ctx, input)).catch_unwind();
-    tokio::pin!(run);
-    let timer = tokio::time::sleep(timeout);
-    tokio::pin!(timer);
-    let (result, timed_out) = tokio::select! {
-        biased;
-        result = &mut run => (result, false),
-        _ = &mut timer => {
-            // Ask the worker to stop and wait for it: it returns once it stopped (a
-            // process worker kills its child after the grace period).
-            cancel.cancel();
-            (run.await, true)
-        }
-    };
+/// Tells the orchestrator how an attempt went.
+struct Report {
+    task_id: TaskId,
+    attempt: u32,
+    reply_to: Addr<OrchestratorMsg>,
+    started: tokio::time::Instant,
+}
+
+impl Report {
+    fn new(job: &AgentJob) -> Report {
+        let started = tokio::time::Instant::now();
+        Report { task_id: job.task_id, attempt: job.attempt, reply_to: job.reply_to.clone(), started }
+    }
+
+    fn started(&self) {
+        let _ = self
+            .reply_to
+            .cast(OrchestratorMsg::AttemptStarted { task_id: self.task_id, attempt: self.attempt });
+    }
+
+    /// `start_unreported`: the attempt ran and ended before its start was reported.
+    fn done(self, outcome: AttemptOutcome, start_unreported: bool) {
+        let _ = self.reply_to.cast(OrchestratorMsg::AttemptDone {
+            task_id: self.task_id,
+            attempt: self.attempt,
+            outcome,
+            elapsed: self.started.elapsed(),
+            start_unreported,
+        });
+    }
+}
+
+fn outcome_of(result: AgentResult, timed_out: bool) -> AttemptOutcome {
     match result {
         Err(panic) => {
             AttemptOutcome::Failed(AgentError::Crashed(format!("panicked: {}", panic_message(&panic))))
@@ -238,6 +309,14 @@ async fn run_attempt(
         Ok(_) if timed_out => AttemptOutcome::TimedOut,
         Ok(Ok(output)) => AttemptOutcome::Succeeded(output),
         Ok(Err(error)) => AttemptOutcome::Failed(error),
+    }
+}
+
+/// Why the worker cannot be trusted with another task, if it cannot.
+fn broken(outcome: &AttemptOutcome, worker: &dyn AgentWorker) -> Option<String> {
+    match outcome {
+        AttemptOutcome::Failed(e) if e.breaks_worker() => Some(e.to_string()),
+        _ => worker.broken(),
     }
 }
 

@@ -170,6 +170,9 @@ pub enum OrchestratorMsg {
         attempt: u32,
         outcome: AttemptOutcome,
         elapsed: Duration,
+        /// The attempt ran and ended before its start was reported (an agent that
+        /// answered at once): the start is recorded now, `elapsed` before.
+        start_unreported: bool,
     },
     Retry {
         id: TaskId,
@@ -371,8 +374,8 @@ impl Actor for Orchestrator {
                 state.flush_writes();
             }
             OrchestratorMsg::AttemptStarted { task_id, attempt } => state.attempt_started(task_id, attempt),
-            OrchestratorMsg::AttemptDone { task_id, attempt, outcome, elapsed } => {
-                state.attempt_done(task_id, attempt, outcome, elapsed)
+            OrchestratorMsg::AttemptDone { task_id, attempt, outcome, elapsed, start_unreported } => {
+                state.attempt_done(task_id, attempt, outcome, elapsed, start_unreported)
             }
             OrchestratorMsg::Retry { id, attempt } => state.retry(id, attempt),
             OrchestratorMsg::PoolStarted { definition, result, reply } => {

@@ -43,27 +43,37 @@ async fn submit_wait_and_the_tree_shows_the_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_on_the_task_path_is_counted_so_mailbox_depth_is_real() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = started(builder(dir.path()).agent(AgentSpec::native("echo").pool_size(2, 2), Echo), 1).await;
+    let sleeper = Sleeper { cancelled: Arc::new(AtomicU32::new(0)) };
+    let builder = builder(dir.path())
+        .agent(AgentSpec::native("echo").pool_size(2, 2), Echo)
+        .agent(AgentSpec::native("sleeper").pool_size(2, 2), sleeper);
+    let handle = started(builder, 2).await;
     for i in 0..20 {
         handle.run(TaskRequest::to_agent("echo", json!(i)), Duration::from_secs(5)).await.unwrap();
+        handle.run(TaskRequest::to_agent("sleeper", json!({"ms": 1})), Duration::from_secs(5)).await.unwrap();
     }
     let name = handle.name().to_string();
+    let pool = |tree: &mark1::ActorSnapshot, agent: &str| {
+        tree.find(&format!("{name}/agents/pool:default/{agent}")).unwrap().clone()
+    };
     let at_rest =
         |node: &mark1::ActorSnapshot| node.messages_sent == node.messages_handled && node.mailbox_depth == 0;
     eventually(Duration::from_secs(5), "counters at rest", || async {
         let tree = handle.tree();
         let orchestrator = tree.find(&format!("{name}/orchestrator")).unwrap();
-        let pool = tree.find(&format!("{name}/agents/pool:default/echo")).unwrap();
-        at_rest(orchestrator) && pool.children.iter().all(at_rest)
+        at_rest(orchestrator)
+            && ["echo", "sleeper"].iter().all(|a| pool(&tree, a).children.iter().all(at_rest))
     })
     .await;
     let tree = handle.tree();
     let orchestrator = tree.find(&format!("{name}/orchestrator")).unwrap();
-    // Per task: the submission, the attempt's start and its end.
-    assert!(orchestrator.messages_sent >= 60, "{orchestrator:?}");
-    let pool = tree.find(&format!("{name}/agents/pool:default/echo")).unwrap();
-    // Per task an instance gets the job and its worker back.
-    assert_eq!(pool.children.iter().map(|w| w.messages_sent).sum::<u64>(), 40, "{pool:?}");
+    // Per task the submission and the attempt's end; per sleeping task its start too.
+    assert!(orchestrator.messages_sent >= 20 * 2 + 20 * 3, "{orchestrator:?}");
+    let sent = |agent: &str| pool(&tree, agent).children.iter().map(|w| w.messages_sent).sum::<u64>();
+    // An agent that answers at once runs in its instance's handler: one message per task.
+    assert_eq!(sent("echo"), 20, "{:?}", pool(&tree, "echo"));
+    // One that waits runs as a task and hands its worker back: two.
+    assert_eq!(sent("sleeper"), 40, "{:?}", pool(&tree, "sleeper"));
     stop(handle).await;
 }
 

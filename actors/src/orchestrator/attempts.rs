@@ -1,6 +1,6 @@
 //! Attempts: dispatch to the best agent, start and end reports, retries with backoff.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mark1_supervisors::{PoolError, PoolMsg};
 use ractor::MessagingErr;
@@ -89,6 +89,10 @@ impl OrchestratorState {
 
     pub(super) fn attempt_started(&mut self, id: TaskId, attempt: u32) {
         let now = self.args.clock.now();
+        self.attempt_started_at(id, attempt, now);
+    }
+
+    fn attempt_started_at(&mut self, id: TaskId, attempt: u32, now: SystemTime) {
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         if entry.record.attempt != attempt || entry.record.state.is_final() {
             return;
@@ -120,12 +124,18 @@ impl OrchestratorState {
         attempt: u32,
         outcome: AttemptOutcome,
         elapsed: Duration,
+        start_unreported: bool,
     ) {
-        let Some(entry) = self.tasks.get_mut(&id) else { return };
+        let Some(entry) = self.tasks.get(&id) else { return };
         // A late report of an attempt that was superseded (cancelled, timed out) is ignored.
         if entry.record.attempt != attempt || entry.record.state.is_final() {
             return;
         }
+        if start_unreported {
+            let now = self.args.clock.now();
+            self.attempt_started_at(id, attempt, now.checked_sub(elapsed).unwrap_or(now));
+        }
+        let Some(entry) = self.tasks.get_mut(&id) else { return };
         let agent_key = entry.agent_key.clone();
         // A cancelled task is already final (and returned above), so only attempts count.
         let can_retry = entry.record.attempt < entry.record.max_attempts;
