@@ -22,32 +22,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mark1_supervisors::{
-    spawn_instrumented, ActorSnapshot, ActorStats, Addr, Backoff, ChildSpec, Intensity, Restart, StartCtx,
-    Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg, SupervisorObserver,
+    spawn_instrumented, ActorSnapshot, ActorStats, Addr, Backoff, Intensity, Restart, Strategy, Supervisor,
+    SupervisorArgs, SupervisorMsg,
 };
 use parking_lot::RwLock;
-use ractor::concurrency::JoinHandle;
-use ractor::{ActorCell, ActorRef, SpawnErr};
-use serde_json::json;
+use ractor::{ActorRef, SpawnErr};
 
-use crate::agents::{AgentCatalog, AgentDefinition, PoolDefaults, PoolStarter};
-use crate::audit::{Audit, AuditArgs, AuditMsg};
+use crate::agents::{AgentCatalog, AgentDefinition, PoolDefaults};
+use crate::audit::AuditMsg;
 use crate::domain::model::{ProviderSettings, RouterSettings};
-use crate::domain::EventKind;
-use crate::events::{EventBus, Events, EventsArgs, EventsMsg};
-use crate::health::{Health, HealthArgs, SharedHealth};
+use crate::events::{EventBus, EventsMsg};
+use crate::health::SharedHealth;
 use crate::metrics::{ModelMetrics, TaskMetrics};
 use crate::models::budget::BudgetBook;
-use crate::models::provider::{Provider, ProviderArgs};
-use crate::models::router::UsageSink;
 use crate::models::stats::ProviderStats;
-use crate::models::{ModelRouter, ProviderEntry, Router, RouterArgs};
-use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg};
-use crate::ports::{Clock, EventSink, ModelProvider, Scanner, Store, Write};
-use crate::retention::{Retention, RetentionArgs};
+use crate::models::{ModelRouter, ProviderEntry};
+use crate::orchestrator::OrchestratorMsg;
+use crate::ports::{Clock, ModelProvider, Scanner, Store};
 use crate::scans::ScanEnv;
-use crate::store_writer::{Retry, StoreWriter, StoreWriterArgs, StoreWriterMsg, StoreWriterStats};
-use crate::workflows::{Engine, EngineArgs, EngineMsg, RunDirectory};
+use crate::store_writer::StoreWriterStats;
+use crate::workflows::{EngineMsg, RunDirectory};
+
+mod children;
+
+use children::{addr_of, lookup, restart_events, Providers, Wiring};
 
 /// Settings of the actor tree, filled from the node's configuration.
 #[derive(Clone, Debug)]
@@ -163,125 +161,6 @@ pub fn actor_name(node: &str, id: &str) -> String {
     format!("{node}/{id}")
 }
 
-fn lookup<M: Send + 'static>(name: &str) -> Option<ActorRef<M>> {
-    ractor::registry::where_is(name).map(ActorRef::from)
-}
-
-/// A counting address of a registered actor whose slot hangs under `root`.
-fn addr_of<M: ractor::Message>(root: &Arc<ActorStats>, name: &str) -> Option<Addr<M>> {
-    Some(Addr::new(lookup(name)?, root.find(name)?))
-}
-
-fn spawned<M>(
-    result: Result<(mark1_supervisors::Addr<M>, JoinHandle<()>), SpawnErr>,
-) -> Result<ActorCell, SpawnErr>
-where
-    M: ractor::Message,
-{
-    result.map(|(addr, _)| addr.actor().get_cell())
-}
-
-/// The workflow engine, first child of `workflows`; runs join it there as they start.
-#[allow(clippy::too_many_arguments)]
-fn workflow_engine(
-    node: &str,
-    root_stats: &Arc<ActorStats>,
-    store: &Arc<dyn Store>,
-    clock: &Arc<dyn Clock>,
-    events: &Arc<EventBus>,
-    catalog: &Arc<AgentCatalog>,
-    directory: &Arc<RunDirectory>,
-    settings: &NodeSettings,
-) -> ChildSpec {
-    let (node, root_stats, store, clock, bus, catalog, directory, lease_ttl) = (
-        node.to_string(),
-        root_stats.clone(),
-        store.clone(),
-        clock.clone(),
-        events.clone(),
-        catalog.clone(),
-        directory.clone(),
-        settings.lease_ttl,
-    );
-    ChildSpec::new("engine", move |ctx: StartCtx| {
-        let writer = addr_of::<StoreWriterMsg>(&root_stats, &actor_name(&node, "store_writer"));
-        let orchestrator: Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> + Send + Sync> = {
-            let (root_stats, name) = (root_stats.clone(), actor_name(&node, "orchestrator"));
-            Arc::new(move || addr_of(&root_stats, &name))
-        };
-        let engine: Arc<dyn Fn() -> Option<Addr<EngineMsg>> + Send + Sync> = {
-            let (root_stats, name) = (root_stats.clone(), actor_name(&node, "workflows/engine"));
-            Arc::new(move || addr_of(&root_stats, &name))
-        };
-        let args = writer.map(|writer| {
-            EngineArgs::new(
-                node.clone(),
-                store.clone(),
-                writer,
-                orchestrator,
-                engine,
-                bus.clone(),
-                clock.clone(),
-                catalog.clone(),
-                ModelRouter::new(actor_name(&node, "models/router")),
-                directory.clone(),
-                ActorRef::from(ctx.supervisor.clone()),
-                lease_ttl,
-                ctx.stats.clone(),
-            )
-        });
-        async move {
-            let args =
-                args.ok_or_else(|| SpawnErr::StartupFailed("the store writer is not running".into()))?;
-            spawned(spawn_instrumented(ctx.name, Engine, args, ctx.stats, Some(ctx.supervisor)).await)
-        }
-    })
-    .registered(true)
-}
-
-/// A child that is itself a [`Supervisor`], with its own slot as its stats.
-fn supervisor_child(
-    id: &str,
-    make: impl Fn(Arc<ActorStats>) -> SupervisorArgs + Send + Sync + 'static,
-) -> ChildSpec {
-    let make = Arc::new(make);
-    ChildSpec::new(id, move |ctx: StartCtx| {
-        let args = make(ctx.stats.clone());
-        async move {
-            spawned(spawn_instrumented(ctx.name, Supervisor, args, ctx.stats, Some(ctx.supervisor)).await)
-        }
-    })
-    .registered(true)
-}
-
-/// A one-for-one core supervisor with the node's intensity and backoff.
-fn one_for_one(
-    settings: &NodeSettings,
-    stats: Arc<ActorStats>,
-    children: Vec<ChildSpec>,
-    observer: SupervisorObserver,
-) -> SupervisorArgs {
-    SupervisorArgs {
-        strategy: Strategy::OneForOne,
-        intensity: settings.intensity,
-        backoff: settings.backoff,
-        children,
-        max_children: None,
-        stats,
-        observer: Some(observer),
-    }
-}
-
-/// Emits `actor.restarted` for every restart a core supervisor makes.
-fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
-    Arc::new(move |event| {
-        if let SupervisorEvent::ChildRestarted { supervisor, child, cause, reason } = event {
-            let data = json!({"supervisor": supervisor, "cause": cause, "reason": reason});
-            events.emit(EventKind::ActorRestarted, crate::DEFAULT_NAMESPACE, child, data);
-        }
-    })
-}
-
 impl NodeTree {
     pub async fn start(parts: NodeParts) -> Result<NodeTree, SpawnErr> {
         let NodeParts {
@@ -314,252 +193,44 @@ impl NodeTree {
         // The root's slot; every actor's slot hangs under it, so the tree and the
         // counting addresses (`Addr`) are found from here.
         let stats = ActorStats::new(name.clone());
-        let s = settings.clone();
-        let node = name.clone();
-
-        let mut children = Vec::new();
-        {
-            let (store, stats) = (store.clone(), writer_stats.clone());
-            children.push(
-                ChildSpec::actor("store_writer", move || {
-                    let args = StoreWriterArgs {
-                        store: store.clone(),
-                        batch_max: s.batch_max,
-                        flush_delay: s.flush_delay,
-                        queue_limit: s.store_queue_limit,
-                        stats: stats.clone(),
-                    };
-                    (StoreWriter, args)
-                })
-                .registered(true),
-            );
-        }
-        {
-            let (store, clock, chain, queue_limit) =
-                (store.clone(), clock.clone(), name.clone(), settings.audit_queue_limit);
-            children.push(
-                ChildSpec::actor("audit", move || {
-                    let args = AuditArgs {
-                        chain: chain.clone(),
-                        store: store.clone(),
-                        clock: clock.clone(),
-                        queue_limit,
-                    };
-                    (Audit, args)
-                })
-                .registered(true),
-            );
-        }
-        {
-            let (bus, store) = (events.clone(), store.clone());
-            children.push(
-                ChildSpec::actor("events", move || {
-                    (Events, EventsArgs { bus: bus.clone(), store: store.clone() })
-                })
-                .registered(true),
-            );
-        }
         // Stats and budgets outlive the actors' restarts: a restarted provider keeps its
         // breaker, and metrics keep reading the same budgets.
-        let entries: Vec<(ProviderEntry, Arc<dyn ModelProvider>)> = providers
+        let entries: Providers = providers
             .iter()
             .map(|p| {
                 let stats = Arc::new(ProviderStats::new(settings.models.breaker));
-                let actor = actor_name(&node, &format!("models/provider:{}", p.settings.name));
+                let actor = actor_name(&name, &format!("models/provider:{}", p.settings.name));
                 (ProviderEntry { settings: p.settings.clone(), stats, actor }, p.adapter.clone())
             })
             .collect();
         let model_providers: Vec<ProviderEntry> = entries.iter().map(|(e, _)| e.clone()).collect();
         let budgets = BudgetBook::from_settings(&settings.models);
-        {
-            // Usage records are background writes kept until they commit: budgets are
-            // restored from them after a restart.
-            let writer = actor_name(&node, "store_writer");
-            let usage_sink: UsageSink = Arc::new(move |record| {
-                if let Some(writer) = lookup::<StoreWriterMsg>(&writer) {
-                    let writes = vec![Write::PutUsage(Box::new(record))];
-                    let _ = writer.send_message(StoreWriterMsg::Write {
-                        writes,
-                        ack: None,
-                        retry: Retry::UntilCommitted,
-                    });
-                }
-            });
-            let (settings, bus, store, budgets) =
-                (settings.clone(), events.clone(), store.clone(), budgets.clone());
-            children.push(supervisor_child("models", move |stats| {
-                let mut children: Vec<ChildSpec> = entries
-                    .iter()
-                    .map(|(entry, adapter)| {
-                        let (stats, adapter) = (entry.stats.clone(), adapter.clone());
-                        let max_in_flight = entry.settings.max_in_flight;
-                        let id = format!("provider:{}", entry.settings.name);
-                        ChildSpec::actor(&id, move || {
-                            let args = ProviderArgs {
-                                adapter: adapter.clone(),
-                                stats: stats.clone(),
-                                max_in_flight,
-                            };
-                            (Provider, args)
-                        })
-                        .registered(true)
-                    })
-                    .collect();
-                let (router_settings, providers) =
-                    (settings.models.clone(), entries.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>());
-                let (usage_sink, store, budgets, metrics) =
-                    (usage_sink.clone(), store.clone(), budgets.clone(), model_metrics.clone());
-                children.push(
-                    ChildSpec::actor("router", move || {
-                        let args = RouterArgs {
-                            settings: router_settings.clone(),
-                            providers: providers.clone(),
-                            usage: Some(usage_sink.clone()),
-                            store: Some(store.clone()),
-                            budgets: budgets.clone(),
-                            metrics: metrics.clone(),
-                        };
-                        (Router, args)
-                    })
-                    .registered(true),
-                );
-                one_for_one(&settings, stats, children, restart_events(bus.clone()))
-            }));
-        }
-        {
-            let (settings, node) = (settings.clone(), node.clone());
-            children.push(supervisor_child("agents", move |stats| {
-                let node = node.clone();
-                // A pool that stops for good tells the orchestrator its agent failed.
-                let observer: SupervisorObserver = Arc::new(move |event| {
-                    if let SupervisorEvent::ChildExited { child, reason, .. } = event {
-                        let key = child.rsplit_once("pool:").map(|(_, k)| k.to_string()).unwrap_or(child);
-                        if let Some(o) = lookup::<OrchestratorMsg>(&actor_name(&node, "orchestrator")) {
-                            let _ = o.send_message(OrchestratorMsg::AgentExited { key, reason });
-                        }
-                    }
-                });
-                one_for_one(&settings, stats, Vec::new(), observer)
-            }));
-        }
-        {
-            let node_name = name.clone();
-            let (node, root_stats, store, store_clock, bus, metrics, catalog, settings) = (
-                node.clone(),
-                stats.clone(),
-                store.clone(),
-                clock.clone(),
-                events.clone(),
-                metrics.clone(),
-                catalog.clone(),
-                settings.clone(),
-            );
-            children.push(
-                ChildSpec::new("orchestrator", move |ctx: StartCtx| {
-                    // Dependencies started before this one (rest-for-one order).
-                    let agents = lookup::<SupervisorMsg>(&actor_name(&node, "agents"));
-                    let agents_stats = root_stats.find(&actor_name(&node, "agents"));
-                    let writer = addr_of::<StoreWriterMsg>(&root_stats, &actor_name(&node, "store_writer"));
-                    let sink: Arc<dyn EventSink> = bus.clone();
-                    let stats = ctx.stats.clone();
-                    let args =
-                        agents.zip(agents_stats).zip(writer).map(|((agents, agents_stats), store_writer)| {
-                            OrchestratorArgs {
-                                agents,
-                                catalog: catalog.clone(),
-                                pools: PoolStarter {
-                                    defaults: settings.pools.clone(),
-                                    events: sink.clone(),
-                                    timeout: settings.control_timeout,
-                                    agents_stats,
-                                },
-                                store_writer,
-                                stats,
-                                store: store.clone(),
-                                events: sink,
-                                clock: store_clock.clone(),
-                                metrics: metrics.clone(),
-                                max_in_flight: settings.max_in_flight,
-                                quotas: settings.quotas.clone(),
-                                retain_finished: settings.retain_finished,
-                                node: node_name.clone(),
-                                lease_ttl: settings.lease_ttl,
-                            }
-                        });
-                    async move {
-                        let args = args.ok_or_else(|| {
-                            SpawnErr::StartupFailed(
-                                "the agents supervisor or the store writer is not running".into(),
-                            )
-                        })?;
-                        spawned(
-                            spawn_instrumented(ctx.name, Orchestrator, args, ctx.stats, Some(ctx.supervisor))
-                                .await,
-                        )
-                    }
-                })
-                .registered(true),
-            );
-        }
-        {
-            let engine =
-                workflow_engine(&name, &stats, &store, &clock, &events, &catalog, &directory, &settings);
-            let (settings, bus) = (settings.clone(), events.clone());
-            children.push(supervisor_child("workflows", move |stats| {
-                one_for_one(&settings, stats, vec![engine.clone()], restart_events(bus.clone()))
-            }));
-        }
-        {
-            // Jobs are temporary children: a crashed one is recorded failed, never rerun.
-            let (settings, bus) = (settings.clone(), events.clone());
-            children.push(supervisor_child("scans", move |stats| {
-                let mut args = one_for_one(&settings, stats, Vec::new(), restart_events(bus.clone()));
-                args.max_children = Some(settings.scan_queue_limit.max(1));
-                args
-            }));
-        }
-        {
-            let (node, root_stats, store, clock, interval, report, writer_stats) = (
-                node.clone(),
-                stats.clone(),
-                store.clone(),
-                clock.clone(),
-                settings.health_interval,
-                health.clone(),
-                writer_stats.clone(),
-            );
-            children.push(
-                ChildSpec::actor("health", move || {
-                    let (node, root_stats) = (node.clone(), root_stats.clone());
-                    let args = HealthArgs {
-                        store: store.clone(),
-                        orchestrator: Arc::new(move || {
-                            addr_of(&root_stats, &actor_name(&node, "orchestrator"))
-                        }),
-                        clock: clock.clone(),
-                        interval,
-                        report: report.clone(),
-                        writer: writer_stats.clone(),
-                        providers: providers.iter().map(|p| p.adapter.clone()).collect(),
-                    };
-                    (Health, args)
-                })
-                .registered(true),
-            );
-        }
-        {
-            let (store, clock, settings) = (store.clone(), clock.clone(), settings.clone());
-            children.push(ChildSpec::actor("retention", move || {
-                let args = RetentionArgs {
-                    store: store.clone(),
-                    clock: clock.clone(),
-                    keep: settings.retention,
-                    interval: settings.prune_interval,
-                    batch: settings.prune_batch,
-                };
-                (Retention, args)
-            }));
-        }
+
+        let wiring = Wiring {
+            node: name.clone(),
+            stats: stats.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
+            catalog: catalog.clone(),
+            directory: directory.clone(),
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            writer_stats: writer_stats.clone(),
+            health: health.clone(),
+        };
+        let mut children = vec![
+            children::store_writer(&wiring),
+            children::audit(&wiring),
+            children::events(&wiring),
+            children::models(&wiring, entries, budgets.clone(), model_metrics),
+            children::agents(&wiring),
+            children::orchestrator(&wiring),
+            children::workflows(&wiring),
+            children::scans(&wiring),
+            children::health(&wiring, &providers),
+            children::retention(&wiring),
+        ];
         for child in &mut children {
             child.restart = Restart::Permanent;
         }
