@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::StreamExt;
 use ractor::concurrency::JoinHandle;
+use ractor::SpawnErr;
 use ractor::{ActorCell, ActorProcessingErr, ActorRef, Message, RpcReplyPort};
 
 use super::queue::JobQueue;
@@ -22,6 +25,11 @@ use crate::supervisor::{StartCtx, SupervisorEvent, SupervisorObserver};
 /// How long a stopping worker may take before it is killed.
 const WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
 const BACKOFF_HISTORY: u32 = 64;
+/// Worker starts a pool runs at once while it starts its first `min` workers.
+const STARTS_AT_ONCE: usize = 64;
+
+/// How one worker's start went.
+type Started<M> = Result<ActorRef<M>, SpawnErr>;
 
 struct WorkerSlot<M> {
     /// Never reused, so a restart timer for a slot that was shrunk away finds nothing.
@@ -103,9 +111,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             drain_waiters: Vec::new(),
             ticker: None,
         };
-        while state.slots.len() < state.min {
-            state.grow(myself).await?;
-        }
+        state.start_initial(myself).await?;
         Ok(state)
     }
 
@@ -231,9 +237,41 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
         }
     }
 
+    /// Starts the first `min` workers, up to `STARTS_AT_ONCE` at a time: their starts (a
+    /// process's spawn and hello, say) overlap instead of waiting one behind another.
+    /// Failed starts are then handled in slot order, as `grow` handles one.
+    async fn start_initial(&mut self, myself: &ActorRef<PoolMsg<J>>) -> Result<(), ActorProcessingErr> {
+        let first = self.slots.len();
+        while self.slots.len() < self.min {
+            self.add_slot();
+        }
+        let starts: Vec<_> = (first..self.slots.len()).map(|i| self.begin_start(myself, i)).collect();
+        let results: Vec<_> = futures::stream::iter(starts).buffered(STARTS_AT_ONCE).collect().await;
+        for (i, result) in (first..).zip(results) {
+            if let Err(reason) = self.end_start(i, result) {
+                let n = self.slots[i].n;
+                self.on_worker_exit(myself, n, RestartCause::StartFailed, reason).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a worker slot and starts it. `Ok(None)` when its start failed and it awaits
     /// a restart; `Err` when that failure exceeded the intensity.
     async fn grow(&mut self, myself: &ActorRef<PoolMsg<J>>) -> Result<Option<usize>, ActorProcessingErr> {
+        let i = self.add_slot();
+        match self.start_slot(myself, i).await {
+            Ok(()) => Ok(Some(i)),
+            Err(reason) => {
+                let n = self.slots[i].n;
+                self.on_worker_exit(myself, n, RestartCause::StartFailed, reason).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Adds an empty slot for the next worker; returns its index.
+    fn add_slot(&mut self) -> usize {
         let n = self.next_n;
         self.next_n += 1;
         let window = self.window.intensity().window;
@@ -248,22 +286,26 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             seen_assigned: 0,
             last_active: Instant::now(),
         });
-        let i = self.slots.len() - 1;
-        match self.start_slot(myself, i).await {
-            Ok(()) => Ok(Some(i)),
-            Err(reason) => {
-                self.on_worker_exit(myself, n, RestartCause::StartFailed, reason).await?;
-                Ok(None)
-            }
-        }
+        self.slots.len() - 1
     }
 
     async fn start_slot(&mut self, myself: &ActorRef<PoolMsg<J>>, i: usize) -> Result<(), String> {
+        let started = self.begin_start(myself, i).await;
+        self.end_start(i, started)
+    }
+
+    /// Starts slot `i`'s worker; the future ends when the worker has started or failed to.
+    fn begin_start(&mut self, myself: &ActorRef<PoolMsg<J>>, i: usize) -> BoxFuture<'static, Started<M>> {
         let slot = &mut self.slots[i];
         let ctx = StartCtx { supervisor: myself.get_cell(), name: None, stats: slot.stats.clone() };
         slot.pending = false;
         slot.stats.set_status(Status::Starting);
-        match (self.start_worker)(ctx).await {
+        (self.start_worker)(ctx)
+    }
+
+    /// Records how slot `i`'s start went.
+    fn end_start(&mut self, i: usize, started: Started<M>) -> Result<(), String> {
+        match started {
             Ok(actor) => {
                 let slot = &mut self.slots[i];
                 slot.stats.set_actor_id(actor.get_id().pid());

@@ -391,3 +391,25 @@ async fn an_invalid_size_fails_the_start() {
     let err = spawn_instrumented(None, Pool::<TJob, WMsg>::default(), a, stats, None).await.err().unwrap();
     assert!(err.to_string().contains("invalid pool size"), "{err}");
 }
+
+/// The first `min` workers start together: each start here waits until all four have
+/// begun, so starting them one after another would never finish.
+#[tokio::test]
+async fn the_first_workers_start_together() {
+    let shared = Shared::default();
+    let mut a = args(&shared, Routing::RoundRobin, 4, 4, 1);
+    let (s, all_begun) = (shared.clone(), Arc::new(tokio::sync::Barrier::new(4)));
+    a.start_worker = Arc::new(move |ctx: StartCtx| {
+        let (s, all_begun) = (s.clone(), all_begun.clone());
+        Box::pin(async move {
+            all_begun.wait().await;
+            let (addr, _) = spawn_instrumented(ctx.name, W, s, ctx.stats, Some(ctx.supervisor)).await?;
+            Ok(addr.actor().clone())
+        })
+    });
+    let h = tokio::time::timeout(Duration::from_secs(10), start(shared, a)).await.expect("the pool starts");
+    assert_eq!(h.load.workers.load(SeqCst), 4);
+    let names: Vec<String> = h.stats.children().iter().map(|w| w.name().to_string()).collect();
+    assert_eq!(names, ["pool/worker-0", "pool/worker-1", "pool/worker-2", "pool/worker-3"]);
+    h.shutdown().await;
+}
