@@ -25,7 +25,7 @@ use crate::supervisor::{StartCtx, SupervisorEvent, SupervisorObserver};
 /// How long a stopping worker may take before it is killed.
 const WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
 const BACKOFF_HISTORY: u32 = 64;
-/// Worker starts a pool runs at once while it starts its first `min` workers.
+/// Worker starts a pool runs at once while it starts workers up to `min`.
 const STARTS_AT_ONCE: usize = 64;
 
 /// How one worker's start went.
@@ -111,7 +111,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
             drain_waiters: Vec::new(),
             ticker: None,
         };
-        state.start_initial(myself).await?;
+        state.start_up_to_min(myself).await?;
         Ok(state)
     }
 
@@ -237,10 +237,10 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
         }
     }
 
-    /// Starts the first `min` workers, up to `STARTS_AT_ONCE` at a time: their starts (a
-    /// process's spawn and hello, say) overlap instead of waiting one behind another.
+    /// Adds and starts workers up to `min`, up to `STARTS_AT_ONCE` at a time: their starts
+    /// (a process's spawn and hello, say) overlap instead of waiting one behind another.
     /// Failed starts are then handled in slot order, as `grow` handles one.
-    async fn start_initial(&mut self, myself: &ActorRef<PoolMsg<J>>) -> Result<(), ActorProcessingErr> {
+    async fn start_up_to_min(&mut self, myself: &ActorRef<PoolMsg<J>>) -> Result<(), ActorProcessingErr> {
         let first = self.slots.len();
         while self.slots.len() < self.min {
             self.add_slot();
@@ -398,9 +398,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
     ) -> Result<(), ActorProcessingErr> {
         self.min = min;
         self.max = max;
-        while self.slots.len() < min {
-            self.grow(myself).await?;
-        }
+        self.start_up_to_min(myself).await?;
         self.shrink(true);
         self.dispatch();
         Ok(())

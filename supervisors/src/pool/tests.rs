@@ -392,12 +392,12 @@ async fn an_invalid_size_fails_the_start() {
     assert!(err.to_string().contains("invalid pool size"), "{err}");
 }
 
-/// The first `min` workers start together: each start here waits until all four have
-/// begun, so starting them one after another would never finish.
+/// Workers up to `min` start together, at start and after a resize: each start here
+/// waits until four have begun, so starting them one after another would never finish.
 #[tokio::test]
-async fn the_first_workers_start_together() {
+async fn workers_up_to_min_start_together() {
     let shared = Shared::default();
-    let mut a = args(&shared, Routing::RoundRobin, 4, 4, 1);
+    let mut a = args(&shared, Routing::RoundRobin, 4, 8, 1);
     let (s, all_begun) = (shared.clone(), Arc::new(tokio::sync::Barrier::new(4)));
     a.start_worker = Arc::new(move |ctx: StartCtx| {
         let (s, all_begun) = (s.clone(), all_begun.clone());
@@ -411,5 +411,7 @@ async fn the_first_workers_start_together() {
     assert_eq!(h.load.workers.load(SeqCst), 4);
     let names: Vec<String> = h.stats.children().iter().map(|w| w.name().to_string()).collect();
     assert_eq!(names, ["pool/worker-0", "pool/worker-1", "pool/worker-2", "pool/worker-3"]);
+    tokio::time::timeout(Duration::from_secs(10), h.resize(8, 8)).await.expect("the pool grows").unwrap();
+    assert_eq!(h.status().await.workers, 8);
     h.shutdown().await;
 }
