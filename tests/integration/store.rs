@@ -484,11 +484,8 @@ async fn sqlite_commits_are_copied_from_the_wal_in_the_background() {
     let before = size();
     let tasks: Vec<TaskRecord> = (0..200).map(|_| task("default", TaskState::Queued, now())).collect();
     opened.store.write_batch(&tasks.iter().map(put).collect::<Vec<_>>()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while size() <= before {
-        assert!(tokio::time::Instant::now() < deadline, "the database file stayed at {before} bytes");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("the database file to grow past {before} bytes");
+    crate::support::eventually(Duration::from_secs(10), &what, || async { size() > before }).await;
     opened.close().await;
 }
 

@@ -126,16 +126,16 @@ impl OrchestratorState {
         elapsed: Duration,
         start_unreported: bool,
     ) {
-        let Some(entry) = self.tasks.get(&id) else { return };
-        // A late report of an attempt that was superseded (cancelled, timed out) is ignored.
-        if entry.record.attempt != attempt || entry.record.state.is_final() {
-            return;
-        }
         if start_unreported {
+            // Ignores a superseded attempt as the check below does.
             let now = self.args.clock.now();
             self.attempt_started_at(id, attempt, now.checked_sub(elapsed).unwrap_or(now));
         }
         let Some(entry) = self.tasks.get_mut(&id) else { return };
+        // A late report of an attempt that was superseded (cancelled, timed out) is ignored.
+        if entry.record.attempt != attempt || entry.record.state.is_final() {
+            return;
+        }
         let agent_key = entry.agent_key.clone();
         // A cancelled task is already final (and returned above), so only attempts count.
         let can_retry = entry.record.attempt < entry.record.max_attempts;

@@ -97,8 +97,11 @@ pub(super) fn submit_and_wait(
     let _ = addr.cast(OrchestratorMsg::SubmitAndWait { request, wait: None, reply });
 }
 
+/// What a step's wait needs to report its end, or to fall back to [`drive`].
+type StepParts = (OrchestratorFn, Addr<RunMsg>, UnitKey, Arc<TaskRequest>);
+
 /// A step's wait for its task, answered by the orchestrator.
-struct StepWait(Option<(OrchestratorFn, Addr<RunMsg>, UnitKey, Arc<TaskRequest>)>);
+struct StepWait(Option<StepParts>);
 
 impl StepWait {
     fn answer(mut self, answer: Result<TaskRecord, TaskError>) {
@@ -111,8 +114,15 @@ impl StepWait {
                 let outcome = UnitOutcome::Failed { state: StepState::Failed, error: error.to_string() };
                 let _ = run.cast(RunMsg::Finished { unit, outcome });
             }
-            _ => drop(tokio::spawn(drive(orchestrator, run, unit, request, false))),
+            _ => fall_back((orchestrator, run, unit, request)),
         }
+    }
+}
+
+/// Submits again through the loop of [`drive`] (the key finds the task if it exists).
+fn fall_back((orchestrator, run, unit, request): StepParts) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(drive(orchestrator, run, unit, request, false));
     }
 }
 
@@ -120,10 +130,8 @@ impl Drop for StepWait {
     /// Dropped unanswered: the orchestrator stopped (or never took the message). The loop
     /// submits again once one runs, and the idempotency key finds the task if it exists.
     fn drop(&mut self) {
-        if let Some((orchestrator, run, unit, request)) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(drive(orchestrator, run, unit, request, false));
-            }
+        if let Some(parts) = self.0.take() {
+            fall_back(parts);
         }
     }
 }
