@@ -137,6 +137,11 @@ pub struct StoreConfig {
     /// waits for commits as soon as no other commit is in flight.
     #[serde(with = "humantime_serde")]
     pub flush_delay: Duration,
+    /// How long the rows of non-durable tasks (written once, when they finish, and never
+    /// waited for) gather before they commit in a transaction of their own, so they never
+    /// lengthen a commit someone waits for.
+    #[serde(with = "humantime_serde")]
+    pub lazy_delay: Duration,
     /// Most writes in one transaction.
     pub batch_max: usize,
     /// Writes waiting for the store writer before callers are refused (503).
@@ -160,6 +165,7 @@ impl Default for StoreConfig {
             password_file: None,
             sync: SyncMode::Full,
             flush_delay: Duration::from_millis(2),
+            lazy_delay: Duration::from_millis(50),
             batch_max: 512,
             queue_limit: 65536,
             retention: Duration::from_secs(7 * 24 * 3600),

@@ -269,6 +269,7 @@ fn settings_from(config: &Config) -> NodeSettings {
     NodeSettings {
         batch_max: config.store.batch_max,
         flush_delay: config.store.flush_delay,
+        lazy_delay: config.store.lazy_delay,
         store_queue_limit: config.store.queue_limit,
         max_in_flight: config.limits.max_in_flight,
         quotas: quota_settings(&config.limits),

@@ -52,6 +52,8 @@ use children::{addr_of, lookup, restart_events, Providers, Wiring};
 pub struct NodeSettings {
     pub batch_max: usize,
     pub flush_delay: Duration,
+    /// How long the rows of non-durable tasks gather before they commit on their own.
+    pub lazy_delay: Duration,
     pub store_queue_limit: usize,
     /// Audit entries waiting for the store before callers are refused.
     pub audit_queue_limit: usize,
@@ -85,6 +87,7 @@ impl Default for NodeSettings {
         NodeSettings {
             batch_max: 512,
             flush_delay: Duration::ZERO,
+            lazy_delay: Duration::ZERO,
             store_queue_limit: 65_536,
             audit_queue_limit: 4096,
             max_in_flight: 100_000,

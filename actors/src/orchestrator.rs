@@ -238,6 +238,8 @@ pub struct OrchestratorState {
     /// Writes that need no acknowledgement, sent to the store writer as one message per
     /// turn of the mailbox instead of one per task.
     unacked_writes: Vec<Write>,
+    /// The final rows of non-durable tasks, sent as the writer's lazy writes.
+    lazy_writes: Vec<Write>,
     flush_scheduled: bool,
     /// This incarnation's lease: the owner of every task it accepts or claims.
     start: NodeStart,
@@ -298,6 +300,7 @@ impl Actor for Orchestrator {
             drain_waiters: Vec::new(),
             myself,
             unacked_writes: Vec::new(),
+            lazy_writes: Vec::new(),
             flush_scheduled: false,
             start,
             claiming: false,
@@ -540,14 +543,22 @@ impl OrchestratorState {
         }
     }
 
-    /// Sends the writes `write_later` gathered.
+    /// Sends the writes `write_later` and `write_lazily` gathered.
     fn flush_writes(&mut self) {
-        if self.unacked_writes.is_empty() {
-            return;
+        let mut sent = Ok(());
+        if !self.unacked_writes.is_empty() {
+            let writes = std::mem::take(&mut self.unacked_writes);
+            sent = self.args.store_writer.cast(StoreWriterMsg::Write {
+                writes,
+                ack: None,
+                retry: Retry::UntilCommitted,
+            });
         }
-        let writes = std::mem::take(&mut self.unacked_writes);
-        let message = StoreWriterMsg::Write { writes, ack: None, retry: Retry::UntilCommitted };
-        if self.args.store_writer.cast(message).is_err() {
+        if !self.lazy_writes.is_empty() {
+            let writes = std::mem::take(&mut self.lazy_writes);
+            sent = sent.and(self.args.store_writer.cast(StoreWriterMsg::Lazy(writes)));
+        }
+        if sent.is_err() {
             tracing::error!("the store writer is not running; writes of accepted tasks are lost");
         }
     }
@@ -557,6 +568,16 @@ impl OrchestratorState {
     /// current backlog is handled joins it.
     fn write_later(&mut self, writes: impl IntoIterator<Item = Write>) {
         self.unacked_writes.extend(writes);
+        self.schedule_flush();
+    }
+
+    /// Queues the writes of rows no other write touches (see [`StoreWriterMsg::Lazy`]).
+    fn write_lazily(&mut self, writes: impl IntoIterator<Item = Write>) {
+        self.lazy_writes.extend(writes);
+        self.schedule_flush();
+    }
+
+    fn schedule_flush(&mut self) {
         if !self.flush_scheduled {
             self.flush_scheduled = self.myself.cast(OrchestratorMsg::FlushWrites).is_ok();
         }

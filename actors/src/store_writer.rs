@@ -7,6 +7,9 @@
 //! at once when none is in flight; writes nobody waits for wait up to `flush_delay` (or
 //! until `batch_max` are waiting) to ride along with the next one, so a sequential caller
 //! pays one commit, not a delay, and background writes rarely cost a commit of their own.
+//! Lazy writes (the rows of non-durable tasks, which no other write touches) never ride
+//! along: they gather for up to `lazy_delay` (or until `batch_max`) and commit together,
+//! so a commit someone waits for carries only what that caller and its peers wrote.
 //!
 //! Writes come in two kinds ([`Retry`]). A write that promises nothing yet (a durable
 //! submission before it is accepted) fails fast: past `queue_limit` waiting writes, or
@@ -41,8 +44,14 @@ pub enum Retry {
 pub enum StoreWriterMsg {
     /// Writes to commit; an empty list with an ack is a barrier (acked after everything before it).
     Write { writes: Vec<Write>, ack: Option<Ack>, retry: Retry },
+    /// Writes nobody waits for, of rows no other write touches (the final row of a
+    /// non-durable task): their order against other writes does not matter, so they are
+    /// gathered apart and committed in batches of their own. Kept until committed.
+    Lazy(Vec<Write>),
     /// Internal: the flush delay (or the retry backoff) elapsed.
     Flush,
+    /// Internal: the lazy delay elapsed.
+    LazyDue,
     /// Internal: a commit finished, with one outcome per caller of the batch.
     Committed { outcomes: Vec<Result<(), StoreError>>, batch: Batch },
 }
@@ -64,6 +73,8 @@ pub struct StoreWriterArgs {
     pub store: Arc<dyn Store>,
     pub batch_max: usize,
     pub flush_delay: Duration,
+    /// How long lazy writes gather before they are committed.
+    pub lazy_delay: Duration,
     pub queue_limit: usize,
     pub stats: Arc<StoreWriterStats>,
 }
@@ -126,6 +137,9 @@ pub struct StoreWriter;
 pub struct StoreWriterState {
     args: StoreWriterArgs,
     pending: Batch,
+    /// Lazy writes gathering until `lazy_delay` or `batch_max`.
+    lazy: Vec<Write>,
+    lazy_timer_armed: bool,
     in_flight: usize,
     timer_armed: bool,
     /// Delay before the next retry while the store is down; zero while it is up.
@@ -163,6 +177,29 @@ impl StoreWriterState {
             };
             let _ = myself.send_message(StoreWriterMsg::Committed { outcomes, batch });
         });
+    }
+
+    /// Takes in lazy writes: gathered, or committed with what is pending once enough wait.
+    fn lazy(&mut self, myself: &ActorRef<StoreWriterMsg>, writes: Vec<Write>) {
+        self.lazy.extend(writes);
+        if self.lazy.len() >= self.args.batch_max || self.args.lazy_delay.is_zero() {
+            self.release_lazy(myself);
+        } else if !self.lazy_timer_armed {
+            self.lazy_timer_armed = true;
+            myself.send_after(self.args.lazy_delay, || StoreWriterMsg::LazyDue);
+        }
+    }
+
+    /// Moves the gathered lazy writes into the next commit.
+    fn release_lazy(&mut self, myself: &ActorRef<StoreWriterMsg>) {
+        if self.lazy.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.lazy);
+        self.pending.push(writes, None, true);
+        if self.backoff.is_zero() {
+            self.flush(myself);
+        }
     }
 
     fn arm_timer(&mut self, myself: &ActorRef<StoreWriterMsg>, delay: Duration) {
@@ -254,6 +291,8 @@ impl Actor for StoreWriter {
         Ok(StoreWriterState {
             args,
             pending: Batch::default(),
+            lazy: Vec::new(),
+            lazy_timer_armed: false,
             in_flight: 0,
             timer_armed: false,
             backoff: Duration::ZERO,
@@ -310,9 +349,14 @@ impl Actor for StoreWriter {
                     state.arm_timer(&myself, state.args.flush_delay);
                 }
             }
+            StoreWriterMsg::Lazy(writes) => state.lazy(&myself, writes),
             StoreWriterMsg::Flush => {
                 state.timer_armed = false;
                 state.flush(&myself);
+            }
+            StoreWriterMsg::LazyDue => {
+                state.lazy_timer_armed = false;
+                state.release_lazy(&myself);
             }
             StoreWriterMsg::Committed { outcomes, batch } => state.committed(&myself, outcomes, batch),
         }
@@ -325,7 +369,8 @@ impl Actor for StoreWriter {
         _: ActorRef<Self::Msg>,
         state: &mut StoreWriterState,
     ) -> Result<(), ActorProcessingErr> {
-        let batch = std::mem::take(&mut state.pending);
+        let mut batch = std::mem::take(&mut state.pending);
+        batch.push(std::mem::take(&mut state.lazy), None, true);
         let result =
             if batch.writes.is_empty() { Ok(()) } else { state.args.store.write_batch(&batch.writes).await };
         if let Err(error) = &result {
@@ -341,7 +386,7 @@ mod tests {
     use super::*;
     use crate::domain::{Event, EventKind};
     use crate::ports::MemoryStore;
-    use crate::testing::SwitchableStore;
+    use crate::testing::{eventually, SwitchableStore};
     use std::time::SystemTime;
     use tokio::sync::oneshot;
 
@@ -370,7 +415,15 @@ mod tests {
         flush_delay: Duration,
     ) -> (ActorRef<StoreWriterMsg>, ractor::concurrency::JoinHandle<()>, Arc<StoreWriterStats>) {
         let stats = Arc::new(StoreWriterStats::default());
-        let args = StoreWriterArgs { store, batch_max: 100, flush_delay, queue_limit, stats: stats.clone() };
+        let lazy_delay = flush_delay;
+        let args = StoreWriterArgs {
+            store,
+            batch_max: 100,
+            flush_delay,
+            lazy_delay,
+            queue_limit,
+            stats: stats.clone(),
+        };
         let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
         (w, handle, stats)
     }
@@ -507,6 +560,70 @@ mod tests {
             outcomes.push(rx.await.unwrap());
         }
         outcomes
+    }
+
+    async fn lazy_writer(
+        store: Arc<dyn Store>,
+        lazy_delay: Duration,
+    ) -> (ActorRef<StoreWriterMsg>, ractor::concurrency::JoinHandle<()>, Arc<StoreWriterStats>) {
+        let stats = Arc::new(StoreWriterStats::default());
+        let args = StoreWriterArgs {
+            store,
+            batch_max: 4,
+            flush_delay: Duration::ZERO,
+            lazy_delay,
+            queue_limit: 100,
+            stats: stats.clone(),
+        };
+        let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        (w, handle, stats)
+    }
+
+    fn seqs(store: &MemoryStore) -> Vec<u64> {
+        store.events().iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn lazy_writes_never_ride_along_with_a_commit_someone_waits_for() {
+        let store = Arc::new(MemoryStore::new());
+        let (w, handle, _) = lazy_writer(store.clone(), Duration::from_secs(3600)).await;
+        w.send_message(StoreWriterMsg::Lazy(vec![event(1)])).unwrap();
+        let (a, rx) = ack();
+        w.send_message(StoreWriterMsg::Write { writes: vec![event(2)], ack: Some(a), retry: Retry::No })
+            .unwrap();
+        rx.await.unwrap().unwrap();
+        assert_eq!(seqs(&store), [2], "the waited-for commit carries only its own write");
+        // Enough lazy writes for a batch commit together, without waiting for the delay.
+        w.send_message(StoreWriterMsg::Lazy(vec![event(3), event(4), event(5)])).unwrap();
+        eventually("a full batch of lazy writes commits", || seqs(&store).len() == 5).await;
+        // What is left gathering is written when the writer stops.
+        w.send_message(StoreWriterMsg::Lazy(vec![event(6)])).unwrap();
+        w.drain().unwrap();
+        handle.await.unwrap();
+        assert_eq!(seqs(&store), [2, 1, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn lazy_writes_commit_once_their_delay_passes() {
+        let store = Arc::new(MemoryStore::new());
+        let (w, _, stats) = lazy_writer(store.clone(), Duration::from_millis(20)).await;
+        w.send_message(StoreWriterMsg::Lazy(vec![event(1)])).unwrap();
+        w.send_message(StoreWriterMsg::Lazy(vec![event(2)])).unwrap();
+        eventually("lazy writes commit after their delay", || seqs(&store).len() == 2).await;
+        assert_eq!(stats.commits.load(Relaxed), 1, "gathered into one commit");
+        w.stop(None);
+    }
+
+    #[tokio::test]
+    async fn lazy_writes_are_kept_through_an_outage() {
+        let store = Arc::new(SwitchableStore::default());
+        store.set_down(true);
+        let (w, _, stats) = lazy_writer(store.clone(), Duration::ZERO).await;
+        w.send_message(StoreWriterMsg::Lazy(vec![event(1)])).unwrap();
+        eventually("the writer sees the outage", || stats.store_down.load(Relaxed)).await;
+        store.set_down(false);
+        eventually("the kept lazy write commits", || store.inner().events().len() == 1).await;
+        w.stop(None);
     }
 
     #[tokio::test]

@@ -207,3 +207,14 @@ impl Store for SwitchableStore {
         self.up()?.audit_chains().await
     }
 }
+
+/// Polls `check` every 10 ms for up to 5 s; panics naming `what` if it never holds.
+pub async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

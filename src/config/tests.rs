@@ -43,6 +43,7 @@ fn empty_file_gives_defaults() {
     assert_eq!(config.store_url(), format!("sqlite://{}", base.join("data/mark1.db").display()));
     assert_eq!(config.store.sync, SyncMode::Full);
     assert_eq!(config.store.flush_delay, Duration::from_millis(2));
+    assert_eq!(config.store.lazy_delay, Duration::from_millis(50));
     assert_eq!((config.store.batch_max, config.store.queue_limit), (512, 65536));
     assert_eq!((config.limits.max_in_flight, config.limits.default_queue_limit), (100_000, 1024));
     assert_eq!(config.process.allowed_dirs, vec![base.join("examples/agents")]);

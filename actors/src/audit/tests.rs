@@ -7,7 +7,7 @@ use super::*;
 use crate::domain::audit::verify_chain;
 use crate::domain::AuditOutcome;
 use crate::ports::{MemoryStore, SystemClock};
-use crate::testing::SwitchableStore;
+use crate::testing::{eventually, SwitchableStore};
 
 const CHAIN: &str = "n1";
 
@@ -46,16 +46,6 @@ async fn stored(store: &dyn Store) -> Vec<u64> {
     records.iter().map(|r| r.data["n"].as_u64().unwrap()).collect()
 }
 
-async fn until(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn records_are_batched_and_a_restart_continues_the_stored_chain() {
     let store = Arc::new(SwitchableStore::default());
@@ -79,7 +69,7 @@ async fn entries_wait_while_a_batch_is_written_and_a_full_queue_refuses() {
     let (audit, handle) = start(store.clone(), 3).await;
     store.hold_writes(true);
     let first = send(&audit, 1);
-    until("the first batch in flight", || store.batches() == 1).await;
+    eventually("the first batch in flight", || store.batches() == 1).await;
     let (second, third) = (send(&audit, 2), send(&audit, 3));
     assert_eq!(answer(send(&audit, 4)).await, Err(AuditError::QueueFull { limit: 3 }));
     store.hold_writes(false);
@@ -143,7 +133,7 @@ async fn stopping_writes_the_batch_in_flight_and_what_waits() {
     let (audit, handle) = start(store.clone(), 100).await;
     store.hold_writes(true);
     let first = send(&audit, 1);
-    until("the first batch in flight", || store.batches() == 1).await;
+    eventually("the first batch in flight", || store.batches() == 1).await;
     let second = send(&audit, 2);
     // Supervisors stop children by draining their mailbox.
     audit.drain().unwrap();

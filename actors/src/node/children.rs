@@ -75,6 +75,7 @@ pub(super) fn store_writer(w: &Wiring) -> ChildSpec {
             store: store.clone(),
             batch_max: s.batch_max,
             flush_delay: s.flush_delay,
+            lazy_delay: s.lazy_delay,
             queue_limit: s.store_queue_limit,
             stats: stats.clone(),
         };

@@ -116,7 +116,8 @@ impl OrchestratorState {
             for waiter in entry.waiters.drain(..) {
                 waiter.send(Ok(entry.record.clone()));
             }
-            self.write_later(writes);
+            // The task's only row write: nothing can overtake it.
+            self.write_lazily(writes);
         }
         self.tasks.finished(id);
         if let Some((namespace, held)) = quota {

@@ -33,6 +33,7 @@ async fn env(outcome: Result<ScanOutcome, String>) -> (ScanEnv, Arc<MemoryStore>
         store: store.clone(),
         batch_max: 100,
         flush_delay: Duration::from_millis(1),
+        lazy_delay: Duration::from_millis(1),
         queue_limit: 100,
         stats,
     };

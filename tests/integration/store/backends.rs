@@ -113,20 +113,25 @@ fn migrations_digest() -> String {
 
 /// Renames database `from` to `to`. The server ends the session of a closed connection
 /// after the client has gone, so the pool that just migrated `from` may still be using it
-/// ("being accessed by other users", 55006) for a moment: the rename waits for it, up to
-/// five seconds.
+/// ("being accessed by other users", 55006) for a moment, longer on a loaded machine:
+/// nobody else uses a template being built, so its leftover sessions are ended.
 async fn rename_when_left(conn: &mut PgConnection, from: &str, to: &str) {
     let sql = format!("ALTER DATABASE \"{from}\" RENAME TO \"{to}\"");
     for _ in 0..100 {
         match sqlx::raw_sql(&sql).execute(&mut *conn).await {
             Ok(_) => return,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") => {
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(from)
+                    .execute(&mut *conn)
+                    .await
+                    .expect("the leftover sessions of the template can be ended");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             Err(e) => panic!("the template {from} cannot be renamed to {to}: {e}"),
         }
     }
-    panic!("the template {from} is still in use after five seconds");
+    panic!("the template {from} is still in use after five seconds of ending its sessions");
 }
 
 async fn build_template(admin: &str) -> String {
