@@ -192,6 +192,10 @@ where
 {
     /// The rows are made here, from the borrowed writes; the commit runs on the store's
     /// thread (`io`).
+    fn commit_runtime(&self) -> Option<tokio::runtime::Handle> {
+        Some(self.io.handle().clone())
+    }
+
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let (batch, pool) = (write::Grouped::new(writes)?, self.writer.clone());
         self.io.run(async move { DB::write(&pool, batch).await }).await?;

@@ -161,7 +161,8 @@ impl StoreWriterState {
         let myself = myself.clone();
         let ranges: Vec<Range<usize>> = batch.callers.iter().map(|c| c.writes.clone()).collect();
         let metrics = self.args.stats.commit.clone();
-        tokio::spawn(async move {
+        let runtime = store.commit_runtime().unwrap_or_else(tokio::runtime::Handle::current);
+        runtime.spawn(async move {
             let outcomes = match (batch.writes.is_empty(), down) {
                 (false, _) => {
                     let started = std::time::Instant::now();

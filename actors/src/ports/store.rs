@@ -324,6 +324,11 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every write in one transaction: all or nothing. Borrowed, so a batch the
     /// store could not take is still there to retry.
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// The runtime a commit runs best on, if the store has one of its own: the store
+    /// writer runs its commits there, so a commit does not hop between runtimes.
+    fn commit_runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// The task submitted in `namespace` with this idempotency key, if any.
     async fn task_by_idempotency_key(
