@@ -610,8 +610,9 @@ mod tests {
         let (w, _, stats) = lazy_writer(store.clone(), Duration::from_millis(20)).await;
         w.send_message(StoreWriterMsg::Lazy(vec![event(1)])).unwrap();
         w.send_message(StoreWriterMsg::Lazy(vec![event(2)])).unwrap();
-        eventually("lazy writes commit after their delay", || seqs(&store).len() == 2).await;
-        assert_eq!(stats.commits.load(Relaxed), 1, "gathered into one commit");
+        // The writer counts a commit after the store shows it: wait for the count.
+        eventually("lazy writes commit after their delay", || stats.commits.load(Relaxed) == 1).await;
+        assert_eq!(seqs(&store), [1, 2], "gathered into one commit");
         w.stop(None);
     }
 
