@@ -89,6 +89,9 @@ pub enum AgentRegistryError {
     NotFound(String),
     #[error("agent {agent} failed to start: {reason}")]
     StartFailed { agent: String, reason: String },
+    /// The change is live but the store did not take it: a restart would not keep it.
+    #[error("agent {agent} could not be stored: {reason}")]
+    NotStored { agent: String, reason: String },
 }
 
 pub enum OrchestratorMsg {

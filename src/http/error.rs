@@ -207,7 +207,9 @@ impl From<AgentRegistryError> for ApiError {
             AgentRegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             AgentRegistryError::Duplicate(_) => ApiError::Conflict(e.to_string()),
             AgentRegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            AgentRegistryError::StartFailed { .. } => ApiError::Unavailable(e.to_string()),
+            AgentRegistryError::StartFailed { .. } | AgentRegistryError::NotStored { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Agents as supervised actors: restarts, escalation contained to the agent, runtime
 //! registration and removal, several nodes in one process.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mark1::{AgentSpec, NodeError, TaskError, TaskRequest, TaskState};
 use mark1_actors::domain::EventKind;
 use mark1_actors::events::EventFilter;
 use mark1_actors::orchestrator::AgentHealth;
+use mark1_actors::ports::Store;
+use mark1_actors::testing::SwitchableStore;
 use serde_json::json;
 
 use crate::support::*;
@@ -81,6 +84,36 @@ async fn an_agent_beyond_its_restart_intensity_is_marked_failed_and_the_node_kee
     })
     .await;
     stop(handle).await;
+}
+
+/// An agent registered or removed at run time is answered only once the store has the
+/// change, so a node that crashes after the answer comes back as it was told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_changes_are_answered_only_once_the_store_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SwitchableStore::default());
+    let node = builder(dir.path()).store(store.clone()).build().await.unwrap();
+    let handle = Arc::new(node.start().await.unwrap());
+    let stored = || async { store.agents().await.unwrap().iter().any(|a| a.name == "late") };
+
+    store.hold_writes(true);
+    let h = handle.clone();
+    let registering = tokio::spawn(async move { h.register_agent(AgentSpec::native("late"), Echo).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!registering.is_finished(), "answered before the store had the agent");
+    store.hold_writes(false);
+    registering.await.unwrap().unwrap();
+    assert!(stored().await, "the answer came after the commit");
+
+    store.hold_writes(true);
+    let h = handle.clone();
+    let removing = tokio::spawn(async move { h.remove_agent("default", "late").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!removing.is_finished(), "answered before the store had the removal");
+    store.hold_writes(false);
+    removing.await.unwrap().unwrap();
+    assert!(!stored().await, "the answer came after the commit");
+    stop(Arc::into_inner(handle).expect("no other handle is left")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

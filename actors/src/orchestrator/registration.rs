@@ -1,5 +1,6 @@
 //! Agents joining and leaving: pools started and drained outside the mailbox.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use super::registry::{agent_key, AgentEntry};
 use super::{AgentRegistryError, OrchestratorMsg, OrchestratorState};
 use crate::agents::AgentDefinition;
 use crate::domain::{EventKind, RuntimeSpec};
-use crate::ports::Write;
+use crate::ports::{StoreError, Write};
+use crate::store_writer::Retry;
 
 impl OrchestratorState {
     pub(super) fn register(
@@ -45,25 +47,27 @@ impl OrchestratorState {
         reply: Option<RpcReplyPort<Result<(), AgentRegistryError>>>,
     ) {
         let spec = definition.spec.clone();
-        let outcome = match result {
-            Ok(entry) => {
-                self.registry.insert(entry);
-                let data = json!({"capabilities": spec.capabilities});
-                let event =
-                    self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
-                // Registered at run time: stored, so the node brings it back after a restart.
-                if reply.is_some() {
-                    self.write_later([Write::PutAgent(Box::new((*spec).clone())), Write::AppendEvent(event)]);
-                }
-                Ok(())
-            }
+        let entry = match result {
+            Ok(entry) => entry,
             Err(reason) => {
                 self.args.catalog.remove(&spec.key());
-                Err(AgentRegistryError::StartFailed { agent: spec.key(), reason })
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(AgentRegistryError::StartFailed { agent: spec.key(), reason }));
+                }
+                return;
             }
         };
+        self.registry.insert(entry);
+        let data = json!({"capabilities": spec.capabilities});
+        let event = self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
+        // Registered at run time: stored, so the node brings it back after a restart, and
+        // answered once it is.
         if let Some(reply) = reply {
-            let _ = reply.send(outcome);
+            let writes = vec![Write::PutAgent(Box::new((*spec).clone())), Write::AppendEvent(event)];
+            let stored = self.store_agent_change(spec.key(), writes);
+            tokio::spawn(async move {
+                let _ = reply.send(stored.await);
+            });
         }
     }
 
@@ -81,13 +85,14 @@ impl OrchestratorState {
         self.args.catalog.remove(&key);
         let event = self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null);
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        self.write_later([Write::RemoveAgent { namespace, name }, Write::AppendEvent(event)]);
+        let stored = self
+            .store_agent_change(key, vec![Write::RemoveAgent { namespace, name }, Write::AppendEvent(event)]);
         // Draining runs outside the mailbox: the pool finishes what it holds, then stops.
         let agents = self.args.agents.clone();
         let pools = self.args.pools.clone();
         tokio::spawn(async move {
             pools.drain_and_stop(&agents, &entry).await;
-            let _ = reply.send(Ok(()));
+            let _ = reply.send(stored.await);
         });
     }
 
@@ -120,9 +125,8 @@ impl OrchestratorState {
             self.args.catalog.insert(definition);
         }
         // Declared agents come back from the store after a restart; native ones are code.
-        if !matches!(spec.runtime, RuntimeSpec::Native) {
-            self.write_later([Write::PutAgent(Box::new((*spec).clone()))]);
-        }
+        let stored = (!matches!(spec.runtime, RuntimeSpec::Native))
+            .then(|| self.store_agent_change(key.clone(), vec![Write::PutAgent(Box::new((*spec).clone()))]));
         // The pool answers at once and resizes in its own mailbox; wait outside ours.
         tokio::spawn(async move {
             let outcome = match pool
@@ -136,7 +140,29 @@ impl OrchestratorState {
                     reason: "the pool did not answer".into(),
                 }),
             };
+            let outcome = match stored {
+                Some(stored) => outcome.and(stored.await),
+                None => outcome,
+            };
             let _ = reply.send(outcome);
         });
+    }
+
+    /// Sends an agent change to the store; the future resolves once it is committed.
+    /// The writer keeps it through an outage (the change is live already), so whoever
+    /// asked hears back once the store has it, not before.
+    fn store_agent_change(
+        &mut self,
+        agent: String,
+        writes: Vec<Write>,
+    ) -> impl Future<Output = Result<(), AgentRegistryError>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ack = Box::new(move |result: Result<(), StoreError>| drop(tx.send(result)));
+        self.write_now(writes, ack, Retry::UntilCommitted);
+        async move {
+            let stopped = || Err(StoreError::Unavailable("the store writer stopped".into()));
+            let result = rx.await.unwrap_or_else(|_| stopped());
+            result.map_err(|e| AgentRegistryError::NotStored { agent, reason: e.to_string() })
+        }
     }
 }
