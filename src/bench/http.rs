@@ -55,7 +55,8 @@ async fn measure(p: &Params, dir: &std::path::Path) -> Result<Value, String> {
         .set("store.sync", p.sync.as_str())
         .load()
         .map_err(|e| e.to_string())?;
-    let (flush_delay, batch_max) = (config.store.flush_delay, config.store.batch_max);
+    let (flush_delay, lazy_delay, batch_max) =
+        (config.store.flush_delay, config.store.lazy_delay, config.store.batch_max);
     let node = Node::builder()
         .config(config)
         .agent(AgentSpec::native("noop").pool_size(p.instances, p.instances).queue_limit(1 << 20), Noop)
@@ -112,7 +113,8 @@ async fn measure(p: &Params, dir: &std::path::Path) -> Result<Value, String> {
         "http",
         json!({"requests": p.requests, "connections": p.connections, "instances": p.instances, "rounds": p.rounds,
                "auth": "api_key", "http": "HTTP/1.1 keep-alive, loopback", "store": "sqlite", "sync": p.sync,
-               "flush_delay_ms": flush_delay.as_secs_f64() * 1e3, "batch_max": batch_max,
+               "flush_delay_ms": flush_delay.as_secs_f64() * 1e3,
+               "lazy_delay_ms": lazy_delay.as_secs_f64() * 1e3, "batch_max": batch_max,
                "runtime_workers": tokio::runtime::Handle::current().metrics().num_workers()}),
         json!({
             "tasks_per_sec": fast["per_sec"], "p50_us": fast["p50_us"], "p99_us": fast["p99_us"],

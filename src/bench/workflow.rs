@@ -83,7 +83,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
     options.sync = p.sync;
     let opened = open(&options).await.map_err(|e| e.to_string())?;
     let sqlite = start_node("bench-workflow-sqlite", dir.path(), opened.store.clone(), &p).await?;
-    let flush_delay = sqlite.config().store.flush_delay;
+    let (flush_delay, lazy_delay) = (sqlite.config().store.flush_delay, sqlite.config().store.lazy_delay);
     let call = Actor::spawn(None, Echo, ()).await.map_err(|e| e.to_string())?.0;
     let mut commit = BareCommit::connect(&dir.path().join("baseline.db"), p.sync).await?;
 
@@ -120,6 +120,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
     let small = median(&mut off.small_runs_per_sec);
     let small_durable = median(&mut on.small_runs_per_sec);
     let flush_delay = humantime::format_duration(flush_delay).to_string();
+    let lazy_delay = humantime::format_duration(lazy_delay).to_string();
     let sync = match p.sync {
         SyncMode::Full => "full",
         SyncMode::Normal => "normal",
@@ -128,7 +129,8 @@ pub async fn run(p: Params) -> Result<Value, String> {
         "workflow",
         json!({"chain": p.chain, "fanout": p.fanout, "fanout_runs": p.fanout_runs, "small_runs": p.small_runs,
                "concurrency": p.concurrency, "rounds": p.rounds, "durable_store": "sqlite", "sqlite_synchronous": sync,
-               "store_off": "memory", "agent": "native no-op", "flush_delay": flush_delay}),
+               "store_off": "memory", "agent": "native no-op", "flush_delay": flush_delay,
+               "lazy_delay": lazy_delay}),
         json!({
             "chain_step_us": round3(chain),
             "chain_step_durable_us": round3(chain_durable),
