@@ -371,7 +371,9 @@ impl Actor for StoreWriter {
         state: &mut StoreWriterState,
     ) -> Result<(), ActorProcessingErr> {
         let mut batch = std::mem::take(&mut state.pending);
-        batch.push(std::mem::take(&mut state.lazy), None, true);
+        if !state.lazy.is_empty() {
+            batch.push(std::mem::take(&mut state.lazy), None, true);
+        }
         let result =
             if batch.writes.is_empty() { Ok(()) } else { state.args.store.write_batch(&batch.writes).await };
         if let Err(error) = &result {
