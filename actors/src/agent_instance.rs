@@ -6,8 +6,9 @@
 //! cached answer) costs no task, no timer and no further message. One that has to wait
 //! moves to a spawned task, so the mailbox stays live while the agent works; its start
 //! is reported then. Cancellation and the attempt timeout reach the task through its
-//! cancellation token; the result goes straight to the orchestrator. A worker that crashed or broke the protocol is not trusted again:
-//! the instance fails and its pool restarts it with a fresh worker.
+//! cancellation token; the result goes straight to the orchestrator. A worker that
+//! crashed or broke the protocol is not trusted again: the instance fails and its pool
+//! restarts it with a fresh worker.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

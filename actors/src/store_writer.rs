@@ -412,21 +412,27 @@ mod tests {
         (w, stats)
     }
 
-    async fn writer_with(
+    type Spawned = (ActorRef<StoreWriterMsg>, ractor::concurrency::JoinHandle<()>, Arc<StoreWriterStats>);
+
+    async fn writer_with(store: Arc<dyn Store>, queue_limit: usize, flush_delay: Duration) -> Spawned {
+        spawn_writer(store, 100, flush_delay, flush_delay, queue_limit).await
+    }
+
+    /// A writer whose batches hold 4 writes and whose background writes commit at once.
+    async fn lazy_writer(store: Arc<dyn Store>, lazy_delay: Duration) -> Spawned {
+        spawn_writer(store, 4, Duration::ZERO, lazy_delay, 100).await
+    }
+
+    async fn spawn_writer(
         store: Arc<dyn Store>,
-        queue_limit: usize,
+        batch_max: usize,
         flush_delay: Duration,
-    ) -> (ActorRef<StoreWriterMsg>, ractor::concurrency::JoinHandle<()>, Arc<StoreWriterStats>) {
+        lazy_delay: Duration,
+        queue_limit: usize,
+    ) -> Spawned {
         let stats = Arc::new(StoreWriterStats::default());
-        let lazy_delay = flush_delay;
-        let args = StoreWriterArgs {
-            store,
-            batch_max: 100,
-            flush_delay,
-            lazy_delay,
-            queue_limit,
-            stats: stats.clone(),
-        };
+        let args =
+            StoreWriterArgs { store, batch_max, flush_delay, lazy_delay, queue_limit, stats: stats.clone() };
         let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
         (w, handle, stats)
     }
@@ -563,23 +569,6 @@ mod tests {
             outcomes.push(rx.await.unwrap());
         }
         outcomes
-    }
-
-    async fn lazy_writer(
-        store: Arc<dyn Store>,
-        lazy_delay: Duration,
-    ) -> (ActorRef<StoreWriterMsg>, ractor::concurrency::JoinHandle<()>, Arc<StoreWriterStats>) {
-        let stats = Arc::new(StoreWriterStats::default());
-        let args = StoreWriterArgs {
-            store,
-            batch_max: 4,
-            flush_delay: Duration::ZERO,
-            lazy_delay,
-            queue_limit: 100,
-            stats: stats.clone(),
-        };
-        let (w, handle) = Actor::spawn(None, StoreWriter, args).await.unwrap();
-        (w, handle, stats)
     }
 
     fn seqs(store: &MemoryStore) -> Vec<u64> {

@@ -32,6 +32,7 @@ use crate::store_writer::{Retry, StoreWriter, StoreWriterArgs, StoreWriterMsg, S
 use crate::workflows::{Engine, EngineArgs, EngineMsg, RunDirectory};
 
 /// What the children are built from: the parts every incarnation of them shares.
+#[derive(Clone)]
 pub(super) struct Wiring {
     pub node: String,
     /// The root's slot; every actor's slot hangs under it.
@@ -57,6 +58,14 @@ pub(super) fn lookup<M: Send + 'static>(name: &str) -> Option<ActorRef<M>> {
 /// A counting address of a registered actor whose slot hangs under `root`.
 pub(super) fn addr_of<M: ractor::Message>(root: &Arc<ActorStats>, name: &str) -> Option<Addr<M>> {
     Some(Addr::new(lookup(name)?, root.find(name)?))
+}
+
+/// Finds the registered actor `name` whenever asked (it may be restarting).
+type Finder<M> = Arc<dyn Fn() -> Option<Addr<M>> + Send + Sync>;
+
+fn finder<M: ractor::Message>(root: &Arc<ActorStats>, name: String) -> Finder<M> {
+    let root = root.clone();
+    Arc::new(move || addr_of(&root, &name))
 }
 
 fn spawned<M>(
@@ -177,27 +186,18 @@ pub(super) fn agents(w: &Wiring) -> ChildSpec {
 }
 
 pub(super) fn orchestrator(w: &Wiring) -> ChildSpec {
-    let (node, root_stats, store, clock, bus, metrics, catalog, settings) = (
-        w.node.clone(),
-        w.stats.clone(),
-        w.store.clone(),
-        w.clock.clone(),
-        w.events.clone(),
-        w.metrics.clone(),
-        w.catalog.clone(),
-        w.settings.clone(),
-    );
+    let w = w.clone();
     ChildSpec::new("orchestrator", move |ctx: StartCtx| {
         // Dependencies started before this one (rest-for-one order).
-        let agents = lookup::<SupervisorMsg>(&actor_name(&node, "agents"));
-        let agents_stats = root_stats.find(&actor_name(&node, "agents"));
-        let writer = addr_of::<StoreWriterMsg>(&root_stats, &actor_name(&node, "store_writer"));
-        let sink: Arc<dyn EventSink> = bus.clone();
-        let stats = ctx.stats.clone();
+        let agents = lookup::<SupervisorMsg>(&actor_name(&w.node, "agents"));
+        let agents_stats = w.stats.find(&actor_name(&w.node, "agents"));
+        let writer = addr_of::<StoreWriterMsg>(&w.stats, &actor_name(&w.node, "store_writer"));
+        let sink: Arc<dyn EventSink> = w.events.clone();
+        let (stats, settings) = (ctx.stats.clone(), &w.settings);
         let args = agents.zip(agents_stats).zip(writer).map(|((agents, agents_stats), store_writer)| {
             OrchestratorArgs {
                 agents,
-                catalog: catalog.clone(),
+                catalog: w.catalog.clone(),
                 pools: PoolStarter {
                     defaults: settings.pools.clone(),
                     events: sink.clone(),
@@ -206,14 +206,14 @@ pub(super) fn orchestrator(w: &Wiring) -> ChildSpec {
                 },
                 store_writer,
                 stats,
-                store: store.clone(),
+                store: w.store.clone(),
                 events: sink,
-                clock: clock.clone(),
-                metrics: metrics.clone(),
+                clock: w.clock.clone(),
+                metrics: w.metrics.clone(),
                 max_in_flight: settings.max_in_flight,
                 quotas: settings.quotas.clone(),
                 retain_finished: settings.retain_finished,
-                node: node.clone(),
+                node: w.node.clone(),
                 lease_ttl: settings.lease_ttl,
             }
         });
@@ -238,40 +238,23 @@ pub(super) fn workflows(w: &Wiring) -> ChildSpec {
 
 /// The workflow engine, first child of `workflows`; runs join it there as they start.
 fn workflow_engine(w: &Wiring) -> ChildSpec {
-    let (node, root_stats, store, clock, bus, catalog, directory, lease_ttl) = (
-        w.node.clone(),
-        w.stats.clone(),
-        w.store.clone(),
-        w.clock.clone(),
-        w.events.clone(),
-        w.catalog.clone(),
-        w.directory.clone(),
-        w.settings.lease_ttl,
-    );
+    let w = w.clone();
     ChildSpec::new("engine", move |ctx: StartCtx| {
-        let writer = addr_of::<StoreWriterMsg>(&root_stats, &actor_name(&node, "store_writer"));
-        let orchestrator: Arc<dyn Fn() -> Option<Addr<OrchestratorMsg>> + Send + Sync> = {
-            let (root_stats, name) = (root_stats.clone(), actor_name(&node, "orchestrator"));
-            Arc::new(move || addr_of(&root_stats, &name))
-        };
-        let engine: Arc<dyn Fn() -> Option<Addr<EngineMsg>> + Send + Sync> = {
-            let (root_stats, name) = (root_stats.clone(), actor_name(&node, "workflows/engine"));
-            Arc::new(move || addr_of(&root_stats, &name))
-        };
+        let writer = addr_of::<StoreWriterMsg>(&w.stats, &actor_name(&w.node, "store_writer"));
         let args = writer.map(|writer| {
             EngineArgs::new(
-                node.clone(),
-                store.clone(),
+                w.node.clone(),
+                w.store.clone(),
                 writer,
-                orchestrator,
-                engine,
-                bus.clone(),
-                clock.clone(),
-                catalog.clone(),
-                ModelRouter::new(actor_name(&node, "models/router")),
-                directory.clone(),
+                finder::<OrchestratorMsg>(&w.stats, actor_name(&w.node, "orchestrator")),
+                finder::<EngineMsg>(&w.stats, actor_name(&w.node, "workflows/engine")),
+                w.events.clone(),
+                w.clock.clone(),
+                w.catalog.clone(),
+                ModelRouter::new(actor_name(&w.node, "models/router")),
+                w.directory.clone(),
                 ActorRef::from(ctx.supervisor.clone()),
-                lease_ttl,
+                w.settings.lease_ttl,
                 ctx.stats.clone(),
             )
         });
@@ -295,25 +278,16 @@ pub(super) fn scans(w: &Wiring) -> ChildSpec {
 }
 
 pub(super) fn health(w: &Wiring, providers: &[ProviderSpec]) -> ChildSpec {
-    let (node, root_stats, store, clock, interval, report, writer_stats) = (
-        w.node.clone(),
-        w.stats.clone(),
-        w.store.clone(),
-        w.clock.clone(),
-        w.settings.health_interval,
-        w.health.clone(),
-        w.writer_stats.clone(),
-    );
+    let w = w.clone();
     let adapters: Vec<Arc<dyn ModelProvider>> = providers.iter().map(|p| p.adapter.clone()).collect();
     ChildSpec::actor("health", move || {
-        let (node, root_stats) = (node.clone(), root_stats.clone());
         let args = HealthArgs {
-            store: store.clone(),
-            orchestrator: Arc::new(move || addr_of(&root_stats, &actor_name(&node, "orchestrator"))),
-            clock: clock.clone(),
-            interval,
-            report: report.clone(),
-            writer: writer_stats.clone(),
+            store: w.store.clone(),
+            orchestrator: finder(&w.stats, actor_name(&w.node, "orchestrator")),
+            clock: w.clock.clone(),
+            interval: w.settings.health_interval,
+            report: w.health.clone(),
+            writer: w.writer_stats.clone(),
             providers: adapters.clone(),
         };
         (Health, args)
