@@ -58,8 +58,10 @@ pub struct TaskView {
     pub agent: Option<String>,
     #[schema(value_type = String, example = "succeeded")]
     pub state: TaskState,
+    /// Shared with the task's record: a response does not copy the payload.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Arc<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     pub error: Option<String>,
@@ -92,7 +94,7 @@ impl TaskView {
             capabilities,
             agent: task.agent,
             state: task.state,
-            input: payloads.then(|| (*task.input).clone()),
+            input: payloads.then_some(task.input),
             output: if payloads { task.output } else { None },
             error: task.error,
             priority: task.priority,
