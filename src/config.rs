@@ -138,8 +138,8 @@ pub struct StoreConfig {
     #[serde(with = "humantime_serde")]
     pub flush_delay: Duration,
     /// How long the rows of non-durable tasks (written once, when they finish, and never
-    /// waited for) gather before they commit in a transaction of their own, so they never
-    /// lengthen a commit someone waits for.
+    /// waited for) gather apart before they join the next commit, so they do not lengthen
+    /// every commit someone waits for.
     #[serde(with = "humantime_serde")]
     pub lazy_delay: Duration,
     /// Most writes in one transaction.

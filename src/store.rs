@@ -190,12 +190,12 @@ where
     for<'q> Json<Value>: Decode<'q, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    /// The rows are made here, from the borrowed writes; the commit runs on the store's
-    /// thread (`io`).
     fn commit_runtime(&self) -> Option<tokio::runtime::Handle> {
         Some(self.io.handle().clone())
     }
 
+    /// The rows are made here, from the borrowed writes; the commit runs on the store's
+    /// thread (`io`).
     async fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let (batch, pool) = (write::Grouped::new(writes)?, self.writer.clone());
         self.io.run(async move { DB::write(&pool, batch).await }).await?;

@@ -7,9 +7,11 @@
 //! at once when none is in flight; writes nobody waits for wait up to `flush_delay` (or
 //! until `batch_max` are waiting) to ride along with the next one, so a sequential caller
 //! pays one commit, not a delay, and background writes rarely cost a commit of their own.
-//! Lazy writes (the rows of non-durable tasks, which no other write touches) never ride
-//! along: they gather for up to `lazy_delay` (or until `batch_max`) and commit together,
-//! so a commit someone waits for carries only what that caller and its peers wrote.
+//! Lazy writes (the rows of non-durable tasks, which no other write touches) do not ride
+//! along with every commit: they gather apart for up to `lazy_delay` (or until
+//! `batch_max`) and then join the next commit, a batch of their own unless one is in
+//! flight, when they join what waits behind it. So most commits someone waits for carry
+//! only what that caller and its peers wrote.
 //!
 //! Writes come in two kinds ([`Retry`]). A write that promises nothing yet (a durable
 //! submission before it is accepted) fails fast: past `queue_limit` waiting writes, or
@@ -576,7 +578,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lazy_writes_never_ride_along_with_a_commit_someone_waits_for() {
+    async fn gathering_lazy_writes_do_not_ride_along_with_a_commit_someone_waits_for() {
         let store = Arc::new(MemoryStore::new());
         let (w, handle, _) = lazy_writer(store.clone(), Duration::from_secs(3600)).await;
         w.send_message(StoreWriterMsg::Lazy(vec![event(1)])).unwrap();

@@ -208,9 +208,9 @@ impl Store for SwitchableStore {
     }
 }
 
-/// Polls `check` every 10 ms for up to 5 s; panics naming `what` if it never holds.
-pub async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..500 {
+/// Polls `check` every 10 ms for up to 10 s; panics naming `what` if it never holds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1000 {
         if check() {
             return;
         }

@@ -58,7 +58,7 @@ pub struct TaskView {
     pub agent: Option<String>,
     #[schema(value_type = String, example = "succeeded")]
     pub state: TaskState,
-    /// Shared with the task's record: a response does not copy the payload.
+    // Shared with the task's record: a response does not copy the payload.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub input: Option<Arc<Value>>,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use mark1_actors::domain::TaskId;
 use mark1_actors::ports::TaskContext;
+use mark1_actors::testing::eventually;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
@@ -163,15 +164,6 @@ fn names(tools: &[Arc<dyn Tool>]) -> Vec<&str> {
 
 fn named<'a>(tools: &'a [Arc<dyn Tool>], name: &str) -> &'a Arc<dyn Tool> {
     tools.iter().find(|t| t.spec().name == name).unwrap_or_else(|| panic!("no tool {name}"))
-}
-
-/// Polls `condition` every 20 ms for up to 10 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
