@@ -181,6 +181,8 @@ impl<J: Job, M: Message + From<Assignment<J>>> Actor for Pool<J, M> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // The rare paths that spawn workers are boxed, here and in `submit`: inline, their
+        // futures made this handler's several times larger, and it is moved per message.
         match message {
             PoolMsg::Submit(job) => state.submit(&myself, job).await?,
             PoolMsg::WorkerFree => state.dispatch(),
@@ -190,14 +192,14 @@ impl<J: Job, M: Message + From<Assignment<J>>> Actor for Pool<J, M> {
                     let _ = reply.send(Err(PoolError::InvalidSize { min, max }));
                 } else {
                     let _ = reply.send(Ok(()));
-                    state.resize(&myself, min, max).await?;
+                    Box::pin(state.resize(&myself, min, max)).await?;
                 }
             }
             PoolMsg::Status(reply) => {
                 let _ = reply.send(state.status());
             }
             PoolMsg::Drain(reply) => state.drain(reply),
-            PoolMsg::RestartWorker { slot } => state.restart_due(&myself, slot).await?,
+            PoolMsg::RestartWorker { slot } => Box::pin(state.restart_due(&myself, slot)).await?,
         }
         Ok(())
     }

@@ -180,7 +180,8 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
         // Every worker is at capacity (or jobs are already waiting): grow if allowed. The
         // new worker first takes jobs already queued, so queue order (priority, then
         // arrival) holds.
-        if self.slots.len() < self.max && self.grow(myself).await?.is_some() {
+        // Boxed: see `Pool::handle`.
+        if self.slots.len() < self.max && Box::pin(self.grow(myself)).await?.is_some() {
             self.dispatch();
         }
         self.enqueue(job);
