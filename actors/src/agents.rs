@@ -219,10 +219,15 @@ fn pool_observer(spec: Arc<AgentSpec>, events: Arc<dyn EventSink>) -> Supervisor
     Arc::new(move |event| match event {
         SupervisorEvent::ChildRestarted { child, cause, reason, .. } => {
             let data = json!({"instance": child, "cause": cause, "reason": reason});
-            events.emit(EventKind::AgentRestarted, &spec.namespace, spec.key(), data);
+            events.emit(EventKind::AgentRestarted, &spec.namespace, spec.key(), data.into());
         }
         SupervisorEvent::Escalated { reason, .. } => {
-            events.emit(EventKind::AgentFailed, &spec.namespace, spec.key(), json!({"reason": reason}));
+            events.emit(
+                EventKind::AgentFailed,
+                &spec.namespace,
+                spec.key(),
+                json!({"reason": reason}).into(),
+            );
         }
         SupervisorEvent::ChildExited { .. } => {}
     })

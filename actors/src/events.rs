@@ -79,7 +79,7 @@ impl EventBus {
 }
 
 impl EventSink for EventBus {
-    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Value) -> Arc<Event> {
+    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Arc<Value>) -> Arc<Event> {
         self.emit_at(self.clock.now(), kind, namespace, subject, data)
     }
 
@@ -89,7 +89,7 @@ impl EventSink for EventBus {
         kind: EventKind,
         namespace: &str,
         subject: String,
-        data: Value,
+        data: Arc<Value>,
     ) -> Arc<Event> {
         let mut ring = self.ring.lock();
         // seq is taken under the ring lock so the ring stays in seq order.
@@ -230,7 +230,7 @@ mod tests {
     fn seq_increases_and_ring_is_bounded() {
         let bus = bus(3);
         for i in 0..5 {
-            bus.emit(EventKind::TaskQueued, "default", format!("t{i}"), json!(null));
+            bus.emit(EventKind::TaskQueued, "default", format!("t{i}"), json!(null).into());
         }
         assert_eq!(bus.last_seq(), 5);
         let kept: Vec<u64> = bus.since(2, 10).unwrap().iter().map(|e| e.seq).collect();
@@ -245,10 +245,10 @@ mod tests {
     #[test]
     fn the_agent_filter_reads_subjects_of_agent_events_and_data_of_task_events() {
         let bus = bus(8);
-        let registered = bus.emit(EventKind::AgentRegistered, "a", "a/echo".into(), json!({}));
-        let ran = bus.emit(EventKind::TaskSucceeded, "a", "t1".into(), json!({"agent": "echo"}));
-        let other = bus.emit(EventKind::TaskRunning, "a", "t2".into(), json!({"agent": "sleeper"}));
-        let claims = bus.emit(EventKind::TaskProgress, "a", "t2".into(), json!({"agent": "echo"}));
+        let registered = bus.emit(EventKind::AgentRegistered, "a", "a/echo".into(), json!({}).into());
+        let ran = bus.emit(EventKind::TaskSucceeded, "a", "t1".into(), json!({"agent": "echo"}).into());
+        let other = bus.emit(EventKind::TaskRunning, "a", "t2".into(), json!({"agent": "sleeper"}).into());
+        let claims = bus.emit(EventKind::TaskProgress, "a", "t2".into(), json!({"agent": "echo"}).into());
         let filter = EventFilter { agents: vec!["echo".into()], ..Default::default() };
         let matched: Vec<bool> =
             [&registered, &ran, &other, &claims].iter().map(|e| filter.matches(e)).collect();

@@ -39,7 +39,7 @@ use wait_slots::WaitSlots;
 use self::quotas::{QuotaSettings, Quotas};
 use crate::agent_instance::AttemptOutcome;
 use crate::agents::{AgentCatalog, AgentDefinition, PoolStarter};
-use crate::domain::{EventKind, TaskId, TaskRecord, TaskRequest};
+use crate::domain::{EventKind, Target, TaskId, TaskRecord, TaskRequest};
 use crate::metrics::TaskMetrics;
 use crate::ports::{Clock, EventSink, NodeStart, Store, StoreError, Write};
 use crate::store_writer::{Ack, Retry, StoreWriterMsg};
@@ -395,7 +395,7 @@ impl Actor for Orchestrator {
                         EventKind::AgentFailed,
                         &entry.spec.namespace,
                         key,
-                        json!({"reason": reason}),
+                        json!({"reason": reason}).into(),
                     );
                 }
             }
@@ -474,7 +474,7 @@ impl OrchestratorState {
             let limit = self.args.max_in_flight;
             return Err((intake, TaskError::Overloaded { limit, retry_after: Duration::from_secs(1) }));
         }
-        let spec = match self.registry.select(&request.namespace, &request.target) {
+        let (spec, agent_data) = match self.registry.select(&request.namespace, &request.target) {
             Ok(entry) if entry.queue_full() => {
                 let (agent, limit) = (entry.spec.key(), entry.spec.queue_limit);
                 return Err((
@@ -482,7 +482,7 @@ impl OrchestratorState {
                     TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) },
                 ));
             }
-            Ok(entry) => entry.spec.clone(),
+            Ok(entry) => (entry.spec.clone(), entry.event_data.clone()),
             Err(error) => return Err((intake, error)),
         };
         if let Err(limit) = self.quotas.admit(&request.namespace) {
@@ -499,7 +499,14 @@ impl OrchestratorState {
         let id = record.id;
         let durable = request.durable;
         let mut entry = TaskEntry::new(request, record, spec.timeout, spec.retries.backoff);
-        let data = entry.event_agent().map_or(Value::Null, |agent| json!({"agent": agent}));
+        let data = match &entry.record.target {
+            Target::Agent(_) => {
+                entry.agent_data = Some(agent_data);
+                entry.agent_data()
+            }
+            // No agent yet: one is chosen at dispatch.
+            Target::Capabilities(_) => Arc::new(Value::Null),
+        };
         let queued = self.args.events.emit_at(
             now,
             EventKind::TaskQueued,

@@ -111,7 +111,7 @@ mod tests {
                     kind: EventKind::TaskQueued,
                     namespace: "default".into(),
                     subject: format!("t{seq}"),
-                    data: serde_json::Value::Null,
+                    data: serde_json::Value::Null.into(),
                 };
                 Write::AppendEvent(Arc::new(event))
             })

@@ -306,7 +306,7 @@ where
         kind: from_name::<EventKind>(get(row, "kind")?, "kind")?,
         namespace: get(row, "namespace")?,
         subject: get(row, "subject")?,
-        data: get::<R, Json<Value>>(row, "data")?.0,
+        data: Arc::new(get::<R, Json<Value>>(row, "data")?.0),
     })
 }
 

@@ -63,7 +63,7 @@ fn event(seq: u64, time: SystemTime) -> Event {
         kind: EventKind::TaskSucceeded,
         namespace: "default".into(),
         subject: format!("task-{seq}"),
-        data: json!({"seq": seq, "nested": {"a": [1, 2]}}),
+        data: json!({"seq": seq, "nested": {"a": [1, 2]}}).into(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Domain events (DESIGN §13.4).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,8 @@ pub struct Event {
     pub namespace: String,
     /// What the event is about: a task id, an agent key, an actor name.
     pub subject: String,
-    pub data: Value,
+    /// Shared: most task events carry the same `{"agent": …}` of their agent, built once.
+    pub data: Arc<Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -53,6 +53,7 @@ impl OrchestratorState {
         }
         entry.agent_key = Some(agent.key.clone());
         entry.record.agent = Some(agent.spec.name.clone());
+        entry.agent_data = Some(agent.event_data.clone());
         let job = AgentJob {
             task_id: id,
             attempt: entry.record.attempt,
@@ -107,7 +108,7 @@ impl OrchestratorState {
             EventKind::TaskRunning,
             &entry.record.namespace,
             entry.subject.clone(),
-            data,
+            data.into(),
         );
         // A durable task's row says which attempt runs, so a re-run after a crash keeps
         // its number (and so its idempotency key). A non-durable task's events live in
@@ -205,7 +206,7 @@ impl OrchestratorState {
             EventKind::TaskRetrying,
             &entry.record.namespace,
             entry.subject.clone(),
-            data,
+            data.into(),
         );
         let namespace = std::mem::take(&mut entry.holds_run_slot).then(|| entry.record.namespace.clone());
         if entry.record.durable {

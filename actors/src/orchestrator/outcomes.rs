@@ -1,6 +1,8 @@
 //! How tasks end: accepted or refused after their commit, cancelled, finished (record,
 //! event, write, waiters, quotas), and the drain that waits for the last of them.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::tasks::RecordReply;
@@ -83,11 +85,12 @@ impl OrchestratorState {
         metrics
             .duration
             .observe(now.duration_since(entry.record.created_at).unwrap_or_default().as_secs_f64());
-        let agent = entry.event_agent();
         let data = match state {
             // The record has the attempt count; the common case carries only the agent.
-            TaskState::Succeeded => json!({"agent": agent}),
-            _ => json!({"agent": agent, "attempt": entry.record.attempt, "error": entry.record.error}),
+            TaskState::Succeeded => entry.agent_data(),
+            _ => Arc::new(json!({
+                "agent": entry.event_agent(), "attempt": entry.record.attempt, "error": entry.record.error
+            })),
         };
         // The last event of the task: its subject text is not needed afterwards.
         let subject = std::mem::take(&mut entry.subject);

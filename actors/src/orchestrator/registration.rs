@@ -59,7 +59,8 @@ impl OrchestratorState {
         };
         self.registry.insert(entry);
         let data = json!({"capabilities": spec.capabilities});
-        let event = self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data);
+        let event =
+            self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data.into());
         // Registered at run time: stored, so the node brings it back after a restart, and
         // answered once it is.
         if let Some(reply) = reply {
@@ -83,7 +84,8 @@ impl OrchestratorState {
             return;
         };
         self.args.catalog.remove(&key);
-        let event = self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null);
+        let event =
+            self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null.into());
         let (namespace, name) = (namespace.to_string(), name.to_string());
         let stored = self
             .store_agent_change(key, vec![Write::RemoveAgent { namespace, name }, Write::AppendEvent(event)]);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use foldhash::fast::RandomState;
 use mark1_supervisors::{Addr, PoolLoad, PoolMsg};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::TaskError;
 use crate::agent_instance::AgentJob;
@@ -29,6 +30,8 @@ pub struct AgentEntry {
     pub spec: Arc<AgentSpec>,
     /// `<namespace>/<name>`, made once: every attempt carries it.
     pub key: Arc<str>,
+    /// `{"agent": <name>}`, made once: the data of most events of its tasks.
+    pub event_data: Arc<Value>,
     /// `None` when the pool never started.
     pub pool: Option<Addr<PoolMsg<AgentJob>>>,
     pub load: Arc<PoolLoad>,
@@ -57,6 +60,7 @@ impl AgentEntry {
     pub fn new(spec: Arc<AgentSpec>, pool: Option<Addr<PoolMsg<AgentJob>>>, load: Arc<PoolLoad>) -> Self {
         AgentEntry {
             key: spec.key().into(),
+            event_data: Arc::new(serde_json::json!({"agent": spec.name})),
             spec,
             pool,
             load,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ractor::RpcReplyPort;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Submitted, TaskError};
@@ -61,6 +62,9 @@ pub struct TaskEntry {
     pub request: Arc<TaskRequest>,
     /// The agent (`<namespace>/<name>`) of the current attempt.
     pub agent_key: Option<Arc<str>>,
+    /// `{"agent": …}` naming [`event_agent`](Self::event_agent), shared with that agent's
+    /// registry entry; `None` until the agent is known that way.
+    pub agent_data: Option<Arc<Value>>,
     /// Time one attempt may take.
     pub attempt_timeout: Duration,
     pub retry_backoff: Duration,
@@ -91,6 +95,7 @@ impl TaskEntry {
             request,
             record,
             agent_key: None,
+            agent_data: None,
             cancel: CancellationToken::new(),
             waiters: Vec::new(),
             accept_reply: None,
@@ -107,6 +112,15 @@ impl TaskEntry {
             (Some(agent), _) => Some(agent),
             (None, crate::domain::Target::Agent(named)) => Some(named),
             (None, crate::domain::Target::Capabilities(_)) => None,
+        }
+    }
+
+    /// `{"agent": …}` naming [`event_agent`](Self::event_agent): the data of the task's
+    /// queued and succeeded events.
+    pub fn agent_data(&self) -> Arc<Value> {
+        match &self.agent_data {
+            Some(data) => data.clone(),
+            None => Arc::new(serde_json::json!({"agent": self.event_agent()})),
         }
     }
 

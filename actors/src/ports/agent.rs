@@ -54,7 +54,7 @@ impl Progress {
     }
 
     pub fn report(&self, data: Value) {
-        self.sink.emit(EventKind::TaskProgress, &self.namespace, self.task_id.to_string(), data);
+        self.sink.emit(EventKind::TaskProgress, &self.namespace, self.task_id.to_string(), data.into());
     }
 }
 

@@ -469,7 +469,7 @@ async fn start_run(
         EventKind::RunStarted,
         &record.namespace,
         record.id.to_string(),
-        json!({"workflow": record.workflow, "version": record.version}),
+        json!({"workflow": record.workflow, "version": record.version}).into(),
     );
     let mut writes = vec![Write::PutRun(Box::new(record.clone())), Write::AppendJournal(Box::new(started))];
     if record.durable {

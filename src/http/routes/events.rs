@@ -66,8 +66,9 @@ pub struct EventView {
     pub namespace: String,
     /// A task id, an agent key (`<namespace>/<agent>`), an actor name.
     pub subject: String,
+    // Shared with the event: a delivery does not copy the data.
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Arc<Value>,
 }
 
 impl EventView {
@@ -79,7 +80,7 @@ impl EventView {
             kind: event.kind.as_str().to_string(),
             namespace: event.namespace.clone(),
             subject: event.subject.clone(),
-            data: if hidden { Value::Null } else { event.data.clone() },
+            data: if hidden { Arc::new(Value::Null) } else { event.data.clone() },
         }
     }
 }

@@ -25,7 +25,7 @@ impl RunDriver {
                 EventKind::for_journal(entry.kind),
                 &self.record.namespace,
                 self.record.id.to_string(),
-                event_data(&self.record.workflow, entry),
+                event_data(&self.record.workflow, entry).into(),
             );
             writes.push(Write::AppendJournal(Box::new(entry.clone())));
             if self.record.durable {
