@@ -108,6 +108,13 @@ async fn a_durable_task_leaves_its_record_attempts_and_events_in_the_store() {
         memory.events().iter().filter(|e| e.subject == subject).map(|e| e.kind).collect();
     use EventKind::*;
     assert_eq!(kinds, [TaskQueued, TaskRunning, TaskRetrying, TaskRunning, TaskSucceeded]);
+    // The agent's shared data where it applies, each attempt's own number.
+    let data: Vec<serde_json::Value> =
+        memory.events().iter().filter(|e| e.subject == subject).map(|e| (*e.data).clone()).collect();
+    let agent = json!({"agent": "flaky"});
+    assert_eq!([&data[0], &data[4]], [&agent, &agent]);
+    assert_eq!(data[1], json!({"attempt": 1, "agent": "flaky"}));
+    assert_eq!(data[3], json!({"attempt": 2, "agent": "flaky"}));
     stop(handle).await;
 }
 

@@ -1,5 +1,6 @@
 //! Attempts: dispatch to the best agent, start and end reports, retries with backoff.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mark1_supervisors::{PoolError, PoolMsg};
@@ -102,13 +103,17 @@ impl OrchestratorState {
         entry.record.updated_at = now;
         // Only a durable task stores its attempts (`task_attempts`).
         entry.attempt_started_at = entry.record.durable.then_some(now);
-        let data = json!({"attempt": attempt, "agent": entry.record.agent});
+        let data = match (&entry.agent_data, attempt) {
+            // Set at dispatch: the agent running this attempt.
+            (Some(shared), 1) => shared.first_attempt.clone(),
+            _ => Arc::new(json!({"attempt": attempt, "agent": entry.record.agent})),
+        };
         let event = self.args.events.emit_at(
             now,
             EventKind::TaskRunning,
             &entry.record.namespace,
             entry.subject.clone(),
-            data.into(),
+            data,
         );
         // A durable task's row says which attempt runs, so a re-run after a crash keeps
         // its number (and so its idempotency key). A non-durable task's events live in

@@ -9,7 +9,7 @@ use std::time::Duration;
 use foldhash::fast::RandomState;
 use mark1_supervisors::{Addr, PoolLoad, PoolMsg};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::TaskError;
 use crate::agent_instance::AgentJob;
@@ -30,8 +30,8 @@ pub struct AgentEntry {
     pub spec: Arc<AgentSpec>,
     /// `<namespace>/<name>`, made once: every attempt carries it.
     pub key: Arc<str>,
-    /// `{"agent": <name>}`, made once: the data of most events of its tasks.
-    pub event_data: Arc<Value>,
+    /// The data of its tasks' events, made once.
+    pub event_data: Arc<AgentEventData>,
     /// `None` when the pool never started.
     pub pool: Option<Addr<PoolMsg<AgentJob>>>,
     pub load: Arc<PoolLoad>,
@@ -39,6 +39,25 @@ pub struct AgentEntry {
     latency_ewma_us: f64,
     succeeded: u64,
     failed: u64,
+}
+
+/// The data of an agent's task events that is the same for every task: built once per
+/// agent instead of as a JSON map per event (a map is allocated, hashed and freed).
+#[derive(Debug)]
+pub struct AgentEventData {
+    /// `{"agent": <name>}`: `task.queued` and `task.succeeded`.
+    pub agent: Arc<Value>,
+    /// `{"attempt": 1, "agent": <name>}`: `task.running` of a first attempt.
+    pub first_attempt: Arc<Value>,
+}
+
+impl AgentEventData {
+    fn new(agent: &str) -> Self {
+        AgentEventData {
+            agent: Arc::new(json!({"agent": agent})),
+            first_attempt: Arc::new(json!({"attempt": 1, "agent": agent})),
+        }
+    }
 }
 
 /// A serializable view of one agent for listings and health.
@@ -60,7 +79,7 @@ impl AgentEntry {
     pub fn new(spec: Arc<AgentSpec>, pool: Option<Addr<PoolMsg<AgentJob>>>, load: Arc<PoolLoad>) -> Self {
         AgentEntry {
             key: spec.key().into(),
-            event_data: Arc::new(serde_json::json!({"agent": spec.name})),
+            event_data: Arc::new(AgentEventData::new(&spec.name)),
             spec,
             pool,
             load,

@@ -10,6 +10,7 @@ use ractor::RpcReplyPort;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::registry::AgentEventData;
 use super::{Submitted, TaskError};
 use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
 use crate::ports::AttemptRecord;
@@ -62,9 +63,9 @@ pub struct TaskEntry {
     pub request: Arc<TaskRequest>,
     /// The agent (`<namespace>/<name>`) of the current attempt.
     pub agent_key: Option<Arc<str>>,
-    /// `{"agent": …}` naming [`event_agent`](Self::event_agent), shared with that agent's
-    /// registry entry; `None` until the agent is known that way.
-    pub agent_data: Option<Arc<Value>>,
+    /// The event data of the agent [`event_agent`](Self::event_agent) names, shared with
+    /// its registry entry; `None` until the agent is known that way.
+    pub agent_data: Option<Arc<AgentEventData>>,
     /// Time one attempt may take.
     pub attempt_timeout: Duration,
     pub retry_backoff: Duration,
@@ -119,7 +120,7 @@ impl TaskEntry {
     /// queued and succeeded events.
     pub fn agent_data(&self) -> Arc<Value> {
         match &self.agent_data {
-            Some(data) => data.clone(),
+            Some(data) => data.agent.clone(),
             None => Arc::new(serde_json::json!({"agent": self.event_agent()})),
         }
     }
