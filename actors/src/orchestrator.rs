@@ -474,7 +474,7 @@ impl OrchestratorState {
             let limit = self.args.max_in_flight;
             return Err((intake, TaskError::Overloaded { limit, retry_after: Duration::from_secs(1) }));
         }
-        let (spec, agent_data) = match self.registry.select(&request.namespace, &request.target) {
+        let (spec, event_data) = match self.registry.select(&request.namespace, &request.target) {
             Ok(entry) if entry.queue_full() => {
                 let (agent, limit) = (entry.spec.key(), entry.spec.queue_limit);
                 return Err((
@@ -482,6 +482,8 @@ impl OrchestratorState {
                     TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) },
                 ));
             }
+            // The selected agent's event data is the named agent's (a capability task's agent
+            // is chosen at dispatch).
             Ok(entry) => (entry.spec.clone(), entry.event_data.clone()),
             Err(error) => return Err((intake, error)),
         };
@@ -501,10 +503,9 @@ impl OrchestratorState {
         let mut entry = TaskEntry::new(request, record, spec.timeout, spec.retries.backoff);
         let data = match &entry.record.target {
             Target::Agent(_) => {
-                entry.agent_data = Some(agent_data);
+                entry.event_data = Some(event_data);
                 entry.agent_data()
             }
-            // No agent yet: one is chosen at dispatch.
             Target::Capabilities(_) => Arc::new(Value::Null),
         };
         let queued = self.args.events.emit_at(

@@ -13,8 +13,9 @@ use tokio::runtime::{Builder, Runtime};
 /// queue behind the actors' messages, and commits are what every durable task waits
 /// for. The store writer runs its commits on this thread too (`Store::commit_runtime`),
 /// so a commit goes there and its outcome comes back as one message each way. Measured
-/// with `mark1 bench durable` (SQLite, 256 submitters): a commit of 64 tasks 1.0–1.2 ms here against 1.28–1.4 ms on the node's runtime, and 29.5 against
-/// 33 µs of CPU per task (medians of six runs each; throughput moved within the noise).
+/// with `mark1 bench durable` (SQLite, 256 submitters): a commit of 64 tasks 1.0–1.2 ms
+/// here against 1.28–1.4 ms on the node's runtime, and 29.5 against 33 µs of CPU per
+/// task (medians of six runs each; throughput moved within the noise).
 pub(crate) struct Io {
     /// `None` only while dropping.
     runtime: Option<Runtime>,

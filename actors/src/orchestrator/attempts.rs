@@ -54,7 +54,7 @@ impl OrchestratorState {
         }
         entry.agent_key = Some(agent.key.clone());
         entry.record.agent = Some(agent.spec.name.clone());
-        entry.agent_data = Some(agent.event_data.clone());
+        entry.event_data = Some(agent.event_data.clone());
         let job = AgentJob {
             task_id: id,
             attempt: entry.record.attempt,
@@ -103,7 +103,7 @@ impl OrchestratorState {
         entry.record.updated_at = now;
         // Only a durable task stores its attempts (`task_attempts`).
         entry.attempt_started_at = entry.record.durable.then_some(now);
-        let data = match (&entry.agent_data, attempt) {
+        let data = match (&entry.event_data, attempt) {
             // Set at dispatch: the agent running this attempt.
             (Some(shared), 1) => shared.first_attempt.clone(),
             _ => Arc::new(json!({"attempt": attempt, "agent": entry.record.agent})),

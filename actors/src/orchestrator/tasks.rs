@@ -65,7 +65,7 @@ pub struct TaskEntry {
     pub agent_key: Option<Arc<str>>,
     /// The event data of the agent [`event_agent`](Self::event_agent) names, shared with
     /// its registry entry; `None` until the agent is known that way.
-    pub agent_data: Option<Arc<AgentEventData>>,
+    pub event_data: Option<Arc<AgentEventData>>,
     /// Time one attempt may take.
     pub attempt_timeout: Duration,
     pub retry_backoff: Duration,
@@ -96,7 +96,7 @@ impl TaskEntry {
             request,
             record,
             agent_key: None,
-            agent_data: None,
+            event_data: None,
             cancel: CancellationToken::new(),
             waiters: Vec::new(),
             accept_reply: None,
@@ -119,7 +119,7 @@ impl TaskEntry {
     /// `{"agent": …}` naming [`event_agent`](Self::event_agent): the data of the task's
     /// queued and succeeded events.
     pub fn agent_data(&self) -> Arc<Value> {
-        match &self.agent_data {
+        match &self.event_data {
             Some(data) => data.agent.clone(),
             None => Arc::new(serde_json::json!({"agent": self.event_agent()})),
         }

@@ -243,7 +243,7 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
     /// Failed starts are then handled in slot order, as `grow` handles one.
     async fn start_up_to_min(&mut self, myself: &ActorRef<PoolMsg<J>>) -> Result<(), ActorProcessingErr> {
         let first = self.slots.len();
-        self.slots.reserve_exact(self.min.saturating_sub(first));
+        self.slots.reserve(self.min.saturating_sub(first));
         while self.slots.len() < self.min {
             self.add_slot();
         }
