@@ -34,7 +34,8 @@ pub struct AgentJob {
     /// 0..=9; higher runs first among the pool's queued jobs.
     pub priority: u8,
     pub input: Arc<Value>,
-    pub namespace: String,
+    /// Shared with the task's entry and events.
+    pub namespace: Arc<str>,
     pub idempotency_key: String,
     pub deadline: Option<SystemTime>,
     /// Time this attempt may run (already capped by the deadline).

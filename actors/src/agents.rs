@@ -219,13 +219,18 @@ fn pool_observer(spec: Arc<AgentSpec>, events: Arc<dyn EventSink>) -> Supervisor
     Arc::new(move |event| match event {
         SupervisorEvent::ChildRestarted { child, cause, reason, .. } => {
             let data = json!({"instance": child, "cause": cause, "reason": reason});
-            events.emit(EventKind::AgentRestarted, &spec.namespace, spec.key(), data.into());
+            events.emit(
+                EventKind::AgentRestarted,
+                spec.namespace.as_str().into(),
+                spec.key().into(),
+                data.into(),
+            );
         }
         SupervisorEvent::Escalated { reason, .. } => {
             events.emit(
                 EventKind::AgentFailed,
-                &spec.namespace,
-                spec.key(),
+                spec.namespace.as_str().into(),
+                spec.key().into(),
                 json!({"reason": reason}).into(),
             );
         }

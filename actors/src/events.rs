@@ -79,7 +79,7 @@ impl EventBus {
 }
 
 impl EventSink for EventBus {
-    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Arc<Value>) -> Arc<Event> {
+    fn emit(&self, kind: EventKind, namespace: Arc<str>, subject: Arc<str>, data: Arc<Value>) -> Arc<Event> {
         self.emit_at(self.clock.now(), kind, namespace, subject, data)
     }
 
@@ -87,14 +87,14 @@ impl EventSink for EventBus {
         &self,
         time: SystemTime,
         kind: EventKind,
-        namespace: &str,
-        subject: String,
+        namespace: Arc<str>,
+        subject: Arc<str>,
         data: Arc<Value>,
     ) -> Arc<Event> {
         let mut ring = self.ring.lock();
         // seq is taken under the ring lock so the ring stays in seq order.
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
-        let event = Arc::new(Event { seq, time, kind, namespace: namespace.to_string(), subject, data });
+        let event = Arc::new(Event { seq, time, kind, namespace, subject, data });
         if ring.len() == self.capacity {
             ring.pop_front();
         }
@@ -123,8 +123,8 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn matches(&self, event: &Event) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&event.kind))
-            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == &event.namespace))
-            && (self.subjects.is_empty() || self.subjects.iter().any(|s| s == &event.subject))
+            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| **n == *event.namespace))
+            && (self.subjects.is_empty() || self.subjects.iter().any(|s| **s == *event.subject))
             && (self.agents.is_empty() || agent_of(event).is_some_and(|a| self.agents.iter().any(|n| n == a)))
     }
 }
@@ -137,7 +137,7 @@ pub fn agent_of(event: &Event) -> Option<&str> {
     use EventKind::*;
     match event.kind {
         AgentRegistered | AgentRemoved | AgentFailed | AgentRestarted => {
-            event.subject.strip_prefix(event.namespace.as_str())?.strip_prefix('/')
+            event.subject.strip_prefix(&*event.namespace)?.strip_prefix('/')
         }
         TaskQueued | TaskRunning | TaskRetrying | TaskSucceeded | TaskFailed | TaskCancelled
         | TaskTimedOut => event.data.get("agent")?.as_str(),
@@ -230,7 +230,7 @@ mod tests {
     fn seq_increases_and_ring_is_bounded() {
         let bus = bus(3);
         for i in 0..5 {
-            bus.emit(EventKind::TaskQueued, "default", format!("t{i}"), json!(null).into());
+            bus.emit(EventKind::TaskQueued, "default".into(), format!("t{i}").into(), json!(null).into());
         }
         assert_eq!(bus.last_seq(), 5);
         let kept: Vec<u64> = bus.since(2, 10).unwrap().iter().map(|e| e.seq).collect();
@@ -245,10 +245,13 @@ mod tests {
     #[test]
     fn the_agent_filter_reads_subjects_of_agent_events_and_data_of_task_events() {
         let bus = bus(8);
-        let registered = bus.emit(EventKind::AgentRegistered, "a", "a/echo".into(), json!({}).into());
-        let ran = bus.emit(EventKind::TaskSucceeded, "a", "t1".into(), json!({"agent": "echo"}).into());
-        let other = bus.emit(EventKind::TaskRunning, "a", "t2".into(), json!({"agent": "sleeper"}).into());
-        let claims = bus.emit(EventKind::TaskProgress, "a", "t2".into(), json!({"agent": "echo"}).into());
+        let registered = bus.emit(EventKind::AgentRegistered, "a".into(), "a/echo".into(), json!({}).into());
+        let ran =
+            bus.emit(EventKind::TaskSucceeded, "a".into(), "t1".into(), json!({"agent": "echo"}).into());
+        let other =
+            bus.emit(EventKind::TaskRunning, "a".into(), "t2".into(), json!({"agent": "sleeper"}).into());
+        let claims =
+            bus.emit(EventKind::TaskProgress, "a".into(), "t2".into(), json!({"agent": "echo"}).into());
         let filter = EventFilter { agents: vec!["echo".into()], ..Default::default() };
         let matched: Vec<bool> =
             [&registered, &ran, &other, &claims].iter().map(|e| filter.matches(e)).collect();

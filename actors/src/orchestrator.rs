@@ -393,8 +393,8 @@ impl Actor for Orchestrator {
                     entry.health = AgentHealth::Failed(reason.clone());
                     let _ = state.args.events.emit(
                         EventKind::AgentFailed,
-                        &entry.spec.namespace,
-                        key,
+                        entry.spec.namespace.as_str().into(),
+                        key.into(),
                         json!({"reason": reason}).into(),
                     );
                 }
@@ -474,7 +474,7 @@ impl OrchestratorState {
             let limit = self.args.max_in_flight;
             return Err((intake, TaskError::Overloaded { limit, retry_after: Duration::from_secs(1) }));
         }
-        let (spec, event_data) = match self.registry.select(&request.namespace, &request.target) {
+        let (spec, namespace, event_data) = match self.registry.select(&request.namespace, &request.target) {
             Ok(entry) if entry.queue_full() => {
                 let (agent, limit) = (entry.spec.key(), entry.spec.queue_limit);
                 return Err((
@@ -484,7 +484,8 @@ impl OrchestratorState {
             }
             // The selected agent's event data is the named agent's (a capability task's agent
             // is chosen at dispatch).
-            Ok(entry) => (entry.spec.clone(), entry.event_data.clone()),
+            // The selected agent is of the request's namespace: the task shares its text.
+            Ok(entry) => (entry.spec.clone(), entry.namespace.clone(), entry.event_data.clone()),
             Err(error) => return Err((intake, error)),
         };
         if let Err(limit) = self.quotas.admit(&request.namespace) {
@@ -500,7 +501,7 @@ impl OrchestratorState {
         let record = TaskRecord::queued(&request, max_attempts, Some(self.start.id), now);
         let id = record.id;
         let durable = request.durable;
-        let mut entry = TaskEntry::new(request, record, spec.timeout, spec.retries.backoff);
+        let mut entry = TaskEntry::new(request, record, namespace, spec.timeout, spec.retries.backoff);
         let data = match &entry.record.target {
             Target::Agent(_) => {
                 entry.event_data = Some(event_data);
@@ -511,7 +512,7 @@ impl OrchestratorState {
         let queued = self.args.events.emit_at(
             now,
             EventKind::TaskQueued,
-            &entry.record.namespace,
+            entry.namespace.clone(),
             entry.subject.clone(),
             data,
         );

@@ -110,7 +110,7 @@ mod tests {
                     time,
                     kind: EventKind::TaskQueued,
                     namespace: "default".into(),
-                    subject: format!("t{seq}"),
+                    subject: format!("t{seq}").into(),
                     data: serde_json::Value::Null.into(),
                 };
                 Write::AppendEvent(Arc::new(event))

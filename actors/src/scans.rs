@@ -168,7 +168,8 @@ impl Actor for ScanJob {
     ) -> Result<(), ActorProcessingErr> {
         let record = &state.record;
         let data = json!({"path": record.path, "submitter": record.submitter});
-        state.env.events.emit(EventKind::ScanStarted, &record.namespace, record.id.to_string(), data.into());
+        let (namespace, subject) = (record.namespace.as_str().into(), record.id.to_string().into());
+        state.env.events.emit(EventKind::ScanStarted, namespace, subject, data.into());
         tracing::info!(scan = %record.id, path = %record.path.display(), "scan started");
         let (scanner, path, progress) =
             (state.env.scanner.clone(), record.path.clone(), state.progress.clone());
@@ -260,7 +261,8 @@ impl ScanJobState {
         let (done, total) = now;
         let record = &self.record;
         let data = json!({"done": done, "total": total});
-        self.env.events.emit(EventKind::ScanProgress, &record.namespace, record.id.to_string(), data.into());
+        let (namespace, subject) = (record.namespace.as_str().into(), record.id.to_string().into());
+        self.env.events.emit(EventKind::ScanProgress, namespace, subject, data.into());
     }
 
     /// The final record is committed: tell subscribers, then leave through the supervisor
@@ -271,7 +273,8 @@ impl ScanJobState {
             ScanState::Failed => (EventKind::ScanFailed, json!({"path": record.path, "error": record.error})),
             _ => (EventKind::ScanFinished, json!({"path": record.path, "summary": record.summary})),
         };
-        self.env.events.emit(kind, &record.namespace, record.id.to_string(), data.into());
+        let (namespace, subject) = (record.namespace.as_str().into(), record.id.to_string().into());
+        self.env.events.emit(kind, namespace, subject, data.into());
         tracing::info!(scan = %record.id, state = record.state.as_str(), "scan finished");
         let (reply, _) = ractor::concurrency::oneshot();
         let _ = self

@@ -401,7 +401,7 @@ mod tests {
             time: SystemTime::now(),
             kind: EventKind::TaskQueued,
             namespace: "default".into(),
-            subject: format!("t{seq}"),
+            subject: format!("t{seq}").into(),
             data: serde_json::Value::Null.into(),
         }))
     }

@@ -179,8 +179,8 @@ impl EventRow {
             seq: small(event.seq, "event seq")?,
             emitted_at: micros(event.time)?,
             kind: event.kind.as_str(),
-            namespace: event.namespace.clone(),
-            subject: event.subject.clone(),
+            namespace: event.namespace.to_string(),
+            subject: event.subject.to_string(),
             data: json_text(&event.data)?,
         })
     }
@@ -304,8 +304,8 @@ where
         seq: u64::try_from(seq).map_err(|e| decode_error("seq", e))?,
         time: get_time(row, "emitted_at")?,
         kind: from_name::<EventKind>(get(row, "kind")?, "kind")?,
-        namespace: get(row, "namespace")?,
-        subject: get(row, "subject")?,
+        namespace: get::<R, String>(row, "namespace")?.into(),
+        subject: get::<R, String>(row, "subject")?.into(),
         data: Arc::new(get::<R, Json<Value>>(row, "data")?.0),
     })
 }

@@ -33,7 +33,7 @@ async fn a_panicking_agent_fails_its_task_and_its_instance_is_restarted() {
     assert!(done.error.as_deref().unwrap().contains("panicked: agent bug"), "{:?}", done.error);
 
     let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(event.subject, "default/buggy");
+    assert_eq!(&*event.subject, "default/buggy");
     let pool_name = format!("{}/agents/pool:default/buggy", handle.name());
     eventually(Duration::from_secs(5), "instance restarted", || async {
         let tree = handle.tree();

@@ -135,7 +135,7 @@ async fn crash_and_recover(Fresh { store, options, backend }: Fresh) {
     let events = store.events_after(0, 1_000_000).await.unwrap();
     let mut completions: HashMap<&str, u32> = HashMap::new();
     for event in events.iter().filter(|e| e.kind == EventKind::TaskSucceeded) {
-        *completions.entry(event.subject.as_str()).or_default() += 1;
+        *completions.entry(&*event.subject).or_default() += 1;
     }
     assert_eq!(completions.len() as u64, total, "{}: every task has a completion event", backend.as_str());
     assert!(completions.values().all(|&n| n == 1), "{}: exactly one completion event each", backend.as_str());

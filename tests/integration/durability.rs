@@ -105,12 +105,12 @@ async fn a_durable_task_leaves_its_record_attempts_and_events_in_the_store() {
     assert_eq!(outcomes, [(1, TaskState::Failed), (2, TaskState::Succeeded)]);
     let subject = done.id.to_string();
     let kinds: Vec<EventKind> =
-        memory.events().iter().filter(|e| e.subject == subject).map(|e| e.kind).collect();
+        memory.events().iter().filter(|e| *e.subject == *subject).map(|e| e.kind).collect();
     use EventKind::*;
     assert_eq!(kinds, [TaskQueued, TaskRunning, TaskRetrying, TaskRunning, TaskSucceeded]);
     // The agent's shared data where it applies, each attempt's own number.
     let data: Vec<serde_json::Value> =
-        memory.events().iter().filter(|e| e.subject == subject).map(|e| (*e.data).clone()).collect();
+        memory.events().iter().filter(|e| *e.subject == *subject).map(|e| (*e.data).clone()).collect();
     let agent = json!({"agent": "flaky"});
     assert_eq!([&data[0], &data[4]], [&agent, &agent]);
     assert_eq!(data[1], json!({"attempt": 1, "agent": "flaky"}));
@@ -333,10 +333,10 @@ async fn a_non_durable_task_is_stored_once_finished_and_its_events_only_in_the_r
     })
     .await;
     let stored = store.inner().events_after(0, 1000).await.unwrap();
-    assert!(stored.iter().all(|e| e.subject != subject), "no event of it is stored: {stored:?}");
+    assert!(stored.iter().all(|e| *e.subject != *subject), "no event of it is stored: {stored:?}");
     let listed = handle.list_events(Default::default(), 0, 100).await.unwrap();
     let kinds: Vec<EventKind> =
-        listed.events.iter().filter(|e| e.subject == subject).map(|e| e.kind).collect();
+        listed.events.iter().filter(|e| *e.subject == *subject).map(|e| e.kind).collect();
     assert_eq!(
         kinds,
         [EventKind::TaskQueued, EventKind::TaskRunning, EventKind::TaskSucceeded],

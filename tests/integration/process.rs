@@ -77,7 +77,7 @@ async fn the_example_agents_run_from_config_with_progress_events() {
     assert_eq!(done.output.as_ref().unwrap()["words"], json!(4));
     let event =
         tokio::time::timeout(Duration::from_secs(5), progress.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(event.subject, done.id.to_string());
+    assert_eq!(*event.subject, *done.id.to_string());
     stop(handle).await;
 }
 

@@ -62,7 +62,7 @@ fn event(seq: u64, time: SystemTime) -> Event {
         time,
         kind: EventKind::TaskSucceeded,
         namespace: "default".into(),
-        subject: format!("task-{seq}"),
+        subject: format!("task-{seq}").into(),
         data: json!({"seq": seq, "nested": {"a": [1, 2]}}).into(),
     }
 }

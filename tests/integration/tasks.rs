@@ -268,7 +268,7 @@ async fn every_transition_is_an_event_in_order() {
     let mut kinds = Vec::new();
     while kinds.len() < 3 {
         let event = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
-        if event.subject == done.id.to_string() {
+        if *event.subject == *done.id.to_string() {
             kinds.push(event.kind);
         }
     }

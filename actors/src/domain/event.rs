@@ -13,9 +13,10 @@ pub struct Event {
     #[serde(with = "humantime_serde")]
     pub time: SystemTime,
     pub kind: EventKind,
-    pub namespace: String,
+    /// Shared, like `subject`: a task's events all carry its namespace and id.
+    pub namespace: Arc<str>,
     /// What the event is about: a task id, an agent key, an actor name.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// Shared: most task events carry the same `{"agent": …}` of their agent, built once.
     pub data: Arc<Value>,
 }

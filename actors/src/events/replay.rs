@@ -198,8 +198,8 @@ mod tests {
         for seq in 1..=emitted {
             let event = bus.emit(
                 EventKind::TaskQueued,
-                if seq.is_multiple_of(3) { "b" } else { "a" },
-                format!("t{seq}"),
+                if seq.is_multiple_of(3) { "b" } else { "a" }.into(),
+                format!("t{seq}").into(),
                 json!(null).into(),
             );
             if stored(seq) {
@@ -236,11 +236,11 @@ mod tests {
             vec![3, 5, 7, 8, 9, 10, 11, 12],
             "stored, then the ring; 10 once"
         );
-        bus.emit(EventKind::TaskSucceeded, "a", "t1".into(), json!(null).into());
+        bus.emit(EventKind::TaskSucceeded, "a".into(), "t1".into(), json!(null).into());
         assert_eq!(drain(&mut sub, 1).await, vec![13]);
         let nothing_more = tokio::time::timeout(std::time::Duration::from_millis(20), sub.next()).await;
         assert!(nothing_more.is_err() && sub.caught_up(), "reading the live stream now");
-        bus.emit(EventKind::TaskSucceeded, "a", "t2".into(), json!(null).into());
+        bus.emit(EventKind::TaskSucceeded, "a".into(), "t2".into(), json!(null).into());
         assert_eq!(drain(&mut sub, 1).await, vec![14]);
         events.stop(None);
         handle.await.unwrap();
@@ -303,7 +303,8 @@ mod tests {
         })
         .unwrap();
         for i in 0..5 {
-            let event = bus.emit(EventKind::TaskQueued, "a", format!("t{i}"), json!(null).into());
+            let event =
+                bus.emit(EventKind::TaskQueued, "a".into(), format!("t{i}").into(), json!(null).into());
             store.write_batch(&[Write::AppendEvent(event)]).await.unwrap();
         }
         assert_eq!(drain(&mut sub, 5).await, vec![1, 2, 3, 4, 5], "the live buffer of 2 lagged");

@@ -347,7 +347,12 @@ pub(super) fn restart_events(events: Arc<EventBus>) -> SupervisorObserver {
     Arc::new(move |event| {
         if let SupervisorEvent::ChildRestarted { supervisor, child, cause, reason } = event {
             let data = json!({"supervisor": supervisor, "cause": cause, "reason": reason});
-            events.emit(EventKind::ActorRestarted, crate::DEFAULT_NAMESPACE, child, data.into());
+            events.emit(
+                EventKind::ActorRestarted,
+                crate::DEFAULT_NAMESPACE.into(),
+                child.into(),
+                data.into(),
+            );
         }
     })
 }

@@ -60,7 +60,7 @@ impl OrchestratorState {
             attempt: entry.record.attempt,
             priority: entry.record.priority,
             input: entry.record.input.clone(),
-            namespace: entry.record.namespace.clone(),
+            namespace: entry.namespace.clone(),
             // The submitter's key names the first attempt (a workflow step's is
             // `run:<run>:<step>:<attempt>`); a retry after a failure gets a new key.
             idempotency_key: match (&entry.record.idempotency_key, entry.record.attempt) {
@@ -111,7 +111,7 @@ impl OrchestratorState {
         let event = self.args.events.emit_at(
             now,
             EventKind::TaskRunning,
-            &entry.record.namespace,
+            entry.namespace.clone(),
             entry.subject.clone(),
             data,
         );
@@ -209,7 +209,7 @@ impl OrchestratorState {
         let event = self.args.events.emit_at(
             now,
             EventKind::TaskRetrying,
-            &entry.record.namespace,
+            entry.namespace.clone(),
             entry.subject.clone(),
             data.into(),
         );

@@ -92,10 +92,8 @@ impl OrchestratorState {
                 "agent": entry.event_agent(), "attempt": entry.record.attempt, "error": entry.record.error
             })),
         };
-        // The last event of the task: its subject text is not needed afterwards.
-        let subject = std::mem::take(&mut entry.subject);
         let kind = EventKind::for_task_state(state);
-        let event = self.args.events.emit_at(now, kind, &entry.record.namespace, subject, data);
+        let event = self.args.events.emit_at(now, kind, entry.namespace.clone(), entry.subject.clone(), data);
         let mut writes = vec![Write::PutTask(Box::new(entry.record.clone()))];
         if let Some(reply) = entry.accept_reply.take() {
             // Finished before its commit was acknowledged (cancelled at once, say).

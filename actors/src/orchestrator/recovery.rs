@@ -75,12 +75,12 @@ impl OrchestratorState {
         }
         record.state = TaskState::Queued;
         let request = Arc::new(record.to_request());
-        let (timeout, backoff) = match self.registry.select(&record.namespace, &record.target) {
-            Ok(agent) => (agent.spec.timeout, agent.spec.retries.backoff),
+        let (namespace, timeout, backoff) = match self.registry.select(&record.namespace, &record.target) {
+            Ok(agent) => (agent.namespace.clone(), agent.spec.timeout, agent.spec.retries.backoff),
             // Dispatch finds no agent either and fails the task with the reason.
-            Err(_) => (Duration::from_secs(60), Duration::ZERO),
+            Err(_) => (record.namespace.as_str().into(), Duration::from_secs(60), Duration::ZERO),
         };
-        let entry = TaskEntry::new(request, record, timeout, backoff);
+        let entry = TaskEntry::new(request, record, namespace, timeout, backoff);
         self.quotas.readmit(&entry.record.namespace);
         self.tasks.insert(entry);
         self.args.metrics.in_flight.inc();

@@ -59,8 +59,8 @@ impl OrchestratorState {
         };
         self.registry.insert(entry);
         let data = json!({"capabilities": spec.capabilities});
-        let event =
-            self.args.events.emit(EventKind::AgentRegistered, &spec.namespace, spec.key(), data.into());
+        let (namespace, key) = (spec.namespace.as_str().into(), spec.key().into());
+        let event = self.args.events.emit(EventKind::AgentRegistered, namespace, key, data.into());
         // Registered at run time: stored, so the node brings it back after a restart, and
         // answered once it is.
         if let Some(reply) = reply {
@@ -84,8 +84,12 @@ impl OrchestratorState {
             return;
         };
         self.args.catalog.remove(&key);
-        let event =
-            self.args.events.emit(EventKind::AgentRemoved, namespace, key.clone(), Value::Null.into());
+        let event = self.args.events.emit(
+            EventKind::AgentRemoved,
+            namespace.into(),
+            key.as_str().into(),
+            Value::Null.into(),
+        );
         let (namespace, name) = (namespace.to_string(), name.to_string());
         let stored = self
             .store_agent_change(key, vec![Write::RemoveAgent { namespace, name }, Write::AppendEvent(event)]);

@@ -30,6 +30,8 @@ pub struct AgentEntry {
     pub spec: Arc<AgentSpec>,
     /// `<namespace>/<name>`, made once: every attempt carries it.
     pub key: Arc<str>,
+    /// Its namespace, made once: shared by its tasks' entries, events and attempts.
+    pub namespace: Arc<str>,
     /// The data of its tasks' events, made once.
     pub event_data: Arc<AgentEventData>,
     /// `None` when the pool never started.
@@ -79,6 +81,7 @@ impl AgentEntry {
     pub fn new(spec: Arc<AgentSpec>, pool: Option<Addr<PoolMsg<AgentJob>>>, load: Arc<PoolLoad>) -> Self {
         AgentEntry {
             key: spec.key().into(),
+            namespace: spec.namespace.as_str().into(),
             event_data: Arc::new(AgentEventData::new(&spec.name)),
             spec,
             pool,

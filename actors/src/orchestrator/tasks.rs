@@ -75,8 +75,11 @@ pub struct TaskEntry {
     pub waiters: Vec<Waiter>,
     /// A durable submission waiting for its commit before it hears "accepted".
     pub accept_reply: Option<RpcReplyPort<Result<Submitted, TaskError>>>,
+    /// The task's namespace, shared with its agent's registry entry where it has one:
+    /// every event and attempt of the task carries it.
+    pub namespace: Arc<str>,
     /// The task id as text, made once: it is the subject of every event of the task.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// When the current attempt started running.
     /// When the current attempt started running; kept for durable tasks only, whose
     /// attempts are stored.
@@ -86,13 +89,22 @@ pub struct TaskEntry {
 }
 
 impl TaskEntry {
-    /// A task just accepted or taken over: queued, nobody waiting yet. `timeout` and
-    /// `backoff` are the agent's, for what the request leaves unset.
-    pub fn new(request: Arc<TaskRequest>, record: TaskRecord, timeout: Duration, backoff: Duration) -> Self {
+    /// A task just accepted or taken over: queued, nobody waiting yet. `namespace` is
+    /// the record's; `timeout` and `backoff` are the agent's, for what the request leaves
+    /// unset.
+    pub fn new(
+        request: Arc<TaskRequest>,
+        record: TaskRecord,
+        namespace: Arc<str>,
+        timeout: Duration,
+        backoff: Duration,
+    ) -> Self {
+        debug_assert_eq!(*namespace, *record.namespace);
         TaskEntry {
             attempt_timeout: request.timeout.unwrap_or(timeout),
             retry_backoff: backoff,
-            subject: record.id.to_string(),
+            namespace,
+            subject: record.id.to_string().into(),
             request,
             record,
             agent_key: None,

@@ -21,7 +21,7 @@ pub struct TaskContext {
     /// `<key>:<attempt>` for later ones.
     pub idempotency_key: String,
     pub deadline: Option<SystemTime>,
-    pub namespace: String,
+    pub namespace: Arc<str>,
     pub traceparent: Option<String>,
     /// Who submitted the task (`key:<id>`, `user:<name>`…); the sub-tasks an agent
     /// submits (in the task's namespace) are recorded as theirs.
@@ -39,7 +39,7 @@ pub struct TaskContext {
 pub struct Progress {
     sink: Arc<dyn EventSink>,
     task_id: TaskId,
-    namespace: String,
+    namespace: Arc<str>,
 }
 
 impl std::fmt::Debug for Progress {
@@ -49,12 +49,13 @@ impl std::fmt::Debug for Progress {
 }
 
 impl Progress {
-    pub fn new(sink: Arc<dyn EventSink>, task_id: TaskId, namespace: String) -> Self {
+    pub fn new(sink: Arc<dyn EventSink>, task_id: TaskId, namespace: Arc<str>) -> Self {
         Progress { sink, task_id, namespace }
     }
 
     pub fn report(&self, data: Value) {
-        self.sink.emit(EventKind::TaskProgress, &self.namespace, self.task_id.to_string(), data.into());
+        let subject = self.task_id.to_string().into();
+        self.sink.emit(EventKind::TaskProgress, self.namespace.clone(), subject, data.into());
     }
 }
 

@@ -11,7 +11,7 @@ use crate::domain::{Event, EventKind};
 /// they are called on hot paths (every task transition). The event comes back so the
 /// caller can store it in the same commit as the change it reports.
 pub trait EventSink: Send + Sync + 'static {
-    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Arc<Value>) -> Arc<Event>;
+    fn emit(&self, kind: EventKind, namespace: Arc<str>, subject: Arc<str>, data: Arc<Value>) -> Arc<Event>;
 
     /// Like [`emit`](Self::emit), at `time`: a task's transition reads the clock once for
     /// its record and its event (a clock read is tens of nanoseconds, several per task).
@@ -20,8 +20,8 @@ pub trait EventSink: Send + Sync + 'static {
         &self,
         time: SystemTime,
         kind: EventKind,
-        namespace: &str,
-        subject: String,
+        namespace: Arc<str>,
+        subject: Arc<str>,
         data: Arc<Value>,
     ) -> Arc<Event> {
         let _ = time;

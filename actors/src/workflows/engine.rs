@@ -467,8 +467,8 @@ async fn start_run(
     progress.apply(&started);
     let event = env.events.emit(
         EventKind::RunStarted,
-        &record.namespace,
-        record.id.to_string(),
+        record.namespace.as_str().into(),
+        record.id.to_string().into(),
         json!({"workflow": record.workflow, "version": record.version}).into(),
     );
     let mut writes = vec![Write::PutRun(Box::new(record.clone())), Write::AppendJournal(Box::new(started))];

@@ -124,6 +124,8 @@ pub struct RunDriver {
     env: Arc<RunEnv>,
     myself: Addr<RunMsg>,
     record: RunRecord,
+    /// The namespace and the run id as text, made once: every event of the run carries them.
+    event_names: (Arc<str>, Arc<str>),
     progress: RunProgress,
     in_flight: HashMap<UnitKey, Carrier>,
     timer: Option<(std::time::SystemTime, JoinHandle<()>)>,
@@ -160,6 +162,7 @@ impl Actor for RunActor {
         Ok(RunDriver {
             env,
             myself,
+            event_names: (record.namespace.as_str().into(), record.id.to_string().into()),
             record,
             progress,
             in_flight: HashMap::new(),

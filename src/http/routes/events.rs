@@ -63,10 +63,12 @@ pub struct EventView {
     pub time: String,
     #[schema(example = "task.succeeded")]
     pub kind: String,
-    pub namespace: String,
+    // Shared with the event, like `subject` and `data`: a delivery copies none of them.
+    #[schema(value_type = String)]
+    pub namespace: Arc<str>,
     /// A task id, an agent key (`<namespace>/<agent>`), an actor name.
-    pub subject: String,
-    // Shared with the event: a delivery does not copy the data.
+    #[schema(value_type = String)]
+    pub subject: Arc<str>,
     #[schema(value_type = Object)]
     pub data: Arc<Value>,
 }

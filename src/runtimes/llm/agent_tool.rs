@@ -78,7 +78,7 @@ impl Tool for AgentTool {
                 TaskRequest::to_capabilities(capabilities.clone(), arguments)
             }
         }
-        .namespace(task.namespace.clone())
+        .namespace(&*task.namespace)
         .idempotency_key(key);
         request.submitter = task.submitter.clone();
         request.deadline = task.deadline;

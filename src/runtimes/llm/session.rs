@@ -215,7 +215,7 @@ impl<'a> Session<'a> {
 
     fn call_context(&self) -> CallContext {
         CallContext {
-            namespace: self.task.namespace.clone(),
+            namespace: self.task.namespace.to_string(),
             task: Some(self.task.task_id),
             run: None,
             agent: Some(self.agent.name.to_string()),

@@ -86,11 +86,11 @@ fn process(command: &Path) -> ProcessSpec {
 struct Recorder(Mutex<Vec<Value>>);
 
 impl EventSink for Recorder {
-    fn emit(&self, kind: EventKind, namespace: &str, subject: String, data: Arc<Value>) -> Arc<Event> {
+    fn emit(&self, kind: EventKind, namespace: Arc<str>, subject: Arc<str>, data: Arc<Value>) -> Arc<Event> {
         assert_eq!(kind, EventKind::TaskProgress);
         self.0.lock().push(Value::clone(&data));
         let time = std::time::SystemTime::now();
-        Arc::new(Event { seq: 0, time, kind, namespace: namespace.into(), subject, data })
+        Arc::new(Event { seq: 0, time, kind, namespace, subject, data })
     }
 }
 

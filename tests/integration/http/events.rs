@@ -132,7 +132,7 @@ async fn listing_filters_pages_and_confines_callers() {
 
     // Viewers do not see progress data (the agent's own payload).
     let bus = &s.node.tree_internals().events;
-    bus.emit(EventKind::TaskProgress, "team-a", echo.clone(), json!({"secret": 1}).into());
+    bus.emit(EventKind::TaskProgress, "team-a".into(), echo.as_str().into(), json!({"secret": 1}).into());
     let (_, page) = list(&s, &token("viewer", Some("team-a")), "kinds=task.progress").await;
     assert_eq!(page["events"][0]["data"], Value::Null, "{page}");
     let (_, page) = list(&s, &dev_a, "kinds=task.progress").await;
@@ -249,7 +249,12 @@ async fn a_client_that_never_reads_is_dropped_as_slow() {
     let bus = &s.node.tree_internals().events;
     let sent = 400;
     for i in 0..sent {
-        bus.emit(EventKind::TaskProgress, "team-a", format!("t{i}"), json!({"blob": blob}).into());
+        bus.emit(
+            EventKind::TaskProgress,
+            "team-a".into(),
+            format!("t{i}").into(),
+            json!({"blob": blob}).into(),
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (code, reason, texts) = close_of(&mut ws).await;

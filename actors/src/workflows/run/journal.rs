@@ -23,8 +23,8 @@ impl RunDriver {
         for entry in &entries {
             let event = self.env.events.emit(
                 EventKind::for_journal(entry.kind),
-                &self.record.namespace,
-                self.record.id.to_string(),
+                self.event_names.0.clone(),
+                self.event_names.1.clone(),
                 event_data(&self.record.workflow, entry).into(),
             );
             writes.push(Write::AppendJournal(Box::new(entry.clone())));
