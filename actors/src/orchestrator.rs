@@ -353,7 +353,7 @@ impl Actor for Orchestrator {
             OrchestratorMsg::RenewLease => state.renew_lease(),
             OrchestratorMsg::Wait { id, wait, reply } => state.wait(id, reply.into(), wait),
             OrchestratorMsg::Get { id, reply } => match state.tasks.get(&id) {
-                Some(entry) => drop(reply.send(Ok(entry.record.clone()))),
+                Some(entry) => drop(reply.send(Ok(TaskRecord::clone(&entry.record)))),
                 None => state.read_from_store(id, reply.into()),
             },
             OrchestratorMsg::Cancel { id, reply } => state.cancel(id, reply),
@@ -519,7 +519,7 @@ impl OrchestratorState {
         // A durable task is committed, with its first event, before it is accepted; a
         // non-durable one is written once, in the background, when it finishes (DESIGN
         // §13.10: it may be lost).
-        let accept_write = durable.then(|| Write::PutTask(Box::new(entry.record.clone())));
+        let accept_write = durable.then(|| entry.put());
         match intake {
             Intake::Wait(reply, wait) => {
                 let waiter = self.waiter(id, reply, wait);

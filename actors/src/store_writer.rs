@@ -628,11 +628,11 @@ mod tests {
         let (w, _, _) = writer_with(store.clone(), 100, Duration::from_millis(20)).await;
         let request = crate::domain::TaskRequest::to_agent("echo", serde_json::Value::Null);
         let mut record = crate::domain::TaskRecord::queued(&request, 1, None, SystemTime::now());
-        let first = Write::PutTask(Box::new(record.clone()));
+        let first = Write::PutTask(Arc::new(record.clone()));
         record.state = crate::domain::TaskState::Cancelled;
         let (a, rx) = ack();
         w.send_message(StoreWriterMsg::Write { writes: vec![first], ack: None, retry: Retry::No }).unwrap();
-        let last = Write::PutTask(Box::new(record.clone()));
+        let last = Write::PutTask(Arc::new(record.clone()));
         w.send_message(StoreWriterMsg::Write {
             writes: vec![last],
             ack: Some(a),

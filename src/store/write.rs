@@ -367,7 +367,7 @@ mod tests {
         let request = TaskRequest::to_agent("echo", serde_json::json!({}));
         let mut record = TaskRecord::queued(&request, 1, None, std::time::SystemTime::now());
         (record.id, record.state) = (id, state);
-        Write::PutTask(Box::new(record))
+        Write::PutTask(std::sync::Arc::new(record))
     }
 
     #[test]

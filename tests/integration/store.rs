@@ -53,7 +53,7 @@ fn task(namespace: &str, state: TaskState, updated_at: SystemTime) -> TaskRecord
 }
 
 fn put(task: &TaskRecord) -> Write {
-    Write::PutTask(Box::new(task.clone()))
+    Write::PutTask(std::sync::Arc::new(task.clone()))
 }
 
 fn event(seq: u64, time: SystemTime) -> Event {

@@ -45,7 +45,7 @@ impl OrchestratorState {
             Ok(agent) => agent,
             Err(error) => return self.finish(id, TaskState::Failed, None, Some(error.to_string())),
         };
-        entry.record.attempt += 1;
+        entry.record_mut().attempt += 1;
         if entry.record.attempt > 1 {
             // One token per attempt: the attempt's timeout fires it, so a retry needs a
             // fresh one. (A token per attempt, not a child token, keeps the hot path free
@@ -53,7 +53,7 @@ impl OrchestratorState {
             entry.cancel = CancellationToken::new();
         }
         entry.agent_key = Some(agent.key.clone());
-        entry.record.agent = Some(agent.spec.name.clone());
+        entry.record_mut().agent = Some(agent.spec.name.clone());
         entry.event_data = Some(agent.event_data.clone());
         let job = AgentJob {
             task_id: id,
@@ -99,8 +99,9 @@ impl OrchestratorState {
         if entry.record.attempt != attempt || entry.record.state.is_final() {
             return;
         }
-        entry.record.state = TaskState::Running;
-        entry.record.updated_at = now;
+        let record = entry.record_mut();
+        record.state = TaskState::Running;
+        record.updated_at = now;
         // Only a durable task stores its attempts (`task_attempts`).
         entry.attempt_started_at = entry.record.durable.then_some(now);
         let data = match (&entry.event_data, attempt) {
@@ -119,7 +120,7 @@ impl OrchestratorState {
         // its number (and so its idempotency key). A non-durable task's events live in
         // the event ring only (DESIGN §13.4).
         if entry.record.durable {
-            let running = Write::PutTask(Box::new(entry.record.clone()));
+            let running = entry.put();
             self.write_later([running, Write::AppendEvent(event)]);
         }
     }
@@ -200,9 +201,10 @@ impl OrchestratorState {
     ) {
         let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
-        entry.record.state = TaskState::Queued;
-        entry.record.error = Some(why.to_string());
-        entry.record.updated_at = now;
+        let record = entry.record_mut();
+        record.state = TaskState::Queued;
+        record.error = Some(why.to_string());
+        record.updated_at = now;
         let ended = entry.ended_attempt(ended, now);
         self.args.metrics.retried.inc();
         let data = json!({"agent": entry.event_agent(), "attempt": attempt, "error": why, "delay_ms": delay.as_millis() as u64});
@@ -215,7 +217,7 @@ impl OrchestratorState {
         );
         let namespace = std::mem::take(&mut entry.holds_run_slot).then(|| entry.record.namespace.clone());
         if entry.record.durable {
-            let mut writes = vec![Write::AppendEvent(event), Write::PutTask(Box::new(entry.record.clone()))];
+            let mut writes = vec![Write::AppendEvent(event), entry.put()];
             writes.extend(ended.map(|a| Write::PutAttempt(Box::new(a))));
             self.write_later(writes);
         }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::tasks::RecordReply;
 use super::{OrchestratorState, Submitted, TaskError};
-use crate::domain::{EventKind, TaskId, TaskState};
+use crate::domain::{EventKind, TaskId, TaskRecord, TaskState};
 use crate::ports::{StoreError, Write};
 use crate::store_writer::{Ack, Retry};
 
@@ -55,7 +55,8 @@ impl OrchestratorState {
             entry.cancel.cancel();
             self.finish(id, TaskState::Cancelled, None, Some("cancelled".into()));
         }
-        let _ = reply.send(self.tasks.get(&id).map(|e| e.record.clone()).ok_or(TaskError::NotFound(id)));
+        let _ = reply
+            .send(self.tasks.get(&id).map(|e| TaskRecord::clone(&e.record)).ok_or(TaskError::NotFound(id)));
     }
 
     /// Records the final state, emits the event, writes the record and tells the waiters:
@@ -69,10 +70,11 @@ impl OrchestratorState {
     ) {
         let now = self.args.clock.now();
         let Some(entry) = self.tasks.get_mut(&id) else { return };
-        entry.record.state = state;
-        entry.record.output = output;
-        entry.record.error = if state == TaskState::Succeeded { None } else { error };
-        entry.record.updated_at = now;
+        let record = entry.record_mut();
+        record.state = state;
+        record.output = output;
+        record.error = if state == TaskState::Succeeded { None } else { error };
+        record.updated_at = now;
         let attempt = entry.ended_attempt(state, now);
         let held = std::mem::take(&mut entry.holds_run_slot);
         self.wait_slots.unfile(id, &entry.waiters);
@@ -94,7 +96,7 @@ impl OrchestratorState {
         };
         let kind = EventKind::for_task_state(state);
         let event = self.args.events.emit_at(now, kind, entry.namespace.clone(), entry.subject.clone(), data);
-        let mut writes = vec![Write::PutTask(Box::new(entry.record.clone()))];
+        let mut writes = vec![entry.put()];
         if let Some(reply) = entry.accept_reply.take() {
             // Finished before its commit was acknowledged (cancelled at once, say).
             let _ = reply.send(Ok(Submitted { id, existing: false }));
@@ -106,7 +108,7 @@ impl OrchestratorState {
             let record = entry.record.clone();
             let ack: Ack = Box::new(move |result| {
                 let reply = result
-                    .map(|()| record)
+                    .map(|()| TaskRecord::clone(&record))
                     .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
                 for waiter in waiters {
                     waiter.send(reply.clone());
@@ -115,7 +117,7 @@ impl OrchestratorState {
             self.write_now(writes, ack, Retry::UntilCommitted);
         } else {
             for waiter in entry.waiters.drain(..) {
-                waiter.send(Ok(entry.record.clone()));
+                waiter.send(Ok(TaskRecord::clone(&entry.record)));
             }
             // The task's only row write: nothing can overtake it.
             self.write_lazily(writes);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::AgentEventData;
 use super::{Submitted, TaskError};
 use crate::domain::{TaskId, TaskRecord, TaskRequest, TaskState};
-use crate::ports::AttemptRecord;
+use crate::ports::{AttemptRecord, Write};
 
 pub type RecordReply = RpcReplyPort<Result<TaskRecord, TaskError>>;
 
@@ -59,7 +59,9 @@ impl Waiter {
 }
 
 pub struct TaskEntry {
-    pub record: TaskRecord,
+    /// Shared with the writes of it (`Write::PutTask`): changed through
+    /// [`record_mut`](Self::record_mut), which copies it only while a write still holds it.
+    pub record: Arc<TaskRecord>,
     pub request: Arc<TaskRequest>,
     /// The agent (`<namespace>/<name>`) of the current attempt.
     pub agent_key: Option<Arc<str>>,
@@ -106,7 +108,7 @@ impl TaskEntry {
             namespace,
             subject: record.id.to_string().into(),
             request,
-            record,
+            record: Arc::new(record),
             agent_key: None,
             event_data: None,
             cancel: CancellationToken::new(),
@@ -115,6 +117,15 @@ impl TaskEntry {
             attempt_started_at: None,
             holds_run_slot: false,
         }
+    }
+
+    pub fn record_mut(&mut self) -> &mut TaskRecord {
+        Arc::make_mut(&mut self.record)
+    }
+
+    /// A write of the record as it is now.
+    pub fn put(&self) -> Write {
+        Write::PutTask(self.record.clone())
     }
 
     /// The agent a task event names in `data.agent` (so `/v1/events?agents=` finds it):
@@ -214,8 +225,8 @@ impl TaskTable {
         while self.finished.len() > self.retain_finished {
             if let Some(old) = self.finished.pop_front() {
                 if let Some(entry) = self.tasks.remove(&old) {
-                    if let Some(key) = entry.record.idempotency_key {
-                        self.idempotency.remove(&(entry.record.namespace, key));
+                    if let Some(key) = &entry.record.idempotency_key {
+                        self.idempotency.remove(&(entry.record.namespace.clone(), key.clone()));
                     }
                 }
             }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::tasks::{WaitReply, Waiter};
 use super::{OrchestratorMsg, OrchestratorState, TaskError};
-use crate::domain::TaskId;
+use crate::domain::{TaskId, TaskRecord};
 use crate::store_writer::{Ack, Retry};
 
 impl OrchestratorState {
@@ -23,12 +23,12 @@ impl OrchestratorState {
             return self.read_from_store(id, reply);
         };
         if !entry.record.durable {
-            return reply.send(Ok(entry.record.clone()));
+            return reply.send(Ok(TaskRecord::clone(&entry.record)));
         }
         let record = entry.record.clone();
         let ack: Ack = Box::new(move |result| {
             let answer = result
-                .map(|()| record)
+                .map(|()| TaskRecord::clone(&record))
                 .map_err(|e| TaskError::Unavailable(format!("the final state was not stored: {e}")));
             reply.send(answer);
         });
@@ -76,7 +76,7 @@ impl OrchestratorState {
                 .partition(|w| w.until.is_some_and(|u| u <= now));
             entry.waiters = waiting;
             for waiter in due {
-                waiter.send(Ok(entry.record.clone()));
+                waiter.send(Ok(TaskRecord::clone(&entry.record)));
             }
         }
     }

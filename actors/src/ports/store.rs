@@ -29,7 +29,9 @@ pub use memory::MemoryStore;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// Inserts or replaces a task record. Several puts of one task in a batch: the last wins.
-    PutTask(Box<TaskRecord>),
+    /// Shared with the orchestrator's entry of the task, which copies it only if it
+    /// changes the task again before the write is done with it.
+    PutTask(Arc<TaskRecord>),
     /// Inserts or replaces the record of one attempt of a task.
     PutAttempt(Box<AttemptRecord>),
     /// Appends an event with the `seq` the node's event bus gave it.

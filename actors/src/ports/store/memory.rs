@@ -31,7 +31,7 @@ pub struct MemoryStore {
 struct MemoryTables {
     /// Boxed: a B-tree node of inline records is kilobytes, so every insert and eviction
     /// moved kilobytes and the nodes churned through the allocator's large pages.
-    tasks: BTreeMap<TaskId, Box<TaskRecord>>,
+    tasks: BTreeMap<TaskId, Arc<TaskRecord>>,
     attempts: BTreeMap<(TaskId, u32), AttemptRecord>,
     events: VecDeque<Arc<Event>>,
     agents: HashMap<(String, String), AgentSpec>,
@@ -299,8 +299,9 @@ impl Store for MemoryStore {
                 break;
             }
             if !task.state.is_final() && task.owner.is_some_and(|o| !live.contains(&o)) {
+                let task = Arc::make_mut(task);
                 task.owner = Some(start.id);
-                claimed.push((**task).clone());
+                claimed.push(task.clone());
             }
         }
         Ok(claimed)

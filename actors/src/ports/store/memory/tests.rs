@@ -239,12 +239,12 @@ async fn task_keys_are_found_by_index_and_forgotten_with_their_task() {
     };
     let (first, second, third) = (keyed("k1"), keyed("k2"), keyed("k3"));
     for task in [&first, &second] {
-        store.write_batch(&[Write::PutTask(Box::new(task.clone()))]).await.unwrap();
+        store.write_batch(&[Write::PutTask(Arc::new(task.clone()))]).await.unwrap();
     }
     assert_eq!(store.task_by_idempotency_key("default", "k1").await.unwrap(), Some(first.clone()));
     assert_eq!(store.task_by_idempotency_key("other", "k1").await.unwrap(), None);
     // A third task evicts the oldest: its key goes with it.
-    store.write_batch(&[Write::PutTask(Box::new(third.clone()))]).await.unwrap();
+    store.write_batch(&[Write::PutTask(Arc::new(third.clone()))]).await.unwrap();
     assert_eq!(store.task_by_idempotency_key("default", "k1").await.unwrap(), None);
     assert_eq!(store.task_by_idempotency_key("default", "k3").await.unwrap(), Some(third));
 }
