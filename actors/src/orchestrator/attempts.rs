@@ -241,11 +241,10 @@ impl OrchestratorState {
 
 /// `<task id or key>:<attempt>`, built without the formatting machinery (once per attempt).
 fn attempt_key(task: &str, attempt: u32) -> String {
-    let attempt = attempt.to_string();
-    let mut key = String::with_capacity(task.len() + 1 + attempt.len());
-    key.push_str(task);
-    key.push(':');
-    key.push_str(&attempt);
+    use std::fmt::Write as _;
+    // Room for any u32: one allocation.
+    let mut key = String::with_capacity(task.len() + 11);
+    let _ = write!(key, "{task}:{attempt}");
     key
 }
 

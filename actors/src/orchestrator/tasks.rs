@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ractor::RpcReplyPort;
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::AgentEventData;
@@ -58,6 +59,9 @@ impl Waiter {
     }
 }
 
+/// A task's waiters: almost always its submitter alone, so one is held inline.
+pub type Waiters = SmallVec<[Waiter; 1]>;
+
 pub struct TaskEntry {
     /// Shared with the writes of it (`Write::PutTask`): changed through
     /// [`record_mut`](Self::record_mut), which copies it only while a write still holds it.
@@ -74,7 +78,7 @@ pub struct TaskEntry {
     /// Cancels the current attempt (and, through `cancel`, the task).
     pub cancel: CancellationToken,
     /// Waiting for the task to finish.
-    pub waiters: Vec<Waiter>,
+    pub waiters: Waiters,
     /// A durable submission waiting for its commit before it hears "accepted".
     pub accept_reply: Option<RpcReplyPort<Result<Submitted, TaskError>>>,
     /// The task's namespace, shared with its agent's registry entry where it has one:
@@ -112,7 +116,7 @@ impl TaskEntry {
             agent_key: None,
             event_data: None,
             cancel: CancellationToken::new(),
-            waiters: Vec::new(),
+            waiters: Waiters::new(),
             accept_reply: None,
             attempt_started_at: None,
             holds_run_slot: false,

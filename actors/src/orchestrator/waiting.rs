@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::tasks::{WaitReply, Waiter};
+use super::tasks::{WaitReply, Waiter, Waiters};
 use super::{OrchestratorMsg, OrchestratorState, TaskError};
 use crate::domain::{TaskId, TaskRecord};
 use crate::store_writer::{Ack, Retry};
@@ -71,7 +71,7 @@ impl OrchestratorState {
             if entry.record.state.is_final() {
                 continue;
             }
-            let (due, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut entry.waiters)
+            let (due, waiting): (Waiters, Waiters) = std::mem::take(&mut entry.waiters)
                 .into_iter()
                 .partition(|w| w.until.is_some_and(|u| u <= now));
             entry.waiters = waiting;
