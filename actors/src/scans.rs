@@ -168,7 +168,7 @@ impl Actor for ScanJob {
     ) -> Result<(), ActorProcessingErr> {
         let record = &state.record;
         let data = json!({"path": record.path, "submitter": record.submitter});
-        let (namespace, subject) = (record.namespace.as_str().into(), record.id.to_string().into());
+        let (namespace, subject) = (record.namespace.as_str().into(), record.id.text());
         state.env.events.emit(EventKind::ScanStarted, namespace, subject, data.into());
         tracing::info!(scan = %record.id, path = %record.path.display(), "scan started");
         let (scanner, path, progress) =
@@ -261,7 +261,7 @@ impl ScanJobState {
         let (done, total) = now;
         let record = &self.record;
         let data = json!({"done": done, "total": total});
-        let (namespace, subject) = (record.namespace.as_str().into(), record.id.to_string().into());
+        let (namespace, subject) = (record.namespace.as_str().into(), record.id.text());
         self.env.events.emit(EventKind::ScanProgress, namespace, subject, data.into());
     }
 
@@ -273,7 +273,7 @@ impl ScanJobState {
             ScanState::Failed => (EventKind::ScanFailed, json!({"path": record.path, "error": record.error})),
             _ => (EventKind::ScanFinished, json!({"path": record.path, "summary": record.summary})),
         };
-        let (namespace, subject) = (record.namespace.as_str().into(), record.id.to_string().into());
+        let (namespace, subject) = (record.namespace.as_str().into(), record.id.text());
         self.env.events.emit(kind, namespace, subject, data.into());
         tracing::info!(scan = %record.id, state = record.state.as_str(), "scan finished");
         let (reply, _) = ractor::concurrency::oneshot();

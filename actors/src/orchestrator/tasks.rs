@@ -110,7 +110,7 @@ impl TaskEntry {
             attempt_timeout: request.timeout.unwrap_or(timeout),
             retry_backoff: backoff,
             namespace,
-            subject: record.id.to_string().into(),
+            subject: record.id.text(),
             request,
             record: Arc::new(record),
             agent_key: None,

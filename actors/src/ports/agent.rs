@@ -54,7 +54,7 @@ impl Progress {
     }
 
     pub fn report(&self, data: Value) {
-        let subject = self.task_id.to_string().into();
+        let subject = self.task_id.text();
         self.sink.emit(EventKind::TaskProgress, self.namespace.clone(), subject, data.into());
     }
 }

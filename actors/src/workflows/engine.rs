@@ -468,7 +468,7 @@ async fn start_run(
     let event = env.events.emit(
         EventKind::RunStarted,
         record.namespace.as_str().into(),
-        record.id.to_string().into(),
+        record.id.text(),
         json!({"workflow": record.workflow, "version": record.version}).into(),
     );
     let mut writes = vec![Write::PutRun(Box::new(record.clone())), Write::AppendJournal(Box::new(started))];

@@ -162,7 +162,7 @@ impl Actor for RunActor {
         Ok(RunDriver {
             env,
             myself,
-            event_names: (record.namespace.as_str().into(), record.id.to_string().into()),
+            event_names: (record.namespace.as_str().into(), record.id.text()),
             record,
             progress,
             in_flight: HashMap::new(),
