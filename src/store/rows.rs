@@ -248,7 +248,7 @@ where
         agent: get(row, "agent")?,
         state: from_name::<TaskState>(get(row, "state")?, "state")?,
         input: Arc::new(get::<R, Json<Value>>(row, "input")?.0),
-        output: get::<R, Option<Json<Value>>>(row, "output")?.map(|j| j.0),
+        output: get::<R, Option<Json<Value>>>(row, "output")?.map(|j| Arc::new(j.0)),
         error: get(row, "error")?,
         priority: u8::try_from(priority).map_err(|e| decode_error("priority", e))?,
         attempt: get_u32(row, "attempt")?,

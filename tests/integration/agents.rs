@@ -153,7 +153,7 @@ async fn several_nodes_run_in_one_process() {
             .run(TaskRequest::to_agent("echo", json!(handle.name())), Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(done.output, Some(json!(handle.name())));
+        assert_eq!(done.output.as_deref(), Some(&json!(handle.name())));
         assert!(handle.tree().find(&format!("{}/agents/pool:default/echo", handle.name())).is_some());
     }
     stop(a).await;

@@ -98,7 +98,7 @@ async fn a_tool_calling_agent_calls_other_agents_as_its_submitter_and_answers() 
     server.script.push(Answer::Text("rust and tokio".into()));
     let done = run(&handle, "assistant", json!("what are rust and tokio?")).await;
     assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
-    assert_eq!(done.output, Some(json!("rust and tokio")));
+    assert_eq!(done.output.as_deref(), Some(&json!("rust and tokio")));
 
     let requests = server.script.requests();
     assert_eq!(requests.len(), 3, "three steps");
@@ -204,7 +204,7 @@ async fn an_http_tool_refuses_private_addresses_unless_allowed() {
     agents_ready(&handle, 5).await;
     server.script.push(Answer::ToolCalls(vec![call("c3", "weather", json!({"city": "Oslo"}))]));
     server.script.push(Answer::Text("clear".into()));
-    assert_eq!(run(&handle, "open", json!("weather?")).await.output, Some(json!("clear")));
+    assert_eq!(run(&handle, "open", json!("weather?")).await.output.as_deref(), Some(&json!("clear")));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(tool_messages(&server)[2], r#"{"sky":"clear"}"#);
     stop(handle).await;
@@ -225,7 +225,7 @@ async fn the_output_schema_is_enforced_with_one_repair() {
     server.script.push(Answer::Text("I think it is a 7".into()));
     server.script.push(Answer::Text("```json\n{\"score\": 7}\n```".into()));
     let done = run(&handle, "grader", json!({"essay": "…"})).await;
-    assert_eq!(done.output, Some(json!({"score": 7})), "{:?}", done.error);
+    assert_eq!(done.output.as_deref(), Some(&json!({"score": 7})), "{:?}", done.error);
     let repair = &server.script.requests()[1];
     let last =
         repair["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
@@ -323,7 +323,12 @@ async fn an_llm_agent_registered_at_run_time_comes_back_after_a_restart() {
     let restored = agents.iter().find(|a| a.name == "assistant").expect("restored from the store");
     assert!(restored.workers > 0);
     let answer = run(&second, "assistant", json!("hello")).await;
-    assert_eq!(answer.output, Some(json!("hello")), "the scripted model echoes: {:?}", answer.error);
+    assert_eq!(
+        answer.output.as_deref(),
+        Some(&json!("hello")),
+        "the scripted model echoes: {:?}",
+        answer.error
+    );
     stop(second).await;
 }
 

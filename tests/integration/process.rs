@@ -65,7 +65,7 @@ async fn the_example_agents_run_from_config_with_progress_events() {
         .run(TaskRequest::to_agent("echo", json!({"text": "hi"})), Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!((done.state, done.output), (TaskState::Succeeded, Some(json!({"text": "hi"}))));
+    assert_eq!((done.state, done.output.as_deref()), (TaskState::Succeeded, Some(&json!({"text": "hi"}))));
 
     let mut progress = handle
         .subscribe(EventFilter { kinds: vec![EventKind::TaskProgress], ..Default::default() }, None)
@@ -182,7 +182,11 @@ async fn a_crash_mid_task_is_retried_on_a_fresh_process() {
     agents_ready(&handle, 1).await;
     let done = handle.run(TaskRequest::to_agent("crashy", json!(1)), Duration::from_secs(20)).await.unwrap();
     assert_eq!(done.state, TaskState::Succeeded, "{:?}", done.error);
-    assert_eq!((done.attempt, done.output), (2, Some(json!(2))), "the second attempt ran on a new process");
+    assert_eq!(
+        (done.attempt, done.output.as_deref()),
+        (2, Some(&json!(2))),
+        "the second attempt ran on a new process"
+    );
     stop(handle).await;
 }
 

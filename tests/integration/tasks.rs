@@ -23,7 +23,7 @@ async fn submit_wait_and_the_tree_shows_the_work() {
     let id = handle.submit(TaskRequest::to_agent("echo", json!({"text": "hi"}))).await.unwrap();
     let done = handle.wait(id, Duration::from_secs(5)).await.unwrap();
     assert_eq!(done.state, TaskState::Succeeded);
-    assert_eq!(done.output, Some(json!({"text": "hi"})));
+    assert_eq!(done.output.as_deref(), Some(&json!({"text": "hi"})));
     assert_eq!(done.attempt, 1);
     assert_eq!(done.agent.as_deref(), Some("echo"));
 

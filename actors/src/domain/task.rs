@@ -161,7 +161,9 @@ pub struct TaskRecord {
     pub agent: Option<String>,
     pub state: TaskState,
     pub input: Arc<Value>,
-    pub output: Option<Value>,
+    /// Shared like `input`: every answer about the finished task (waiters, gets,
+    /// listings) carries it without copying it.
+    pub output: Option<Arc<Value>>,
     pub error: Option<String>,
     pub priority: u8,
     /// Attempts started so far (1 for the first).

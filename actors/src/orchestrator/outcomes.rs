@@ -72,7 +72,7 @@ impl OrchestratorState {
         let Some(entry) = self.tasks.get_mut(&id) else { return };
         let record = entry.record_mut();
         record.state = state;
-        record.output = output;
+        record.output = output.map(Arc::new);
         record.error = if state == TaskState::Succeeded { None } else { error };
         record.updated_at = now;
         let attempt = entry.ended_attempt(state, now);

@@ -33,7 +33,7 @@ pub(super) fn task_outcome(record: &TaskRecord) -> UnitOutcome {
     let error =
         || record.error.clone().unwrap_or_else(|| format!("the task ended {}", record.state.as_str()));
     match record.state {
-        TaskState::Succeeded => UnitOutcome::Succeeded(record.output.clone().unwrap_or_default()),
+        TaskState::Succeeded => UnitOutcome::Succeeded(record.output.as_deref().cloned().unwrap_or_default()),
         TaskState::TimedOut => UnitOutcome::Failed { state: StepState::TimedOut, error: error() },
         TaskState::Cancelled => UnitOutcome::Failed { state: StepState::Cancelled, error: error() },
         _ => UnitOutcome::Failed { state: StepState::Failed, error: error() },
@@ -330,7 +330,7 @@ mod tests {
                     let mut record = state.record.clone();
                     if state.looks > state.running_for {
                         record.state = TaskState::Succeeded;
-                        record.output = Some(json!("done"));
+                        record.output = Some(Arc::new(json!("done")));
                     }
                     let _ = reply.send(Ok(record));
                 }

@@ -63,7 +63,8 @@ pub struct TaskView {
     #[schema(value_type = Option<Object>)]
     pub input: Option<Arc<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Arc<Value>>,
     pub error: Option<String>,
     pub priority: u8,
     pub attempt: u32,

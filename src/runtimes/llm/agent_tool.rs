@@ -89,7 +89,7 @@ impl Tool for AgentTool {
             Some(Ok(record)) => record,
         };
         match record.state {
-            TaskState::Succeeded => Ok(record.output.unwrap_or(Value::Null)),
+            TaskState::Succeeded => Ok(record.output.map_or(Value::Null, std::sync::Arc::unwrap_or_clone)),
             state => Err(ToolError::Failed(format!(
                 "task {} ended {}: {}",
                 record.id,
