@@ -86,7 +86,6 @@ pub struct TaskEntry {
     pub namespace: Arc<str>,
     /// The task id as text, made once: it is the subject of every event of the task.
     pub subject: Arc<str>,
-    /// When the current attempt started running.
     /// When the current attempt started running; kept for durable tasks only, whose
     /// attempts are stored.
     pub attempt_started_at: Option<SystemTime>,
@@ -123,6 +122,8 @@ impl TaskEntry {
         }
     }
 
+    /// The record to change: copied first if a write still holds it, so the write keeps
+    /// the record as it was put.
     pub fn record_mut(&mut self) -> &mut TaskRecord {
         Arc::make_mut(&mut self.record)
     }
