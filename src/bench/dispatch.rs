@@ -69,14 +69,21 @@ pub async fn run(p: Params) -> Result<Value, String> {
     wait_for_agent(&handle).await?;
     let baseline_actor = Actor::spawn(None, Echo, ()).await.map_err(|e| e.to_string())?.0;
 
+    // The one actor every task passes through twice: its busy share of a round's wall
+    // time says how close the node is to what a single orchestrator can take.
+    let orchestrator_name = mark1_actors::node::actor_name(&handle.tree_internals().name, "orchestrator");
+    let orchestrator =
+        handle.tree_internals().stats.find(&orchestrator_name).ok_or("no orchestrator stats")?;
+
     // Warm-up, not measured.
     closed_loop(&handle, &p, p.tasks / 10).await?;
-    let (mut tps, mut p50, mut p99, mut cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut tps, mut p50, mut p99, mut cpu, mut busy) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut calls, mut base_cpu) = (vec![], vec![]);
     for _ in 0..p.rounds {
-        let cpu_before = cpu_us();
+        let (cpu_before, busy_before, started) = (cpu_us(), orchestrator.busy(), Instant::now());
         let (rate, mut lat) = closed_loop(&handle, &p, p.tasks).await?;
         cpu.push((cpu_us() - cpu_before) as f64 / lat.len() as f64);
+        busy.push((orchestrator.busy() - busy_before).as_secs_f64() / started.elapsed().as_secs_f64());
         lat.sort_unstable();
         tps.push(rate);
         p50.push(quantile(&lat, 0.5) as f64);
@@ -110,6 +117,7 @@ pub async fn run(p: Params) -> Result<Value, String> {
             "p50_us": median(&mut p50),
             "p99_us": median(&mut p99),
             "cpu_us_per_task": round3(cpu_per_task),
+            "orchestrator_busy_share": round3(median(&mut busy)),
             "open_loop": open,
         }),
         json!({"calls_per_sec": calls_per_sec.round(), "cpu_us_per_call": round3(base_cpu_per_call)}),

@@ -162,6 +162,11 @@ impl ActorStats {
         self.handled.load(Relaxed)
     }
 
+    /// Time spent handling messages, all incarnations together.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Relaxed))
+    }
+
     pub fn messages_sent(&self) -> u64 {
         self.sent.load(Relaxed)
     }

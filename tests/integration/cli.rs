@@ -180,7 +180,12 @@ fn benches_print_their_report() {
         vec!["bench", "spawn", "--json", "--n", "500", "--per-pool", "100", "--rounds", "1"],
         vec!["bench", "restart", "--json", "--restarts", "50"],
     ] {
-        bench(dir.path(), &args);
+        let report = bench(dir.path(), &args);
+        if args[1] == "dispatch" {
+            // Read from the orchestrator's own counters: it handled every task's messages.
+            let share = report["orchestrator_busy_share"].as_f64().expect("a busy share");
+            assert!(share > 0.0 && share <= 1.0, "{report}");
+        }
     }
 }
 
