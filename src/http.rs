@@ -30,6 +30,7 @@ pub mod error;
 mod gateway;
 mod limits;
 mod observe;
+pub(crate) mod query;
 pub mod routes;
 mod state;
 pub mod tls;

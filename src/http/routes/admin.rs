@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use mark1_actors::domain::{ApiKeyRecord, Permission, Role};
@@ -18,6 +18,7 @@ use crate::http::audit;
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::query::Query;
 use crate::http::state::EdgeState;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -24,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::query::Query;
 use crate::http::routes::runs::visible_run;
 use crate::http::routes::tasks::{rfc3339, visible_task};
 use crate::http::state::EdgeState;

@@ -9,7 +9,7 @@ pub mod changes;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -29,6 +29,7 @@ use super::tasks::{header_text, rfc3339, WaitQuery};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::query::Query;
 use crate::http::state::EdgeState;
 
 /// A run to start.

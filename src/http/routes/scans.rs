@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,6 +26,7 @@ use crate::http::audit::audit;
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::query::Query;
 use crate::http::state::EdgeState;
 
 /// A scan to start.

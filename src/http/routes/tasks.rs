@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::query::Query;
 use crate::http::state::EdgeState;
 
 /// A submission. Exactly one of `agent` and `capabilities`.

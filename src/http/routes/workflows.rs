@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use mark1_actors::domain::workflow::{self, ParsedDefinition, WorkflowRecord};
@@ -20,6 +20,7 @@ use super::tasks::rfc3339;
 use crate::http::audit::audit;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorDetail, Problem};
+use crate::http::query::Query;
 use crate::http::state::EdgeState;
 
 /// A stored version of a workflow.

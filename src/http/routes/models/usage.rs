@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use mark1_actors::domain::Permission;
 use mark1_actors::ports::{UsageGroup, UsageQuery, UsageRow};
@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, Problem};
+use crate::http::query::Query;
 use crate::http::state::EdgeState;
 
 /// Kept as text so a bad value is refused with a message naming the parameter.
