@@ -482,9 +482,9 @@ impl OrchestratorState {
                     TaskError::QueueFull { agent, limit, retry_after: Duration::from_secs(1) },
                 ));
             }
-            // The selected agent's event data is the named agent's (a capability task's agent
-            // is chosen at dispatch).
-            // The selected agent is of the request's namespace: the task shares its text.
+            // The selected agent is of the request's namespace, so the task shares its
+            // namespace text; its event data is the named agent's (a capability task's
+            // agent is chosen at dispatch, and its queued event names none).
             Ok(entry) => (entry.spec.clone(), entry.namespace.clone(), entry.event_data.clone()),
             Err(error) => return Err((intake, error)),
         };

@@ -239,12 +239,15 @@ impl OrchestratorState {
     }
 }
 
-/// `<task id or key>:<attempt>`, built without the formatting machinery (once per attempt).
+/// `<task id or key>:<attempt>` in one allocation, without the formatting machinery
+/// (once per attempt).
 fn attempt_key(task: &str, attempt: u32) -> String {
-    use std::fmt::Write as _;
-    // Room for any u32: one allocation.
-    let mut key = String::with_capacity(task.len() + 11);
-    let _ = write!(key, "{task}:{attempt}");
+    let mut digits = itoa::Buffer::new();
+    let attempt = digits.format(attempt);
+    let mut key = String::with_capacity(task.len() + 1 + attempt.len());
+    key.push_str(task);
+    key.push(':');
+    key.push_str(attempt);
     key
 }
 

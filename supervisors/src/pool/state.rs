@@ -495,13 +495,14 @@ impl<J: Job, M: Message + From<Assignment<J>>> PoolState<J, M> {
     }
 }
 
-/// `<pool>/worker-<n>`, built without `format!`: its machinery cost a pool more
-/// instructions per worker started than the rest of `add_slot`.
+/// `<pool>/worker-<n>` in one allocation, without `format!`: its machinery cost a pool
+/// more instructions per worker started than the rest of `add_slot`.
 fn worker_name(pool: &str, n: u64) -> String {
-    let n = n.to_string();
+    let mut digits = itoa::Buffer::new();
+    let n = digits.format(n);
     let mut name = String::with_capacity(pool.len() + "/worker-".len() + n.len());
     name.push_str(pool);
     name.push_str("/worker-");
-    name.push_str(&n);
+    name.push_str(n);
     name
 }

@@ -29,8 +29,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryTables {
-    /// Boxed: a B-tree node of inline records is kilobytes, so every insert and eviction
-    /// moved kilobytes and the nodes churned through the allocator's large pages.
+    /// Behind an `Arc`, shared with the orchestrator's entry of the task (`Write::PutTask`):
+    /// no copy per write, and a B-tree node stays small (inline records made each node
+    /// kilobytes, moved on every insert and eviction).
     tasks: BTreeMap<TaskId, Arc<TaskRecord>>,
     attempts: BTreeMap<(TaskId, u32), AttemptRecord>,
     events: VecDeque<Arc<Event>>,
